@@ -1,0 +1,105 @@
+"""The one exception tree of breedlab.
+
+Every error breedlab raises on purpose derives from :class:`LabError` and carries a
+stable ``code`` (for ``--json`` output and HTTP bodies) and an ``exit_code`` family (for
+the CLI). Causes are kept apart::
+
+    LabError                      1  unexpected (a bug, or an environment failure)
+    ├── InvalidRequest            3  the request is wrong: bad flag, field, file or value
+    │   └── ConfigError              the lab's configuration is wrong
+    ├── NotFound                  4  no such package, key, alias, capability or event
+    ├── IntegrityError            5  data is not what it claims to be
+    │   ├── DigestMismatch           bytes do not hash to their recorded digest
+    │   ├── SignatureInvalid         a signature does not verify
+    │   └── ChainBroken              the ledger's hash chain or a checkpoint is broken
+    ├── PolicyError               6  a rule said no (untrusted key, revoked, unapproved)
+    └── Conflict                  7  a concurrent change won (alias compare-and-swap lost)
+
+Exit code 2 is left to the CLI library for usage errors. Foreign exceptions are wrapped
+at the seam where they enter (``raise InvalidRequest(...) from e``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChainBroken",
+    "ConfigError",
+    "Conflict",
+    "DigestMismatch",
+    "IntegrityError",
+    "InvalidRequest",
+    "LabError",
+    "NotFound",
+    "PolicyError",
+    "SignatureInvalid",
+]
+
+
+class LabError(Exception):
+    """Root of every error breedlab raises on purpose."""
+
+    code = "lab_error"
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(LabError):
+    """The request is wrong: a bad flag, field, file or value. Fix the input and retry."""
+
+    code = "invalid_request"
+    exit_code = 3
+
+
+class ConfigError(InvalidRequest):
+    """The lab's configuration (``breedlab.toml``) is missing or wrong."""
+
+    code = "config_error"
+
+
+class NotFound(LabError):
+    """No such package, key, alias, capability, decision or event."""
+
+    code = "not_found"
+    exit_code = 4
+
+
+class IntegrityError(LabError):
+    """Stored data is not what it claims to be: never retry, investigate."""
+
+    code = "integrity_error"
+    exit_code = 5
+
+
+class DigestMismatch(IntegrityError):
+    """Bytes do not hash to the digest they were recorded under."""
+
+    code = "digest_mismatch"
+
+
+class SignatureInvalid(IntegrityError):
+    """A DSSE signature does not verify against the key it names."""
+
+    code = "signature_invalid"
+
+
+class ChainBroken(IntegrityError):
+    """The ledger's hash chain or one of its signed Merkle checkpoints does not verify."""
+
+    code = "chain_broken"
+
+
+class PolicyError(LabError):
+    """A rule said no: untrusted or revoked key, revoked or unapproved package, allowlist."""
+
+    code = "policy_refused"
+    exit_code = 6
+
+
+class Conflict(LabError):
+    """A concurrent change won: an alias moved since you read it. Re-read and retry."""
+
+    code = "conflict"
+    exit_code = 7
