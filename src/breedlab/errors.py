@@ -1,8 +1,8 @@
 """The one exception tree of breedlab.
 
 Every error breedlab raises on purpose derives from :class:`LabError` and carries a
-stable ``code`` (for ``--json`` output and HTTP bodies) and an ``exit_code`` family (for
-the CLI). Causes are kept apart::
+stable ``code`` (for ``--json`` output and HTTP bodies); the CLI maps each family to
+one exit code (``breedlab.cli.shell.EXIT_CODES``). Causes are kept apart::
 
     LabError                      1  unexpected (a bug, or an environment failure)
     ├── InvalidRequest            3  the request is wrong: bad flag, field, file or value
@@ -39,7 +39,6 @@ class LabError(Exception):
     """Root of every error breedlab raises on purpose."""
 
     code = "lab_error"
-    exit_code = 1
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -50,7 +49,6 @@ class InvalidRequest(LabError):
     """The request is wrong: a bad flag, field, file or value. Fix the input and retry."""
 
     code = "invalid_request"
-    exit_code = 3
 
 
 class ConfigError(InvalidRequest):
@@ -63,14 +61,12 @@ class NotFound(LabError):
     """No such package, key, alias, capability, decision or event."""
 
     code = "not_found"
-    exit_code = 4
 
 
 class IntegrityError(LabError):
     """Stored data is not what it claims to be: never retry, investigate."""
 
     code = "integrity_error"
-    exit_code = 5
 
 
 class DigestMismatch(IntegrityError):
@@ -95,11 +91,9 @@ class PolicyError(LabError):
     """A rule said no: untrusted or revoked key, revoked or unapproved package, allowlist."""
 
     code = "policy_refused"
-    exit_code = 6
 
 
 class Conflict(LabError):
     """A concurrent change won: an alias moved since you read it. Re-read and retry."""
 
     code = "conflict"
-    exit_code = 7

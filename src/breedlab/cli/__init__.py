@@ -1,0 +1,89 @@
+"""The ``breedlab`` console script: one command group per component, each a thin call
+into :class:`breedlab.lab.Lab` (DESIGN §12 keeps the names).
+
+Modules: ``shell`` (lab option, error boundary, output), ``lab_commands`` (init, demo),
+``registry_commands`` (capability, import, packages, show, sign, approve, revoke,
+verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, alias).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from breedlab import __version__
+from breedlab.cli import keys_commands, lab_commands, ledger_commands, registry_commands
+from breedlab.cli.shell import err_console, exit_code_for
+from breedlab.errors import LabError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="breedlab",
+    help="A conservative, offline model breeding lab: signed registry, sandboxed operators, "
+    "frozen suites, viability decisions, controlled release, tamper-evident ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"breedlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    lab: Annotated[
+        Path | None,
+        typer.Option(
+            "--lab",
+            help="The lab folder (default: $BREEDLAB_LAB, else ./lab).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    ctx.obj = {"lab": lab}
+
+
+lab_commands.register(app)
+registry_commands.register(app)
+keys_commands.register(app)
+ledger_commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with the one error boundary; returns (and exits with) the exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except LabError as e:
+        err_console.print(f"[bold red]error:[/] {e.message}", markup=True, soft_wrap=True)
+        code = exit_code_for(e)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        code = 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        code = 130
+    else:
+        code = result if isinstance(result, int) else 0
+    if argv is None:
+        sys.exit(code)
+    return code

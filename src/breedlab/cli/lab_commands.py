@@ -1,0 +1,70 @@
+"""Lab commands: ``init`` and ``demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from breedlab.cli.shell import console, lab_path, print_json
+from breedlab.demo import Step, run_demo
+from breedlab.lab import Lab
+
+__all__ = ["register"]
+
+
+def init(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(help="Where (default: --lab, else ./lab).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Lab name.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a lab: config, object store, ledger, keys folder and a checkpoint key."""
+    target = path or lab_path(ctx)
+    lab = Lab.init(target, name=name)
+    lab.close()
+    if json_out:
+        print_json({"lab": str(lab.config.root), "name": lab.config.name})
+    else:
+        console.print(f"initialised lab [bold]{lab.config.name}[/] at {lab.config.root}")
+        console.print(f"  next: export BREEDLAB_LAB={lab.config.root}")
+
+
+def demo(
+    path: Annotated[Path, typer.Argument(help="A new folder for the demo lab.")] = Path("demo-lab"),
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Run the guided tour in a fresh lab: keys, capability, import, sign, approve, alias,
+    checkpoint, verify, lineage, reconstruct."""
+
+    def show(step: Step) -> None:
+        if not json_out:
+            console.print(f"[bold cyan]{step.title:>14}[/]  {step.detail}", soft_wrap=True)
+            console.print(f"{'':>14}  [dim]$ {step.command}[/]", soft_wrap=True)
+
+    summary = run_demo(path, show)
+    if json_out:
+        print_json(
+            {
+                "lab": str(summary.lab),
+                "champion": summary.champion,
+                "dataset": summary.dataset,
+                "accuracy": summary.accuracy,
+                "events": summary.events,
+                "steps": summary.steps,
+            }
+        )
+        return
+    console.print()
+    console.print(f"[bold green]done[/]: {summary.steps} steps, {summary.events} ledger events.")
+    console.print("Look next:")
+    console.print(f"  breedlab --lab {path} packages")
+    console.print(f"  breedlab --lab {path} show digits@champion")
+    console.print(f"  breedlab --lab {path} ledger show")
+    console.print(f"  breedlab --lab {path} verify --all")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("demo")(demo)

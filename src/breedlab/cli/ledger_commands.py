@@ -1,0 +1,115 @@
+"""Ledger and alias commands: ``ledger show|verify|checkpoint``, ``alias set|history``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from breedlab.cli.shell import console, open_lab, print_json, table
+
+__all__ = ["register"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ledger_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Per-capability aliases (champion, shadow, ...).", no_args_is_help=True
+)
+
+
+@ledger_app.command("show")
+def show(
+    ctx: typer.Context,
+    after: Annotated[int, typer.Option("--after", help="Only events after this seq.")] = 0,
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="Only these kinds.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Print ledger events in order."""
+    with open_lab(ctx) as lab:
+        events = lab.events(after=after, kinds=tuple(kind or ()))
+    if json_out:
+        print_json([e.to_json() for e in events])
+        return
+    t = table("seq", "at", "actor", "kind", "subject", "payload")
+    for e in events:
+        payload = json.dumps(dict(e.payload), sort_keys=True)
+        t.add_row(str(e.seq), e.at[:19], e.actor, e.kind, e.subject[:24], payload[:80])
+    console.print(t)
+
+
+@ledger_app.command("verify")
+def verify(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Recompute the hash chain, derived tables and signed checkpoints; name the first bad seq."""
+    with open_lab(ctx) as lab:
+        report = lab.verify_ledger()
+    if json_out:
+        print_json({"ok": True, **report.to_json()})
+        return
+    console.print(f"[green]ok[/] {report.events} events, head {report.head[:16]}")
+    for c in report.checkpoints:
+        console.print(f"  checkpoint seq {c.seq}: {c.tree_size} events, key {c.key}: {c.status}")
+
+
+@ledger_app.command("checkpoint")
+def checkpoint(
+    ctx: typer.Context,
+    key: Annotated[str | None, typer.Option("--key", help="Signing key (default: lab's).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sign an RFC 6962 Merkle tree head over every event so far."""
+    with open_lab(ctx) as lab:
+        ev = lab.checkpoint(key=key)
+    if json_out:
+        print_json(ev.to_json())
+    else:
+        p = ev.payload
+        console.print(f"checkpoint seq {ev.seq}: {p['tree_size']} events, root {p['root']}")
+
+
+@alias_app.command("set")
+def alias_set(
+    ctx: typer.Context,
+    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    alias: Annotated[str, typer.Argument(help="Alias (champion, previous, shadow, ...).")],
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    expect: Annotated[
+        str | None,
+        typer.Option("--expect", help="The package it points at now (omit if unset)."),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+    json_out: JsonFlag = False,
+) -> None:
+    """Move an alias by compare-and-swap; a lost race is an error, never an overwrite."""
+    with open_lab(ctx) as lab:
+        move = lab.set_alias(capability, alias, package, expect=expect, reason=reason)
+    if json_out:
+        print_json(move.to_json())
+    else:
+        old = move.old[:19] if move.old else "(unset)"
+        console.print(f"{capability}@{alias}: {old} -> {move.new[:19]} (seq {move.seq})")
+
+
+@alias_app.command("history")
+def alias_history(
+    ctx: typer.Context,
+    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Every alias move of a capability, from the ledger."""
+    with open_lab(ctx) as lab:
+        moves = lab.alias_history(capability)
+    if json_out:
+        print_json([m.to_json() for m in moves])
+        return
+    t = table("seq", "at", "actor", "alias", "from", "to", "reason")
+    for m in moves:
+        t.add_row(
+            str(m.seq), m.at[:19], m.actor, m.alias, (m.old or "-")[:19], m.new[:19], m.reason
+        )
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(alias_app, name="alias")

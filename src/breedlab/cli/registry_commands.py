@@ -1,0 +1,339 @@
+"""Registry commands: capability, import, packages, show, sign, approve, revoke, verify,
+lineage, reconstruct (seed, stages 0-1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.errors import IntegrityError
+from breedlab.lab import PackageInfo
+
+__all__ = ["register"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+capability_app = typer.Typer(help="Capability contracts (stage 0).", no_args_is_help=True)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _print_info(info: PackageInfo, verb: str) -> None:
+    m = info.manifest
+    console.print(
+        f"{verb} [bold]{m.kind}[/] {m.name} for {m.capability}: {info.id}\n"
+        f"  {len(m.files)} file(s), {_size(m.total_size)}, license {m.license}, "
+        f"data class {m.data_class}, risk tier {m.risk_tier}"
+    )
+
+
+@capability_app.command("add")
+def capability_add(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The contract, a .toml file.")],
+    sign_with: Annotated[str | None, typer.Option("--sign-with", help="Sign with KEY.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Validate a capability contract and register it as a package."""
+    with open_lab(ctx) as lab:
+        info = lab.add_capability(file, sign_with=sign_with)
+    if json_out:
+        print_json(info.to_json())
+    else:
+        _print_info(info, "registered" if info.created else "already registered:")
+
+
+@capability_app.command("show")
+def capability_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Capability name.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Show a capability's current contract."""
+    with open_lab(ctx) as lab:
+        info, contract = lab.capability(name)
+    if json_out:
+        print_json({"package": str(info.id), "contract": contract.to_json()})
+        return
+    c = contract
+    console.print(f"[bold]{c.name}[/] ({c.task}) — {c.description}")
+    console.print(f"  package      {info.id}")
+    console.print(f"  data class   {c.data_class}    risk tier {c.risk_tier}")
+    console.print(f"  labels       {', '.join(c.labels)}")
+    console.print(f"  input        {dict(c.input_schema)}")
+    console.print(f"  output       {dict(c.output_schema)}")
+    console.print(f"  baseline     {dict(c.baseline)}")
+    b = c.budget
+    console.print(
+        f"  budget       latency p95 {b.latency_p95_ms} ms, memory {b.memory_mib} MiB, "
+        f"size {b.size_mib} MiB"
+    )
+    o = c.owners
+    console.print(
+        f"  owners       model {o.model}, evaluation {o.evaluation}, security {o.security}, "
+        f"production {o.production}"
+    )
+    console.print(f"  operators    {', '.join(c.allowed_operators)}")
+
+
+def import_package(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file or folder to import.")],
+    kind: Annotated[str, typer.Option("--kind", help="model | adapter | dataset | suite")],
+    capability: Annotated[str, typer.Option("--capability", help="The capability it serves.")],
+    license: Annotated[str, typer.Option("--license", help="SPDX license identifier.")],
+    data_class: Annotated[
+        str | None,
+        typer.Option("--data-class", help="public | internal | confidential | restricted."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Package name.")] = None,
+    parent: Annotated[
+        list[str] | None,
+        typer.Option("--parent", help="A package it was made from (repeatable)."),
+    ] = None,
+    sign_with: Annotated[str | None, typer.Option("--sign-with", help="Sign with KEY.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Import files as a content-addressed package (checked fully before anything is written)."""
+    with open_lab(ctx) as lab:
+        info = lab.import_path(
+            path,
+            kind=kind,
+            capability=capability,
+            license=license,
+            data_class=data_class,
+            name=name,
+            sign_with=sign_with,
+            parents=tuple(parent or ()),
+        )
+    if json_out:
+        print_json(info.to_json())
+    else:
+        _print_info(info, "imported" if info.created else "already stored:")
+
+
+def packages(
+    ctx: typer.Context,
+    capability: Annotated[str | None, typer.Option("--capability", help="Only this one.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """List registered packages."""
+    with open_lab(ctx) as lab:
+        infos = lab.packages(capability=capability)
+        aliases: dict[str, list[str]] = {}
+        for info in infos:
+            for a in lab.show(str(info.id)).aliases:
+                aliases.setdefault(str(info.id), []).append(a.split("@", 1)[1])
+    if json_out:
+        print_json([i.to_json() for i in infos])
+        return
+    t = table("id", "kind", "name", "capability", "size", "aliases")
+    for i in infos:
+        m = i.manifest
+        t.add_row(
+            i.id.short, m.kind, m.name, m.capability, _size(m.total_size),
+            ", ".join(aliases.get(str(i.id), [])),
+        )  # fmt: skip
+    console.print(t)
+
+
+def show(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Show a package: manifest, signatures, approvals, aliases, lineage."""
+    with open_lab(ctx) as lab:
+        d = lab.show(package)
+    if json_out:
+        print_json(d.to_json())
+        return
+    m = d.info.manifest
+    console.print(f"[bold]{m.name}[/] ({m.kind}, capability {m.capability})")
+    console.print(f"  id          {d.info.id}")
+    console.print(f"  license     {m.license}   data class {m.data_class}   risk {m.risk_tier}")
+    console.print(f"  provenance  {m.provenance}")
+    console.print(f"  parents     {', '.join(p.short for p in m.parents) or '-'}")
+    console.print(f"  children    {', '.join(c[:19] for c in d.children) or '-'}")
+    console.print(f"  signed by   {', '.join(d.signed_by) or '- (unsigned)'}")
+    approvals = ", ".join(f"{a.purpose} by {a.key} ({a.role})" for a in d.approvals)
+    console.print(f"  approvals   {approvals or '-'}")
+    console.print(f"  aliases     {', '.join(d.aliases) or '-'}")
+    if d.revoked:
+        console.print(f"  [bold red]REVOKED[/]     {d.revoked}")
+    t = table("path", "size", "sha256")
+    for f in m.files:
+        t.add_row(f.path, _size(f.size), f.sha256[:16])
+    console.print(t)
+
+
+def sign(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    key: Annotated[str, typer.Option("--key", help="A trusted key of this lab.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Sign a package (a DSSE envelope over an in-toto statement naming it)."""
+    with open_lab(ctx) as lab:
+        info = lab.sign(package, key=key)
+    if json_out:
+        print_json(info.to_json())
+    else:
+        console.print(f"signed {info.id.short} ({info.manifest.name}) with key {key}")
+
+
+def approve(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    purpose: Annotated[str, typer.Option("--purpose", help="parent | release")],
+    key: Annotated[str, typer.Option("--key", help="A trusted role key.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Approve a package for use as a parent or for release (a signed statement)."""
+    with open_lab(ctx) as lab:
+        a = lab.approve(package, purpose=purpose, key=key)
+    if json_out:
+        print_json(a.to_json())
+    else:
+        console.print(f"approved {a.package[:19]} for {a.purpose} by {a.key} ({a.role})")
+
+
+def revoke(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Revoke a package: it can no longer be a parent, champion or release target."""
+    with open_lab(ctx) as lab:
+        info = lab.revoke(package, reason=reason)
+    if json_out:
+        print_json(info.to_json())
+    else:
+        console.print(f"revoked {info.id.short} ({info.manifest.name}): {reason}")
+
+
+def verify(
+    ctx: typer.Context,
+    packages: Annotated[list[str] | None, typer.Argument(help="Packages (default: all).")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="Also re-hash every object in the store and the ledger."),
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Re-hash files, check manifests, signatures, revocations (and with --all, everything)."""
+    with open_lab(ctx) as lab:
+        results = lab.verify(packages or ())
+        store = lab.verify_store() if all_ else None
+        ledger_problem = None
+        ledger = None
+        if all_:
+            try:
+                ledger = lab.verify_ledger()
+            except IntegrityError as e:
+                ledger_problem = e.message
+    failed = [r for r in results if not r.ok]
+    ok = not failed and (store is None or not store.problems) and ledger_problem is None
+    if json_out:
+        print_json(
+            {
+                "ok": ok,
+                "packages": [r.to_json() for r in results],
+                "store": None if store is None else store.to_json(),
+                "ledger": {"ok": ledger_problem is None, "problem": ledger_problem,
+                           "report": None if ledger is None else ledger.to_json()},
+            }
+        )  # fmt: skip
+    else:
+        for r in results:
+            if r.ok:
+                signed = f"signed by {', '.join(r.signed_by)}" if r.signed_by else "unsigned"
+                console.print(
+                    f"[green]ok[/]    {r.package[:19]} {r.name} ({r.files} files, {signed})"
+                )
+            else:
+                for p in r.problems:
+                    console.print(
+                        f"[red]FAIL[/]  {r.package[:19]} {r.name}: {p.where}: {p.message}"
+                    )
+        if store is not None:
+            for p in store.problems:
+                console.print(f"[red]FAIL[/]  store: {p.where}: {p.message}")
+            console.print(f"store: {store.objects} objects, {_size(store.bytes)} re-hashed")
+        if ledger is not None:
+            console.print(
+                f"ledger: {ledger.events} events chained, "
+                f"{len(ledger.checkpoints)} checkpoint(s) verified"
+            )
+        if ledger_problem is not None:
+            console.print(f"[red]FAIL[/]  ledger: {ledger_problem}")
+        console.print("[bold green]verified[/]" if ok else "[bold red]verification failed[/]")
+    if not ok:
+        raise typer.Exit(5)
+
+
+def lineage(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    json_out: JsonFlag = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz DOT.")] = False,
+) -> None:
+    """Show where a package came from (ancestors) and what was bred from it."""
+    with open_lab(ctx) as lab:
+        graph = lab.lineage(package)
+    if json_out:
+        print_json(graph.to_json())
+        return
+    if dot:
+        typer.echo(graph.to_dot(), nl=False)
+        return
+    console.print("[bold]ancestors[/] (the package first)")
+    for node in graph.ancestors:
+        parents = ", ".join(p[:19] for p in node.parents) or "(source)"
+        console.print(f"  {node.id[:19]} {node.name} [{node.kind}, {node.build_type}] <- {parents}")
+    console.print("[bold]descendants[/]")
+    for node in graph.descendants:
+        console.print(f"  {node.id[:19]} {node.name} [{node.kind}, {node.build_type}]")
+    if not graph.descendants:
+        console.print("  (none)")
+
+
+def reconstruct(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    out: Annotated[Path | None, typer.Option("--out", help="A new folder to rebuild into.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Rebuild a package's folder from the store and re-derive its id from the files."""
+    with open_lab(ctx) as lab:
+        rec = lab.reconstruct(package, out=out)
+    if json_out:
+        print_json(rec.to_json())
+    else:
+        verdict = "[green]ids match[/]" if rec.match else "[red]ids DIFFER[/]"
+        console.print(f"rebuilt {rec.files} file(s) into {rec.folder}")
+        console.print(f"  recorded   {rec.package}\n  recomputed {rec.recomputed}\n  {verdict}")
+    if not rec.match:
+        raise typer.Exit(5)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(capability_app, name="capability")
+    app.command("import")(import_package)
+    app.command("packages")(packages)
+    app.command("show")(show)
+    app.command("sign")(sign)
+    app.command("approve")(approve)
+    app.command("revoke")(revoke)
+    app.command("verify")(verify)
+    app.command("lineage")(lineage)
+    app.command("reconstruct")(reconstruct)

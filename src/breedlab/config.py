@@ -1,0 +1,148 @@
+"""Lab configuration: ``breedlab.toml``, read once into frozen values (``tomllib``).
+
+```toml
+[lab]
+name = "my-lab"
+actor = "ml-platform"          # recorded as the actor of events (default: $USER)
+
+[store]
+url = "objects"                # a path relative to the lab, later s3://bucket/prefix
+
+[ledger]
+url = "ledger.db"              # a path relative to the lab (SQLite), or any SQLAlchemy URL
+
+[signing]
+checkpoint_key = "lab"         # the key that signs ledger checkpoints
+
+[executor]
+kind = "local"                 # local | ray
+workers = 2
+```
+Unknown sections or keys are errors naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breedlab.errors import ConfigError
+
+__all__ = ["CONFIG_NAME", "LabConfig", "default_config_text", "load_config"]
+
+CONFIG_NAME = "breedlab.toml"
+
+_ALLOWED: dict[str, dict[str, type]] = {
+    "lab": {"name": str, "actor": str},
+    "store": {"url": str},
+    "ledger": {"url": str},
+    "signing": {"checkpoint_key": str},
+    "executor": {"kind": str, "workers": int},
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabConfig:
+    root: Path
+    name: str = "breedlab"
+    actor: str = ""
+    store_url: str = "objects"
+    ledger_url: str = "ledger.db"
+    checkpoint_key: str = "lab"
+    executor: str = "local"
+    workers: int = 2
+
+    @property
+    def store_path(self) -> Path:
+        return (self.root / self.store_url).resolve()
+
+    @property
+    def ledger_sqlalchemy_url(self) -> str:
+        if "://" in self.ledger_url:
+            return self.ledger_url
+        return f"sqlite:///{(self.root / self.ledger_url).resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def who(self) -> str:
+        if self.actor:
+            return self.actor
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "breedlab"
+
+
+def default_config_text(name: str) -> str:
+    return f"""# breedlab lab configuration (see README, "Configuration").
+[lab]
+name = "{name}"
+
+[store]
+url = "objects"
+
+[ledger]
+url = "ledger.db"
+
+[signing]
+checkpoint_key = "lab"
+
+[executor]
+kind = "local"
+workers = 2
+"""
+
+
+def load_config(root: Path) -> LabConfig:
+    """Read ``root/breedlab.toml``.
+
+    Raises:
+        ConfigError: no lab there, not TOML, or an unknown or mistyped key.
+    """
+    path = root / CONFIG_NAME
+    try:
+        doc: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no lab at {root} (missing {CONFIG_NAME}); run 'breedlab init {root}' "
+            "or pass --lab / set BREEDLAB_LAB"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    values: dict[str, Any] = {}
+    for section, table in doc.items():
+        allowed = _ALLOWED.get(section)
+        if allowed is None or not isinstance(table, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        for key, value in table.items():
+            if key not in allowed:
+                raise ConfigError(f"{path}: unknown key '{section}.{key}'")
+            if not isinstance(value, allowed[key]) or isinstance(value, bool):
+                raise ConfigError(f"{path}: '{section}.{key}' must be {allowed[key].__name__}")
+            values[f"{section}.{key}"] = value
+    executor = values.get("executor.kind", "local")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"{path}: 'executor.kind' must be 'local' or 'ray'")
+    workers = values.get("executor.workers", 2)
+    if workers < 1:
+        raise ConfigError(f"{path}: 'executor.workers' must be at least 1")
+    return LabConfig(
+        root=root.resolve(),
+        name=values.get("lab.name", "breedlab"),
+        actor=values.get("lab.actor", ""),
+        store_url=values.get("store.url", "objects"),
+        ledger_url=values.get("ledger.url", "ledger.db"),
+        checkpoint_key=values.get("signing.checkpoint_key", "lab"),
+        executor=executor,
+        workers=workers,
+    )

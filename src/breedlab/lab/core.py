@@ -1,0 +1,891 @@
+"""The Lab: the one library API. It builds the components from the lab's config and
+joins them; the CLI and (later) the HTTP app are thin shells over it.
+
+Controllers here follow read → decide → write: read the ledger and the store, check the
+rules, then write blobs first and the ledger event last. A crash between the two leaves
+unreferenced blobs (harmless, content-addressed), never a ledger entry that points at
+something missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from breedlab import canonical
+from breedlab.canonical import JsonValue
+from breedlab.clock import Clock, SystemClock
+from breedlab.config import CONFIG_NAME, LabConfig, default_config_text, load_config
+from breedlab.digest import Digest, parse_prefix
+from breedlab.errors import (
+    ChainBroken,
+    Conflict,
+    IntegrityError,
+    InvalidRequest,
+    LabError,
+    NotFound,
+    PolicyError,
+)
+from breedlab.lab.values import (
+    AliasMove,
+    ApprovalInfo,
+    KeyInfo,
+    LedgerReport,
+    LineageGraph,
+    LineageNode,
+    PackageDetails,
+    PackageInfo,
+    Problem,
+    Reconstruction,
+    StoreReport,
+    VerifyResult,
+)
+from breedlab.lab.verification import (
+    CHECKPOINT_PAYLOAD_TYPE,
+    check_checkpoints,
+    check_envelope,
+    check_package,
+    checkpoint_payload,
+    trusted_keys,
+)
+from breedlab.ledger import Event, Ledger, Reader, Txn
+from breedlab.ledger.merkle import root as merkle_root
+from breedlab.registry import source
+from breedlab.registry.blobs import FileBlobStore
+from breedlab.registry.capability import Contract, parse_contract
+from breedlab.registry.licenses import check_license
+from breedlab.registry.manifest import DataClass, FileEntry, Kind, Manifest, RiskTier
+from breedlab.signing import dsse
+from breedlab.signing.keys import KeyPair, Role, check_key_name, load_keypair
+from breedlab.signing.statements import (
+    APPROVAL_PREDICATE,
+    INTOTO_PAYLOAD_TYPE,
+    SIGNATURE_PREDICATE,
+    SLSA_PREDICATE,
+    Statement,
+    Subject,
+    provenance_predicate,
+)
+
+__all__ = ["PURPOSES", "Lab"]
+
+PURPOSES = ("parent", "release")
+_ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+#: Aliases with a release meaning: their targets must be models of the capability.
+RELEASE_ALIASES = ("champion", "previous", "shadow", "canary")
+
+
+class Lab:
+    """A breedlab lab on disk (embedded default: files + SQLite)."""
+
+    def __init__(self, config: LabConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.blobs = FileBlobStore(config.store_path)
+        self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: Path, *, name: str | None = None, clock: Clock | None = None) -> Lab:
+        """Create a lab at ``path`` (DESIGN §3 layout) with a ``lab`` key for checkpoints.
+
+        Raises:
+            Conflict: a lab exists there already.
+            InvalidRequest: ``path`` exists and is a non-empty folder without a lab.
+        """
+        path = path.resolve()
+        if (path / CONFIG_NAME).exists():
+            raise Conflict(f"a lab exists already at {path}")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise InvalidRequest(f"{path} exists and is not an empty folder")
+        path.mkdir(parents=True, exist_ok=True)
+        for folder in ("objects", "keys", "work"):
+            (path / folder).mkdir(exist_ok=True)
+        os.chmod(path / "keys", 0o700)
+        (path / CONFIG_NAME).write_text(default_config_text(name or path.name), "utf-8")
+        lab = cls(load_config(path), clock=clock)
+        lab.blobs.ensure()
+        lab.ledger.create()
+        lab.generate_key("lab", Role.LAB)
+        return lab
+
+    @classmethod
+    def open(cls, path: Path, *, clock: Clock | None = None) -> Lab:
+        """Open the lab at ``path``. Raises ConfigError if there is none."""
+        lab = cls(load_config(path), clock=clock)
+        lab.ledger.create()
+        return lab
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def actor(self) -> str:
+        return self.config.who
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def generate_key(self, name: str, role: Role | str) -> KeyInfo:
+        """Generate an Ed25519 key, store it (private 0600) and trust it in the ledger.
+
+        Raises:
+            Conflict: a key with that name exists.
+        """
+        role = Role.parse(role) if isinstance(role, str) else role
+        check_key_name(name)
+        with self.ledger.reader() as r:
+            if r.key(name) is not None:
+                raise Conflict(f"key {name!r} is registered already")
+        keypair = KeyPair.generate(name)
+        private, public = keypair.save(self.config.keys_dir)
+        try:
+            self.ledger.append(
+                "key.added",
+                name,
+                {
+                    "name": name,
+                    "role": role.value,
+                    "keyid": keypair.keyid,
+                    "public_key": keypair.public_raw.hex(),
+                },
+                actor=self.actor,
+            )
+        except LabError:
+            private.unlink(missing_ok=True)
+            public.unlink(missing_ok=True)
+            raise
+        return self.key(name)
+
+    def key(self, name: str) -> KeyInfo:
+        with self.ledger.reader() as r:
+            row = r.key(name)
+        if row is None:
+            raise NotFound(f"no key named {name!r}; see 'breedlab keys list'")
+        return self._key_info(row)
+
+    def _key_info(self, row: object) -> KeyInfo:
+        name = str(row.name)  # type: ignore[attr-defined]
+        return KeyInfo(
+            name=name,
+            role=str(row.role),  # type: ignore[attr-defined]
+            keyid=str(row.keyid),  # type: ignore[attr-defined]
+            added_seq=int(row.added_seq),  # type: ignore[attr-defined]
+            revoked_seq=row.revoked_seq,  # type: ignore[attr-defined]
+            revoked_reason=row.revoked_reason,  # type: ignore[attr-defined]
+            has_private=(self.config.keys_dir / f"{name}.key").exists(),
+        )
+
+    def keys(self) -> list[KeyInfo]:
+        with self.ledger.reader() as r:
+            return [self._key_info(row) for row in r.all_keys()]
+
+    def revoke_key(self, name: str, reason: str) -> KeyInfo:
+        """Revoke a key: from now on nothing it signed verifies.
+
+        Raises:
+            NotFound, Conflict (revoked already), InvalidRequest (empty reason).
+        """
+        _require_reason(reason)
+        info = self.key(name)
+        if info.revoked_seq is not None:
+            raise Conflict(f"key {name!r} was revoked already (seq {info.revoked_seq})")
+        self.ledger.append(
+            "key.revoked",
+            name,
+            {"name": name, "keyid": info.keyid, "reason": reason},
+            actor=self.actor,
+        )
+        return self.key(name)
+
+    def _signer(self, name: str, r: Reader) -> tuple[KeyPair, str]:
+        """Load a private key and check the lab trusts it; returns ``(keypair, role)``."""
+        keypair = load_keypair(self.config.keys_dir, name)
+        row = r.key_by_id(keypair.keyid)
+        if row is None:
+            raise PolicyError(f"key {name!r} is not trusted by this lab (not in its ledger)")
+        if row.revoked_seq is not None:
+            raise PolicyError(f"key {name!r} was revoked: {row.revoked_reason}")
+        return keypair, str(row.role)
+
+    # -- capabilities ----------------------------------------------------------------------
+
+    def add_capability(self, path: Path, *, sign_with: str | None = None) -> PackageInfo:
+        """Validate a capability contract (TOML) and register it as a package."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise InvalidRequest(f"{path} is a folder; pass the contract's .toml file") from None
+        contract = parse_contract(data, str(path))
+        return self._register(
+            files=[(("capability.toml"), data)],
+            kind=Kind.CAPABILITY,
+            name=contract.name,
+            capability=contract.name,
+            license="CC0-1.0",
+            data_class=contract.data_class,
+            risk_tier=contract.risk_tier,
+            build_type="import",
+            external={"source": "capability.toml"},
+            meta={"contract": contract.to_json()},
+            sign_with=sign_with,
+        )
+
+    def capability(self, name: str) -> tuple[PackageInfo, Contract]:
+        """The current contract of a capability (its latest registered version)."""
+        with self.ledger.reader() as r:
+            rows = r.packages(capability=name, kind=Kind.CAPABILITY.value)
+        if not rows:
+            raise NotFound(f"no capability {name!r}; add one with 'breedlab capability add FILE'")
+        info = self.package(Digest.parse(rows[-1].id))
+        data = self.blobs.get_bytes(info.manifest.files[0].digest)
+        return info, parse_contract(data, f"{name} ({info.id.short})")
+
+    def capabilities(self) -> list[PackageInfo]:
+        with self.ledger.reader() as r:
+            rows = r.packages(kind=Kind.CAPABILITY.value)
+        latest = {row.capability: row.id for row in rows}
+        return [self.package(Digest.parse(pid)) for pid in latest.values()]
+
+    # -- packages ------------------------------------------------------------------------
+
+    def import_path(
+        self,
+        path: Path,
+        *,
+        kind: Kind | str,
+        capability: str,
+        license: str,
+        data_class: DataClass | str | None = None,
+        name: str | None = None,
+        sign_with: str | None = None,
+        family: str | None = None,
+        parents: Sequence[str] = (),
+    ) -> PackageInfo:
+        """Import a file or folder as a package (stage 1: content-addressed, write-once).
+
+        ``parents`` (ids, prefixes or aliases) record what it was made from, e.g. the
+        dataset a model was trained on outside the lab.
+
+        Everything is checked before anything is written. Re-importing identical content
+        returns the same id and writes nothing new.
+
+        Raises:
+            InvalidRequest: refused source (traversal, pickle, empty), bad kind or license.
+            NotFound: no such path or capability.
+            PolicyError: the signing key is untrusted or revoked.
+        """
+        kind = Kind.parse(kind) if isinstance(kind, str) else kind
+        if kind is Kind.CAPABILITY:
+            raise InvalidRequest("import a capability contract with 'breedlab capability add FILE'")
+        spdx = check_license(license)
+        _, contract = self.capability(capability)
+        if data_class is None:
+            klass = contract.data_class
+        else:
+            klass = DataClass.parse(data_class) if isinstance(data_class, str) else data_class
+        parent_ids = [self.resolve(p) for p in parents]
+        files = source.scan(path)
+        return self._register(
+            files=files,
+            kind=kind,
+            name=name or _default_name(path),
+            capability=capability,
+            license=spdx,
+            data_class=klass,
+            risk_tier=contract.risk_tier,
+            build_type="import",
+            external={"kind": kind.value, "license": spdx, "data_class": klass.value},
+            parents=parent_ids,
+            family=family,
+            sign_with=sign_with,
+        )
+
+    def _register(
+        self,
+        *,
+        files: Sequence[source.SourceFile] | Sequence[tuple[str, bytes]],
+        kind: Kind,
+        name: str,
+        capability: str,
+        license: str,
+        data_class: DataClass,
+        risk_tier: RiskTier,
+        build_type: str,
+        external: dict[str, JsonValue],
+        parents: Sequence[Digest] = (),
+        family: str | None = None,
+        meta: dict[str, JsonValue] | None = None,
+        sign_with: str | None = None,
+    ) -> PackageInfo:
+        signer: KeyPair | None = None
+        if sign_with is not None:
+            with self.ledger.reader() as r:
+                signer, _ = self._signer(sign_with, r)
+                for parent in parents:
+                    if r.package(str(parent)) is None:
+                        raise NotFound(f"parent {parent} is not registered")
+        entries = [self._store_file(f) for f in files]
+        entries.sort(key=lambda e: e.path)
+        statement = Statement(
+            subjects=tuple(Subject(name=e.path, sha256=e.sha256) for e in entries),
+            predicate_type=SLSA_PREDICATE,
+            predicate=provenance_predicate(
+                build_type=build_type,
+                external_parameters={"name": name, "capability": capability, **external},
+                resolved_dependencies=[Subject(name="parent", sha256=p.hex) for p in parents],
+            ),
+        )
+        provenance = self.blobs.put_bytes(statement.to_bytes())
+        manifest = Manifest(
+            kind=kind,
+            name=name,
+            capability=capability,
+            license=license,
+            data_class=data_class,
+            risk_tier=risk_tier,
+            files=tuple(entries),
+            parents=tuple(parents),
+            provenance=provenance,
+            family=family,
+            meta=meta or {},
+        )
+        manifest_bytes = manifest.to_bytes()
+        package = self.blobs.put_bytes(manifest_bytes)
+        envelope_digest = None
+        if signer is not None:
+            envelope_digest = self.blobs.put_bytes(
+                self._signature_envelope(manifest, package, signer)
+            )
+        with self.ledger.transaction() as tx:
+            row = tx.package(str(package))
+            created = row is None
+            if created:
+                for parent in parents:
+                    if tx.package(str(parent)) is None:
+                        raise NotFound(f"parent {parent} is not registered")
+                    if (rev := tx.revocation(str(parent))) is not None:
+                        raise PolicyError(f"parent {parent.short} is revoked: {rev.reason}")
+                tx.append(
+                    "package.registered",
+                    str(package),
+                    {
+                        "id": str(package),
+                        "kind": kind.value,
+                        "name": name,
+                        "capability": capability,
+                        "parents": [str(p) for p in parents],
+                        "provenance": str(provenance),
+                        "files": len(entries),
+                        "size": manifest.total_size,
+                    },
+                    actor=self.actor,
+                )
+            if signer is not None and envelope_digest is not None:
+                already = {s.keyid for s in tx.signatures(str(package))}
+                if signer.keyid not in already:
+                    self._append_signature(tx, package, signer, envelope_digest)
+            seq = tx.package(str(package)).registered_seq  # type: ignore[union-attr]
+        return PackageInfo(id=package, manifest=manifest, registered_seq=int(seq), created=created)
+
+    def _store_file(self, f: source.SourceFile | tuple[str, bytes]) -> FileEntry:
+        if isinstance(f, tuple):
+            path, data = f
+            return FileEntry(path=path, sha256=self.blobs.put_bytes(data).hex, size=len(data))
+        fd = source.open_source_file(f.location)
+        with os.fdopen(fd, "rb", buffering=0) as stream:
+            digest, size = self.blobs.put_stream(stream)
+        return FileEntry(path=f.path, sha256=digest.hex, size=size)
+
+    def _signature_envelope(self, manifest: Manifest, package: Digest, signer: KeyPair) -> bytes:
+        statement = Statement(
+            subjects=(Subject(name=manifest.name, sha256=package.hex),),
+            predicate_type=SIGNATURE_PREDICATE,
+            predicate={"kind": manifest.kind.value, "capability": manifest.capability},
+        )
+        return dsse.sign(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), signer).to_bytes()
+
+    def _append_signature(
+        self, tx: Txn, package: Digest, signer: KeyPair, envelope: Digest
+    ) -> Event:
+        return tx.append(
+            "package.signed",
+            str(package),
+            {
+                "package": str(package),
+                "key": signer.name,
+                "keyid": signer.keyid,
+                "envelope": str(envelope),
+            },
+            actor=signer.name,
+        )
+
+    def resolve(self, ref: str) -> Digest:
+        """A package id from ``sha256:<hex>``, a unique prefix (≥ 4 hex) or ``CAP@alias``.
+
+        Raises:
+            NotFound: no such package or alias. InvalidRequest: an ambiguous prefix.
+        """
+        with self.ledger.reader() as r:
+            return self._resolve(r, ref)
+
+    def _resolve(self, r: Reader, ref: str) -> Digest:
+        if "@" in ref:
+            capability, _, alias = ref.partition("@")
+            target = r.alias(capability, alias)
+            if target is None:
+                raise NotFound(f"alias {ref} is not set; see 'breedlab alias history {capability}'")
+            return Digest.parse(target)
+        prefix = parse_prefix(ref)
+        matches = r.packages_with_prefix(prefix)
+        if not matches:
+            raise NotFound(f"no package {ref}; see 'breedlab packages'")
+        if len(matches) > 1:
+            shown = ", ".join(Digest.parse(m).short for m in matches[:5])
+            raise InvalidRequest(f"package prefix {ref} is ambiguous ({shown}); type more digits")
+        return Digest.parse(matches[0])
+
+    def manifest(self, package: Digest) -> Manifest:
+        return Manifest.from_bytes(self.blobs.get_bytes(package))
+
+    def package(self, package: Digest | str) -> PackageInfo:
+        pid = package if isinstance(package, Digest) else self.resolve(package)
+        with self.ledger.reader() as r:
+            row = r.package(str(pid))
+        if row is None:
+            raise NotFound(f"package {pid.short} is not registered")
+        return PackageInfo(
+            id=pid, manifest=self.manifest(pid), registered_seq=int(row.registered_seq)
+        )
+
+    def packages(self, *, capability: str | None = None) -> list[PackageInfo]:
+        with self.ledger.reader() as r:
+            rows = r.packages(capability=capability)
+        return [
+            PackageInfo(
+                id=Digest.parse(row.id),
+                manifest=self.manifest(Digest.parse(row.id)),
+                registered_seq=int(row.registered_seq),
+            )
+            for row in rows
+        ]
+
+    def show(self, ref: str) -> PackageDetails:
+        pid = self.resolve(ref)
+        info = self.package(pid)
+        with self.ledger.reader() as r:
+            signed = []
+            for row in r.signatures(str(pid)):
+                key = r.key_by_id(row.keyid)
+                signed.append(str(key.name) if key is not None else row.keyid[:12])
+            approvals = tuple(
+                ApprovalInfo(
+                    package=str(pid),
+                    purpose=str(row.purpose),
+                    key=_name_of(r, row.keyid),
+                    role=str(row.role),
+                    seq=int(row.seq),
+                )
+                for row in r.approvals(str(pid))
+            )
+            aliases = tuple(f"{row.capability}@{row.name}" for row in r.aliases_of(str(pid)))
+            revoked = r.revocation(str(pid))
+            children = tuple(r.children(str(pid)))
+        return PackageDetails(
+            info=info,
+            signed_by=tuple(signed),
+            approvals=approvals,
+            aliases=aliases,
+            revoked=None if revoked is None else str(revoked.reason),
+            children=children,
+        )
+
+    def sign(self, ref: str, *, key: str) -> PackageInfo:
+        """Sign a registered, intact package with a trusted key (a DSSE envelope).
+
+        Raises:
+            PolicyError: untrusted or revoked key, or the package is revoked.
+            IntegrityError: the package does not verify.
+            Conflict: this key signed it already.
+        """
+        pid = self.resolve(ref)
+        with self.ledger.reader() as r:
+            signer, _ = self._signer(key, r)
+            self._require_intact(r, pid)
+            if signer.keyid in {s.keyid for s in r.signatures(str(pid))}:
+                raise Conflict(f"key {key!r} signed {pid.short} already")
+        manifest = self.manifest(pid)
+        envelope = self.blobs.put_bytes(self._signature_envelope(manifest, pid, signer))
+        with self.ledger.transaction() as tx:
+            if tx.revocation(str(pid)) is not None:
+                raise PolicyError(f"package {pid.short} was revoked")
+            self._append_signature(tx, pid, signer, envelope)
+        return self.package(pid)
+
+    def _require_intact(self, r: Reader, pid: Digest) -> None:
+        _, _, _, problems = check_package(self.blobs, r, pid)
+        if problems:
+            first = problems[0]
+            if first.where == "revocation":
+                raise PolicyError(f"package {pid.short} is revoked ({first.message})")
+            raise IntegrityError(
+                f"package {pid.short} does not verify: {first.where}: {first.message}"
+            )
+
+    def approve(self, ref: str, *, purpose: str, key: str) -> ApprovalInfo:
+        """Record a signed approval of a package for a purpose (``parent`` or ``release``).
+
+        Raises:
+            InvalidRequest: unknown purpose; the ``lab`` key cannot approve.
+            PolicyError: untrusted or revoked key; revoked package.
+            IntegrityError: the package does not verify.
+            Conflict: this key approved it for this purpose already.
+        """
+        if purpose not in PURPOSES:
+            raise InvalidRequest(f"unknown purpose {purpose!r}; use parent or release")
+        pid = self.resolve(ref)
+        with self.ledger.reader() as r:
+            signer, role = self._signer(key, r)
+            if role == Role.LAB.value:
+                raise InvalidRequest("the lab key signs checkpoints, not approvals; use a role key")
+            self._require_intact(r, pid)
+            for row in r.approvals(str(pid)):
+                if row.keyid == signer.keyid and row.purpose == purpose:
+                    raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
+        manifest = self.manifest(pid)
+        statement = Statement(
+            subjects=(Subject(name=manifest.name, sha256=pid.hex),),
+            predicate_type=APPROVAL_PREDICATE,
+            predicate={"purpose": purpose, "role": role, "capability": manifest.capability},
+        )
+        envelope = self.blobs.put_bytes(
+            dsse.sign(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), signer).to_bytes()
+        )
+        with self.ledger.transaction() as tx:
+            if tx.revocation(str(pid)) is not None:
+                raise PolicyError(f"package {pid.short} was revoked")
+            ev = tx.append(
+                "package.approved",
+                str(pid),
+                {
+                    "package": str(pid),
+                    "purpose": purpose,
+                    "key": key,
+                    "keyid": signer.keyid,
+                    "role": role,
+                    "envelope": str(envelope),
+                },
+                actor=key,
+            )
+        return ApprovalInfo(package=str(pid), purpose=purpose, key=key, role=role, seq=ev.seq)
+
+    def revoke(self, ref: str, *, reason: str) -> PackageInfo:
+        """Revoke a package: it can no longer be a parent, champion or release target."""
+        _require_reason(reason)
+        pid = self.resolve(ref)
+        with self.ledger.transaction() as tx:
+            if tx.package(str(pid)) is None:
+                raise NotFound(f"package {pid.short} is not registered")
+            if tx.revocation(str(pid)) is not None:
+                raise Conflict(f"package {pid.short} was revoked already")
+            tx.append(
+                "package.revoked",
+                str(pid),
+                {"package": str(pid), "reason": reason},
+                actor=self.actor,
+            )
+        return self.package(pid)
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify(self, refs: Iterable[str] = ()) -> list[VerifyResult]:
+        """Verify the named packages (or every registered package if none are named)."""
+        results = []
+        with self.ledger.reader() as r:
+            ids = [self._resolve(r, ref) for ref in refs]
+            if not ids:
+                ids = [Digest.parse(row.id) for row in r.packages()]
+            for pid in ids:
+                name, files, signers, problems = check_package(self.blobs, r, pid)
+                results.append(
+                    VerifyResult(
+                        package=str(pid),
+                        name=name,
+                        files=files,
+                        signed_by=signers,
+                        problems=tuple(problems),
+                    )
+                )
+        return results
+
+    def verify_store(self) -> StoreReport:
+        """Re-hash every object in the store (referenced or not) and report bad ones."""
+        problems: list[Problem] = []
+        count = 0
+        total = 0
+        for digest in self.blobs.digests():
+            count += 1
+            try:
+                total += self.blobs.check(digest)
+            except LabError as e:
+                problems.append(Problem(where=f"object {digest.short}", message=e.message))
+        for stray in self.blobs.stray_files():
+            problems.append(Problem(where=str(stray), message="stray file in the object store"))
+        return StoreReport(objects=count, bytes=total, problems=tuple(problems))
+
+    def verify_ledger(self) -> LedgerReport:
+        """Recompute the chain, the projections and every signed checkpoint.
+
+        Raises:
+            IntegrityError (ChainBroken): names the first bad seq or checkpoint.
+        """
+        report = self.ledger.verify_chain()
+        with self.ledger.reader() as r:
+            try:
+                checkpoints = check_checkpoints(self.blobs, r)
+            except ChainBroken:
+                raise
+            except IntegrityError as e:
+                raise ChainBroken(e.message) from e
+        return LedgerReport(
+            events=report.events, head=report.head_hash, checkpoints=tuple(checkpoints)
+        )
+
+    def checkpoint(self, *, key: str | None = None) -> Event:
+        """Sign an RFC 6962 tree head over every event so far (``checkpoint.signed``)."""
+        name = key or self.config.checkpoint_key
+        with self.ledger.reader() as r:
+            signer, _ = self._signer(name, r)
+        with self.ledger.transaction() as tx:
+            leaves = [bytes.fromhex(e.hash) for e in tx.events()]
+            root_hex = merkle_root(leaves).hex()
+            payload = checkpoint_payload(
+                lab=self.config.name, tree_size=len(leaves), root_hex=root_hex
+            )
+            envelope = self.blobs.put_bytes(
+                dsse.sign(CHECKPOINT_PAYLOAD_TYPE, payload, signer).to_bytes()
+            )
+            return tx.append(
+                "checkpoint.signed",
+                f"tree:{len(leaves)}",
+                {
+                    "tree_size": len(leaves),
+                    "root": root_hex,
+                    "key": name,
+                    "keyid": signer.keyid,
+                    "envelope": str(envelope),
+                },
+                actor=name,
+            )
+
+    def events(self, *, after: int = 0, kinds: Sequence[str] = ()) -> list[Event]:
+        with self.ledger.reader() as r:
+            return list(r.events(after=after, kinds=kinds))
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def set_alias(
+        self,
+        capability: str,
+        alias: str,
+        ref: str,
+        *,
+        expect: str | None = None,
+        reason: str = "",
+    ) -> AliasMove:
+        """Move ``capability@alias`` to a package by compare-and-swap (DESIGN §5).
+
+        ``expect`` is the package the alias must point at now (``None``: must be unset).
+        ``champion`` only accepts approved (``release``), unrevoked, verified models.
+
+        Raises:
+            Conflict: the alias does not point at ``expect`` (someone moved it).
+            PolicyError: the package may not take this alias.
+        """
+        if not _ALIAS.fullmatch(alias):
+            raise InvalidRequest(f"bad alias name {alias!r}: lowercase letters, digits, '_', '-'")
+        with self.ledger.reader() as r:
+            pid = self._resolve(r, ref)
+            expected = None if expect is None else str(self._resolve(r, expect))
+            manifest = self.manifest(pid)
+            if manifest.capability != capability:
+                raise PolicyError(
+                    f"package {pid.short} belongs to capability {manifest.capability!r}, "
+                    f"not {capability!r}"
+                )
+            if alias in RELEASE_ALIASES and manifest.kind is not Kind.MODEL:
+                raise PolicyError(
+                    f"alias {alias!r} takes models, and {pid.short} is a {manifest.kind}"
+                )
+            self._require_intact(r, pid)
+            if alias == "champion":
+                self._require_release_approval(r, pid)
+        with self.ledger.transaction() as tx:
+            if tx.revocation(str(pid)) is not None:
+                raise PolicyError(f"package {pid.short} was revoked")
+            ev = tx.append(
+                "alias.moved",
+                capability,
+                {
+                    "capability": capability,
+                    "alias": alias,
+                    "old": expected,
+                    "new": str(pid),
+                    "reason": reason,
+                },
+                actor=self.actor,
+            )
+        return _alias_move(ev)
+
+    def _require_release_approval(self, r: Reader, pid: Digest) -> None:
+        trusted = trusted_keys(r)
+        for row in r.approvals(str(pid)):
+            if row.purpose != "release":
+                continue
+            try:
+                check_envelope(
+                    self.blobs, r, row.envelope, package=pid, predicate_type=APPROVAL_PREDICATE,
+                    trusted=trusted,
+                )  # fmt: skip
+            except LabError:
+                continue
+            return
+        raise PolicyError(
+            f"package {pid.short} has no valid release approval; "
+            f"run 'breedlab approve {pid.short} --purpose release --key KEY' first"
+        )
+
+    def alias(self, capability: str, alias: str) -> Digest | None:
+        with self.ledger.reader() as r:
+            target = r.alias(capability, alias)
+        return None if target is None else Digest.parse(target)
+
+    def alias_history(self, capability: str) -> list[AliasMove]:
+        with self.ledger.reader() as r:
+            return [_alias_move(e) for e in r.events(kinds=("alias.moved",), subject=capability)]
+
+    # -- lineage and reconstruction -----------------------------------------------------------
+
+    def lineage(self, ref: str) -> LineageGraph:
+        """Ancestors (the package first, then breadth-first) and descendants of a package."""
+        pid = self.resolve(ref)
+        with self.ledger.reader() as r:
+            ancestors = self._walk(r, pid, up=True)
+            descendants = self._walk(r, pid, up=False)[1:]
+        return LineageGraph(
+            root=str(pid), ancestors=tuple(ancestors), descendants=tuple(descendants)
+        )
+
+    def _walk(self, r: Reader, start: Digest, *, up: bool) -> list[LineageNode]:
+        seen: set[str] = set()
+        order: list[LineageNode] = []
+        queue = [str(start)]
+        while queue:
+            pid = queue.pop(0)
+            if pid in seen:
+                continue
+            seen.add(pid)
+            manifest = self.manifest(Digest.parse(pid))
+            statement = Statement.from_bytes(self.blobs.get_bytes(manifest.provenance))
+            build = statement.predicate.get("buildDefinition", {}).get("buildType", "")
+            order.append(
+                LineageNode(
+                    id=pid,
+                    name=manifest.name,
+                    kind=manifest.kind.value,
+                    build_type=str(build).rsplit("/", 2)[-2] if build else "?",
+                    parents=tuple(str(p) for p in manifest.parents),
+                )
+            )
+            queue.extend(str(p) for p in manifest.parents) if up else queue.extend(r.children(pid))
+        return order
+
+    def reconstruct(self, ref: str, *, out: Path | None = None) -> Reconstruction:
+        """Rebuild a package's folder from the store and re-derive its id from those files.
+
+        Raises:
+            InvalidRequest: ``out`` exists and is not empty.
+            IntegrityError: a blob is corrupt (nothing half-written is left behind).
+        """
+        pid = self.resolve(ref)
+        manifest = self.manifest(pid)
+        folder = out or self.config.work_dir / "reconstruct" / pid.hex[:16]
+        if folder.exists() and any(folder.iterdir()):
+            raise InvalidRequest(f"{folder} exists and is not empty; pass --out to a new folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            for entry in manifest.files:
+                target = folder / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.blobs.copy_to(entry.digest, target)
+        except LabError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        rebuilt = []
+        for f in source.scan(folder):
+            with f.location.open("rb") as stream:
+                from breedlab.digest import sha256_stream
+
+                hex_, size = sha256_stream(stream)
+            rebuilt.append(FileEntry(path=f.path, sha256=hex_, size=size))
+        derived = Manifest(
+            kind=manifest.kind,
+            name=manifest.name,
+            capability=manifest.capability,
+            license=manifest.license,
+            data_class=manifest.data_class,
+            risk_tier=manifest.risk_tier,
+            files=tuple(rebuilt),
+            parents=manifest.parents,
+            provenance=manifest.provenance,
+            family=manifest.family,
+            meta=manifest.meta,
+        )
+        return Reconstruction(
+            package=str(pid), folder=str(folder), recomputed=str(derived.id), files=len(rebuilt)
+        )
+
+
+def _require_reason(reason: str) -> None:
+    if not reason.strip():
+        raise InvalidRequest("a reason is required (--reason TEXT)")
+
+
+def _default_name(path: Path) -> str:
+    base = path.resolve().name
+    stem = base.split(".")[0] if path.is_file() else base
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]", "-", stem).strip("-.") or "package"
+    return cleaned[:128]
+
+
+def _name_of(r: Reader, keyid: str) -> str:
+    row = r.key_by_id(keyid)
+    return str(row.name) if row is not None else keyid[:12]
+
+
+def _alias_move(ev: Event) -> AliasMove:
+    p = ev.payload
+    return AliasMove(
+        seq=ev.seq,
+        at=ev.at,
+        actor=ev.actor,
+        capability=str(p["capability"]),
+        alias=str(p["alias"]),
+        old=None if p["old"] is None else str(p["old"]),
+        new=str(p["new"]),
+        reason=str(p.get("reason", "")),
+    )
+
+
+_ = canonical  # canonical JSON is the format of every record written here

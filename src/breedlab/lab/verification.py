@@ -1,0 +1,213 @@
+"""Verification: re-derive every claim the store and the ledger make about a package.
+
+For a package: the manifest re-hashes to the id and is canonical; every file re-hashes
+to its recorded digest and size; the provenance statement exists, is an in-toto SLSA
+statement and names exactly the package's files; every signature and approval envelope
+re-hashes, verifies against a trusted, unrevoked key and names this package; the package
+is not revoked; its parents are registered and not revoked. Problems are collected, not
+raised, so one run names every bad file.
+
+For checkpoints: the Merkle root over the first ``tree_size`` event hashes matches, and
+the signed tree head verifies. A checkpoint signed by a key revoked *after* it was
+written still counts (the chain orders both); a key revoked before cannot have signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from breedlab import canonical
+from breedlab.digest import Digest
+from breedlab.errors import IntegrityError, LabError
+from breedlab.lab.values import CheckpointInfo, Problem
+from breedlab.ledger import Reader
+from breedlab.ledger.merkle import root as merkle_root
+from breedlab.registry.blobs import BlobStore
+from breedlab.registry.manifest import Manifest
+from breedlab.signing import dsse
+from breedlab.signing.keys import public_key_from_raw
+from breedlab.signing.statements import (
+    APPROVAL_PREDICATE,
+    INTOTO_PAYLOAD_TYPE,
+    SIGNATURE_PREDICATE,
+    SLSA_PREDICATE,
+    Statement,
+)
+
+__all__ = [
+    "CHECKPOINT_PAYLOAD_TYPE",
+    "check_checkpoints",
+    "check_package",
+    "checkpoint_payload",
+    "trusted_keys",
+]
+
+CHECKPOINT_PAYLOAD_TYPE = "application/vnd.breedlab.checkpoint+json"
+
+
+def trusted_keys(r: Reader) -> dict[str, Ed25519PublicKey]:
+    """Key id → public key for every registered, unrevoked key."""
+    return {
+        row.keyid: public_key_from_raw(bytes.fromhex(row.public_key))
+        for row in r.all_keys()
+        if row.revoked_seq is None
+    }
+
+
+def _key_name(r: Reader, keyid: str) -> str:
+    row = r.key_by_id(keyid)
+    return str(row.name) if row is not None else keyid[:12]
+
+
+def check_envelope(
+    blobs: BlobStore,
+    r: Reader,
+    envelope_digest: str,
+    *,
+    package: Digest,
+    predicate_type: str,
+    trusted: Mapping[str, Ed25519PublicKey],
+) -> tuple[tuple[str, ...], Statement]:
+    """Verify one stored DSSE envelope about ``package``; returns signer names and statement.
+
+    Raises:
+        LabError: (Integrity, Signature) the envelope is corrupt, untrusted or about
+            something else.
+    """
+    data = blobs.get_bytes(Digest.parse(envelope_digest))
+    envelope = dsse.Envelope.from_bytes(data)
+    if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
+        raise IntegrityError(f"envelope payload type is {envelope.payload_type!r}")
+    for sig in envelope.signatures:
+        row = r.key_by_id(sig.keyid)
+        if row is not None and row.revoked_seq is not None:
+            raise IntegrityError(f"signed by revoked key {row.name!r} ({row.revoked_reason})")
+    signers = dsse.verify(envelope, trusted)
+    statement = Statement.from_bytes(envelope.payload)
+    if statement.predicate_type != predicate_type:
+        raise IntegrityError(f"statement predicate is {statement.predicate_type!r}")
+    if [s.sha256 for s in statement.subjects] != [package.hex]:
+        raise IntegrityError("statement is about a different package")
+    return tuple(_key_name(r, k) for k in signers), statement
+
+
+def check_package(
+    blobs: BlobStore, r: Reader, package: Digest
+) -> tuple[str, int, tuple[str, ...], list[Problem]]:
+    """Check one package; returns ``(name, file count, signer names, problems)``."""
+    problems: list[Problem] = []
+    pid = str(package)
+    if r.package(pid) is None:
+        problems.append(Problem(where="index", message="not registered in the ledger"))
+    try:
+        manifest = Manifest.from_bytes(blobs.get_bytes(package))
+    except LabError as e:
+        problems.append(Problem(where="manifest", message=e.message))
+        return "?", 0, (), problems
+
+    for entry in manifest.files:
+        try:
+            size = blobs.check(entry.digest)
+        except LabError as e:
+            problems.append(Problem(where=entry.path, message=e.message))
+            continue
+        if size != entry.size:
+            problems.append(
+                Problem(where=entry.path, message=f"size {size} differs from recorded {entry.size}")
+            )
+
+    try:
+        statement = Statement.from_bytes(blobs.get_bytes(manifest.provenance))
+        if statement.predicate_type != SLSA_PREDICATE:
+            raise IntegrityError(f"provenance predicate is {statement.predicate_type!r}")
+        named = sorted((s.name, s.sha256) for s in statement.subjects)
+        files = sorted((f.path, f.sha256) for f in manifest.files)
+        if named != files:
+            raise IntegrityError("provenance names different files than the manifest")
+    except LabError as e:
+        problems.append(Problem(where="provenance", message=e.message))
+
+    trusted = trusted_keys(r)
+    signers: list[str] = []
+    for row in r.signatures(pid):
+        try:
+            names, _ = check_envelope(
+                blobs, r, row.envelope, package=package, predicate_type=SIGNATURE_PREDICATE,
+                trusted=trusted,
+            )  # fmt: skip
+            signers.extend(names)
+        except LabError as e:
+            problems.append(Problem(where=f"signature {row.envelope[:19]}", message=e.message))
+    for row in r.approvals(pid):
+        try:
+            _, statement = check_envelope(
+                blobs, r, row.envelope, package=package, predicate_type=APPROVAL_PREDICATE,
+                trusted=trusted,
+            )  # fmt: skip
+            if statement.predicate.get("purpose") != row.purpose:
+                raise IntegrityError("approval envelope names a different purpose")
+        except LabError as e:
+            problems.append(Problem(where=f"approval {row.envelope[:19]}", message=e.message))
+
+    revoked = r.revocation(pid)
+    if revoked is not None:
+        problems.append(Problem(where="revocation", message=f"package revoked: {revoked.reason}"))
+    for parent in manifest.parents:
+        if r.package(str(parent)) is None:
+            problems.append(Problem(where=f"parent {parent.short}", message="not registered"))
+        elif (revoked_parent := r.revocation(str(parent))) is not None:
+            problems.append(
+                Problem(
+                    where=f"parent {parent.short}",
+                    message=f"parent revoked: {revoked_parent.reason}",
+                )
+            )
+    return manifest.name, len(manifest.files), tuple(dict.fromkeys(signers)), problems
+
+
+def checkpoint_payload(*, lab: str, tree_size: int, root_hex: str) -> bytes:
+    return canonical.encode({"lab": lab, "root": root_hex, "tree_size": tree_size})
+
+
+def check_checkpoints(blobs: BlobStore, r: Reader) -> list[CheckpointInfo]:
+    """Recompute and check every signed tree head.
+
+    Raises:
+        ChainBroken-family IntegrityError: a root or a signature does not verify.
+    """
+    rows = r.checkpoints()
+    if not rows:
+        return []
+    leaves = [bytes.fromhex(e.hash) for e in r.events()]
+    out: list[CheckpointInfo] = []
+    for row in rows:
+        key = r.key_by_id(row.keyid)
+        name = str(key.name) if key is not None else row.keyid[:12]
+        if row.tree_size > len(leaves) or row.tree_size >= row.seq:
+            raise IntegrityError(f"checkpoint at seq {row.seq} covers events that do not exist")
+        want = merkle_root(leaves[: row.tree_size]).hex()
+        if want != row.root:
+            raise IntegrityError(
+                f"checkpoint at seq {row.seq}: Merkle root over {row.tree_size} events differs "
+                "(an event up to there was changed)"
+            )
+        if key is None:
+            raise IntegrityError(f"checkpoint at seq {row.seq} is signed by an unknown key")
+        envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(row.envelope)))
+        public = {row.keyid: public_key_from_raw(bytes.fromhex(key.public_key))}
+        dsse.verify(envelope, public)
+        payload = canonical.decode(envelope.payload)
+        if payload.get("root") != row.root or payload.get("tree_size") != row.tree_size:
+            raise IntegrityError(f"checkpoint at seq {row.seq}: signed head differs from the row")
+        revoked_before = key.revoked_seq is not None and key.revoked_seq < row.seq
+        if revoked_before:
+            raise IntegrityError(f"checkpoint at seq {row.seq} signed by a key revoked before it")
+        status = "verified" if key.revoked_seq is None else "verified (key revoked later)"
+        out.append(
+            CheckpointInfo(
+                seq=row.seq, tree_size=row.tree_size, root=row.root, key=name, status=status
+            )
+        )
+    return out

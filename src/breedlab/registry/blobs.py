@@ -1,0 +1,236 @@
+"""Content-addressed, write-once blob stores.
+
+``FileBlobStore`` lays blobs out as ``objects/sha256/ab/<hex>`` (DESIGN §3). A write
+streams into a temporary file on the same filesystem while hashing (one read pass),
+fsyncs it, marks it read-only and ``os.link``s it to its final name -- a link never
+replaces an existing name, so a stored blob is never overwritten -- then fsyncs the
+directory. A crash at any point leaves either no object or a complete one; stray
+temporary files are removed by :meth:`FileBlobStore.clean_temporary`.
+
+Every read verifies the digest. Note: file modes do not stop root; immutability rests
+on verification, which catches any change.
+
+``MemoryBlobStore`` is the in-memory twin used by tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from breedlab.digest import CHUNK_SIZE, Digest
+from breedlab.errors import DigestMismatch, InvalidRequest, NotFound
+
+__all__ = ["BlobStore", "FileBlobStore", "MemoryBlobStore"]
+
+
+class BlobStore(Protocol):
+    """Where immutable bytes live, addressed by their SHA-256."""
+
+    def put_stream(self, stream: BinaryIO) -> tuple[Digest, int]:
+        """Store a stream's bytes; returns ``(digest, size)``. Idempotent."""
+        ...
+
+    def put_bytes(self, data: bytes) -> Digest: ...
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        """The blob's bytes, verified. Raises NotFound or DigestMismatch."""
+        ...
+
+    def has(self, digest: Digest) -> bool: ...
+
+    def copy_to(self, digest: Digest, dest: Path) -> None:
+        """Write the blob to ``dest`` (created, never overwritten), verified while copying."""
+        ...
+
+    def check(self, digest: Digest) -> int:
+        """Re-hash a stored blob; returns its size. Raises NotFound or DigestMismatch."""
+        ...
+
+    def digests(self) -> Iterator[Digest]:
+        """Every stored digest (in no particular order)."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileBlobStore:
+    """Blobs as read-only files under ``root/sha256/ab/<hex>``."""
+
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        self.root = root
+        self.durable = durable
+        self._tmp = root / "tmp"
+
+    def path(self, digest: Digest) -> Path:
+        return self.root / "sha256" / digest.hex[:2] / digest.hex
+
+    def ensure(self) -> None:
+        (self.root / "sha256").mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def clean_temporary(self) -> int:
+        """Remove temporary files left by interrupted writes; returns how many."""
+        count = 0
+        if self._tmp.is_dir():
+            for leftover in self._tmp.iterdir():
+                leftover.unlink(missing_ok=True)
+                count += 1
+        return count
+
+    def put_stream(self, stream: BinaryIO) -> tuple[Digest, int]:
+        self.ensure()
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
+        tmp = Path(tmp_name)
+        try:
+            h = hashlib.sha256()
+            size = 0
+            buf = bytearray(CHUNK_SIZE)
+            view = memoryview(buf)
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                while n := stream.readinto(view):  # type: ignore[attr-defined]
+                    chunk = view[:n]
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += n
+                if self.durable:
+                    os.fsync(out.fileno())
+            os.chmod(tmp, 0o444)
+            digest = Digest(h.hexdigest())
+            self._link(tmp, digest)
+            return digest, size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_bytes(self, data: bytes) -> Digest:
+        digest, _ = self.put_stream(io.BytesIO(data))
+        return digest
+
+    def _link(self, tmp: Path, digest: Digest) -> None:
+        final = self.path(digest)
+        fanout = final.parent
+        if not fanout.is_dir():
+            fanout.mkdir(parents=True, exist_ok=True)
+            if self.durable:
+                _fsync_dir(fanout.parent)
+        try:
+            os.link(tmp, final)  # never replaces an existing name
+        except FileExistsError:
+            return  # identical content is stored already: write nothing new
+        if self.durable:
+            _fsync_dir(fanout)
+
+    def has(self, digest: Digest) -> bool:
+        return self.path(digest).is_file()
+
+    def _open(self, digest: Digest) -> io.BufferedReader:
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is missing from the store {self.root}") from None
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        with self._open(digest) as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != digest.hex:
+            raise DigestMismatch(f"blob {digest} is corrupt: its bytes hash differently")
+        return data
+
+    def check(self, digest: Digest) -> int:
+        with self._open(digest) as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+            size = f.tell()
+        if actual != digest.hex:
+            raise DigestMismatch(f"blob {digest} is corrupt: its bytes hash to sha256:{actual}")
+        return size
+
+    def copy_to(self, digest: Digest, dest: Path) -> None:
+        h = hashlib.sha256()
+        with self._open(digest) as src, dest.open("xb") as out:
+            while chunk := src.read(CHUNK_SIZE):
+                h.update(chunk)
+                out.write(chunk)
+        if h.hexdigest() != digest.hex:
+            dest.unlink(missing_ok=True)
+            raise DigestMismatch(f"blob {digest} is corrupt: refused to materialise {dest}")
+
+    def digests(self) -> Iterator[Digest]:
+        base = self.root / "sha256"
+        if not base.is_dir():
+            return
+        for fanout in sorted(base.iterdir()):
+            for entry in sorted(fanout.iterdir()):
+                try:
+                    digest = Digest(entry.name)
+                except InvalidRequest:
+                    continue  # reported by stray_files()
+                yield digest
+
+    def stray_files(self) -> list[Path]:
+        """Files in the object tree whose names are not digests (someone put them there)."""
+        base = self.root / "sha256"
+        strays: list[Path] = []
+        if base.is_dir():
+            for fanout in base.iterdir():
+                for entry in fanout.iterdir():
+                    try:
+                        Digest(entry.name)
+                    except InvalidRequest:
+                        strays.append(entry)
+        return strays
+
+    def remove_all(self) -> None:
+        """Delete the whole store (tests and ``migrate`` only)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class MemoryBlobStore:
+    """An in-memory twin of :class:`FileBlobStore` for tests."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put_stream(self, stream: BinaryIO) -> tuple[Digest, int]:
+        data = stream.read()
+        return self.put_bytes(data), len(data)
+
+    def put_bytes(self, data: bytes) -> Digest:
+        digest = Digest.of(data)
+        self.blobs.setdefault(digest.hex, bytes(data))
+        return digest
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        try:
+            data = self.blobs[digest.hex]
+        except KeyError:
+            raise NotFound(f"blob {digest} is missing") from None
+        if hashlib.sha256(data).hexdigest() != digest.hex:
+            raise DigestMismatch(f"blob {digest} is corrupt")
+        return data
+
+    def has(self, digest: Digest) -> bool:
+        return digest.hex in self.blobs
+
+    def copy_to(self, digest: Digest, dest: Path) -> None:
+        data = self.get_bytes(digest)
+        with dest.open("xb") as out:
+            out.write(data)
+
+    def check(self, digest: Digest) -> int:
+        return len(self.get_bytes(digest))
+
+    def digests(self) -> Iterator[Digest]:
+        for hex_ in list(self.blobs):
+            yield Digest(hex_)

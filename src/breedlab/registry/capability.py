@@ -1,0 +1,246 @@
+"""Capability contracts (seed, stage 0: "Define the boundary").
+
+A contract is a TOML file naming one narrow capability: its task type, request contract
+(input and output schemas), labels, data classification, current baseline, risk tier,
+operational budget, named owners (model, evaluation, security, production) and the
+operators allowed to breed it. ``parse_contract`` validates it at the edge and converts
+it to a frozen :class:`Contract`; every missing or unknown field is an error naming the
+field and the file. The registry stores the TOML bytes as a ``capability`` package.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from breedlab.canonical import JsonValue
+from breedlab.errors import InvalidRequest
+from breedlab.registry.manifest import DataClass, RiskTier
+
+__all__ = ["OPERATOR_NAMES", "Budget", "Contract", "Owners", "TaskType", "parse_contract"]
+
+#: The candidate factory's catalogue (DESIGN §8); contracts may allow a subset.
+OPERATOR_NAMES = ("train", "distill", "adapter", "quantize", "merge")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+class TaskType(enum.StrEnum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+    EMBEDDING = "embedding"
+    GENERATION = "generation"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """Operational budget: latency p95 (ms, batch 1), memory (MiB), artifact size (MiB)."""
+
+    latency_p95_ms: Decimal
+    memory_mib: Decimal
+    size_mib: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Owners:
+    model: str
+    evaluation: str
+    security: str
+    production: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contract:
+    name: str
+    description: str
+    task: TaskType
+    input_schema: Mapping[str, JsonValue]
+    output_schema: Mapping[str, JsonValue]
+    labels: tuple[str, ...]
+    data_class: DataClass
+    risk_tier: RiskTier
+    baseline: Mapping[str, JsonValue]
+    budget: Budget
+    owners: Owners
+    allowed_operators: tuple[str, ...]
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "task": self.task.value,
+            "input": dict(self.input_schema),
+            "output": dict(self.output_schema),
+            "labels": list(self.labels),
+            "data_class": self.data_class.value,
+            "risk_tier": self.risk_tier.value,
+            "baseline": dict(self.baseline),
+            "budget": {
+                "latency_p95_ms": str(self.budget.latency_p95_ms),
+                "memory_mib": str(self.budget.memory_mib),
+                "size_mib": str(self.budget.size_mib),
+            },
+            "owners": {
+                "model": self.owners.model,
+                "evaluation": self.owners.evaluation,
+                "security": self.owners.security,
+                "production": self.owners.production,
+            },
+            "allowed_operators": list(self.allowed_operators),
+        }
+
+
+class _Fields:
+    """Reads one TOML table, remembering which keys were used, naming the file in errors."""
+
+    def __init__(self, table: Mapping[str, Any], where: str, source: str) -> None:
+        self.table = table
+        self.where = where
+        self.source = source
+        self.used: set[str] = set()
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, problem: str) -> InvalidRequest:
+        return InvalidRequest(f"{self.source}: field '{self._name(key)}' {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self.fail(key, "is missing")
+            return None
+        value = self.table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self.fail(key, f"has the wrong type ({type(value).__name__})")
+        return value
+
+    def text(self, key: str, *, required: bool = True) -> str:
+        value = self.get(key, str, required=required)
+        if value is None:
+            return ""
+        if required and not value.strip():
+            raise self.fail(key, "is empty")
+        return str(value)
+
+    def number(self, key: str) -> Decimal:
+        value = self.get(key, (int, float, str))
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise self.fail(key, f"is not a number ({value!r})") from None
+        if not number.is_finite() or number <= 0:
+            raise self.fail(key, f"must be a positive number ({value!r})")
+        return number
+
+    def table_of(self, key: str) -> _Fields:
+        value = self.get(key, dict)
+        return _Fields(value, self._name(key), self.source)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            names = ", ".join(f"'{self._name(k)}'" for k in unknown)
+            raise InvalidRequest(f"{self.source}: unknown field {names}")
+
+
+def _jsonable(value: Any, where: str, source: str) -> JsonValue:
+    """TOML values to canonical-JSON values: floats become decimal strings."""
+    if isinstance(value, float):
+        return str(Decimal(repr(value)))
+    if isinstance(value, dict):
+        return {k: _jsonable(v, f"{where}.{k}", source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v, where, source) for v in value]
+    if isinstance(value, str | int | bool):
+        return value
+    raise InvalidRequest(f"{source}: field '{where}' has an unsupported value ({value!r})")
+
+
+def parse_contract(data: bytes, source: str) -> Contract:
+    """Validate a capability contract's TOML bytes.
+
+    Raises:
+        InvalidRequest: not TOML, or a field is missing, unknown, or has a bad value; the
+            message names the field and ``source``.
+    """
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InvalidRequest(f"{source}: not valid TOML: {e}") from e
+    top = _Fields(doc, "", source)
+    name = top.text("name")
+    if not _NAME.fullmatch(name):
+        raise top.fail("name", f"must be lowercase letters, digits, '_' or '-' ({name!r})")
+    description = top.text("description", required=False)
+    try:
+        task = TaskType(top.text("task"))
+    except ValueError:
+        allowed = ", ".join(t.value for t in TaskType)
+        raise top.fail("task", f"must be one of: {allowed}") from None
+    try:
+        data_class = DataClass.parse(top.text("data_class"))
+        risk_tier = RiskTier.parse(top.text("risk_tier"))
+    except InvalidRequest as e:
+        raise InvalidRequest(f"{source}: {e.message}") from None
+
+    labels_raw = top.get("labels", list)
+    if not labels_raw or not all(isinstance(label, str) and label for label in labels_raw):
+        raise top.fail("labels", "must be a non-empty list of strings")
+    if len(set(labels_raw)) != len(labels_raw):
+        raise top.fail("labels", "lists a label twice")
+
+    input_schema = top.table_of("input")
+    input_schema.text("type")
+    output_schema = top.table_of("output")
+    output_schema.text("type")
+
+    baseline = top.table_of("baseline")
+    baseline.text("description")
+    baseline.text("metric")
+    baseline.number("value")
+    baseline.done()
+
+    budget_fields = top.table_of("budget")
+    budget = Budget(
+        latency_p95_ms=budget_fields.number("latency_p95_ms"),
+        memory_mib=budget_fields.number("memory_mib"),
+        size_mib=budget_fields.number("size_mib"),
+    )
+    budget_fields.done()
+
+    owner_fields = top.table_of("owners")
+    owners = Owners(
+        model=owner_fields.text("model"),
+        evaluation=owner_fields.text("evaluation"),
+        security=owner_fields.text("security"),
+        production=owner_fields.text("production"),
+    )
+    owner_fields.done()
+
+    operators = top.get("allowed_operators", list)
+    for op in operators:
+        if op not in OPERATOR_NAMES:
+            raise top.fail(
+                "allowed_operators", f"names unknown operator {op!r} (known: {OPERATOR_NAMES})"
+            )
+    top.done()
+    return Contract(
+        name=name,
+        description=description,
+        task=task,
+        input_schema=_jsonable(input_schema.table, "input", source),
+        output_schema=_jsonable(output_schema.table, "output", source),
+        labels=tuple(labels_raw),
+        data_class=data_class,
+        risk_tier=risk_tier,
+        baseline=_jsonable(baseline.table, "baseline", source),
+        budget=budget,
+        owners=owners,
+        allowed_operators=tuple(operators),
+    )
