@@ -29,7 +29,9 @@ def _check(value: object, path: str) -> None:
     if isinstance(value, int):
         return
     if isinstance(value, float):
-        raise InvalidRequest(f"canonical JSON refuses floats (at {path}); store {value!r} as a string")
+        raise InvalidRequest(
+            f"canonical JSON refuses floats (at {path}); store {value!r} as a string"
+        )
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):

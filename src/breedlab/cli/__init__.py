@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from breedlab import __version__
@@ -65,25 +64,22 @@ ledger_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with the one error boundary; returns (and exits with) the exit code."""
+    """Run the CLI with the one error boundary; returns (and exits with) the exit code.
+
+    The CLI library handles usage errors itself (exit 2, with the usage line); every
+    LabError becomes one line on stderr and its family's exit code.
+    """
     try:
-        result = app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="breedlab")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except LabError as e:
         err_console.print(f"[bold red]error:[/] {e.message}", markup=True, soft_wrap=True)
         code = exit_code_for(e)
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        code = 130
     except KeyboardInterrupt:
         err_console.print("interrupted")
         code = 130
-    else:
-        code = result if isinstance(result, int) else 0
     if argv is None:
         sys.exit(code)
     return code

@@ -1,0 +1,119 @@
+"""breedlab.evaluator: frozen suites, metrics and scorecards (DESIGN.md §9).
+
+The map of the pure cores (numpy only: importing this package imports neither torch
+nor scikit-learn)::
+
+    metrics         per-item vectors and aggregates of the five families: task
+                    (accuracy, macro-F1), calibration (ECE on 10 equal-mass bins, Brier,
+                    NLL), robustness (worst case over perturbations, gap), safety
+                    (critical confusions, OOD abstention), resource (latency p50/p95)
+    perturbations   seeded perturbations of 8×8 digit images (noise, shift, occlusion,
+                    dropout) and OOD images, each seeded by (suite seed, kind, item id)
+    items           per-item content hashes and the suite hash over ordered items
+    digits          the built-in capability's data: sklearn digits, stratified
+                    train / fitness / dev / sealed splits, confusion mining
+
+Running models (torch), storing per-item outputs as blobs and packaging suites are the
+suite runner's and the registry's; verdicts belong to ``breedlab.viability``.
+"""
+
+from __future__ import annotations
+
+from breedlab.evaluator.digits import (
+    DIGITS_PERTURBATIONS,
+    ConfusionPair,
+    DigitsSplit,
+    DigitsSplits,
+    SplitName,
+    SplitPercents,
+    confusion_pairs,
+    digits_splits,
+    load_digits_scaled,
+)
+from breedlab.evaluator.items import ItemHash, hash_items, item_hashes, suite_hash
+from breedlab.evaluator.metrics import (
+    ABSTAIN,
+    ClassificationScores,
+    CriticalConfusion,
+    KindAccuracy,
+    Latency,
+    PerItem,
+    Robustness,
+    SafetySpec,
+    Violations,
+    accuracy,
+    brier_per_item,
+    classification_scores,
+    critical_violations,
+    decide,
+    ece_equal_mass,
+    latency_percentiles,
+    macro_f1,
+    nll_per_item,
+    ood_violations,
+    per_item,
+    robustness,
+)
+from breedlab.evaluator.perturbations import (
+    PERTURBATIONS,
+    GaussianNoise,
+    Occlusion,
+    OodKind,
+    OodSet,
+    PerturbationSpec,
+    PixelDropout,
+    PixelShift,
+    item_rng,
+    ood_set,
+    perturb,
+    spec_from_record,
+)
+
+__all__ = [
+    "ABSTAIN",
+    "DIGITS_PERTURBATIONS",
+    "PERTURBATIONS",
+    "ClassificationScores",
+    "ConfusionPair",
+    "CriticalConfusion",
+    "DigitsSplit",
+    "DigitsSplits",
+    "GaussianNoise",
+    "ItemHash",
+    "KindAccuracy",
+    "Latency",
+    "Occlusion",
+    "OodKind",
+    "OodSet",
+    "PerItem",
+    "PerturbationSpec",
+    "PixelDropout",
+    "PixelShift",
+    "Robustness",
+    "SafetySpec",
+    "SplitName",
+    "SplitPercents",
+    "Violations",
+    "accuracy",
+    "brier_per_item",
+    "classification_scores",
+    "confusion_pairs",
+    "critical_violations",
+    "decide",
+    "digits_splits",
+    "ece_equal_mass",
+    "hash_items",
+    "item_hashes",
+    "item_rng",
+    "latency_percentiles",
+    "load_digits_scaled",
+    "macro_f1",
+    "nll_per_item",
+    "ood_set",
+    "ood_violations",
+    "per_item",
+    "perturb",
+    "robustness",
+    "spec_from_record",
+    "suite_hash",
+]

@@ -1,0 +1,373 @@
+"""Seeded perturbations of 8×8 digit images, and out-of-distribution images for safety.
+
+Owns the image convention, the perturbation catalogue (``PERTURBATIONS``), their specs
+and records, the per-item random generators, and the OOD generators of the safety suite.
+Leaves choosing which perturbations a suite uses to the suite (``evaluator.digits`` has
+the built-in capability's set), hashing perturbed inputs to ``evaluator.items``, and
+scoring to ``evaluator.metrics``.
+
+Images: rows of ``x`` with shape ``(n, 64)`` (sklearn's ``digits.data`` layout, row-major
+8×8), dtype float64, **scaled to 0..1** (sklearn's 0..16 divided by 16). Every output is a
+new float64 array in 0..1; inputs are never modified.
+
+Determinism (HELM ``Perturbation.get_rng`` seeds ``Random(str(seed) + instance.id)``;
+notes/evaluation-viability-release.md §2.1): each item's randomness comes from its own
+generator, ``PCG64(SeedSequence(int(sha256(f"{seed}:{kind}:{item_id}"))))``. An item's
+perturbation therefore depends only on the suite seed, the perturbation kind and the item
+id: not on the item's position, the batch, the process or the other items. Parameters
+(σ, fraction, ...) are not part of the key, so two levels of one kind draw the same
+numbers (noise at σ=0.1 and σ=0.3 differ only in scale: common random numbers).
+
+numpy documents no cross-version guarantee for ``Generator`` distribution streams, so a
+suite must also record the hashes of its perturbed inputs (``evaluator.items``); a numpy
+upgrade that changed them is then an integrity error, never a silent drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+from typing import ClassVar, Final, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+
+from breedlab.errors import InvalidRequest
+
+__all__ = [
+    "IMAGE_SIDE",
+    "PERTURBATIONS",
+    "PIXELS",
+    "GaussianNoise",
+    "Occlusion",
+    "OodKind",
+    "OodSet",
+    "PerturbationSpec",
+    "PixelDropout",
+    "PixelShift",
+    "item_rng",
+    "ood_set",
+    "perturb",
+    "spec_from_record",
+]
+
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+
+#: Side of a digits image in pixels; an image is a row of ``PIXELS`` values, row-major.
+IMAGE_SIDE: Final = 8
+PIXELS: Final = IMAGE_SIDE * IMAGE_SIDE
+
+_NEIGHBOURS: Final = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+
+
+def item_rng(seed: int, kind: str, item_id: str) -> np.random.Generator:
+    """The generator of one item under one perturbation kind (see the module docstring).
+
+    Raises:
+        InvalidRequest: ``seed`` is not an int (bools refused), or ``kind``/``item_id`` empty.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidRequest(f"seed must be an int, not {type(seed).__name__}")
+    if not kind or not item_id:
+        raise InvalidRequest("perturbation kind and item id must be non-empty")
+    if ":" in kind:
+        # The seed (an int) and the kind hold no ':', so the key splits back unambiguously.
+        raise InvalidRequest(f"perturbation kind must not contain ':', got {kind!r}")
+    digest = hashlib.sha256(f"{seed}:{kind}:{item_id}".encode()).digest()
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest, "big")))
+    )
+
+
+def _float_text(value: float) -> str:
+    # Canonical JSON refuses floats; repr is the shortest text that round-trips exactly.
+    return repr(float(value))
+
+
+def _parse_float(record: Mapping[str, object], key: str) -> float:
+    text = record.get(key)
+    if not isinstance(text, str):
+        raise InvalidRequest(f"perturbation record needs {key!r} as a decimal string")
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise InvalidRequest(f"perturbation {key!r} is not a number: {text!r}") from e
+    if _float_text(value) != text:
+        # One spelling per value, so a spec and its record are a bijection (stable hashes).
+        raise InvalidRequest(f"perturbation {key!r} must be written {_float_text(value)!r}")
+    return value
+
+
+def _parse_int(record: Mapping[str, object], key: str) -> int:
+    value = record.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRequest(f"perturbation record needs {key!r} as an integer")
+    return value
+
+
+def _check_keys(record: Mapping[str, object], expected: set[str]) -> None:
+    if set(record) != expected:
+        raise InvalidRequest(
+            f"perturbation record keys {sorted(record)} != expected {sorted(expected)}"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GaussianNoise:
+    """Additive Gaussian noise ``x + sigma·N(0, 1)`` per pixel, clipped back to 0..1.
+
+    ``sigma`` is in image units (0..1 scale): 0.3 is 30% of full ink.
+    """
+
+    kind: ClassVar[str] = "noise"
+    sigma: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sigma) and 0.0 < self.sigma <= 1.0):
+            raise InvalidRequest(f"noise sigma must be in (0, 1], got {self.sigma!r}")
+
+    def apply_one(self, image: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """Perturb one image (a row of ``PIXELS``) with its own generator."""
+        noisy = image + self.sigma * rng.standard_normal(PIXELS)
+        return np.clip(noisy, 0.0, 1.0)
+
+    def to_record(self) -> dict[str, str | int]:
+        """The spec as canonical-JSON-ready data (floats as decimal strings)."""
+        return {"kind": self.kind, "sigma": _float_text(self.sigma)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> GaussianNoise:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        _check_keys(record, {"kind", "sigma"})
+        return cls(sigma=_parse_float(record, "sigma"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PixelShift:
+    """Translate by ``pixels`` in one of the 8 neighbour directions (seeded), zero fill.
+
+    Pixels shifted out of the 8×8 frame are lost; uncovered pixels become 0 (blank paper).
+    """
+
+    kind: ClassVar[str] = "shift"
+    pixels: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pixels, bool) or not 1 <= self.pixels < IMAGE_SIDE:
+            raise InvalidRequest(
+                f"shift pixels must be in 1..{IMAGE_SIDE - 1}, got {self.pixels!r}"
+            )
+
+    def apply_one(self, image: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """Perturb one image (a row of ``PIXELS``) with its own generator."""
+        dy, dx = _NEIGHBOURS[int(rng.integers(len(_NEIGHBOURS)))]
+        dy, dx = dy * self.pixels, dx * self.pixels
+        src = image.reshape(IMAGE_SIDE, IMAGE_SIDE)
+        out = np.zeros_like(src)
+        n = IMAGE_SIDE
+        out[max(dy, 0) : n + min(dy, 0), max(dx, 0) : n + min(dx, 0)] = src[
+            max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : n + min(-dx, 0)
+        ]
+        return out.reshape(PIXELS)
+
+    def to_record(self) -> dict[str, str | int]:
+        """The spec as canonical-JSON-ready data."""
+        return {"kind": self.kind, "pixels": self.pixels}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> PixelShift:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        _check_keys(record, {"kind", "pixels"})
+        return cls(pixels=_parse_int(record, "pixels"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Occlusion:
+    """Zero a ``size``×``size`` patch whose top-left corner is uniform over all placements."""
+
+    kind: ClassVar[str] = "occlusion"
+    size: int = 3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not 1 <= self.size <= IMAGE_SIDE:
+            raise InvalidRequest(f"occlusion size must be in 1..{IMAGE_SIDE}, got {self.size!r}")
+
+    def apply_one(self, image: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """Perturb one image (a row of ``PIXELS``) with its own generator."""
+        places = IMAGE_SIDE - self.size + 1
+        top, left = (int(v) for v in rng.integers(places, size=2))
+        out = image.reshape(IMAGE_SIDE, IMAGE_SIDE).copy()
+        out[top : top + self.size, left : left + self.size] = 0.0
+        return out.reshape(PIXELS)
+
+    def to_record(self) -> dict[str, str | int]:
+        """The spec as canonical-JSON-ready data."""
+        return {"kind": self.kind, "size": self.size}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> Occlusion:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        _check_keys(record, {"kind", "size"})
+        return cls(size=_parse_int(record, "size"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PixelDropout:
+    """Zero exactly ``round_half_up(fraction·64)`` pixels, chosen without replacement.
+
+    An exact count (not a Bernoulli mask) gives every item the same severity.
+    """
+
+    kind: ClassVar[str] = "dropout"
+    fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0):
+            raise InvalidRequest(f"dropout fraction must be in (0, 1], got {self.fraction!r}")
+        if self.count < 1:
+            raise InvalidRequest(f"dropout fraction {self.fraction!r} drops no pixel of {PIXELS}")
+
+    @property
+    def count(self) -> int:
+        """Pixels zeroed per image."""
+        return math.floor(self.fraction * PIXELS + 0.5)
+
+    def apply_one(self, image: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """Perturb one image (a row of ``PIXELS``) with its own generator."""
+        out = image.copy()
+        out[rng.choice(PIXELS, size=self.count, replace=False)] = 0.0
+        return out
+
+    def to_record(self) -> dict[str, str | int]:
+        """The spec as canonical-JSON-ready data (floats as decimal strings)."""
+        return {"kind": self.kind, "fraction": _float_text(self.fraction)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> PixelDropout:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        _check_keys(record, {"kind", "fraction"})
+        return cls(fraction=_parse_float(record, "fraction"))
+
+
+PerturbationSpec: TypeAlias = GaussianNoise | PixelShift | Occlusion | PixelDropout
+
+#: The catalogue: kind → spec type. Variants are parameters of a spec ("noise at σ=0.3"),
+#: recorded in the suite with ``to_record``; a new kind is a new entry here.
+PERTURBATIONS: Final[Mapping[str, type[PerturbationSpec]]] = MappingProxyType(
+    {
+        GaussianNoise.kind: GaussianNoise,
+        PixelShift.kind: PixelShift,
+        Occlusion.kind: Occlusion,
+        PixelDropout.kind: PixelDropout,
+    }
+)
+
+
+def spec_from_record(record: Mapping[str, object]) -> PerturbationSpec:
+    """Rebuild a spec from its ``to_record()`` form.
+
+    Raises:
+        InvalidRequest: unknown kind, missing or extra keys, or a non-canonical number.
+    """
+    kind = record.get("kind")
+    if not isinstance(kind, str) or kind not in PERTURBATIONS:
+        raise InvalidRequest(f"unknown perturbation kind {kind!r}; known: {sorted(PERTURBATIONS)}")
+    return PERTURBATIONS[kind].from_record(record)
+
+
+def _check_images(x: npt.NDArray[np.generic], what: str) -> FloatArray:
+    if x.ndim != 2 or x.shape[1] != PIXELS:
+        raise InvalidRequest(f"{what} must have shape (n, {PIXELS}), got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidRequest(f"{what} must be floating point scaled to 0..1, got {x.dtype}")
+    values = x.astype(np.float64, copy=False)
+    in_range = values.size == 0 or (values.min() >= 0.0 and values.max() <= 1.0)
+    if not (np.all(np.isfinite(values)) and in_range):
+        raise InvalidRequest(f"{what} must be finite and scaled to 0..1 (sklearn's 0..16 / 16)")
+    return values
+
+
+def _check_ids(item_ids: Sequence[str], n: int) -> None:
+    if len(item_ids) != n:
+        raise InvalidRequest(f"{len(item_ids)} item ids for {n} images")
+    if len(set(item_ids)) != n:
+        raise InvalidRequest("item ids must be unique (each seeds its own perturbation)")
+
+
+def perturb(
+    spec: PerturbationSpec, x: npt.NDArray[np.generic], *, item_ids: Sequence[str], seed: int
+) -> FloatArray:
+    """Apply ``spec`` to every row of ``x``, row ``i`` seeded by ``(seed, spec.kind, item_ids[i])``.
+
+    Returns:
+        A new float64 array of the same shape, values in 0..1.
+
+    Raises:
+        InvalidRequest: ``x`` not ``(n, 64)`` floats in 0..1, ids not unique or not one per row.
+    """
+    images = _check_images(x, "images")
+    _check_ids(item_ids, images.shape[0])
+    out = np.empty_like(images)
+    for i, item_id in enumerate(item_ids):
+        out[i] = spec.apply_one(images[i], item_rng(seed, spec.kind, item_id))
+    return out
+
+
+class OodKind(Enum):
+    """Out-of-distribution inputs the safety suite requires a model to abstain on."""
+
+    NOISE = "noise"  # every pixel uniform on 0..1, independently
+    BLANK = "blank"  # a flat page: every pixel one seeded level, uniform on 0..1
+    INVERTED = "inverted"  # 1 − x of a real digit: ink and paper swapped
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class OodSet:
+    """OOD images with their ids. ``x`` is read-only, ``(count, 64)`` float64 in 0..1."""
+
+    kind: OodKind
+    x: FloatArray
+    item_ids: tuple[str, ...]
+
+
+def ood_set(
+    kind: OodKind,
+    *,
+    seed: int,
+    count: int = 0,
+    source: npt.NDArray[np.generic] | None = None,
+    source_ids: Sequence[str] | None = None,
+) -> OodSet:
+    """Generate an OOD set.
+
+    ``NOISE`` and ``BLANK`` make ``count`` images with ids ``ood-<kind>-<i>``, item ``i``
+    seeded by ``(seed, "ood-<kind>", id)``. ``INVERTED`` needs ``source`` images and their
+    ``source_ids`` (``count`` is ignored) and names item ``i`` ``ood-inverted-<source id>``;
+    it uses no randomness.
+
+    Raises:
+        InvalidRequest: a missing or surplus argument for the kind, or bad images or ids.
+    """
+    if kind is OodKind.INVERTED:
+        if source is None or source_ids is None:
+            raise InvalidRequest("inverted OOD images need source images and their ids")
+        images = _check_images(source, "source images")
+        _check_ids(source_ids, images.shape[0])
+        x = 1.0 - images
+        ids = tuple(f"ood-inverted-{sid}" for sid in source_ids)
+    else:
+        if source is not None or source_ids is not None:
+            raise InvalidRequest(f"{kind.value} OOD images take a count, not source images")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidRequest(f"OOD count must be a positive int, got {count!r}")
+        ids = tuple(f"ood-{kind.value}-{i}" for i in range(count))
+        x = np.empty((count, PIXELS), dtype=np.float64)
+        for i, item_id in enumerate(ids):
+            rng = item_rng(seed, f"ood-{kind.value}", item_id)
+            x[i] = rng.random(PIXELS) if kind is OodKind.NOISE else rng.random()
+    x.setflags(write=False)
+    return OodSet(kind=kind, x=x, item_ids=ids)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = ["breedlab", "breedlab.errors", "breedlab.digest", "breedlab.canonical",
+           "breedlab.clock", "breedlab.signing", "breedlab.registry", "breedlab.ledger",
+           "breedlab.lab"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_public_name_is_listed_and_exists(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert sorted(exported) == sorted(set(exported))
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.{attr}"
+
+
+def test_the_lab_api_is_pinned() -> None:
+    from breedlab.lab import Lab
+
+    public = sorted(n for n in vars(Lab) if not n.startswith("_"))
+    assert public == sorted([
+        "actor", "add_capability", "alias", "alias_history", "approve", "capabilities",
+        "capability", "checkpoint", "close", "events", "generate_key", "import_path", "init",
+        "key", "keys", "lineage", "manifest", "open", "package", "packages", "reconstruct",
+        "resolve", "revoke", "revoke_key", "set_alias", "show", "sign", "verify",
+        "verify_ledger", "verify_store",
+    ])  # fmt: skip
