@@ -1,0 +1,121 @@
+"""Release controller: shadow, canary, champion, rollback (seed stage 3; DESIGN §11).
+
+This package holds the pure cores: values and small state machines of values, with no
+I/O, no clock and no model code. Times and randomness come in as arguments. The map::
+
+    cohorts        sticky canary cohorts: bucket hash, monotone Ramp, per-release salt,
+                   sample-ratio-mismatch check
+    sequential     anytime-valid guardrails: Wald SPRT on error rates, mSPRT on
+                   canary-minus-champion differences; minimum samples, ceilings, no-data rule
+    shadow_stats   a shadow run's paired records in numbers: agreement (Wilson), flip
+                   matrix, latency ratios (seeded bootstrap), error rates, drops
+    recovery       the moments of an abort or rollback and the recovery figures
+    oscillation    DESIGN §10 controls: dead band, minimum dwell, deny-list, flip-flop freeze
+
+Not here yet: the rollout state machine (shadow → canary stages → champion, abort,
+rollback) and the shells around it: the controller that reads telemetry and the ledger,
+decides with these cores and writes alias moves and events, and the serving app. Those
+are the only parts of the release controller allowed I/O.
+"""
+
+from __future__ import annotations
+
+from breedlab.release.cohorts import (
+    DEFAULT_RAMP,
+    SALT_BYTES,
+    Cohort,
+    Ramp,
+    SrmResult,
+    SrmVerdict,
+    bucket,
+    in_canary,
+    new_salt,
+    sample_ratio_check,
+)
+from breedlab.release.oscillation import (
+    BandVerdict,
+    ChampionChange,
+    ChangeKind,
+    DeadBand,
+    DenyList,
+    DwellStatus,
+    FlipFlopRule,
+    FlipFlopStatus,
+    MinimumDwell,
+    PromotionCheck,
+    automatic_promotion,
+    flip_flop,
+)
+from breedlab.release.recovery import Recovery
+from breedlab.release.sequential import (
+    Guardrail,
+    GuardrailStatus,
+    MsprtConfig,
+    MsprtGuardrail,
+    NoDataRule,
+    Pair,
+    SprtConfig,
+    SprtGuardrail,
+    Trigger,
+    Verdict,
+    WorseWhen,
+    combined_verdict,
+)
+from breedlab.release.shadow_stats import (
+    DEFAULT_RESAMPLES,
+    Flip,
+    FlipMatrix,
+    LatencyRatio,
+    Proportion,
+    ShadowPair,
+    ShadowReport,
+    summarise_shadow,
+    wilson_interval,
+)
+
+__all__ = [
+    "DEFAULT_RAMP",
+    "DEFAULT_RESAMPLES",
+    "SALT_BYTES",
+    "BandVerdict",
+    "ChampionChange",
+    "ChangeKind",
+    "Cohort",
+    "DeadBand",
+    "DenyList",
+    "DwellStatus",
+    "Flip",
+    "FlipFlopRule",
+    "FlipFlopStatus",
+    "FlipMatrix",
+    "Guardrail",
+    "GuardrailStatus",
+    "LatencyRatio",
+    "MinimumDwell",
+    "MsprtConfig",
+    "MsprtGuardrail",
+    "NoDataRule",
+    "Pair",
+    "PromotionCheck",
+    "Proportion",
+    "Ramp",
+    "Recovery",
+    "ShadowPair",
+    "ShadowReport",
+    "SprtConfig",
+    "SprtGuardrail",
+    "SrmResult",
+    "SrmVerdict",
+    "Trigger",
+    "Verdict",
+    "WorseWhen",
+    "automatic_promotion",
+    "bucket",
+    "combined_verdict",
+    "flip_flop",
+    "in_canary",
+    "new_salt",
+    "sample_ratio_check",
+    "summarise_shadow",
+    "wilson_interval",
+]
