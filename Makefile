@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so nothing resolves a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# Test-only oracle for the merge methods (LGPL, never vendored). Its math API needs only
+	# torch and pydantic; --no-deps keeps its heavy optional stack (datasets, pyarrow) out.
+	$(PY) -m pip install -q --no-deps mergekit==0.1.5
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 demo: venv
-	$(VENV)/bin/breedlab demo
+	rm -rf demo-lab
+	$(VENV)/bin/breedlab demo demo-lab
 
 test: venv
 	$(MAKE) check
@@ -43,6 +47,8 @@ unit: venv
 
 bench: venv
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/round.py
+	$(PY) benchmarks/merge.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -29,13 +29,3 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             lab.generate_key(name, role)
         lab.add_capability(contract_path("digits"))
         yield lab
-
-
-def make_model_dir(root: Path, name: str, content: bytes = b"weights") -> Path:
-    """A small package folder (not real weights: registry tests only need bytes)."""
-    folder = root / name
-    (folder / "sub").mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(content)
-    (folder / "config.json").write_text('{"architecture": "mlp"}')
-    (folder / "sub" / "notes.txt").write_text(name)
-    return folder

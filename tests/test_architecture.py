@@ -1,6 +1,6 @@
-"""Imports point down (DESIGN §2): base < signing < registry, ledger < factory,
-evaluator, viability, release < lab < cli. No pickle anywhere; torch stays out of the
-supply chain so the CLI starts fast."""
+"""Imports point down (DESIGN §2): base < signing, jobs < registry, ledger, families,
+datasets < factory, evaluator, viability, release < sandbox < lab < demo < cli.
+No pickle anywhere; torch stays out of the supply chain so the CLI starts fast."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "breedlab"
 LAYERS = {
     "errors": 0, "digest": 0, "canonical": 0, "clock": 0, "config": 0,
     "signing": 1,
-    "registry": 2, "ledger": 2, "capabilities": 2,
-    "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3,
-    "lab": 4, "demo": 5, "cli": 6, "http": 6,
+    "jobs": 1, "tensors": 1,
+    "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,
+    "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
+    "sandbox": 4,
+    "lab": 5, "demo": 6, "cli": 7, "http": 7,
 }  # fmt: skip
 
 

@@ -129,9 +129,13 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
             data_dir = Path(scratch) / "digits-data"
             _write_dataset(data_dir, seed)
             dataset = lab.import_path(
-                data_dir, kind="dataset", capability="digits", license="CC-BY-4.0",
-                name="digits-data", sign_with="erin",
-            )  # fmt: skip
+                data_dir,
+                kind="dataset",
+                capability="digits",
+                license="CC-BY-4.0",
+                name="digits-data",
+                sign_with="erin",
+            )
             say(
                 "import dataset",
                 f"{dataset.manifest.total_size} bytes as {dataset.id.short}, signed by erin",
@@ -141,9 +145,14 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
             model_dir = Path(scratch) / "digits-linear"
             accuracy = _train_model(model_dir, seed)
             model = lab.import_path(
-                model_dir, kind="model", capability="digits", license="Apache-2.0",
-                name="digits-linear", parents=[str(dataset.id)], family="linear",
-            )  # fmt: skip
+                model_dir,
+                kind="model",
+                capability="digits",
+                license="Apache-2.0",
+                name="digits-linear",
+                parents=[str(dataset.id)],
+                family="linear",
+            )
             say(
                 "import model",
                 f"logistic regression trained here, held-out accuracy {accuracy:.3f}, "
@@ -152,9 +161,14 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
                 "--license Apache-2.0 --parent digits-data-id",
             )
             again = lab.import_path(
-                model_dir, kind="model", capability="digits", license="Apache-2.0",
-                name="digits-linear", parents=[str(dataset.id)], family="linear",
-            )  # fmt: skip
+                model_dir,
+                kind="model",
+                capability="digits",
+                license="Apache-2.0",
+                name="digits-linear",
+                parents=[str(dataset.id)],
+                family="linear",
+            )
             say(
                 "re-import",
                 f"same content, same id {again.id.short}; nothing new written "

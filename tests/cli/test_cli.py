@@ -14,7 +14,7 @@ import typer.main
 from breedlab.cli import app, main
 from breedlab.cli.shell import EXIT_CODES
 from breedlab.errors import Conflict, IntegrityError, InvalidRequest, NotFound, PolicyError
-from conftest import make_model_dir
+from builders import make_model_dir
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,7 +6,9 @@ import pytest
 
 MODULES = ["breedlab", "breedlab.errors", "breedlab.digest", "breedlab.canonical",
            "breedlab.clock", "breedlab.signing", "breedlab.registry", "breedlab.ledger",
-           "breedlab.lab"]  # fmt: skip
+           "breedlab.lab", "breedlab.jobs", "breedlab.datasets", "breedlab.families",
+           "breedlab.sandbox", "breedlab.viability", "breedlab.release", "breedlab.evaluator",
+           "breedlab.report", "breedlab.factory.operators"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -23,9 +25,10 @@ def test_the_lab_api_is_pinned() -> None:
 
     public = sorted(n for n in vars(Lab) if not n.startswith("_"))
     assert public == sorted([
-        "actor", "add_capability", "alias", "alias_history", "approve", "capabilities",
-        "capability", "checkpoint", "close", "events", "generate_key", "import_path", "init",
-        "key", "keys", "lineage", "manifest", "open", "package", "packages", "reconstruct",
-        "resolve", "revoke", "revoke_key", "set_alias", "show", "sign", "verify",
+        "actor", "add_capability", "alias", "alias_history", "approve", "bootstrap_digits",
+        "capabilities", "capability", "checkpoint", "close", "decision", "events", "executor",
+        "failures", "generate_key", "import_path", "init", "key", "keys", "lineage",
+        "manifest", "open", "package", "packages", "reconstruct", "reproduce", "resolve",
+        "revoke", "revoke_key", "run_round", "set_alias", "show", "sign", "verify",
         "verify_ledger", "verify_store",
     ])  # fmt: skip

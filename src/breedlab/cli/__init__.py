@@ -15,7 +15,13 @@ from typing import Annotated
 import typer
 
 from breedlab import __version__
-from breedlab.cli import keys_commands, lab_commands, ledger_commands, registry_commands
+from breedlab.cli import (
+    breeding_commands,
+    keys_commands,
+    lab_commands,
+    ledger_commands,
+    registry_commands,
+)
 from breedlab.cli.shell import err_console, exit_code_for
 from breedlab.errors import LabError
 
@@ -61,6 +67,7 @@ lab_commands.register(app)
 registry_commands.register(app)
 keys_commands.register(app)
 ledger_commands.register(app)
+breeding_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,9 +139,13 @@ def packages(
     for i in infos:
         m = i.manifest
         t.add_row(
-            i.id.short, m.kind, m.name, m.capability, _size(m.total_size),
+            i.id.short,
+            m.kind,
+            m.name,
+            m.capability,
+            _size(m.total_size),
             ", ".join(aliases.get(str(i.id), [])),
-        )  # fmt: skip
+        )
     console.print(t)
 
 
@@ -249,10 +253,13 @@ def verify(
                 "ok": ok,
                 "packages": [r.to_json() for r in results],
                 "store": None if store is None else store.to_json(),
-                "ledger": {"ok": ledger_problem is None, "problem": ledger_problem,
-                           "report": None if ledger is None else ledger.to_json()},
+                "ledger": {
+                    "ok": ledger_problem is None,
+                    "problem": ledger_problem,
+                    "report": None if ledger is None else ledger.to_json(),
+                },
             }
-        )  # fmt: skip
+        )
     else:
         for r in results:
             if r.ok:

@@ -41,6 +41,7 @@ __all__ = [
     "KindAccuracy",
     "Latency",
     "PerItem",
+    "ReliabilityBin",
     "Robustness",
     "SafetySpec",
     "Violations",
@@ -55,6 +56,7 @@ __all__ = [
     "nll_per_item",
     "ood_violations",
     "per_item",
+    "reliability",
     "robustness",
 ]
 
@@ -215,16 +217,65 @@ def ece_equal_mass(
     if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
         raise InvalidRequest(f"num_bins must be a positive int, got {num_bins!r}")
     n = conf.shape[0]
+    size, conf_sum, hit_sum = _equal_mass_bins(conf, ok, num_bins)
+    used = size > 0
+    gaps = np.abs(conf_sum[used] / size[used] - hit_sum[used] / size[used])
+    return float(np.dot(size[used] / n, gaps))
+
+
+def _equal_mass_bins(
+    conf: FloatArray, ok: BoolArray, num_bins: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per-bin item count, confidence sum and hit sum (the binning of ``ece_equal_mass``)."""
+    n = conf.shape[0]
     runs = np.array_split(np.sort(conf), min(num_bins, n))
     cuts = [(runs[i][-1] + runs[i + 1][0]) / 2.0 for i in range(len(runs) - 1)]
     edges = np.unique(np.array([*cuts, 1.0], dtype=np.float64))
     which = np.searchsorted(edges, conf, side="left")
     size = np.bincount(which, minlength=edges.shape[0]).astype(np.float64)
-    conf_sum = np.bincount(which, weights=conf, minlength=edges.shape[0])
+    conf_sum = np.bincount(which, weights=conf, minlength=edges.shape[0]).astype(np.float64)
     hit_sum = np.bincount(which, weights=ok.astype(np.float64), minlength=edges.shape[0])
-    used = size > 0
-    gaps = np.abs(conf_sum[used] / size[used] - hit_sum[used] / size[used])
-    return float(np.dot(size[used] / n, gaps))
+    return size, conf_sum, hit_sum.astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReliabilityBin:
+    """One bin of a reliability diagram: mean confidence, accuracy and item count."""
+
+    confidence: float
+    accuracy: float
+    count: int
+
+    def to_record(self) -> dict[str, str | int]:
+        return {
+            "confidence": _float_text(self.confidence),
+            "accuracy": _float_text(self.accuracy),
+            "count": self.count,
+        }
+
+
+def reliability(
+    confidence: npt.NDArray[np.generic],
+    correct: npt.NDArray[np.generic],
+    num_bins: int = ECE_BINS,
+) -> tuple[ReliabilityBin, ...]:
+    """The non-empty bins of ``ece_equal_mass``, for a reliability diagram.
+
+    Raises:
+        InvalidRequest: as :func:`ece_equal_mass`.
+    """
+    ece_equal_mass(confidence, correct, num_bins)  # validates
+    conf = confidence.astype(np.float64, copy=False)
+    size, conf_sum, hit_sum = _equal_mass_bins(conf, _check_correct(correct), num_bins)
+    return tuple(
+        ReliabilityBin(
+            confidence=float(conf_sum[i] / size[i]),
+            accuracy=float(hit_sum[i] / size[i]),
+            count=int(size[i]),
+        )
+        for i in range(size.shape[0])
+        if size[i] > 0
+    )
 
 
 def brier_per_item(labels: npt.NDArray[np.generic], probs: npt.NDArray[np.generic]) -> FloatArray:

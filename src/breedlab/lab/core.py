@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from breedlab import canonical
 from breedlab.canonical import JsonValue
@@ -51,6 +52,7 @@ from breedlab.lab.verification import (
     checkpoint_payload,
     trusted_keys,
 )
+from breedlab.lab.workspace import Workspace
 from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
@@ -70,6 +72,13 @@ from breedlab.signing.statements import (
     provenance_predicate,
 )
 
+if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when used
+    from breedlab.lab.breeding import RoundResult
+    from breedlab.lab.builtin import Bootstrap
+    from breedlab.lab.failures import Cluster
+    from breedlab.lab.replay import Reproduction
+    from breedlab.sandbox.executors import Executor
+
 __all__ = ["PURPOSES", "Lab"]
 
 PURPOSES = ("parent", "release")
@@ -86,6 +95,13 @@ class Lab:
         self.clock: Clock = clock or SystemClock()
         self.blobs = FileBlobStore(config.store_path)
         self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock)
+        self.workspace = Workspace(config.work_dir, self.blobs)
+
+    def executor(self, workers: int | None = None) -> Executor:
+        """The configured executor (``[executor]`` in breedlab.toml)."""
+        from breedlab.sandbox.executors import make_executor
+
+        return make_executor(self.config.executor, workers or self.config.workers)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -325,6 +341,7 @@ class Lab:
         build_type: str,
         external: dict[str, JsonValue],
         parents: Sequence[Digest] = (),
+        dependencies: Sequence[tuple[str, Digest]] = (),
         family: str | None = None,
         meta: dict[str, JsonValue] | None = None,
         sign_with: str | None = None,
@@ -333,18 +350,53 @@ class Lab:
         if sign_with is not None:
             with self.ledger.reader() as r:
                 signer, _ = self._signer(sign_with, r)
-                for parent in parents:
-                    if r.package(str(parent)) is None:
-                        raise NotFound(f"parent {parent} is not registered")
+        manifest = self._store_package(
+            files=files,
+            kind=kind,
+            name=name,
+            capability=capability,
+            license=license,
+            data_class=data_class,
+            risk_tier=risk_tier,
+            build_type=build_type,
+            external=external,
+            parents=parents,
+            dependencies=dependencies,
+            family=family,
+            meta=meta,
+        )
+        return self._record_package(manifest, signer)
+
+    def _store_package(
+        self,
+        *,
+        files: Sequence[source.SourceFile] | Sequence[tuple[str, bytes]],
+        kind: Kind,
+        name: str,
+        capability: str,
+        license: str,
+        data_class: DataClass,
+        risk_tier: RiskTier,
+        build_type: str,
+        external: dict[str, JsonValue],
+        parents: Sequence[Digest] = (),
+        dependencies: Sequence[tuple[str, Digest]] = (),
+        family: str | None = None,
+        meta: dict[str, JsonValue] | None = None,
+    ) -> Manifest:
+        """Store a package's files, provenance and manifest as blobs (idempotent); the
+        ledger is not touched, so a package stored but never recorded does not exist."""
         entries = [self._store_file(f) for f in files]
         entries.sort(key=lambda e: e.path)
+        resolved = [Subject(name="parent", sha256=p.hex) for p in parents]
+        resolved += [Subject(name=label, sha256=d.hex) for label, d in dependencies]
         statement = Statement(
             subjects=tuple(Subject(name=e.path, sha256=e.sha256) for e in entries),
             predicate_type=SLSA_PREDICATE,
             predicate=provenance_predicate(
                 build_type=build_type,
                 external_parameters={"name": name, "capability": capability, **external},
-                resolved_dependencies=[Subject(name="parent", sha256=p.hex) for p in parents],
+                resolved_dependencies=resolved,
             ),
         )
         provenance = self.blobs.put_bytes(statement.to_bytes())
@@ -361,8 +413,12 @@ class Lab:
             family=family,
             meta=meta or {},
         )
-        manifest_bytes = manifest.to_bytes()
-        package = self.blobs.put_bytes(manifest_bytes)
+        self.blobs.put_bytes(manifest.to_bytes())
+        return manifest
+
+    def _record_package(self, manifest: Manifest, signer: KeyPair | None = None) -> PackageInfo:
+        """Register a stored manifest in the ledger (and sign it), in one transaction."""
+        package = manifest.id
         envelope_digest = None
         if signer is not None:
             envelope_digest = self.blobs.put_bytes(
@@ -372,7 +428,7 @@ class Lab:
             row = tx.package(str(package))
             created = row is None
             if created:
-                for parent in parents:
+                for parent in manifest.parents:
                     if tx.package(str(parent)) is None:
                         raise NotFound(f"parent {parent} is not registered")
                     if (rev := tx.revocation(str(parent))) is not None:
@@ -382,12 +438,12 @@ class Lab:
                     str(package),
                     {
                         "id": str(package),
-                        "kind": kind.value,
-                        "name": name,
-                        "capability": capability,
-                        "parents": [str(p) for p in parents],
-                        "provenance": str(provenance),
-                        "files": len(entries),
+                        "kind": manifest.kind.value,
+                        "name": manifest.name,
+                        "capability": manifest.capability,
+                        "parents": [str(p) for p in manifest.parents],
+                        "provenance": str(manifest.provenance),
+                        "files": len(manifest.files),
                         "size": manifest.total_size,
                     },
                     actor=self.actor,
@@ -403,7 +459,7 @@ class Lab:
         if isinstance(f, tuple):
             path, data = f
             return FileEntry(path=path, sha256=self.blobs.put_bytes(data).hex, size=len(data))
-        fd = source.open_source_file(f.location)
+        fd = source.open_source_file(f)
         with os.fdopen(fd, "rb", buffering=0) as stream:
             digest, size = self.blobs.put_stream(stream)
         return FileEntry(path=f.path, sha256=digest.hex, size=size)
@@ -527,11 +583,21 @@ class Lab:
                 raise Conflict(f"key {key!r} signed {pid.short} already")
         manifest = self.manifest(pid)
         envelope = self.blobs.put_bytes(self._signature_envelope(manifest, pid, signer))
-        with self.ledger.transaction() as tx:
-            if tx.revocation(str(pid)) is not None:
-                raise PolicyError(f"package {pid.short} was revoked")
+        with self.ledger.transaction() as tx:  # re-check: another writer may have won
+            self._recheck(tx, pid, signer)
+            if signer.keyid in {s.keyid for s in tx.signatures(str(pid))}:
+                raise Conflict(f"key {key!r} signed {pid.short} already")
             self._append_signature(tx, pid, signer, envelope)
         return self.package(pid)
+
+    @staticmethod
+    def _recheck(tx: Txn, pid: Digest, signer: KeyPair) -> None:
+        """Inside the writing transaction: the package and the key are still good."""
+        if tx.revocation(str(pid)) is not None:
+            raise PolicyError(f"package {pid.short} was revoked")
+        row = tx.key_by_id(signer.keyid)
+        if row is None or row.revoked_seq is not None:
+            raise PolicyError(f"key {signer.name!r} was revoked")
 
     def _require_intact(self, r: Reader, pid: Digest) -> None:
         _, _, _, problems = check_package(self.blobs, r, pid)
@@ -572,9 +638,11 @@ class Lab:
         envelope = self.blobs.put_bytes(
             dsse.sign(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), signer).to_bytes()
         )
-        with self.ledger.transaction() as tx:
-            if tx.revocation(str(pid)) is not None:
-                raise PolicyError(f"package {pid.short} was revoked")
+        with self.ledger.transaction() as tx:  # re-check: another writer may have won
+            self._recheck(tx, pid, signer)
+            for row in tx.approvals(str(pid)):
+                if row.keyid == signer.keyid and row.purpose == purpose:
+                    raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
             ev = tx.append(
                 "package.approved",
                 str(pid),
@@ -755,9 +823,13 @@ class Lab:
                 continue
             try:
                 check_envelope(
-                    self.blobs, r, row.envelope, package=pid, predicate_type=APPROVAL_PREDICATE,
+                    self.blobs,
+                    r,
+                    row.envelope,
+                    package=pid,
+                    predicate_type=APPROVAL_PREDICATE,
                     trusted=trusted,
-                )  # fmt: skip
+                )
             except LabError:
                 continue
             return
@@ -811,8 +883,14 @@ class Lab:
             queue.extend(str(p) for p in manifest.parents) if up else queue.extend(r.children(pid))
         return order
 
-    def reconstruct(self, ref: str, *, out: Path | None = None) -> Reconstruction:
+    def reconstruct(
+        self, ref: str, *, out: Path | None = None, workers: int | None = None
+    ) -> Reconstruction:
         """Rebuild a package's folder from the store and re-derive its id from those files.
+
+        For a package made by an operator, first replay its whole lineage: every
+        operator-made ancestor (and the package itself) is re-run from its recorded
+        recipe and source packages, and must give the recorded id.
 
         Raises:
             InvalidRequest: ``out`` exists and is not empty.
@@ -823,6 +901,14 @@ class Lab:
         folder = out or self.config.work_dir / "reconstruct" / pid.hex[:16]
         if folder.exists() and any(folder.iterdir()):
             raise InvalidRequest(f"{folder} exists and is not empty; pass --out to a new folder")
+        from breedlab.lab.replay import NOT_REPLAYABLE, build_type, replay_lineage
+
+        replayed: tuple[tuple[str, str, str | None], ...] = ()
+        if build_type(self, pid) not in NOT_REPLAYABLE or any(
+            build_type(self, p) not in NOT_REPLAYABLE for p in manifest.parents
+        ):
+            steps = replay_lineage(self, pid, executor=self.executor(workers))
+            replayed = tuple((r.package, r.operator, r.recomputed) for r in steps)
         folder.mkdir(parents=True, exist_ok=True)
         try:
             for entry in manifest.files:
@@ -853,8 +939,121 @@ class Lab:
             meta=manifest.meta,
         )
         return Reconstruction(
-            package=str(pid), folder=str(folder), recomputed=str(derived.id), files=len(rebuilt)
+            package=str(pid),
+            folder=str(folder),
+            recomputed=str(derived.id),
+            files=len(rebuilt),
+            replayed=replayed,
         )
+
+    # -- the challenger loop (seed, stage 2) --------------------------------------------------
+
+    def bootstrap_digits(
+        self,
+        *,
+        model_key: str,
+        evaluation_key: str,
+        production_key: str,
+        seed: int = 0,
+        workers: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Bootstrap:
+        """Set up the built-in digits capability: data, champion, sibling parent, suite."""
+        from breedlab.lab.builtin import bootstrap_digits
+
+        return bootstrap_digits(
+            self,
+            model_key=model_key,
+            evaluation_key=evaluation_key,
+            production_key=production_key,
+            executor=self.executor(workers),
+            seed=seed,
+            progress=progress,
+        )
+
+    def failures(self, capability: str, *, workers: int | None = None) -> list[Cluster]:
+        """Mine the champion's failure clusters on dev and record each as a dataset."""
+        from breedlab.lab.failures import mine_failures
+
+        return mine_failures(self, capability, executor=self.executor(workers))
+
+    def run_round(
+        self,
+        capability: str,
+        *,
+        failure_cluster: str | None = None,
+        operators: Sequence[str] | None = None,
+        workers: int | None = None,
+        seed: int = 0,
+        progress: Callable[[str], None] | None = None,
+    ) -> RoundResult:
+        """One breeding round (seed: run_breeding_lab_round); writes an HTML report."""
+        from breedlab.lab.breeding import RoundResult, run_round
+        from breedlab.lab.failures import latest_clusters, mine_failures
+        from breedlab.lab.recipes import default_plans
+        from breedlab.report import render_round_report
+
+        executor = self.executor(workers)
+        if failure_cluster is not None:
+            cluster: Digest | None = self.resolve(failure_cluster)
+        else:
+            clusters = latest_clusters(self, capability) or mine_failures(
+                self, capability, executor=executor
+            )
+            cluster = clusters[0].id if clusters else None
+        result = run_round(
+            self,
+            capability,
+            plans_for=lambda parents, c, data, s: default_plans(self, parents, c, data, s),
+            failure_cluster=cluster,
+            operators=operators,
+            executor=executor,
+            seed=seed,
+            progress=progress,
+        )
+        reports = self.config.root / "reports"
+        reports.mkdir(exist_ok=True)
+        path = reports / f"{result.round_id}.html"
+        path.write_text(render_round_report(result.record), "utf-8")
+        return RoundResult(
+            round_id=result.round_id,
+            capability=result.capability,
+            champion=result.champion,
+            winner=result.winner,
+            decision_seq=result.decision_seq,
+            decision=result.decision,
+            record=result.record,
+            report=str(path),
+            generated=result.generated,
+        )
+
+    def reproduce(self, ref: str, *, workers: int | None = None) -> Reproduction:
+        """Re-run the operator recorded in a package's provenance and compare ids."""
+        from breedlab.lab.replay import reproduce
+
+        return reproduce(self, self.resolve(ref), executor=self.executor(workers))
+
+    def decision(self, ref: str) -> tuple[Event, dict[str, JsonValue]]:
+        """A ``decision.made`` event and its record, by seq, ``round-N`` or record digest.
+
+        Raises:
+            NotFound: no such decision.
+        """
+        events = self.events(kinds=("decision.made",))
+        chosen = None
+        for ev in events:
+            if ref in (str(ev.seq), ev.payload.get("round")) or str(
+                ev.payload.get("decision", "")
+            ).removeprefix("sha256:").startswith(ref.removeprefix("sha256:").lower() or "-"):
+                chosen = ev
+        if ref == "latest" and events:
+            chosen = events[-1]
+        if chosen is None:
+            raise NotFound(f"no decision {ref!r}; decisions are named by seq, round-N or 'latest'")
+        record = canonical.decode(
+            self.blobs.get_bytes(Digest.parse(str(chosen.payload["decision"])))
+        )
+        return chosen, record
 
 
 def _require_reason(reason: str) -> None:

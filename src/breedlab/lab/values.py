@@ -270,14 +270,18 @@ class LineageGraph:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconstruction:
+    """A package rebuilt from the store; ``replayed`` lists the operator-made packages of
+    its lineage re-run from their recipes as ``(package, operator, recomputed id)``."""
+
     package: str
     folder: str
     recomputed: str
     files: int
+    replayed: tuple[tuple[str, str, str | None], ...] = ()
 
     @property
     def match(self) -> bool:
-        return self.package == self.recomputed
+        return self.package == self.recomputed and all(p == r for p, _, r in self.replayed)
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
@@ -286,4 +290,8 @@ class Reconstruction:
             "recomputed": self.recomputed,
             "match": self.match,
             "files": self.files,
+            "replayed": [
+                {"package": p, "operator": op, "recomputed": r, "match": p == r}
+                for p, op, r in self.replayed
+            ],
         }

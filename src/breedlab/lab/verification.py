@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from breedlab import canonical
 from breedlab.digest import Digest
-from breedlab.errors import IntegrityError, LabError
+from breedlab.errors import ChainBroken, IntegrityError, LabError
 from breedlab.lab.values import CheckpointInfo, Problem
 from breedlab.ledger import Reader
 from breedlab.ledger.merkle import root as merkle_root
@@ -134,18 +134,26 @@ def check_package(
     for row in r.signatures(pid):
         try:
             names, _ = check_envelope(
-                blobs, r, row.envelope, package=package, predicate_type=SIGNATURE_PREDICATE,
+                blobs,
+                r,
+                row.envelope,
+                package=package,
+                predicate_type=SIGNATURE_PREDICATE,
                 trusted=trusted,
-            )  # fmt: skip
+            )
             signers.extend(names)
         except LabError as e:
             problems.append(Problem(where=f"signature {row.envelope[:19]}", message=e.message))
     for row in r.approvals(pid):
         try:
             _, statement = check_envelope(
-                blobs, r, row.envelope, package=package, predicate_type=APPROVAL_PREDICATE,
+                blobs,
+                r,
+                row.envelope,
+                package=package,
+                predicate_type=APPROVAL_PREDICATE,
                 trusted=trusted,
-            )  # fmt: skip
+            )
             if statement.predicate.get("purpose") != row.purpose:
                 raise IntegrityError("approval envelope names a different purpose")
         except LabError as e:
@@ -195,10 +203,13 @@ def check_checkpoints(blobs: BlobStore, r: Reader) -> list[CheckpointInfo]:
             )
         if key is None:
             raise IntegrityError(f"checkpoint at seq {row.seq} is signed by an unknown key")
-        envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(row.envelope)))
-        public = {row.keyid: public_key_from_raw(bytes.fromhex(key.public_key))}
-        dsse.verify(envelope, public)
-        payload = canonical.decode(envelope.payload)
+        try:
+            envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(row.envelope)))
+            public = {row.keyid: public_key_from_raw(bytes.fromhex(key.public_key))}
+            dsse.verify(envelope, public)
+            payload = canonical.decode(envelope.payload)
+        except LabError as e:  # missing, corrupt or forged envelope: name the checkpoint
+            raise ChainBroken(f"checkpoint at seq {row.seq}: signed tree head: {e.message}") from e
         if payload.get("root") != row.root or payload.get("tree_size") != row.tree_size:
             raise IntegrityError(f"checkpoint at seq {row.seq}: signed head differs from the row")
         revoked_before = key.revoked_seq is not None and key.revoked_seq < row.seq

@@ -140,6 +140,8 @@ class FileBlobStore:
             return self.path(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is missing from the store {self.root}") from None
+        except OSError as e:  # a folder or something else stands where the blob should
+            raise DigestMismatch(f"blob {digest} is unreadable: {e.strerror}") from e
 
     def get_bytes(self, digest: Digest) -> bytes:
         with self._open(digest) as f:
@@ -167,27 +169,46 @@ class FileBlobStore:
             raise DigestMismatch(f"blob {digest} is corrupt: refused to materialise {dest}")
 
     def digests(self) -> Iterator[Digest]:
+        """Every well-placed blob: a regular file ``sha256/<ab>/<hex>`` whose name is a
+        digest starting with ``ab``. Anything else is reported by :meth:`stray_files`."""
         base = self.root / "sha256"
         if not base.is_dir():
             return
         for fanout in sorted(base.iterdir()):
+            if not fanout.is_dir() or fanout.is_symlink():
+                continue
             for entry in sorted(fanout.iterdir()):
                 try:
                     digest = Digest(entry.name)
                 except InvalidRequest:
-                    continue  # reported by stray_files()
-                yield digest
+                    continue
+                if entry.is_file() and not entry.is_symlink() and entry.name[:2] == fanout.name:
+                    yield digest
 
     def stray_files(self) -> list[Path]:
-        """Files in the object tree whose names are not digests (someone put them there)."""
-        base = self.root / "sha256"
+        """Everything in the store that is not a well-placed blob, outside ``tmp/``:
+        files with other names, in the wrong fan-out folder, folders or symlinks named like
+        blobs, and anything beside ``sha256/``."""
         strays: list[Path] = []
-        if base.is_dir():
-            for fanout in base.iterdir():
-                for entry in fanout.iterdir():
+        if not self.root.is_dir():
+            return strays
+        for top in sorted(self.root.iterdir()):
+            if top.name == "tmp" and top.is_dir() and not top.is_symlink():
+                continue
+            if top.name != "sha256" or not top.is_dir() or top.is_symlink():
+                strays.append(top)
+                continue
+            for fanout in sorted(top.iterdir()):
+                if not fanout.is_dir() or fanout.is_symlink() or len(fanout.name) != 2:
+                    strays.append(fanout)
+                    continue
+                for entry in sorted(fanout.iterdir()):
                     try:
                         Digest(entry.name)
                     except InvalidRequest:
+                        strays.append(entry)
+                        continue
+                    if not entry.is_file() or entry.is_symlink() or entry.name[:2] != fanout.name:
                         strays.append(entry)
         return strays
 

@@ -27,6 +27,7 @@ class SourceFile:
     path: str  # relative POSIX path inside the package
     location: Path  # where to read it from
     size: int
+    root: Path | None = None  # the source folder; ``location`` lies inside it
 
 
 def _refuse_pickle(rel: str) -> None:
@@ -52,7 +53,7 @@ def scan(source: Path) -> list[SourceFile]:
     if source.is_file():
         rel = check_relative_path(source.name)
         _refuse_pickle(rel)
-        return [SourceFile(path=rel, location=source, size=source.stat().st_size)]
+        return [SourceFile(path=rel, location=source.resolve(), size=source.stat().st_size)]
     if not source.is_dir():
         raise InvalidRequest(f"refused {source}: not a regular file or folder")
     root = source.resolve()
@@ -77,20 +78,42 @@ def scan(source: Path) -> list[SourceFile]:
                 if not target.is_file():
                     raise InvalidRequest(f"refused {rel}: symlink to a non-file ({target})")
                 _refuse_pickle(target.name)
-                files.append(SourceFile(path=rel, location=target, size=target.stat().st_size))
+                files.append(
+                    SourceFile(path=rel, location=target, size=target.stat().st_size, root=root)
+                )
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise InvalidRequest(f"refused {rel}: not a regular file")
-            files.append(SourceFile(path=rel, location=location, size=st.st_size))
+            files.append(SourceFile(path=rel, location=location, size=st.st_size, root=root))
     if not files:
         raise InvalidRequest(f"refused {source}: the folder holds no files (empty package)")
     files.sort(key=lambda f: f.path)
     return files
 
 
-def open_source_file(location: Path) -> int:
-    """Open a scanned file for reading without following a symlink swapped in since."""
+def open_source_file(f: SourceFile) -> int:
+    """Open a scanned file for reading, refusing any symlink swapped in since the scan.
+
+    Inside a source folder the path is walked one component at a time from the folder's
+    own descriptor with ``O_NOFOLLOW`` (``openat``), so a sub-folder replaced by a
+    symlink after the scan is refused too -- ``O_NOFOLLOW`` on the whole path would only
+    guard its last component.
+    """
     try:
-        return os.open(location, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as e:
-        raise InvalidRequest(f"refused {location}: {e.strerror} (changed during import?)") from e
+        if f.root is None:
+            return os.open(f.location, os.O_RDONLY | os.O_NOFOLLOW)
+        parts = f.location.relative_to(f.root).parts
+        fd = os.open(f.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for part in parts[:-1]:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+            return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        raise InvalidRequest(
+            f"refused {f.path}: {reason} (the source changed during import?)"
+        ) from e

@@ -11,7 +11,7 @@ from breedlab.digest import Digest
 from breedlab.errors import Conflict, InvalidRequest, NotFound, PolicyError
 from breedlab.lab import Lab
 from breedlab.signing.statements import SLSA_PREDICATE, Statement
-from conftest import make_model_dir
+from builders import make_model_dir
 
 
 def _objects(lab: Lab) -> set[Digest]:

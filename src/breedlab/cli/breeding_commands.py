@@ -1,0 +1,247 @@
+"""Challenger-loop commands: ``failures``, ``round``, ``reproduce``, ``explain``, and
+``capability bootstrap`` for the built-in capability (seed, stage 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.status import Status
+
+from breedlab.cli.registry_commands import capability_app
+from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.errors import InvalidRequest
+
+__all__ = ["register"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Workers = Annotated[
+    int | None, typer.Option("--workers", help="Parallel sandbox jobs (default: config).")
+]
+
+
+@contextmanager
+def _progress(quiet: bool, title: str) -> Iterator[Any]:
+    if quiet:
+        yield lambda _message: None
+        return
+    with Status(title, console=console) as status:
+
+        def say(message: str) -> None:
+            console.print(f"  {message}", soft_wrap=True)
+            status.update(f"{title} — {message}")
+
+        yield say
+
+
+@capability_app.command("bootstrap")
+def bootstrap(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A built-in capability (digits).")],
+    model_key: Annotated[str, typer.Option("--model-key", help="Signs models and data.")],
+    evaluation_key: Annotated[str, typer.Option("--evaluation-key", help="Signs the suite.")],
+    production_key: Annotated[
+        str, typer.Option("--production-key", help="Approves the champion's release.")
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Splits and training seed.")] = 0,
+    workers: Workers = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Set up a built-in capability: contract, data splits, trained champion, suite."""
+    if name != "digits":
+        raise InvalidRequest(f"no built-in capability {name!r}; built in: digits")
+    with open_lab(ctx) as lab, _progress(json_out, "bootstrapping digits") as say:
+        result = lab.bootstrap_digits(
+            model_key=model_key,
+            evaluation_key=evaluation_key,
+            production_key=production_key,
+            seed=seed,
+            workers=workers,
+            progress=say,
+        )
+    if json_out:
+        print_json(
+            {
+                "contract": str(result.contract),
+                "datasets": {k: str(v) for k, v in result.datasets.items()},
+                "champion": str(result.champion),
+                "sibling": None if result.sibling is None else str(result.sibling),
+                "suite": str(result.suite),
+                "critical_items": result.critical_items,
+            }
+        )
+    else:
+        console.print(f"[bold green]digits ready[/]: champion {result.champion.short}")
+
+
+def failures(
+    ctx: typer.Context,
+    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    workers: Workers = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Mine failure clusters from the champion's errors on the dev split."""
+    with open_lab(ctx) as lab:
+        clusters = lab.failures(capability, workers=workers)
+    if json_out:
+        print_json([c.to_json() for c in clusters])
+        return
+    t = table("cluster", "kind", "severity", "items", "description")
+    for c in clusters:
+        t.add_row(c.id.short, c.kind, f"{c.severity:.3f}", str(c.items), c.description)
+    console.print(t)
+    if not clusters:
+        console.print("no failure cluster: the champion loses < 5 points on every perturbation")
+
+
+def _scorecard_cells(card: Mapping[str, Any] | None) -> list[str]:
+    if not card:
+        return ["-"] * 5
+    dev = card["dev"]
+    r = card["resources"]
+    return [
+        f"{float(dev['accuracy']):.3f}",
+        f"{float(dev['robust_accuracy']):.3f}",
+        f"{float(dev['ece']):.3f}",
+        f"{float(r['latency_p95_ms']):.3f}",
+        str(card["critical"]["errors"]),
+    ]
+
+
+def round_(
+    ctx: typer.Context,
+    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    failure_cluster: Annotated[
+        str | None,
+        typer.Option("--failure-cluster", help="Cluster dataset id (default: the worst mined)."),
+    ] = None,
+    operators: Annotated[
+        str | None, typer.Option("--operators", help="Comma-separated subset of operators.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The round's seed.")] = 0,
+    workers: Workers = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Run one breeding round: generate in the sandbox, evaluate, decide, shadow or archive."""
+    ops = None if operators is None else [o.strip() for o in operators.split(",") if o.strip()]
+    with open_lab(ctx) as lab, _progress(json_out, f"breeding {capability}") as say:
+        result = lab.run_round(
+            capability,
+            failure_cluster=failure_cluster,
+            operators=ops,
+            workers=workers,
+            seed=seed,
+            progress=say,
+        )
+    record = result.record
+    if json_out:
+        print_json(
+            {
+                **dict(record),
+                "decision_seq": result.decision_seq,
+                "report": result.report,
+                "decision_record": str(result.decision),
+            }
+        )
+        return
+    t = table("candidate", "operator", "outcome", "acc", "robust", "ece", "p95 ms", "critical")
+    t.add_row("champion", "-", "-", *_scorecard_cells(record.get("champion_scorecard")))
+    for c in record["candidates"]:
+        t.add_row(c["name"], c["label"], c["outcome"], *_scorecard_cells(c["scorecard"]))
+    console.print(t)
+    for f in record["failed"]:
+        console.print(f"[red]failed[/] {f['label']}: {f['failure']}: {f['reason']}")
+    if result.winner is not None:
+        console.print(
+            f"[bold green]decision[/] (seq {result.decision_seq}): "
+            f"{result.winner.short} → {capability}@shadow"
+        )
+    else:
+        console.print(
+            f"[bold]decision[/] (seq {result.decision_seq}): no winner; "
+            "every candidate archived with its reasons"
+        )
+    console.print(f"explain: breedlab explain {result.decision_seq}    report: {result.report}")
+
+
+def reproduce(
+    ctx: typer.Context,
+    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    workers: Workers = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Re-run a package's recorded operator in a fresh sandbox and compare ids."""
+    with open_lab(ctx) as lab:
+        result = lab.reproduce(package, workers=workers)
+    if json_out:
+        print_json(result.to_json())
+    elif result.match:
+        console.print(f"[green]reproduced[/] {result.package[:19]} ({result.operator}): ids match")
+    else:
+        console.print(
+            f"[red]NOT reproduced[/] {result.package[:19]} ({result.operator}): "
+            f"got {result.recomputed or result.failure}"
+        )
+    if not result.match:
+        raise typer.Exit(5)
+
+
+def explain(
+    ctx: typer.Context,
+    decision: Annotated[str, typer.Argument(help="Decision seq, round-N, or 'latest'.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Explain a decision from the ledger alone: outcome, reasons, metric verdicts, utility."""
+    with open_lab(ctx) as lab:
+        event, record = lab.decision(decision)
+    if json_out:
+        print_json({"seq": event.seq, "at": event.at, **record})
+        return
+    console.print(
+        f"[bold]{record['round']}[/] on {record['capability']} (decision seq {event.seq}, "
+        f"{event.at}); champion {str(record['champion'])[:19]}"
+    )
+    winner = record.get("winner")
+    console.print(f"action: {record['action']}" + (f" → {str(winner)[:19]}" if winner else ""))
+    policy = record["policy"]
+    console.print(
+        f"policy: ε_up {policy['epsilon_up']} (σ_AA {policy['sigma_aa']}), "
+        f"α {policy['alpha']}, {policy['bootstrap_samples']} bootstrap samples"
+    )
+    names = {c["package"]: c["label"] for c in record["candidates"]}
+    for d in record["decisions"]:
+        label = names.get(d["candidate"], d["candidate"][:19])
+        utility = d["assessment"]["decomposition"]["utility"]
+        console.print(
+            f"\n[bold]{label}[/] {d['candidate'][:19]}: [bold]{d['outcome']}[/] "
+            f"(U = {float(utility):+.4f})"
+        )
+        for reason in d["reasons"]:
+            console.print(f"  - {reason}", soft_wrap=True)
+        t = table("metric", "verdict", "Δ", "interval", "margin", "term")
+        terms = {x["metric"]: x["value"] for x in d["assessment"]["decomposition"]["terms"]}
+        for m in d["assessment"]["metrics"]:
+            lower, upper = m.get("lower"), m.get("upper")
+            interval = "-" if lower is None else f"[{float(lower):+.4f}, {float(upper):+.4f}]"
+            delta = "-" if m.get("delta") is None else f"{float(m['delta']):+.4f}"
+            term = terms.get(m["metric"])
+            t.add_row(
+                m["metric"],
+                m["verdict"],
+                delta,
+                interval,
+                str(m["margin"]),
+                "-" if term is None else f"{float(term):+.4f}",
+            )
+        console.print(t)
+    for f in record["failed"]:
+        console.print(f"[red]failed[/] {f['label']}: {f['failure']}: {f['reason']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("failures")(failures)
+    app.command("round")(round_)
+    app.command("reproduce")(reproduce)
+    app.command("explain")(explain)

@@ -1,0 +1,90 @@
+"""The suite runner: the job that scores one model on one suite, inside the sandbox.
+
+It loads the candidate through its family, reads the suite's dev and sealed datasets,
+applies every perturbation (seeded by suite seed and item id), and writes the model's
+class probabilities for every (split, variant) to ``outputs.safetensors`` -- the per-item
+outputs the controller stores as a blob and pairs across models. It also times batch-1
+predictions over a fixed replay of dev items (each item's fastest of five passes) and
+reports parameters and peak memory.
+It computes no verdicts: the parent derives every metric from the stored outputs
+(``evaluator.scoring``), so nothing a candidate's process says about itself is trusted
+beyond the outputs it produced.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from breedlab.canonical import JsonValue
+from breedlab.datasets import read_dataset
+from breedlab.evaluator.metrics import latency_percentiles
+from breedlab.evaluator.perturbations import perturb
+from breedlab.evaluator.suite import SuiteSpec
+from breedlab.jobs import Job, Log
+
+__all__ = ["EVALUATORS", "OUTPUTS_FILE", "evaluate_suite", "output_key"]
+
+OUTPUTS_FILE = "outputs.safetensors"
+LATENCY_PASSES = 5
+
+
+def output_key(split: str, variant: str) -> str:
+    return f"{split}/{variant}"
+
+
+def evaluate_suite(job: Job, log: Log, extra: Mapping[str, Any]) -> dict[str, JsonValue]:
+    """Score ``job.parents[0]`` on the suite in ``extra["suite"]``."""
+    import torch
+    from safetensors.numpy import save_file
+
+    from breedlab.families import load_model
+
+    torch.set_num_threads(1)
+    suite = SuiteSpec.from_json(extra["suite"])
+    [parent] = job.parents
+    model = load_model(parent.folder, parent.family)
+    outputs: dict[str, np.ndarray] = {}
+    for split in ("dev", "sealed"):
+        data = read_dataset(job.dataset(split).folder)
+        x = data.x.astype(np.float64)
+        outputs[output_key(split, "clean")] = model.predict_proba(x.astype(np.float32))
+        for spec in suite.perturbations:
+            variant = perturb(spec, x, item_ids=data.ids, seed=suite.seed)
+            outputs[output_key(split, spec.kind)] = model.predict_proba(variant.astype(np.float32))
+        log(f"scored {split}: {len(data)} items x {len(suite.variants())} variants")
+    replay = read_dataset(job.dataset("dev").folder, check_hashes=False).x
+    replay = replay[: suite.budget.latency_items]
+    for row in replay[:10]:  # warm-up, not timed
+        model.predict_proba(row[None, :])
+    # Each item is timed in LATENCY_PASSES passes and keeps its fastest: on a shared
+    # machine the slower passes measure the neighbours, not the model (timeit's rule).
+    best = np.full(len(replay), np.inf)
+    for _ in range(LATENCY_PASSES):
+        for i, row in enumerate(replay):
+            started = time.perf_counter()
+            model.predict_proba(row[None, :])
+            best[i] = min(best[i], (time.perf_counter() - started) * 1000.0)
+    durations = best.tolist()
+    latency = latency_percentiles(durations)
+    save_file(
+        {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in outputs.items()},
+        str(job.out_dir / OUTPUTS_FILE),
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "latency_p50_ms": repr(latency.p50),
+        "latency_p95_ms": repr(latency.p95),
+        "latency_items": len(durations),
+        "parameters": model.parameter_count(),
+        "peak_rss_kib": int(peak),
+    }
+
+
+EVALUATORS: Mapping[str, Callable[[Job, Log, Mapping[str, Any]], dict[str, JsonValue]]] = {
+    "suite": evaluate_suite,
+}

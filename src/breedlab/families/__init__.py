@@ -1,0 +1,76 @@
+"""Model families: how to load, save and run one kind of model from a package folder.
+
+DESIGN §7. A family is one module; operators and evaluators reach it through
+:func:`load_model` and the small :class:`Model` protocol, so a new family is one entry
+in :data:`FAMILIES`.
+
+- ``torch_family``: registered architectures (``mlp``, ``cnn``) from ``config.json`` +
+  ``model.safetensors`` (plain or weight-only quantized, dequantized on load).
+- ``transformers_family``: a local Hugging Face folder loaded with
+  ``local_files_only=True`` (never a hub).
+
+Every job runs torch with one thread (``torch.set_num_threads(1)``; parallelism comes
+from processes). Weights are only ever read with safetensors -- never unpickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from breedlab.errors import InvalidRequest
+
+__all__ = ["FAMILIES", "Family", "Model", "load_model"]
+
+
+class Model(Protocol):
+    """A loaded model: a torch module plus how to turn inputs into class probabilities."""
+
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+
+    @property
+    def module(self) -> Any: ...
+
+    def predict_proba(self, x: Any) -> npt.NDArray[np.float64]:
+        """Class probabilities, shape (n, classes), float64, rows summing to 1."""
+        ...
+
+    def parameter_count(self) -> int: ...
+
+
+class Family(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def load(self, folder: Path) -> Model: ...
+
+
+def _families() -> dict[str, Family]:
+    from breedlab.families.torch_family import TorchFamily
+    from breedlab.families.transformers_family import TransformersFamily
+
+    families: dict[str, Family] = {"torch": TorchFamily(), "transformers": TransformersFamily()}
+    return families
+
+
+FAMILIES: tuple[str, ...] = ("torch", "transformers")
+
+
+def load_model(folder: Path, family: str) -> Model:
+    """Load the model in ``folder`` with the named family.
+
+    Raises:
+        InvalidRequest: unknown family. IntegrityError: the folder is not a valid model.
+    """
+    families = _families()
+    if family not in families:
+        raise InvalidRequest(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    return families[family].load(folder)

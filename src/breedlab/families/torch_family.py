@@ -1,0 +1,190 @@
+"""The ``torch`` family: registered architectures in ``config.json`` + ``model.safetensors``.
+
+``config.json`` (canonical JSON) names the architecture and its sizes::
+
+    {"architecture": "mlp", "classes": 10, "family": "torch", "hidden": [128, 64], "inputs": 64}
+    {"architecture": "cnn", "channels": [16, 32], "classes": 10, "family": "torch",
+     "hidden": [64], "image": [8, 8], "inputs": 64}
+
+Only architectures in :data:`ARCHITECTURES` load: a package cannot bring code. Weights are
+read with safetensors; a weight-only quantized file (``breedlab.tensors.quantized``) is
+dequantized to fp32 on load. Submodules have stable names (``hidden.0``, ``conv.1``,
+``head``) so LoRA can target them and merges can match tensors by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from breedlab import canonical
+from breedlab.errors import IntegrityError, InvalidRequest
+
+__all__ = [
+    "ARCHITECTURES",
+    "CNN",
+    "CONFIG_FILE",
+    "MLP",
+    "WEIGHTS_FILE",
+    "TorchFamily",
+    "TorchModel",
+    "build_module",
+    "save_torch_model",
+]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _ints(config: Mapping[str, Any], key: str) -> list[int]:
+    value = config.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
+        raise InvalidRequest(f"config '{key}' must be a list of positive integers")
+    return list(value)
+
+
+def _int(config: Mapping[str, Any], key: str) -> int:
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidRequest(f"config '{key}' must be a positive integer")
+    return value
+
+
+class MLP(nn.Module):
+    """inputs → [Linear → ReLU] × len(hidden) → head."""
+
+    def __init__(self, inputs: int, hidden: list[int], classes: int) -> None:
+        super().__init__()
+        sizes = [inputs, *hidden]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
+        self.head = nn.Linear(sizes[-1], classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        logits: torch.Tensor = self.head(x)
+        return logits
+
+
+class CNN(nn.Module):
+    """A small convnet for square images: [Conv3×3 → ReLU] × n, max-pool, MLP head."""
+
+    def __init__(
+        self, image: list[int], channels: list[int], hidden: list[int], classes: int
+    ) -> None:
+        super().__init__()
+        if len(image) != 2:
+            raise InvalidRequest("config 'image' must be [height, width]")
+        self.image = (image[0], image[1])
+        sizes = [1, *channels]
+        self.conv = nn.ModuleList(
+            nn.Conv2d(a, b, kernel_size=3, padding=1) for a, b in pairwise(sizes)
+        )
+        flat = channels[-1] * (image[0] // 2) * (image[1] // 2)
+        dims = [flat, *hidden]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(dims))
+        self.head = nn.Linear(dims[-1], classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, *self.image)
+        for conv in self.conv:
+            x = torch.relu(conv(x))
+        x = torch.nn.functional.max_pool2d(x, 2).flatten(1)
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        logits: torch.Tensor = self.head(x)
+        return logits
+
+
+def _mlp(config: Mapping[str, Any]) -> nn.Module:
+    return MLP(_int(config, "inputs"), _ints(config, "hidden"), _int(config, "classes"))
+
+
+def _cnn(config: Mapping[str, Any]) -> nn.Module:
+    return CNN(
+        _ints(config, "image"), _ints(config, "channels"), _ints(config, "hidden"),
+        _int(config, "classes"),
+    )  # fmt: skip
+
+
+#: The catalogue of loadable architectures: a package names one, it cannot bring code.
+ARCHITECTURES: Mapping[str, Callable[[Mapping[str, Any]], nn.Module]] = {
+    "mlp": _mlp,
+    "cnn": _cnn,
+}
+
+
+def build_module(config: Mapping[str, Any]) -> nn.Module:
+    """A freshly initialised module for ``config`` (seed torch first for determinism)."""
+    arch = config.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise InvalidRequest(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[str(arch)](config)
+
+
+class TorchModel:
+    family = "torch"
+
+    def __init__(self, config: Mapping[str, Any], module: nn.Module) -> None:
+        self.config = dict(config)
+        self._module = module.eval()
+
+    @property
+    def module(self) -> nn.Module:
+        return self._module
+
+    def logits(self, x: npt.NDArray[Any] | torch.Tensor) -> torch.Tensor:
+        inputs = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, np.float32))
+        with torch.no_grad():
+            out: torch.Tensor = self._module(inputs.to(torch.float32))
+        return out
+
+    def predict_proba(self, x: Any) -> npt.NDArray[np.float64]:
+        probs = torch.softmax(self.logits(x).to(torch.float64), dim=1)
+        return np.asarray(probs.numpy(), dtype=np.float64)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self._module.parameters())
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    try:
+        config = canonical.decode((folder / CONFIG_FILE).read_bytes())
+    except FileNotFoundError:
+        raise IntegrityError(f"{folder} has no {CONFIG_FILE}") from None
+    if not isinstance(config, dict) or config.get("family") != "torch":
+        raise IntegrityError(f"{folder}/{CONFIG_FILE} is not a torch-family config")
+    return config
+
+
+class TorchFamily:
+    name = "torch"
+
+    def load(self, folder: Path) -> TorchModel:
+        from breedlab.tensors.quantized import load_state_dict
+
+        config = read_config(folder)
+        module = build_module(config)
+        state = load_state_dict(folder / WEIGHTS_FILE)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise IntegrityError(f"{folder}: weights do not fit the architecture: {e}") from e
+        return TorchModel(config, module)
+
+
+def save_torch_model(folder: Path, config: Mapping[str, Any], module: nn.Module) -> None:
+    """Write ``config.json`` (canonical) and ``model.safetensors`` (fp32, contiguous)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_bytes(canonical.encode({**dict(config), "family": "torch"}))
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))

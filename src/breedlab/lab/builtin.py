@@ -1,0 +1,348 @@
+"""The built-in ``digits`` capability, set up from scratch in a lab (what the demo does).
+
+From scikit-learn's bundled digits (nothing is downloaded): the stage-0 contract; the
+train / fitness / dev / sealed splits as signed dataset packages; a champion trained by
+the ``train`` operator in the sandbox (so it is reproducible from source), signed and
+approved; a second parent fine-tuned from it on shifted and noisy inputs (a robust
+sibling that shares the champion's initialisation, so weight merges are meaningful); and
+the frozen suite, whose critical set is the dev items the champion gets right with
+confidence ≥ 0.99 -- known-good answers no descendant may break (zero tolerance).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from breedlab.canonical import JsonValue
+from breedlab.capabilities import contract_path
+from breedlab.datasets import write_dataset
+from breedlab.digest import Digest
+from breedlab.errors import LabError, NotFound
+from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
+from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
+from breedlab.lab.breeding import Plan, run_plans
+from breedlab.lab.evaluation import evaluate_models
+from breedlab.registry.manifest import Kind
+from breedlab.sandbox.executors import Executor
+
+if TYPE_CHECKING:
+    from breedlab.lab.core import Lab
+
+__all__ = ["DIGITS_METRICS", "DIGITS_POLICY", "Bootstrap", "bootstrap_digits"]
+
+Progress = Callable[[str], None]
+
+#: The digits suite's metrics and margins (viability MetricSpec records). Robustness is
+#: the primary metric: clean accuracy is near its ceiling, the perturbed inputs are where
+#: the champion really fails (tests/unit/evaluator, realism check). Margins match what
+#: 270 dev items can resolve: a one-sided 95% bound on a paired accuracy difference is
+#: about ±2 points here, so a 1-point non-inferiority margin could never be shown.
+DIGITS_METRICS: tuple[dict[str, JsonValue], ...] = (
+    {
+        "name": "robust_accuracy",
+        "group": "robustness",
+        "direction": "higher",
+        "role": "primary",
+        "kind": "binary",
+        "margin": "0",
+        "scale": "0.25",
+    },
+    {
+        "name": "accuracy",
+        "group": "task",
+        "direction": "higher",
+        "role": "guardrail",
+        "kind": "binary",
+        "margin": "0.03",
+        "scale": "0.03",
+    },
+    {
+        "name": "nll",
+        "group": "calibration",
+        "direction": "lower",
+        "role": "guardrail",
+        "kind": "continuous",
+        "margin": "0.1",
+        "scale": "0.1",
+    },
+    {
+        "name": "brier",
+        "group": "calibration",
+        "direction": "lower",
+        "role": "guardrail",
+        "kind": "continuous",
+        "margin": "0.03",
+        "scale": "0.03",
+    },
+    *(
+        {
+            "name": f"accuracy_{p.kind}",
+            "group": "robustness",
+            "direction": "higher",
+            "role": "slice",
+            "kind": "binary",
+            "margin": "0.02",
+            "scale": "0.02",
+        }
+        for p in DIGITS_PERTURBATIONS
+    ),
+    {
+        "name": "critical",
+        "group": "safety",
+        "direction": "higher",
+        "role": "zero_tolerance",
+        "kind": "binary",
+        "margin": "0",
+        "scale": "1",
+    },
+    {
+        "name": "latency_p95_ms",
+        "group": "resource",
+        "direction": "lower",
+        "role": "guardrail",
+        "kind": "aggregate",
+        "margin": "1.0",
+        "scale": "0.5",
+    },
+    {
+        "name": "size_bytes",
+        "group": "resource",
+        "direction": "lower",
+        "role": "guardrail",
+        "kind": "aggregate",
+        "margin": "0.1",
+        "scale": "0.5",
+    },
+)
+
+DIGITS_POLICY: dict[str, JsonValue] = {
+    "epsilon_min": "0.01",
+    "alpha": "0.05",
+    "bootstrap_samples": 2000,
+    "min_pairs": 30,
+    "utility_min": "0",
+}
+
+CHAMPION_PARAMS: dict[str, JsonValue] = {
+    "architecture": "mlp",
+    "hidden": [128, 64],
+    "epochs": 30,
+    "name": "digits-mlp",
+}
+SIBLING_PARAMS: dict[str, JsonValue] = {
+    "architecture": "mlp",
+    "hidden": [128, 64],
+    "epochs": 15,
+    "augment": "shift",
+    "name": "digits-mlp-robust",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bootstrap:
+    contract: Digest
+    datasets: dict[str, Digest]
+    champion: Digest
+    sibling: Digest | None
+    suite: Digest
+    critical_items: int
+
+
+def _move(lab: Lab, capability: str, alias: str, target: Digest, reason: str) -> None:
+    current = lab.alias(capability, alias)
+    if current == target:
+        return
+    lab.set_alias(
+        capability,
+        alias,
+        str(target),
+        expect=None if current is None else str(current),
+        reason=reason,
+    )
+
+
+def _suite(
+    lab: Lab,
+    *,
+    seed: int,
+    datasets: dict[str, Digest],
+    critical: tuple[str, ...],
+    parents: list[Digest],
+    name: str,
+    sign_with: str | None,
+) -> Digest:
+    spec = SuiteSpec(
+        capability="digits",
+        name=name,
+        seed=seed,
+        splits={"dev": str(datasets["dev"]), "sealed": str(datasets["sealed"])},
+        perturbations=DIGITS_PERTURBATIONS,
+        critical_items=critical,
+        metrics=DIGITS_METRICS,
+        policy=DIGITS_POLICY,
+        budget=Budget(),
+    )
+    info = lab._register(
+        files=[(SUITE_FILE, spec.to_bytes())],
+        kind=Kind.SUITE,
+        name=name,
+        capability="digits",
+        license="CC-BY-4.0",
+        data_class=lab.capability("digits")[1].data_class,
+        risk_tier=lab.capability("digits")[1].risk_tier,
+        build_type="suite",
+        external={"seed": seed, "critical_items": len(critical)},
+        parents=[datasets["dev"], datasets["sealed"], *parents],
+        sign_with=sign_with,
+    )
+    return info.id
+
+
+def bootstrap_digits(
+    lab: Lab,
+    *,
+    model_key: str,
+    evaluation_key: str,
+    production_key: str,
+    executor: Executor,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Bootstrap:
+    """Set up the built-in digits capability in ``lab`` (idempotent where it can be)."""
+    say = progress or (lambda _m: None)
+    try:
+        contract_info, contract = lab.capability("digits")
+    except NotFound:
+        contract_info = lab.add_capability(contract_path("digits"), sign_with=model_key)
+        contract = lab.capability("digits")[1]
+    say(f"capability digits: contract {contract_info.id.short}")
+    splits = digits_splits(seed)
+    datasets: dict[str, Digest] = {}
+    with tempfile.TemporaryDirectory(prefix="breedlab-digits-") as scratch:
+        for split in splits.all():
+            folder = Path(scratch) / split.name.value
+            write_dataset(
+                folder,
+                x=split.x.astype(np.float32),
+                y=split.y,
+                ids=split.item_ids,
+                meta={
+                    "split": split.name.value,
+                    "seed": seed,
+                    "source": "sklearn.datasets.load_digits (UCI optdigits), pixels / 16",
+                },
+            )
+            info = lab.import_path(
+                folder,
+                kind="dataset",
+                capability="digits",
+                license="CC-BY-4.0",
+                name=f"digits-{split.name.value}",
+                sign_with=evaluation_key,
+            )
+            datasets[split.name.value] = info.id
+            _move(lab, "digits", f"data-{split.name.value}", info.id, "built-in digits splits")
+    say(f"datasets: {', '.join(f'{k} {v.short}' for k, v in datasets.items())}")
+    train_data = (("train", datasets["train"]), ("fitness", datasets["fitness"]))
+    [champion_run] = run_plans(
+        lab,
+        [
+            Plan(
+                operator="train",
+                label="train/champion",
+                params=CHAMPION_PARAMS,
+                parents=(),
+                data=train_data,
+                seed=seed,
+            )
+        ],
+        contract,
+        executor=executor,
+        round_id="bootstrap",
+        progress=say,
+    )
+    if champion_run.failure is not None:
+        raise LabError(f"training the champion failed: {champion_run.failure}")
+    champion = champion_run.candidates[0]
+    lab_sign(lab, champion, model_key)
+    for purpose, key in (("parent", model_key), ("release", production_key)):
+        if not any(a.purpose == purpose for a in lab.show(str(champion)).approvals):
+            lab.approve(str(champion), purpose=purpose, key=key)
+    _move(lab, "digits", "champion", champion, "built-in champion trained from source")
+    say(f"champion {champion.short} trained, signed, approved and aliased")
+
+    draft = _suite(
+        lab,
+        seed=seed,
+        datasets=datasets,
+        critical=(),
+        parents=[],
+        name="digits-suite-draft",
+        sign_with=None,
+    )
+    [evaluation] = evaluate_models(lab, [champion], draft, executor=executor, round_id="bootstrap")
+    if evaluation.scorecard is None:
+        raise LabError(f"evaluating the champion failed: {evaluation.failure}")
+    dev = evaluation.scorecard.splits["dev"]
+    confident = np.asarray(dev.clean.items.confidence) >= 0.99
+    good = np.asarray(dev.correct["clean"]) & confident
+    critical = tuple(sorted(i for i, ok in zip(dev.ids, good, strict=True) if ok)[:60])
+    suite = _suite(
+        lab,
+        seed=seed,
+        datasets=datasets,
+        critical=critical,
+        parents=[champion],
+        name="digits-suite",
+        sign_with=evaluation_key,
+    )
+    _move(lab, "digits", "suite", suite, "frozen digits suite")
+    say(f"suite {suite.short} frozen with {len(critical)} critical items")
+
+    sibling = None
+    if "train" in contract.allowed_operators:
+        [sibling_run] = run_plans(
+            lab,
+            [
+                Plan(
+                    operator="train",
+                    label="train/robust-sibling",
+                    params=SIBLING_PARAMS,
+                    parents=(champion,),
+                    data=train_data,
+                    seed=seed + 1,
+                )
+            ],
+            contract,
+            executor=executor,
+            round_id="bootstrap",
+            progress=say,
+        )
+        if sibling_run.failure is None:
+            sibling = sibling_run.candidates[0]
+            lab_sign(lab, sibling, model_key)
+            if not any(a.purpose == "parent" for a in lab.show(str(sibling)).approvals):
+                lab.approve(str(sibling), purpose="parent", key=model_key)
+            say(f"robust sibling {sibling.short} fine-tuned from the champion, approved as parent")
+        else:
+            say(f"robust sibling failed: {sibling_run.failure}")
+    return Bootstrap(
+        contract=contract_info.id,
+        datasets=datasets,
+        champion=champion,
+        sibling=sibling,
+        suite=suite,
+        critical_items=len(critical),
+    )
+
+
+def lab_sign(lab: Lab, package: Digest, key: str) -> None:
+    """Sign unless this key signed already."""
+    if key not in lab.show(str(package)).signed_by:
+        lab.sign(str(package), key=key)

@@ -1,0 +1,258 @@
+"""Evaluation on frozen suites: run the suite runner in the sandbox for each model,
+store its per-item outputs as blobs, derive scorecards, and record ``candidate.scored``.
+
+Scorecards are derived in this (parent) process from the stored outputs and the suite's
+own dataset packages, so they can be re-derived later from the store alone. Results are
+only comparable under the same suite id and budget (DESIGN §9): :func:`check_comparable`
+refuses anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from breedlab import canonical
+from breedlab.canonical import JsonValue
+from breedlab.datasets import read_dataset
+from breedlab.digest import Digest
+from breedlab.errors import IntegrityError, LabError, NotFound, PolicyError
+from breedlab.evaluator.runner import OUTPUTS_FILE
+from breedlab.evaluator.scoring import Resources, Scorecard, score
+from breedlab.evaluator.suite import SUITE_FILE, SuiteSpec
+from breedlab.jobs import DataInput, Job, ParentInput
+from breedlab.sandbox import JobSpec, Limits, Outcome
+from breedlab.sandbox.executors import Executor
+
+if TYPE_CHECKING:
+    from breedlab.lab.core import Lab
+
+__all__ = [
+    "EVAL_LIMITS",
+    "Evaluation",
+    "check_comparable",
+    "evaluate_models",
+    "hardware_class",
+    "load_suite",
+]
+
+EVAL_LIMITS = Limits(memory_mib=4096, cpu_seconds=300, file_mib=512, wall_seconds=300.0)
+SCORECARD_SCHEMA = "breedlab.scorecard/v1"
+
+
+def hardware_class() -> str:
+    """The budget's hardware class: architecture, core count and the torch build."""
+    return f"{platform.machine()}-{os.cpu_count()}cpu-1thread"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class Evaluation:
+    """One model scored on one suite."""
+
+    model: Digest
+    scorecard: Scorecard | None
+    record: Digest | None  # the stored scorecard record
+    outputs: Digest | None  # the stored per-item outputs
+    budget: dict[str, JsonValue]
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.scorecard is not None
+
+
+def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
+    manifest = lab.manifest(suite)
+    entry = next((f for f in manifest.files if f.path == SUITE_FILE), None)
+    if manifest.kind.value != "suite" or entry is None:
+        raise NotFound(f"package {suite.short} is not a suite")
+    return SuiteSpec.from_bytes(lab.blobs.get_bytes(entry.digest))
+
+
+def _labels(lab: Lab, spec: SuiteSpec) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    out = {}
+    for split, ref in spec.splits.items():
+        pid = Digest.parse(ref)
+        folder = lab.workspace.materialise(pid, lab.manifest(pid))
+        data = read_dataset(folder)
+        out[split] = (data.ids, data.y)
+    return out
+
+
+def evaluate_models(
+    lab: Lab,
+    models: Sequence[Digest],
+    suite_id: Digest,
+    *,
+    executor: Executor,
+    round_id: str | None = None,
+    on_done: Callable[[Digest, Evaluation], None] | None = None,
+) -> list[Evaluation]:
+    """Score each model (a model may appear twice: the A/A re-runs) on the suite."""
+    spec = load_suite(lab, suite_id)
+    data_inputs = []
+    for split, ref in sorted(spec.splits.items()):
+        pid = Digest.parse(ref)
+        folder = lab.workspace.materialise(pid, lab.manifest(pid))
+        data_inputs.append(DataInput(id=ref, role=split, folder=folder))
+    labels = _labels(lab, spec)
+    jobs = []
+    for model in models:
+        manifest = lab.manifest(model)
+        folder = lab.workspace.materialise(model, manifest)
+        job = Job(
+            operator="suite",
+            params={},
+            seed=spec.seed,
+            parents=(
+                ParentInput(
+                    id=str(model),
+                    name=manifest.name,
+                    family=manifest.family or "torch",
+                    folder=folder,
+                ),
+            ),
+            data=tuple(data_inputs),
+            out_dir=folder,  # replaced by the sandbox
+        )
+        jobs.append(
+            (
+                JobSpec(
+                    job=job, kind="evaluate", limits=EVAL_LIMITS, extra={"suite": spec.to_json()}
+                ),
+                lab.workspace.job_folder(f"eval-{manifest.name}"),
+            )
+        )
+    budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
+    results: list[Evaluation] = []
+
+    def done(index: int, outcome: Outcome) -> None:
+        if on_done is not None:
+            on_done(
+                models[index],
+                _evaluation(lab, models[index], outcome, spec, suite_id, labels, budget, round_id),
+            )
+
+    outcomes = executor.run(jobs, on_done=done if on_done is not None else None)
+    for model, outcome in zip(models, outcomes, strict=True):
+        results.append(_evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id))
+    return results
+
+
+def _evaluation(
+    lab: Lab,
+    model: Digest,
+    outcome: Outcome,
+    spec: SuiteSpec,
+    suite_id: Digest,
+    labels: dict[str, tuple[tuple[str, ...], np.ndarray]],
+    budget: dict[str, JsonValue],
+    round_id: str | None,
+) -> Evaluation:
+    if not outcome.ok:
+        return Evaluation(
+            model=model,
+            scorecard=None,
+            record=None,
+            outputs=None,
+            budget=budget,
+            failure=f"evaluation {outcome.failure}: {outcome.reason}",
+        )
+    from safetensors.numpy import load_file
+
+    path = outcome.out_dir / OUTPUTS_FILE
+    with path.open("rb") as f:
+        outputs_digest, _ = lab.blobs.put_stream(f)
+    arrays = load_file(str(path))
+    payload = outcome.result.get("evaluation", {})
+    manifest = lab.manifest(model)
+    resources = Resources(
+        latency_p50_ms=float(payload["latency_p50_ms"]),
+        latency_p95_ms=float(payload["latency_p95_ms"]),
+        parameters=int(payload["parameters"]),
+        size_bytes=manifest.total_size,
+        peak_rss_kib=int(payload["peak_rss_kib"]),
+    )
+    try:
+        card = score(
+            suite=spec,
+            suite_id=str(suite_id),
+            candidate=str(model),
+            labels=labels,
+            outputs=arrays,
+            resources=resources,
+        )
+    except LabError as e:
+        return Evaluation(
+            model=model,
+            scorecard=None,
+            record=None,
+            outputs=outputs_digest,
+            budget=budget,
+            failure=f"scoring failed: {e.message}",
+        )
+    record = {
+        "schema": SCORECARD_SCHEMA,
+        "suite": str(suite_id),
+        "model": str(model),
+        "budget": budget,
+        "outputs": str(outputs_digest),
+        "summary": card.summary(),
+    }
+    record_digest = lab.blobs.put_bytes(canonical.encode(record))
+    lab.ledger.append(
+        "candidate.scored",
+        str(model),
+        {
+            "round": round_id,
+            "package": str(model),
+            "suite": str(suite_id),
+            "scorecard": str(record_digest),
+            "outputs": str(outputs_digest),
+            "budget": budget,
+        },
+        actor=lab.actor,
+    )
+    return Evaluation(
+        model=model, scorecard=card, record=record_digest, outputs=outputs_digest, budget=budget
+    )
+
+
+def check_comparable(evaluations: Sequence[Evaluation]) -> None:
+    """Refuse to compare results with different suite ids or budgets (DESIGN §9).
+
+    Raises:
+        PolicyError: two scorecards were made under different suites or budgets.
+    """
+    cards = [e for e in evaluations if e.scorecard is not None]
+    if not cards:
+        return
+    first = cards[0]
+    for other in cards[1:]:
+        assert first.scorecard is not None and other.scorecard is not None
+        if other.scorecard.suite != first.scorecard.suite:
+            raise PolicyError(
+                f"results of {other.model.short} and {first.model.short} come from different "
+                "suites and cannot be compared"
+            )
+        if other.budget != first.budget:
+            raise PolicyError(
+                f"results of {other.model.short} were made under a different budget "
+                f"({other.budget} vs {first.budget}) and cannot be compared"
+            )
+
+
+def read_scorecard_record(lab: Lab, digest: Digest) -> dict[str, JsonValue]:
+    record = canonical.decode(lab.blobs.get_bytes(digest))
+    if not isinstance(record, dict) or record.get("schema") != SCORECARD_SCHEMA:
+        raise IntegrityError(f"blob {digest.short} is not a scorecard")
+    return record
+
+
+_ = Path

@@ -1,0 +1,208 @@
+"""Failure clusters: where the champion fails, mined from its per-item errors on dev.
+
+Two kinds of cluster (DESIGN §8 "LoRA via PEFT on the failure cluster"):
+
+- ``perturbation``: an input perturbation that costs the champion at least
+  ``MIN_DROP`` of dev accuracy. Its dataset is the *training* items under that
+  perturbation (seeded by the cluster's own seed and item id): what the adapter trains on.
+- ``confusion``: the most frequent (true, predicted) class pairs on dev. Its dataset is
+  the training items of those classes.
+
+The dev split only *describes* a cluster; the data always comes from the train split,
+so the decision split never leaks into training. Each cluster is recorded as a dataset
+package (parents: the champion and the train data) and listed in a ``failures.mined``
+event.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from breedlab.canonical import JsonValue
+from breedlab.datasets import read_dataset, write_dataset
+from breedlab.digest import Digest
+from breedlab.errors import LabError, NotFound
+from breedlab.evaluator.digits import confusion_pairs
+from breedlab.evaluator.perturbations import perturb
+from breedlab.lab.evaluation import evaluate_models, load_suite
+from breedlab.registry.manifest import Kind
+from breedlab.sandbox.executors import Executor
+
+if TYPE_CHECKING:
+    from breedlab.lab.core import Lab
+
+__all__ = ["MIN_DROP", "Cluster", "latest_clusters", "mine_failures"]
+
+MIN_DROP = 0.05
+CLUSTER_SEED = 1009  # not the suite's seed: training never sees the suite's own draws
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cluster:
+    id: Digest
+    name: str
+    kind: str
+    description: str
+    severity: float  # accuracy lost on dev (perturbation) or share of errors (confusion)
+    items: int
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "severity": repr(self.severity),
+            "items": self.items,
+        }
+
+
+def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Cluster]:
+    """Evaluate the champion on the suite's dev split and record its failure clusters,
+    most severe first."""
+    champion = lab.alias(capability, "champion")
+    suite_id = lab.alias(capability, "suite")
+    train_id = lab.alias(capability, "data-train")
+    if champion is None or suite_id is None or train_id is None:
+        raise NotFound(f"{capability} needs a champion, a suite and data-train aliases first")
+    [evaluation] = evaluate_models(lab, [champion], suite_id, executor=executor, round_id=None)
+    if evaluation.scorecard is None:
+        raise LabError(f"evaluating the champion failed: {evaluation.failure}")
+    spec = load_suite(lab, suite_id)
+    dev = evaluation.scorecard.splits["dev"]
+    clean = dev.accuracy("clean")
+    train = read_dataset(lab.workspace.materialise(train_id, lab.manifest(train_id)))
+    found: list[
+        tuple[float, str, str, dict[str, JsonValue], np.ndarray, np.ndarray, tuple[str, ...]]
+    ] = []
+    for p in spec.perturbations:
+        drop = clean - dev.accuracy(p.kind)
+        if drop < MIN_DROP:
+            continue
+        x = perturb(p, train.x.astype(np.float64), item_ids=train.ids, seed=CLUSTER_SEED)
+        description = (
+            f"{p.kind} inputs: dev accuracy {dev.accuracy(p.kind):.3f} vs {clean:.3f} clean "
+            f"(-{drop:.3f})"
+        )
+        meta: dict[str, JsonValue] = {
+            "kind": "perturbation",
+            "perturbation": p.to_record(),
+            "description": description,
+            "severity": repr(drop),
+        }
+        ids = tuple(f"{i}~{p.kind}" for i in train.ids)
+        found.append((drop, f"{capability}-cluster-{p.kind}", description, meta, x, train.y, ids))
+    y_dev = np.asarray(dev.clean.items.predicted)
+    truth = np.asarray([int(v) for v in _dev_labels(lab, spec)])
+    errors = int(np.sum(y_dev != truth))
+    pairs = confusion_pairs(truth, y_dev, top_k=2) if errors else ()
+    if pairs:
+        classes = sorted({c for pair in pairs for c in (pair.true_class, pair.predicted_class)})
+        share = sum(pair.count for pair in pairs) / max(errors, 1)
+        names = ", ".join(
+            f"{pair.true_class}->{pair.predicted_class} x{pair.count}" for pair in pairs
+        )
+        description = f"confusions on clean dev inputs: {names}"
+        rows = np.isin(train.y, classes)
+        meta = {
+            "kind": "confusion",
+            "classes": classes,
+            "description": description,
+            "severity": repr(share),
+        }
+        found.append(
+            (
+                share * (1 - clean),
+                f"{capability}-cluster-confusion",
+                description,
+                meta,
+                train.x[rows].astype(np.float64),
+                train.y[rows],
+                tuple(i for i, keep in zip(train.ids, rows, strict=True) if keep),
+            )
+        )
+    found.sort(key=lambda f: -f[0])
+    clusters = []
+    with tempfile.TemporaryDirectory(prefix="breedlab-cluster-") as scratch:
+        for severity, name, description, meta, x, y, ids in found:
+            folder = Path(scratch) / name
+            write_dataset(
+                folder,
+                x=x.astype(np.float32),
+                y=y,
+                ids=ids,
+                meta={"cluster": meta, "champion": str(champion)},
+            )
+            contract = lab.capability(capability)[1]
+            train_manifest = lab.manifest(train_id)
+            info = lab._register(
+                files=[(p.name, p.read_bytes()) for p in sorted(folder.iterdir())],
+                kind=Kind.DATASET,
+                name=name,
+                capability=capability,
+                license=train_manifest.license,
+                data_class=train_manifest.data_class,
+                risk_tier=contract.risk_tier,
+                build_type="failures",
+                external={
+                    "champion": str(champion),
+                    "suite": str(suite_id),
+                    "cluster_seed": CLUSTER_SEED,
+                },
+                parents=[champion, train_id],
+                meta={"cluster": meta},
+            )
+            clusters.append(
+                Cluster(
+                    id=info.id,
+                    name=name,
+                    kind=str(meta["kind"]),
+                    description=description,
+                    severity=severity,
+                    items=len(ids),
+                )
+            )
+    lab.ledger.append(
+        "failures.mined",
+        capability,
+        {
+            "capability": capability,
+            "champion": str(champion),
+            "suite": str(suite_id),
+            "clusters": [c.to_json() for c in clusters],
+        },
+        actor=lab.actor,
+    )
+    return clusters
+
+
+def _dev_labels(lab: Lab, spec: object) -> np.ndarray:
+    dev_id = Digest.parse(spec.splits["dev"])  # type: ignore[attr-defined]
+    return read_dataset(lab.workspace.materialise(dev_id, lab.manifest(dev_id))).y
+
+
+def latest_clusters(lab: Lab, capability: str) -> list[Cluster]:
+    """The clusters of the last ``failures.mined`` event for the current champion."""
+    champion = lab.alias(capability, "champion")
+    events = lab.events(kinds=("failures.mined",))
+    for event in reversed(events):
+        if event.subject == capability and event.payload.get("champion") == str(champion):
+            clusters = event.payload.get("clusters", [])
+            assert isinstance(clusters, list)
+            return [
+                Cluster(
+                    id=Digest.parse(c["id"]),
+                    name=c["name"],
+                    kind=c["kind"],
+                    description=c["description"],
+                    severity=float(c["severity"]),
+                    items=int(c["items"]),
+                )
+                for c in clusters
+            ]
+    return []

@@ -1,0 +1,16 @@
+"""The sandbox: operator and evaluation jobs, each in its own confined process.
+
+- ``runner``: :func:`run_job` -- lays out a job folder, starts the worker with a scrubbed
+  environment, enforces the wall-clock limit, and turns every ending into an Outcome.
+- ``worker``: the confined side (network namespace, rlimits, audit-hook tripwire).
+- ``executors``: where jobs run in parallel: ``local`` (a process pool) or ``ray``.
+- ``faults``: misbehaving jobs that the sandbox's tests use to attack it.
+
+It sits above the factory and the evaluator (whose catalogues it runs) and below the Lab.
+"""
+
+from __future__ import annotations
+
+from breedlab.sandbox.runner import FailureKind, JobSpec, Limits, Outcome, run_job
+
+__all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job"]

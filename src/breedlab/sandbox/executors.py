@@ -1,0 +1,62 @@
+"""Executors: where sandboxed jobs run in parallel, behind one small interface.
+
+``local`` (the default) keeps ``workers`` jobs in flight on this machine; each job is
+still its own sandboxed process (:func:`breedlab.sandbox.runner.run_job`), so the pool
+only schedules. ``ray`` (scale-out) runs the same function as Ray tasks.
+Results come back in submission order; ``on_done`` hears about each as it finishes, for
+progress displays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Protocol
+
+from breedlab.errors import ConfigError
+from breedlab.sandbox.runner import JobSpec, Outcome, run_job
+
+__all__ = ["Executor", "LocalExecutor", "make_executor"]
+
+OnDone = Callable[[int, Outcome], None]
+
+
+class Executor(Protocol):
+    def run(
+        self, jobs: Sequence[tuple[JobSpec, Path]], on_done: OnDone | None = None
+    ) -> list[Outcome]:
+        """Run every ``(spec, folder)``; outcomes in the order given."""
+        ...
+
+
+class LocalExecutor:
+    """A pool of ``workers`` concurrent sandbox processes on this machine."""
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ConfigError("executor workers must be at least 1")
+        self.workers = workers
+
+    def run(
+        self, jobs: Sequence[tuple[JobSpec, Path]], on_done: OnDone | None = None
+    ) -> list[Outcome]:
+        results: list[Outcome | None] = [None] * len(jobs)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox") as pool:
+            futures = {
+                pool.submit(run_job, spec, folder): i for i, (spec, folder) in enumerate(jobs)
+            }
+            for future in as_completed(futures):
+                index = futures[future]
+                outcome = future.result()
+                results[index] = outcome
+                if on_done is not None:
+                    on_done(index, outcome)
+        return [r for r in results if r is not None]
+
+
+def make_executor(kind: str, workers: int) -> Executor:
+    """The executor named by the lab's config."""
+    if kind == "local":
+        return LocalExecutor(workers)
+    raise ConfigError(f"executor {kind!r} is not available (known: local)")
