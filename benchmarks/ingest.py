@@ -87,7 +87,9 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def median_of(runs: int, fn: Callable[[], object], between: Callable[[], object] | None = None):
+def median_of(
+    runs: int, fn: Callable[[], object], between: Callable[[], object] | None = None
+) -> tuple[float, list[float]]:
     times = []
     for _ in range(runs):
         times.append(timed(fn))
@@ -301,33 +303,30 @@ def main() -> None:
         t_cp, cp_times = median_of(args.runs, lambda: cp_and_fsync(source, copy), settle)
         cp_rate = size / t_cp
 
-        import_times = []
+        import_times: list[float] = []
+        ids: set[str] = set()
         lab: Lab | None = None
-        ids = set()
         for r in range(args.runs):
             if lab is not None:
                 lab.close()
                 shutil.rmtree(lab.config.root)
             lab = fresh_lab(work / f"lab-{r}")
             os.sync()
-            lab_now = lab
-            holder: dict[str, str] = {}
-
-            def do_import(lab_now: Lab = lab_now, holder: dict[str, str] = holder) -> None:
-                info = lab_now.import_path(
-                    source, kind="model", capability="digits", license="MIT", name="bench"
-                )
-                holder["id"] = str(info.id)
-
-            import_times.append(timed(do_import))
-            ids.add(holder["id"])
+            start = time.perf_counter()
+            info = lab.import_path(
+                source, kind="model", capability="digits", license="MIT", name="bench"
+            )
+            import_times.append(time.perf_counter() - start)
+            ids.add(str(info.id))
         assert lab is not None and len(ids) == 1
         package = ids.pop()
         t_import = statistics.median(import_times)
         import_rate = size / t_import
 
+        verified_lab = lab
+
         def do_verify() -> None:
-            [result] = lab.verify([package])  # type: ignore[union-attr]
+            [result] = verified_lab.verify([package])
             assert result.ok, result.problems
 
         t_verify, verify_times = median_of(args.runs, do_verify)

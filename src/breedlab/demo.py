@@ -1,28 +1,27 @@
 """The scripted tour behind ``breedlab demo`` (what ``make demo`` runs).
 
-It builds a fresh lab on the embedded default (files + SQLite, no servers) and walks the
-supply chain of seed stages 0-1 end to end, with real data and a real model: keys for
-the four owners, the built-in ``digits`` capability contract, the digits data as a
-dataset package, a multinomial logistic regression trained on it (scikit-learn) and
-stored as safetensors, signatures, a release approval, the ``champion`` alias, refusals
-of what must be refused, a signed ledger checkpoint, full verification, lineage and the
-reconstruction of the champion from the store.
+A fresh lab on the embedded default (files + SQLite, no servers), then the seed's stages
+0-2 end to end with real data, real training and real evaluation: keys for the four
+owners; the built-in ``digits`` capability (contract, signed data splits, a champion
+trained from source by the ``train`` operator in the sandbox, a robust sibling, the frozen
+suite); refusals of what must be refused; the champion's failure clusters; one full
+breeding round (every allowed operator in the sandbox, evaluation against the champion
+and the no-op, the viability decision); the decision explained from the ledger; the
+winner reproduced from its recipe; a signed checkpoint; verification of everything; the
+champion reconstructed from its sources. Nothing about the outcome is scripted: the
+round may pick a winner or archive everything, and the tour reports what happened.
 
-Each step is reported through a callback so the CLI can render it; the tour itself
-prints nothing.
+Each step is reported through a callback so the CLI can render it.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from breedlab.capabilities import contract_path
+from breedlab.canonical import JsonValue
 from breedlab.errors import Conflict, InvalidRequest, LabError
 from breedlab.lab import Lab
 
@@ -40,65 +39,17 @@ class Step:
 class DemoSummary:
     lab: Path
     champion: str
-    dataset: str
-    accuracy: str
+    winner: str | None
+    decision_seq: int
+    report: str
+    round: Mapping[str, JsonValue]
     events: int
     steps: int
 
 
-def _digits_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = digits.data.astype(np.float32)
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.25, random_state=seed, stratify=y
-    )
-    return x_train, x_test, y_train, y_test
-
-
-def _write_dataset(folder: Path, seed: int) -> None:
-    from safetensors.numpy import save_file
-
-    x_train, x_test, y_train, y_test = _digits_arrays(seed)
-    folder.mkdir(parents=True)
-    save_file(
-        {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
-        str(folder / "digits.safetensors"),
-    )
-    (folder / "README.md").write_text(
-        "scikit-learn's bundled UCI optical recognition of handwritten digits, "
-        f"split 75/25 stratified with seed {seed}.\n",
-        "utf-8",
-    )
-
-
-def _train_model(folder: Path, seed: int) -> float:
-    """A real multinomial logistic regression; returns held-out accuracy."""
-    from safetensors.numpy import save_file
-    from sklearn.linear_model import LogisticRegression
-
-    x_train, x_test, y_train, y_test = _digits_arrays(seed)
-    scale = np.float32(1.0 / 16.0)
-    model = LogisticRegression(max_iter=2000, C=1.0)
-    model.fit(x_train * scale, y_train)
-    accuracy = float(model.score(x_test * scale, y_test))
-    folder.mkdir(parents=True)
-    save_file(
-        {
-            "weight": model.coef_.astype(np.float32),
-            "bias": model.intercept_.astype(np.float32),
-        },
-        str(folder / "model.safetensors"),
-    )
-    config = {"architecture": "linear", "inputs": 64, "classes": 10, "input_scale": "0.0625"}
-    (folder / "config.json").write_text(json.dumps(config, sort_keys=True, indent=2), "utf-8")
-    return accuracy
-
-
-def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> DemoSummary:
+def run_demo(
+    path: Path, report: Callable[[Step], None], *, seed: int = 0, workers: int = 2
+) -> DemoSummary:
     """Run the tour in a fresh lab at ``path``; ``report`` receives each step."""
     steps = 0
 
@@ -106,6 +57,9 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
         nonlocal steps
         steps += 1
         report(Step(title=title, detail=detail, command=command))
+
+    def progress(message: str) -> None:
+        report(Step(title="", detail=message, command=""))
 
     lab = Lab.init(path, name="demo")
     with lab:
@@ -119,91 +73,92 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
             "(plus 'lab', which signs ledger checkpoints)",
             "breedlab keys generate alice --role model",
         )
-        contract = lab.add_capability(contract_path("digits"), sign_with="alice")
+        boot = lab.bootstrap_digits(
+            model_key="alice",
+            evaluation_key="erin",
+            production_key="pat",
+            seed=seed,
+            workers=workers,
+            progress=progress,
+        )
         say(
             "capability",
-            f"stage 0 contract 'digits' registered as {contract.id.short}",
-            "breedlab capability add digits.toml --sign-with alice",
+            f"digits: contract, 4 signed data splits, champion {boot.champion.short} trained "
+            f"from source in the sandbox, robust sibling, suite with {boot.critical_items} "
+            "critical items",
+            "breedlab capability bootstrap digits --model-key alice --evaluation-key erin "
+            "--production-key pat",
         )
         with tempfile.TemporaryDirectory(prefix="breedlab-demo-") as scratch:
-            data_dir = Path(scratch) / "digits-data"
-            _write_dataset(data_dir, seed)
-            dataset = lab.import_path(
-                data_dir,
-                kind="dataset",
-                capability="digits",
-                license="CC-BY-4.0",
-                name="digits-data",
-                sign_with="erin",
-            )
-            say(
-                "import dataset",
-                f"{dataset.manifest.total_size} bytes as {dataset.id.short}, signed by erin",
-                "breedlab import digits-data --kind dataset --capability digits "
-                "--license CC-BY-4.0 --sign-with erin",
-            )
-            model_dir = Path(scratch) / "digits-linear"
-            accuracy = _train_model(model_dir, seed)
-            model = lab.import_path(
-                model_dir,
-                kind="model",
-                capability="digits",
-                license="Apache-2.0",
-                name="digits-linear",
-                parents=[str(dataset.id)],
-                family="linear",
-            )
-            say(
-                "import model",
-                f"logistic regression trained here, held-out accuracy {accuracy:.3f}, "
-                f"stored as {model.id.short} with the dataset as its parent",
-                "breedlab import digits-linear --kind model --capability digits "
-                "--license Apache-2.0 --parent digits-data-id",
-            )
-            again = lab.import_path(
-                model_dir,
-                kind="model",
-                capability="digits",
-                license="Apache-2.0",
-                name="digits-linear",
-                parents=[str(dataset.id)],
-                family="linear",
-            )
-            say(
-                "re-import",
-                f"same content, same id {again.id.short}; nothing new written "
-                f"(created={again.created})",
-                "breedlab import digits-linear ...",
-            )
             pickle_file = Path(scratch) / "weights.pt"
             pickle_file.write_bytes(b"\x80\x04not really a pickle")
             try:
                 lab.import_path(pickle_file, kind="model", capability="digits", license="MIT")
             except InvalidRequest as e:
                 say("refused", f"pickle weights: {e.message}", "breedlab import weights.pt ...")
-        lab.sign(str(model.id), key="alice")
-        say(
-            "sign",
-            f"{model.id.short} signed by alice (DSSE, in-toto)",
-            "breedlab sign ID --key alice",
-        )
-        lab.approve(str(model.id), purpose="release", key="pat")
-        lab.approve(str(model.id), purpose="parent", key="alice")
-        say(
-            "approve",
-            "pat (production) approves it for release; alice (model) as a parent",
-            "breedlab approve ID --purpose release --key pat",
-        )
-        move = lab.set_alias("digits", "champion", str(model.id), reason="first champion")
-        say(
-            "alias",
-            f"digits@champion -> {model.id.short} (compare-and-swap, ledger seq {move.seq})",
-            "breedlab alias set digits champion ID",
-        )
         try:  # a writer that read the alias before it was set: its move must lose
-            lab.set_alias("digits", "champion", str(model.id), expect=None)
+            lab.set_alias("digits", "champion", str(boot.champion), expect=None)
         except Conflict as e:
             say("refused", f"a stale alias move: {e.message}", "breedlab alias set ...")
+
+        clusters = lab.failures("digits", workers=workers)
+        worst = clusters[0] if clusters else None
+        say(
+            "failures",
+            f"{len(clusters)} failure clusters; worst: "
+            + (f"{worst.description}" if worst else "none"),
+            "breedlab failures digits",
+        )
+        result = lab.run_round(
+            "digits",
+            failure_cluster=None if worst is None else str(worst.id),
+            workers=workers,
+            seed=seed,
+            progress=progress,
+        )
+        record = result.record
+        candidates = record["candidates"]
+        assert isinstance(candidates, list)
+        outcomes = ", ".join(f"{c['label']}: {c['outcome']}" for c in candidates)
+        failed = record["failed"]
+        assert isinstance(failed, list)
+        verdict = (
+            f"winner {result.winner.short} moved to digits@shadow"
+            if result.winner is not None
+            else "no winner: every candidate archived with its reasons"
+        )
+        say(
+            "round",
+            f"{len(candidates)} candidates scored, {len(failed)} failed; {verdict}. {outcomes}",
+            "breedlab round digits --workers 2",
+        )
+        event, decision = lab.decision(str(result.decision_seq))
+        decisions = decision["decisions"]
+        assert isinstance(decisions, list)
+        first = next(
+            (d for d in decisions if d["candidate"] == decision.get("winner")),
+            decisions[0] if decisions else None,
+        )
+        if first is not None:
+            say(
+                "explain",
+                f"decision seq {event.seq}: {first['candidate'][:19]} -> {first['outcome']}: "
+                + "; ".join(first["reasons"][:2]),
+                f"breedlab explain {event.seq}",
+            )
+        target = result.winner or (
+            None if not candidates else lab.resolve(str(candidates[0]["package"]))
+        )
+        if target is not None:
+            again = lab.reproduce(str(target), workers=workers)
+            say(
+                "reproduce",
+                f"{target.short} re-run from its recorded recipe in a fresh sandbox: "
+                + ("same id" if again.match else f"DIFFERENT id ({again.recomputed})"),
+                f"breedlab reproduce {target.hex[:12]}",
+            )
+            if not again.match:
+                raise LabError(f"candidate {target.short} did not reproduce")
         checkpoint = lab.checkpoint()
         say(
             "checkpoint",
@@ -222,14 +177,14 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
             f"{ledger.events} ledger events chained, checkpoints verified",
             "breedlab verify --all",
         )
-        graph = lab.lineage("digits@champion")
-        chain = " <- ".join(f"{n.name} ({n.kind})" for n in graph.ancestors)
-        say("lineage", chain, "breedlab lineage digits@champion")
-        rebuilt = lab.reconstruct("digits@champion")
+        graph = lab.lineage(str(result.winner or boot.champion))
+        chain = " <- ".join(f"{n.name} ({n.build_type})" for n in graph.ancestors[:4])
+        say("lineage", chain, "breedlab lineage digits@shadow")
+        rebuilt = lab.reconstruct("digits@champion", workers=workers)
         say(
             "reconstruct",
-            f"champion rebuilt from the store into {rebuilt.folder}; "
-            f"recomputed id {'matches' if rebuilt.match else 'DIFFERS'}",
+            f"champion rebuilt from its sources (train re-run, {len(rebuilt.replayed)} "
+            f"step(s)); ids {'match' if rebuilt.match else 'DIFFER'}",
             "breedlab reconstruct digits@champion",
         )
         if not rebuilt.match:
@@ -237,9 +192,11 @@ def run_demo(path: Path, report: Callable[[Step], None], *, seed: int = 0) -> De
         events = len(lab.events())
     return DemoSummary(
         lab=path,
-        champion=str(model.id),
-        dataset=str(dataset.id),
-        accuracy=f"{accuracy:.3f}",
+        champion=str(boot.champion),
+        winner=None if result.winner is None else str(result.winner),
+        decision_seq=result.decision_seq,
+        report=str(result.report),
+        round=record,
         events=events,
         steps=steps,
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from attack_lab import Fixture
 
+from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest
 from breedlab.registry import source as source_module
 
@@ -158,6 +159,7 @@ def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(
 
     assert listed  # the swap did happen after a clean scan
     assert state(fx)[:2] == (events, packages)  # no package, no event
+    assert not fx.lab.blobs.has(Digest.of(SECRET))
 
 
 def test_a_folder_swapped_for_a_symlink_after_the_check_is_refused(
@@ -174,7 +176,8 @@ def test_a_folder_swapped_for_a_symlink_after_the_check_is_refused(
     swap_after_scan(monkeypatch, swap)
     events, packages, _ = state(fx)
 
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match="changed during import"):
         do_import(fx, folder)
 
     assert state(fx)[:2] == (events, packages)
+    assert not fx.lab.blobs.has(Digest.of(SECRET))  # not one byte from outside was stored

@@ -9,6 +9,7 @@ signed stop verifying; a revoked package cannot be a parent or a champion.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -251,9 +252,13 @@ def _approved_by_an_outsider(fx: Fixture, tmp_path: Path) -> str:
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )
 def test_the_champion_alias_refuses_what_may_not_be_champion(
-    fx: Fixture, tmp_path: Path, prepare: object, error: type[LabError], match: str
+    fx: Fixture,
+    tmp_path: Path,
+    prepare: Callable[[Fixture, Path], str],
+    error: type[LabError],
+    match: str,
 ) -> None:
-    package = prepare(fx, tmp_path)  # type: ignore[operator]
+    package = prepare(fx, tmp_path)
     moves = len(fx.lab.alias_history("digits"))
 
     with pytest.raises(error, match=match):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.status import Status
+from rich.table import Table
 
 from breedlab.cli.registry_commands import capability_app
 from breedlab.cli.shell import console, open_lab, print_json, table
@@ -110,6 +111,15 @@ def _scorecard_cells(card: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def scorecard_table(record: Mapping[str, Any]) -> Table:
+    """The round's scorecards: the champion, then every candidate with its outcome."""
+    t = table("candidate", "operator", "outcome", "acc", "robust", "ece", "p95 ms", "critical")
+    t.add_row("champion", "-", "-", *_scorecard_cells(record.get("champion_scorecard")))
+    for c in record["candidates"]:
+        t.add_row(c["name"], c["label"], c["outcome"], *_scorecard_cells(c["scorecard"]))
+    return t
+
+
 def round_(
     ctx: typer.Context,
     capability: Annotated[str, typer.Argument(help="Capability name.")],
@@ -146,11 +156,7 @@ def round_(
             }
         )
         return
-    t = table("candidate", "operator", "outcome", "acc", "robust", "ece", "p95 ms", "critical")
-    t.add_row("champion", "-", "-", *_scorecard_cells(record.get("champion_scorecard")))
-    for c in record["candidates"]:
-        t.add_row(c["name"], c["label"], c["outcome"], *_scorecard_cells(c["scorecard"]))
-    console.print(t)
+    console.print(scorecard_table(record))
     for f in record["failed"]:
         console.print(f"[red]failed[/] {f['label']}: {f['failure']}: {f['reason']}")
     if result.winner is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from breedlab.cli.breeding_commands import scorecard_table
 from breedlab.cli.shell import console, lab_path, print_json
 from breedlab.demo import Step, run_demo
 from breedlab.lab import Lab
@@ -33,36 +35,50 @@ def init(
 
 def demo(
     path: Annotated[Path, typer.Argument(help="A new folder for the demo lab.")] = Path("demo-lab"),
+    workers: Annotated[int, typer.Option("--workers", help="Parallel sandbox jobs.")] = 2,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Run the guided tour in a fresh lab: keys, capability, import, sign, approve, alias,
-    checkpoint, verify, lineage, reconstruct."""
+    """Run the guided tour in a fresh lab: keys, the digits capability, a trained champion,
+    failure clusters, one full breeding round, the decision explained, verification."""
+    started = time.monotonic()
 
     def show(step: Step) -> None:
-        if not json_out:
-            console.print(f"[bold cyan]{step.title:>14}[/]  {step.detail}", soft_wrap=True)
-            console.print(f"{'':>14}  [dim]$ {step.command}[/]", soft_wrap=True)
+        if json_out:
+            return
+        if not step.title:
+            console.print(f"{'':>14}  [dim]{step.detail}[/]", soft_wrap=True)
+            return
+        console.print(f"[bold cyan]{step.title:>14}[/]  {step.detail}", soft_wrap=True)
+        console.print(f"{'':>14}  [dim]$ {step.command}[/]", soft_wrap=True)
 
-    summary = run_demo(path, show)
+    summary = run_demo(path, show, workers=workers)
+    elapsed = time.monotonic() - started
     if json_out:
         print_json(
             {
                 "lab": str(summary.lab),
                 "champion": summary.champion,
-                "dataset": summary.dataset,
-                "accuracy": summary.accuracy,
+                "winner": summary.winner,
+                "decision_seq": summary.decision_seq,
+                "report": summary.report,
                 "events": summary.events,
                 "steps": summary.steps,
+                "seconds": round(elapsed, 1),
             }
         )
         return
     console.print()
-    console.print(f"[bold green]done[/]: {summary.steps} steps, {summary.events} ledger events.")
+    console.print(scorecard_table(summary.round))
+    console.print(
+        f"[bold green]done[/] in {elapsed:.0f} s: {summary.steps} steps, "
+        f"{summary.events} ledger events."
+    )
     console.print("Look next:")
-    console.print(f"  breedlab --lab {path} packages")
-    console.print(f"  breedlab --lab {path} show digits@champion")
-    console.print(f"  breedlab --lab {path} ledger show")
-    console.print(f"  breedlab --lab {path} verify --all")
+    console.print(f"  the round report      {summary.report}")
+    console.print(f"  the decision          breedlab --lab {path} explain {summary.decision_seq}")
+    console.print(f"  packages and aliases  breedlab --lab {path} packages")
+    console.print(f"  the ledger            breedlab --lab {path} ledger show")
+    console.print(f"  integrity             breedlab --lab {path} verify --all")
 
 
 def register(app: typer.Typer) -> None:

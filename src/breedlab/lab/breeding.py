@@ -171,7 +171,8 @@ def store_outputs(
                 model_parents.append(produced[name])
             else:
                 model_parents.append(Digest.parse(ref))
-        parents = [*model_parents, *(d for _, d in plan.data)]
+        # data parents in role order: a recipe's dict of roles has no order of its own
+        parents = [*model_parents, *(d for _, d in sorted(plan.data))]
         manifest = lab._store_package(
             files=source.scan(outcome.out_dir / out.folder),
             kind=Kind.parse(out.kind),

@@ -50,7 +50,7 @@ DIGITS_METRICS: tuple[dict[str, JsonValue], ...] = (
         "direction": "higher",
         "role": "primary",
         "kind": "binary",
-        "margin": "0",
+        "margin": "0.02",
         "scale": "0.25",
     },
     {
