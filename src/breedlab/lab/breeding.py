@@ -65,6 +65,7 @@ __all__ = [
     "OPERATOR_LIMITS",
     "Plan",
     "RoundResult",
+    "approved_parents",
     "policy_from_suite",
     "run_plans",
     "run_round",
@@ -464,6 +465,9 @@ def run_round(
                 f"(allowed: {', '.join(allowed)})"
             )
         allowed = [op for op in allowed if op in operators]
+    # SELECT_APPROVED_PARENTS first: a bad parent stops the round before anything runs.
+    parents = approved_parents(lab, capability)
+    champion = parents[0]
     suite_id = lab.alias(capability, "suite")
     if suite_id is None:
         raise NotFound(f"capability {capability!r} has no frozen suite (alias {capability}@suite)")
@@ -477,8 +481,6 @@ def run_round(
         cluster_manifest = lab.manifest(failure_cluster)
         if cluster_manifest.kind is not Kind.DATASET or "cluster" not in cluster_manifest.meta:
             raise InvalidRequest(f"{failure_cluster.short} is not a failure-cluster dataset")
-    parents = approved_parents(lab, capability)
-    champion = parents[0]
     plans = [p for p in plans_for(parents, failure_cluster, data, seed) if p.operator in allowed]
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")

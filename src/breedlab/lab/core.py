@@ -988,11 +988,12 @@ class Lab:
         progress: Callable[[str], None] | None = None,
     ) -> RoundResult:
         """One breeding round (seed: run_breeding_lab_round); writes an HTML report."""
-        from breedlab.lab.breeding import RoundResult, run_round
+        from breedlab.lab.breeding import RoundResult, approved_parents, run_round
         from breedlab.lab.failures import latest_clusters, mine_failures
         from breedlab.lab.recipes import default_plans
         from breedlab.report import render_round_report
 
+        approved_parents(self, capability)  # refuse bad parents before any job runs
         executor = self.executor(workers)
         if failure_cluster is not None:
             cluster: Digest | None = self.resolve(failure_cluster)

@@ -1,0 +1,271 @@
+"""The challenger loop end to end (seed, stage 2): one complete breeding cycle with real
+training and real evaluation, a recorded decision, and no production impact."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from breedlab.capabilities import contract_path
+from breedlab.clock import FixedClock
+from breedlab.digest import Digest
+from breedlab.errors import InvalidRequest, NotFound, PolicyError
+from breedlab.families import load_model
+from breedlab.lab import Lab
+from breedlab.lab.breeding import Plan, RoundResult, run_round
+from breedlab.lab.evaluation import Evaluation, check_comparable
+from breedlab.sandbox.executors import LocalExecutor
+from builders import make_model_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bred(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, RoundResult]]:
+    """A lab with the digits capability bootstrapped and one full round run."""
+    root = tmp_path_factory.mktemp("round")
+    with Lab.init(root / "lab") as lab:
+        for name, role in (("alice", "model"), ("erin", "evaluation"), ("pat", "production")):
+            lab.generate_key(name, role)
+        lab.bootstrap_digits(model_key="alice", evaluation_key="erin", production_key="pat")
+        result = lab.run_round("digits", workers=2)
+        yield lab, result
+
+
+def _kinds(lab: Lab) -> list[str]:
+    return [e.kind for e in lab.events()]
+
+
+def test_a_round_records_every_step_in_the_ledger(bred: tuple[Lab, RoundResult]) -> None:
+    lab, result = bred
+    kinds = _kinds(lab)
+    for kind in (
+        "round.started",
+        "candidate.generated",
+        "candidate.scored",
+        "decision.made",
+        "round.finished",
+        "failures.mined",
+    ):
+        assert kind in kinds, kind
+    record = result.record
+    candidates = record["candidates"]
+    assert len(candidates) >= 8
+    assert {c["operator"] for c in candidates} == {
+        "train",
+        "distill",
+        "adapter",
+        "quantize",
+        "merge",
+    }
+    assert len(record["decisions"]) == len(candidates)
+    assert {c["outcome"] for c in candidates} <= {"shadow", "archive", "no-op", "retire"}
+    lab.verify_ledger()
+
+
+def test_the_winner_moves_to_shadow_and_the_champion_is_untouched(
+    bred: tuple[Lab, RoundResult],
+) -> None:
+    lab, result = bred
+    assert lab.alias("digits", "champion") == result.champion  # no production impact
+    if result.winner is None:
+        assert lab.alias("digits", "shadow") is None
+        assert all(c["outcome"] != "shadow" for c in result.record["candidates"])
+    else:
+        assert lab.alias("digits", "shadow") == result.winner
+        [winner] = [c for c in result.record["candidates"] if c["outcome"] == "shadow"]
+        assert winner["package"] == str(result.winner)
+    archived = [e for e in lab.events(kinds=("candidate.archived",))]
+    assert len(archived) == len(result.record["candidates"]) - (result.winner is not None)
+    assert all(e.payload["reasons"] for e in archived)
+
+
+def test_every_operator_output_loads_and_predicts(bred: tuple[Lab, RoundResult]) -> None:
+    lab, result = bred
+    x = np.random.default_rng(0).random((5, 64)).astype(np.float32)
+    for candidate in result.record["candidates"]:
+        pid = Digest.parse(candidate["package"])
+        manifest = lab.manifest(pid)
+        model = load_model(lab.workspace.materialise(pid, manifest), manifest.family or "")
+        probs = model.predict_proba(x)
+        assert probs.shape == (5, 10)
+        assert np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_int8_quantization_keeps_accuracy_within_one_point(bred: tuple[Lab, RoundResult]) -> None:
+    _, result = bred
+    champion = float(result.record["champion_scorecard"]["dev"]["accuracy"])
+    [int8] = [c for c in result.record["candidates"] if c["label"] == "quantize/int8_pc"]
+    assert abs(float(int8["scorecard"]["dev"]["accuracy"]) - champion) <= 0.01
+    assert (
+        int8["scorecard"]["resources"]["size_bytes"]
+        < 0.4 * (result.record["champion_scorecard"]["resources"]["size_bytes"])
+    )
+
+
+def test_the_decision_is_explained_from_the_ledger_alone(bred: tuple[Lab, RoundResult]) -> None:
+    lab, result = bred
+    event, record = lab.decision(str(result.decision_seq))
+    assert event.kind == "decision.made" and record == json.loads(json.dumps(result.record))
+    for decision in record["decisions"]:
+        terms = [float(t["value"]) for t in decision["assessment"]["decomposition"]["terms"]]
+        utility = float(decision["assessment"]["decomposition"]["utility"])
+        assert abs(sum(terms) - utility) < 1e-12
+        assert decision["reasons"]
+    assert lab.decision("latest")[0].seq == result.decision_seq
+    assert Path(str(result.report)).read_text().count("<svg") >= 2
+
+
+def test_candidates_reproduce_to_the_same_id_in_a_fresh_sandbox(
+    bred: tuple[Lab, RoundResult],
+) -> None:
+    lab, result = bred
+    for label in ("quantize/int4_g32", "adapter/lora-r8"):
+        [candidate] = [c for c in result.record["candidates"] if c["label"] == label]
+        again = lab.reproduce(candidate["package"])
+        assert again.match, (label, again)
+
+
+def test_an_operator_off_the_allowlist_is_refused_before_anything_runs(
+    bred: tuple[Lab, RoundResult],
+) -> None:
+    lab, _ = bred
+    before = len(lab.events())
+    with pytest.raises(PolicyError, match="not allowed"):
+        lab.run_round("digits", operators=["quantize", "evolve"])
+    assert len(lab.events()) == before
+
+
+def test_a_failing_operator_run_is_recorded_and_the_round_goes_on(
+    bred: tuple[Lab, RoundResult],
+) -> None:
+    lab, _ = bred
+
+    def plans(parents: Any, cluster: Any, data: Any, seed: int) -> list[Plan]:
+        return [
+            Plan(
+                operator="quantize",
+                label="quantize/int3",
+                params={"scheme": "int3"},
+                parents=(parents[0],),
+                seed=seed,
+            ),
+            Plan(
+                operator="quantize",
+                label="quantize/int8",
+                params={"scheme": "int8_pc"},
+                parents=(parents[0],),
+                seed=seed,
+            ),
+        ]
+
+    result = run_round(
+        lab,
+        "digits",
+        plans_for=plans,
+        failure_cluster=None,
+        operators=["quantize"],
+        executor=LocalExecutor(2),
+    )
+    [failed] = result.record["failed"]
+    assert failed["label"] == "quantize/int3" and "int3" in failed["reason"]
+    assert len(result.record["candidates"]) == 1
+    assert any(e.kind == "candidate.failed" for e in lab.events(after=result.decision_seq - 40))
+
+
+def test_results_from_different_suites_or_budgets_are_not_compared() -> None:
+    class Card:
+        def __init__(self, suite: str) -> None:
+            self.suite = suite
+
+    a = Evaluation(
+        model=Digest.of(b"a"),
+        scorecard=Card("s1"),
+        record=None,
+        outputs=None,
+        budget={"threads": 1},
+    )  # type: ignore[arg-type]
+    b = Evaluation(
+        model=Digest.of(b"b"),
+        scorecard=Card("s2"),
+        record=None,
+        outputs=None,
+        budget={"threads": 1},
+    )  # type: ignore[arg-type]
+    c = Evaluation(
+        model=Digest.of(b"c"),
+        scorecard=Card("s1"),
+        record=None,
+        outputs=None,
+        budget={"threads": 2},
+    )  # type: ignore[arg-type]
+    check_comparable([a, a])
+    with pytest.raises(PolicyError, match="different suites"):
+        check_comparable([a, b])
+    with pytest.raises(PolicyError, match="different budget"):
+        check_comparable([a, c])
+
+
+@pytest.fixture
+def small_lab(tmp_path: Path) -> Iterator[Lab]:
+    """A lab whose champion is an imported package (no training needed to test refusals)."""
+    with Lab.init(tmp_path / "lab", clock=FixedClock()) as lab:
+        lab.generate_key("alice", "model")
+        lab.generate_key("pat", "production")
+        lab.add_capability(contract_path("digits"))
+        info = lab.import_path(
+            make_model_dir(tmp_path, "m"), kind="model", capability="digits", license="MIT"
+        )
+        lab.approve(str(info.id), purpose="release", key="pat")
+        lab.set_alias("digits", "champion", str(info.id))
+        yield lab
+
+
+def test_an_unapproved_parent_is_refused_before_any_operator_runs(small_lab: Lab) -> None:
+    before = len(small_lab.events())
+    with pytest.raises(PolicyError, match="not approved as a parent"):
+        small_lab.run_round("digits")
+    assert len(small_lab.events()) == before
+    assert not (small_lab.config.work_dir / "jobs").exists()
+
+
+def test_a_revoked_or_tampered_parent_is_refused_before_any_operator_runs(
+    small_lab: Lab,
+) -> None:
+    champion = small_lab.alias("digits", "champion")
+    assert champion is not None
+    small_lab.approve(str(champion), purpose="parent", key="alice")
+    blob = small_lab.manifest(champion).files[1]
+    path = small_lab.blobs.path(blob.digest)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(PolicyError, match="cannot be a parent"):
+        small_lab.run_round("digits")
+    data[0] ^= 1
+    path.write_bytes(bytes(data))
+    small_lab.revoke(str(champion), reason="trained on leaked data")
+    with pytest.raises(PolicyError, match="revoked"):
+        small_lab.run_round("digits")
+    assert not (small_lab.config.work_dir / "jobs").exists()
+
+
+def test_a_round_needs_a_frozen_suite(small_lab: Lab) -> None:
+    champion = small_lab.alias("digits", "champion")
+    small_lab.approve(str(champion), purpose="parent", key="alice")
+    with pytest.raises((NotFound, InvalidRequest)):
+        run_round(
+            small_lab,
+            "digits",
+            plans_for=lambda *a: [],
+            failure_cluster=None,
+            operators=None,
+            executor=LocalExecutor(1),
+        )
