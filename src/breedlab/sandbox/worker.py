@@ -16,6 +16,7 @@ is why everything the parent reads back is re-hashed on ingest.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import resource
@@ -140,6 +141,21 @@ def _catalogue(name: str, kind: str) -> dict[str, Callable[..., Any]]:
     return dict(OPERATORS)
 
 
+def _preload(kind: str, job: Any) -> None:
+    """Import the trusted libraries a job will need while the tripwire is still off."""
+    names: tuple[str, ...] = ()
+    if kind == "evaluate":
+        names = ("breedlab.families.torch_family",)
+        if any(p.family == "transformers" for p in job.parents):
+            names += ("breedlab.families.transformers_family", "transformers")
+    else:
+        from breedlab.factory.operators import PRELOAD
+
+        names = PRELOAD.get(job.operator, ())
+    for name in names:
+        importlib.import_module(name)
+
+
 def main(argv: Sequence[str]) -> int:
     control_path, fd_text = argv[0], argv[1]
     result_fd = int(fd_text)
@@ -159,6 +175,7 @@ def main(argv: Sequence[str]) -> int:
         if job.operator not in catalogue:
             raise LookupError(f"{job.operator!r} is not in the {control['catalogue']} catalogue")
         func = catalogue[job.operator]
+        _preload(control["kind"], job)
         tripwire = Tripwire(control["writable"])
         sys.addaudithook(tripwire)
         tripwire.armed = True

@@ -34,7 +34,7 @@ from breedlab.factory.operators.train import train
 from breedlab.factory.operators.weights import merge, quantize
 from breedlab.jobs import Operator
 
-__all__ = ["OPERATORS", "adapter", "distill", "merge", "quantize", "train"]
+__all__ = ["OPERATORS", "PRELOAD", "adapter", "distill", "merge", "quantize", "train"]
 
 OPERATORS: Mapping[str, Operator] = {
     "train": train,
@@ -42,4 +42,11 @@ OPERATORS: Mapping[str, Operator] = {
     "adapter": adapter,
     "quantize": quantize,
     "merge": merge,
+}
+
+#: Libraries an operator needs, imported by the sandbox *before* its tripwire is armed:
+#: importing them is not the job's behaviour (urllib3, pulled in by PEFT's hub client,
+#: opens a probe socket at import time to detect IPv6).
+PRELOAD: Mapping[str, tuple[str, ...]] = {
+    "adapter": ("peft",),
 }
