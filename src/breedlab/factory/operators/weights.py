@@ -32,7 +32,7 @@ def _torch_parent_check(job: Job, count: int | None = None) -> None:
 
 
 def quantize(job: Job, log: Log) -> tuple[OutputPackage, ...]:
-    from breedlab.tensors.quantized import quantize_file
+    from breedlab.tensors.quantized import QuantScheme, quantize_file
 
     _torch_parent_check(job, 1)
     [parent] = job.parents
@@ -40,6 +40,9 @@ def quantize(job: Job, log: Log) -> tuple[OutputPackage, ...]:
     unknown = set(job.params) - {"scheme"}
     if unknown:
         raise InvalidRequest(f"quantize takes no parameter(s) {sorted(unknown)}")
+    if scheme not in {s.value for s in QuantScheme}:
+        known = ", ".join(s.value for s in QuantScheme)
+        raise InvalidRequest(f"unknown quantization scheme {scheme!r} (known: {known})")
     folder = job.out_dir / "model"
     folder.mkdir()
     shutil.copyfile(parent.folder / CONFIG_FILE, folder / CONFIG_FILE)
