@@ -14,7 +14,6 @@ everything needed to explain it later from the ledger alone.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -676,6 +675,3 @@ def _cluster_record(lab: Lab, cluster: Digest | None) -> JsonValue:
     meta = manifest.meta.get("cluster", {})
     description = meta.get("description", "") if isinstance(meta, dict) else ""
     return {"id": str(cluster), "name": manifest.name, "description": str(description)}
-
-
-_ = math

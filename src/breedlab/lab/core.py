@@ -1035,22 +1035,31 @@ class Lab:
         return reproduce(self, self.resolve(ref), executor=self.executor(workers))
 
     def decision(self, ref: str) -> tuple[Event, dict[str, JsonValue]]:
-        """A ``decision.made`` event and its record, by seq, ``round-N`` or record digest.
+        """A ``decision.made`` event and its record: ``latest``, the event's seq,
+        ``round-N``, or a prefix of the record's digest.
 
         Raises:
-            NotFound: no such decision.
+            NotFound: no such decision. InvalidRequest: an ambiguous digest prefix.
         """
         events = self.events(kinds=("decision.made",))
-        chosen = None
-        for ev in events:
-            if ref in (str(ev.seq), ev.payload.get("round")) or str(
-                ev.payload.get("decision", "")
-            ).removeprefix("sha256:").startswith(ref.removeprefix("sha256:").lower() or "-"):
-                chosen = ev
-        if ref == "latest" and events:
-            chosen = events[-1]
-        if chosen is None:
-            raise NotFound(f"no decision {ref!r}; decisions are named by seq, round-N or 'latest'")
+        if ref == "latest":
+            found = events[-1:]
+        elif ref.isdigit():
+            found = [e for e in events if e.seq == int(ref)]
+        elif ref.startswith("round-"):
+            found = [e for e in events if e.payload.get("round") == ref]
+        else:
+            prefix = parse_prefix(ref)
+            found = [
+                e
+                for e in events
+                if str(e.payload.get("decision", "")).removeprefix("sha256:").startswith(prefix)
+            ]
+            if len(found) > 1:
+                raise InvalidRequest(f"decision prefix {ref} is ambiguous; type more digits")
+        if not found:
+            raise NotFound(f"no decision {ref!r}; name one by seq, round-N, digest or 'latest'")
+        chosen = found[-1]
         record = canonical.decode(
             self.blobs.get_bytes(Digest.parse(str(chosen.payload["decision"])))
         )
@@ -1086,6 +1095,3 @@ def _alias_move(ev: Event) -> AliasMove:
         new=str(p["new"]),
         reason=str(p.get("reason", "")),
     )
-
-
-_ = canonical  # canonical JSON is the format of every record written here

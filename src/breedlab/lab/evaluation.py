@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,7 +91,6 @@ def evaluate_models(
     *,
     executor: Executor,
     round_id: str | None = None,
-    on_done: Callable[[Digest, Evaluation], None] | None = None,
 ) -> list[Evaluation]:
     """Score each model (a model may appear twice: the A/A re-runs) on the suite."""
     spec = load_suite(lab, suite_id)
@@ -130,19 +128,11 @@ def evaluate_models(
             )
         )
     budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
-    results: list[Evaluation] = []
-
-    def done(index: int, outcome: Outcome) -> None:
-        if on_done is not None:
-            on_done(
-                models[index],
-                _evaluation(lab, models[index], outcome, spec, suite_id, labels, budget, round_id),
-            )
-
-    outcomes = executor.run(jobs, on_done=done if on_done is not None else None)
-    for model, outcome in zip(models, outcomes, strict=True):
-        results.append(_evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id))
-    return results
+    outcomes = executor.run(jobs)
+    return [
+        _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
+        for model, outcome in zip(models, outcomes, strict=True)
+    ]
 
 
 def _evaluation(
@@ -253,6 +243,3 @@ def read_scorecard_record(lab: Lab, digest: Digest) -> dict[str, JsonValue]:
     if not isinstance(record, dict) or record.get("schema") != SCORECARD_SCHEMA:
         raise IntegrityError(f"blob {digest.short} is not a scorecard")
     return record
-
-
-_ = Path
