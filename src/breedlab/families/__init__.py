@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from breedlab.errors import InvalidRequest
+from breedlab.errors import IntegrityError, InvalidRequest
 
 __all__ = ["FAMILIES", "Family", "Model", "load_model"]
 
@@ -68,9 +68,17 @@ def load_model(folder: Path, family: str) -> Model:
     """Load the model in ``folder`` with the named family.
 
     Raises:
-        InvalidRequest: unknown family. IntegrityError: the folder is not a valid model.
+        InvalidRequest: unknown family.
+        IntegrityError: the folder is not a valid model of that family (missing, unreadable
+            or refused config, weights or tokenizer; weights that do not fit).
     """
     families = _families()
     if family not in families:
         raise InvalidRequest(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
-    return families[family].load(folder)
+    try:
+        return families[family].load(folder)
+    except InvalidRequest as e:
+        # The folder is the only input: a package whose config or weights a family cannot
+        # read is stored data that is not what it claims (the torch family's config and
+        # safetensors readers report these as InvalidRequest).
+        raise IntegrityError(f"{folder} is not a valid {family} model: {e.message}") from e

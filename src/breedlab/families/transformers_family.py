@@ -1,10 +1,28 @@
 """The ``transformers`` family: a local Hugging Face folder (``config.json``,
-``model.safetensors``, tokenizer files), loaded with ``Auto*`` classes and
+``model.safetensors``, tokenizer files), built with the ``Auto*`` mappings and loaded with
 ``local_files_only=True`` so nothing is ever fetched from a hub.
 
 Sequence classifiers answer ``predict_proba(texts)``; a folder without a classification
 head (a bare encoder such as MiniLM) loads as an encoder whose ``embed(texts)`` gives
-mean-pooled sentence embeddings. Pickle checkpoints are refused (``use_safetensors``).
+mean-pooled sentence embeddings.
+
+The weights are read by breedlab, never by transformers: ``model.safetensors`` goes
+through :func:`breedlab.tensors.quantized.load_state_dict`, so a weight-only quantized
+file is dequantized to fp32 on load, and the tensors are handed to ``from_pretrained``
+with no path (the model is built on the meta device, then filled). Left to itself,
+transformers 5.23's ``from_pretrained(folder, use_safetensors=True)`` follows the
+folder's own directions: a ``"transformers_weights"`` entry in ``config.json`` makes it
+``torch.load`` the file it names even beside a valid ``model.safetensors`` (measured),
+and an ``adapter_config.json`` makes it load a PEFT adapter on top. Here only
+``config.json``, the tokenizer files and ``model.safetensors`` are read; nothing is
+unpickled, and ``trust_remote_code`` is off.
+
+The load is strict: a tensor that is missing, unexpected or of the wrong shape is an
+:class:`~breedlab.errors.IntegrityError`, where transformers would re-initialise missing
+ones at random, drop unexpected ones and only log a report. The one exception is what
+transformers itself declares obsolete (the ``position_ids`` buffer that old BERT
+checkpoints such as MiniLM still store). Compute is fp32 whatever dtype ``config.json``
+names (bf16 ran 9x slower on this CPU, notes/operators.md §7).
 """
 
 from __future__ import annotations
@@ -16,9 +34,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from breedlab.errors import IntegrityError
+from breedlab.errors import IntegrityError, InvalidRequest
 
-__all__ = ["TransformersFamily", "TransformersModel"]
+__all__ = ["TOKENIZER_FILES", "WEIGHTS_FILE", "TransformersFamily", "TransformersModel"]
+
+WEIGHTS_FILE = "model.safetensors"
+#: A folder must hold one of these: without any, ``AutoTokenizer`` silently builds a
+#: tokenizer of five special tokens that maps every word to ``[UNK]`` (measured).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+#: ``config.json`` entries that would make transformers load or transform weights
+#: behind the family's back; a breedlab package never needs them.
+_REFUSED_CONFIG_KEYS = {
+    "transformers_weights": "points transformers at another weights file",
+    "quantization_config": "asks transformers to quantize (breedlab quantization lives in "
+    "model.safetensors metadata)",
+}
 
 
 class TransformersModel:
@@ -50,7 +87,7 @@ class TransformersModel:
         return np.asarray(torch.softmax(logits.double(), dim=1).numpy(), dtype=np.float64)
 
     def embed(self, texts: Sequence[str], *, max_length: int = 128) -> npt.NDArray[np.float64]:
-        """Mean-pooled last hidden states (the sentence-transformers recipe)."""
+        """Mean-pooled last hidden states (the sentence-transformers recipe), unnormalised."""
         import torch
 
         batch = self._encode(texts, max_length)
@@ -65,26 +102,133 @@ class TransformersModel:
         return int(sum(p.numel() for p in self._model.parameters()))
 
 
+def _config(folder: Path) -> Any:
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, StrictDataclassError) as e:
+        raise IntegrityError(
+            f"{folder}/config.json is not a usable transformers config: {e}"
+        ) from e
+    for key, why in _REFUSED_CONFIG_KEYS.items():
+        if getattr(config, key, None) is not None:
+            raise IntegrityError(f"{folder}/config.json sets {key!r}, which {why}; refused")
+    architectures = config.architectures
+    if architectures is not None and (
+        not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
+    ):
+        raise IntegrityError(f"{folder}/config.json: 'architectures' must be a list of names")
+    return config
+
+
+def _is_classifier(config: Any) -> bool:
+    return any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+
+
+def _tokenizer(folder: Path, config: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise IntegrityError(
+            f"{folder} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)})"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False
+        )
+    # The Rust `tokenizers` library reports a malformed tokenizer.json as a bare
+    # Exception, and the Python side adds KeyError/ValueError/OSError: all mean the files
+    # are not what they claim to be.
+    except Exception as e:
+        raise IntegrityError(f"{folder} has no loadable tokenizer: {e}") from e
+    vocab_size = getattr(config, "vocab_size", None)
+    top = max(tokenizer.get_vocab().values(), default=-1)
+    if isinstance(vocab_size, int) and top >= vocab_size:
+        raise IntegrityError(
+            f"{folder}: the tokenizer emits token id {top} "
+            f"but the model has only {vocab_size} embeddings"
+        )
+    return tokenizer
+
+
+def _weights(folder: Path) -> dict[str, Any]:
+    from breedlab.tensors.quantized import load_state_dict
+
+    weights = folder / WEIGHTS_FILE
+    try:
+        return load_state_dict(weights)
+    except InvalidRequest as e:  # an unreadable file in a package is corrupt data
+        raise IntegrityError(f"{weights} is not a readable safetensors file: {e}") from e
+
+
+def _build(folder: Path, config: Any, state: dict[str, Any], *, classifier: bool) -> Any:
+    import torch
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING
+
+    mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if classifier else MODEL_MAPPING
+    try:
+        candidates: Any = mapping[type(config)]
+    except KeyError:
+        kind = "sequence classifier" if classifier else "encoder"
+        raise IntegrityError(
+            f"{folder}: transformers has no {kind} for model type {config.model_type!r}"
+        ) from None
+    # Some model types map to several classes; pick the one config.json names, as the
+    # Auto classes do, else the first.
+    if isinstance(candidates, list | tuple):
+        named = [c for c in candidates if c.__name__ in (config.architectures or [])]
+        candidates = (named or list(candidates))[0]
+    model_class: Any = candidates
+    try:
+        # No path: transformers sees only these tensors, never the folder's files. The
+        # model is created on the meta device, so nothing is randomly initialised.
+        # ignore_mismatched_sizes: report misshapen tensors (refused below) rather than
+        # raise a RuntimeError that only points at a logged table.
+        model, info = model_class.from_pretrained(
+            None,
+            config=config,
+            state_dict=state,
+            dtype=torch.float32,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError, TypeError, RuntimeError, StrictDataclassError) as e:
+        raise IntegrityError(f"{folder}: weights do not fit the config: {e}") from e
+    problems = [_describe(kind, found) for kind, found in info.items() if found]
+    if problems:
+        raise IntegrityError(f"{folder}: weights do not fit the config: {'; '.join(problems)}")
+    return model
+
+
+def _describe(kind: str, found: Any) -> str:
+    """``"2 mismatched keys (e.g. classifier.bias: [3] in the file, [4] by the config)"``."""
+    first = sorted(found, key=str)[0]
+    if kind == "mismatched_keys" and isinstance(first, tuple) and len(first) == 3:
+        name, stored, expected = first
+        first = f"{name}: {list(stored)} in the file, {list(expected)} by the config"
+    return f"{len(found)} {kind.replace('_', ' ')} (e.g. {first})"
+
+
 class TransformersFamily:
     name = "transformers"
 
     def load(self, folder: Path) -> TransformersModel:
-        from transformers import (
-            AutoConfig,
-            AutoModel,
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-        )
+        """Load a local Hugging Face folder, plain or breedlab-quantized.
 
-        if not (folder / "model.safetensors").exists():
-            raise IntegrityError(f"{folder} has no model.safetensors (pickle checkpoints refused)")
-        try:
-            config = AutoConfig.from_pretrained(folder, local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            architectures = config.architectures or []
-            classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
-            loader = AutoModelForSequenceClassification if classifier else AutoModel
-            model = loader.from_pretrained(folder, local_files_only=True, use_safetensors=True)
-        except (OSError, ValueError) as e:
-            raise IntegrityError(f"{folder} is not a loadable transformers folder: {e}") from e
+        Raises:
+            IntegrityError: no ``model.safetensors`` (a pickle checkpoint is never read),
+                an unusable or refused ``config.json``, missing or broken tokenizer files,
+                or weights that do not fit the config exactly.
+        """
+        # Absolute, so that no relative name can ever be taken for a hub repo id.
+        folder = Path(folder).absolute()
+        if not (folder / WEIGHTS_FILE).is_file():
+            raise IntegrityError(f"{folder} has no {WEIGHTS_FILE} (pickle checkpoints refused)")
+        config = _config(folder)
+        classifier = _is_classifier(config)
+        tokenizer = _tokenizer(folder, config)
+        model = _build(folder, config, _weights(folder), classifier=classifier)
         return TransformersModel(folder, model, tokenizer, classifier=classifier)
