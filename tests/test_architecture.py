@@ -1,5 +1,6 @@
 """Imports point down (DESIGN §2): base < signing, jobs < registry, ledger, families,
-datasets < factory, evaluator, viability, release < sandbox < lab < demo < cli.
+datasets < factory, evaluator, viability, release < sandbox < lab < http < demo < cli
+(``breedlab serve`` starts the HTTP app, and the demo runs it in process).
 No pickle anywhere; torch stays out of the supply chain so the CLI starts fast."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ LAYERS = {
     "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,
     "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
     "sandbox": 4,
-    "lab": 5, "demo": 6, "cli": 7, "http": 7,
+    "lab": 5, "http": 6, "demo": 7, "cli": 8,
 }  # fmt: skip
 
 

@@ -6,7 +6,9 @@ name = "my-lab"
 actor = "ml-platform"          # recorded as the actor of events (default: $USER)
 
 [store]
-url = "objects"                # a path relative to the lab, later s3://bucket/prefix
+url = "objects"                # a path relative to the lab, or s3://bucket/prefix
+endpoint = ""                  # s3 only: an S3-compatible endpoint (default: AWS)
+region = ""                    # s3 only (default: $AWS_REGION, else us-east-1)
 
 [ledger]
 url = "ledger.db"              # a path relative to the lab (SQLite), or any SQLAlchemy URL
@@ -17,8 +19,10 @@ checkpoint_key = "lab"         # the key that signs ledger checkpoints
 [executor]
 kind = "local"                 # local | ray
 workers = 2
+ray_address = ""               # ray only: "" starts a private local cluster; else host:port
 ```
-Unknown sections or keys are errors naming the key and the file.
+Unknown sections or keys are errors naming the key and the file. S3 credentials come
+from the environment (``AWS_ACCESS_KEY_ID``...), never from this file.
 """
 
 from __future__ import annotations
@@ -37,10 +41,10 @@ CONFIG_NAME = "breedlab.toml"
 
 _ALLOWED: dict[str, dict[str, type]] = {
     "lab": {"name": str, "actor": str},
-    "store": {"url": str},
+    "store": {"url": str, "endpoint": str, "region": str},
     "ledger": {"url": str},
     "signing": {"checkpoint_key": str},
-    "executor": {"kind": str, "workers": int},
+    "executor": {"kind": str, "workers": int, "ray_address": str},
 }
 
 
@@ -50,10 +54,13 @@ class LabConfig:
     name: str = "breedlab"
     actor: str = ""
     store_url: str = "objects"
+    store_endpoint: str = ""
+    store_region: str = ""
     ledger_url: str = "ledger.db"
     checkpoint_key: str = "lab"
     executor: str = "local"
     workers: int = 2
+    ray_address: str = ""
 
     @property
     def store_path(self) -> Path:
@@ -141,8 +148,11 @@ def load_config(root: Path) -> LabConfig:
         name=values.get("lab.name", "breedlab"),
         actor=values.get("lab.actor", ""),
         store_url=values.get("store.url", "objects"),
+        store_endpoint=values.get("store.endpoint", ""),
+        store_region=values.get("store.region", ""),
         ledger_url=values.get("ledger.url", "ledger.db"),
         checkpoint_key=values.get("signing.checkpoint_key", "lab"),
         executor=executor,
         workers=workers,
+        ray_address=values.get("executor.ray_address", ""),
     )

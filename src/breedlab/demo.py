@@ -8,8 +8,13 @@ suite); refusals of what must be refused; the champion's failure clusters; one f
 breeding round (every allowed operator in the sandbox, evaluation against the champion
 and the no-op, the viability decision); the decision explained from the ledger; the
 winner reproduced from its recipe; a signed checkpoint; verification of everything; the
-champion reconstructed from its sources. Nothing about the outcome is scripted: the
-round may pick a winner or archive everything, and the tour reports what happened.
+champion reconstructed from its sources. Then stage 3 on a real HTTP server on
+127.0.0.1: the winner in shadow on dev-split requests, a fault drill (a candidate with a
+damaged head in canary, aborted by the guardrails without a human), the winner's canary
+and promotion, a rollback with its measured recovery, and the v1 exit criteria. Nothing
+about the outcome is scripted: the round may pick a winner or archive everything, and the
+tour reports what happened (without a winner, the best archived candidate is shadowed and
+its promotion is refused; promotion and rollback are shown with a hand-approved model).
 
 Each step is reported through a callback so the CLI can render it.
 """
@@ -20,10 +25,15 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
-from breedlab.errors import Conflict, InvalidRequest, LabError
+from breedlab.digest import Digest
+from breedlab.errors import Conflict, InvalidRequest, LabError, PolicyError
 from breedlab.lab import Lab
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DemoSummary", "Step", "run_demo"]
 
@@ -189,6 +199,7 @@ def run_demo(
         )
         if not rebuilt.match:
             raise LabError("the champion could not be reconstructed")
+        _release_tour(lab, result.winner, candidates, say)
         events = len(lab.events())
     return DemoSummary(
         lab=path,
@@ -200,3 +211,258 @@ def run_demo(
         events=events,
         steps=steps,
     )
+
+
+def _digits_requests(lab: Lab, n: int) -> list[dict[str, object]]:
+    """Request bodies from the digits dev split, labels included (for the canary)."""
+    from breedlab.datasets import read_dataset
+
+    dev = lab.resolve("digits@dev") if lab.alias("digits", "dev") else None
+    if dev is None:
+        from sklearn.datasets import load_digits
+
+        data = load_digits()
+        xs, ys = data.data, data.target
+    else:
+        ds = read_dataset(lab.workspace.materialise(dev, lab.manifest(dev)))
+        xs, ys = ds.x, ds.y
+    return [
+        {
+            "unit": f"user-{i}",
+            "inputs": [float(v) for v in xs[i % len(xs)]],
+            "label": str(ys[i % len(ys)]),
+        }
+        for i in range(n)
+    ]
+
+
+def _until(
+    c: httpx.Client, requests: list[dict[str, object]], done: Callable[[], bool], *, extra: int = 0
+) -> list[str]:
+    """Send requests in chunks until ``done()``, then ``extra`` more; the roles served."""
+    roles: list[str] = []
+    for start in range(0, len(requests), 50):
+        roles += [
+            c.post("/v1/digits/predict", json=b).json()["role"]
+            for b in requests[start : start + 50]
+        ]
+        if done():
+            break
+    end = len(roles)
+    roles += [
+        c.post("/v1/digits/predict", json=b).json()["role"] for b in requests[end : end + extra]
+    ]
+    return roles
+
+
+def _damaged(lab: Lab, champion: Digest, folder: Path) -> Path:
+    """A genuinely bad model: the champion with its output head's rows permuted."""
+    import torch
+
+    from breedlab.families import load_model
+    from breedlab.families.torch_family import save_torch_model
+
+    manifest = lab.manifest(champion)
+    model = load_model(lab.workspace.materialise(champion, manifest), "torch")
+    module = model.module
+    with torch.no_grad():
+        state = module.state_dict()
+        head = [k for k in state if k.startswith("head")]
+        if not head:
+            raise LabError("the champion has no 'head' layer to damage")
+        rows = state[head[0]].shape[0]
+        perm = torch.roll(torch.arange(rows), 3)
+        for k in head:
+            state[k].copy_(state[k][perm])
+    save_torch_model(folder, model.config, module)
+    return folder
+
+
+def _release_tour(
+    lab: Lab,
+    winner: Digest | None,
+    candidates: list[JsonValue],
+    say: Callable[[str, str, str], None],
+) -> None:
+    """Seed stage 3 on a real server on 127.0.0.1 (DESIGN §11)."""
+    import httpx
+
+    from breedlab.http import create_app, serving
+    from breedlab.lab import release as controller
+    from breedlab.release import ShadowGate
+
+    token = "demo-admin-token"
+    auth = {"Authorization": f"Bearer {token}"}
+    requests = _digits_requests(lab, 1200)
+    champion = lab.alias("digits", "champion")
+    assert champion is not None
+    target = winner
+    if target is None:
+        scored = [c for c in candidates if isinstance(c, dict) and c.get("outcome") == "archive"]
+        pick = scored[0] if scored else (candidates[0] if candidates else None)
+        if not isinstance(pick, dict):
+            say("release", "no candidate to shadow", "")
+            return
+        target = lab.resolve(str(pick["package"]))
+        lab.approve(str(target), purpose="release", key="pat")
+
+    def release(c: httpx.Client, pkg: Digest) -> dict[str, object]:
+        c.post("/admin/digits/shadow/start", json={"package": str(pkg)}).raise_for_status()
+        for b in requests[:200]:
+            c.post("/v1/digits/predict", json=b).raise_for_status()
+        report = c.get("/admin/digits/shadow/report").json()
+        r = c.post("/admin/digits/canary/start", json={"percent": 25})
+        if r.status_code != 200:
+            raise LabError(f"canary refused: {r.json()['message']}")
+        roles = _until(c, requests, lambda: controller.release_state(lab, "digits").canary_passed)
+        state = controller.release_state(lab, "digits")
+        if not state.canary_passed:
+            raise LabError(f"the canary of {pkg.short} did not pass: {roles.count('canary')}")
+        return {"report": report, "canary_requests": roles.count("canary")}
+
+    app = create_app(lab, token=token)
+    with serving(app) as url, httpx.Client(base_url=url, headers=auth, timeout=60) as c:
+        # 1. shadow
+        c.post("/admin/digits/shadow/start", json={"package": str(target)}).raise_for_status()
+        before = [c.post("/v1/digits/predict", json=b).json() for b in requests[:300]]
+        report = c.get("/admin/digits/shadow/report").json()
+        agree = report["agreement"]
+        say(
+            "shadow",
+            f"{target.short} mirrored on {report['mirrored']} dev requests ({report['dropped']} "
+            f"dropped): agreement {float(agree['estimate']):.3f} "
+            f"[{float(agree['low']):.3f}, {float(agree['high']):.3f}], latency ratio p95 "
+            f"{float(report['latency_p95']['ratio']):.2f}; every answer came from the champion",
+            "breedlab shadow start digits digits@shadow && breedlab shadow report digits",
+        )
+        if any(a["role"] != "champion" for a in before):
+            raise LabError("a shadow changed a primary response")
+        c.post("/admin/digits/shadow/stop").raise_for_status()
+        # 2. fault drill: a damaged candidate reaches the canary and is aborted by itself
+        with tempfile.TemporaryDirectory(prefix="breedlab-demo-") as scratch:
+            folder = _damaged(lab, champion, Path(scratch) / "damaged-head")
+            bad = lab.import_path(
+                folder,
+                kind="model",
+                capability="digits",
+                license="MIT",
+                family="torch",
+                name="damaged-head",
+                sign_with="alice",
+            ).id
+        lab.approve(str(bad), purpose="release", key="pat")
+        c.post("/admin/digits/shadow/start", json={"package": str(bad)}).raise_for_status()
+        for b in requests[:20]:
+            c.post("/v1/digits/predict", json=b)
+        c.get("/admin/digits/shadow/report")
+        # Drill only: the real gate would stop this model in shadow (agreement ~0).
+        drill_gate = ShadowGate(
+            min_pairs=1, min_agreement=0.0, max_p50_ratio=1e9, max_p95_ratio=1e9
+        )
+        controller.start_canary(lab, "digits", percent=25, gate=drill_gate)
+        roles = _until(
+            c, requests, lambda: controller.release_state(lab, "digits").canary is None, extra=200
+        )
+        aborted = [
+            e
+            for e in lab.events(kinds=("release.canary_aborted",))
+            if e.payload["package"] == str(bad)
+        ]
+        if not aborted:
+            raise LabError("the damaged canary was not aborted")
+        rec = aborted[-1].payload["recovery"]
+        assert isinstance(rec, dict)
+        last = max(i for i, r in enumerate(roles) if r == "canary")
+        say(
+            "canary abort",
+            f"fault drill: {bad.short} (damaged head) aborted by "
+            f"{', '.join(str(g) for g in aborted[-1].payload['aborted_by'])} after "
+            f"{rec['detection_latency_requests']} canary requests "
+            f"({rec['detection_latency_s']} s); time to mitigate {rec['time_to_mitigate_s']} s, "
+            f"to recover {rec['time_to_recover_s']} s; {len(roles) - last - 1} later requests "
+            "all served by the champion; the id is deny-listed",
+            "breedlab canary status digits",
+        )
+        c.post("/admin/digits/shadow/stop").raise_for_status()
+        # 3. canary and promotion of the target
+        outcome = release(c, target)
+        if winner is None:
+            r = c.post("/admin/digits/promote", json={"package": str(target)})
+            say(
+                "promote",
+                f"refused ({r.status_code}): {r.json()['message'][:160]}",
+                f"breedlab promote digits {target.hex[:12]}",
+            )
+            target = _hand_approved(lab, champion)
+            c.post("/admin/digits/shadow/stop")
+            outcome = release(c, target)
+        else:
+            lab.approve(str(target), purpose="release", key="pat")
+        say(
+            "canary",
+            f"{target.short}: stages 25% -> 50% passed on {outcome['canary_requests']} canary "
+            "requests (SPRT on errors; mSPRT on wrong answers, disagreement, latency)",
+            "breedlab canary start digits --percent 25",
+        )
+        r = c.post("/admin/digits/promote", json={"package": str(target)})
+        if r.status_code != 200:
+            raise LabError(f"promotion refused: {r.json()['message']}")
+        served = c.post("/v1/digits/predict", json=requests[0]).json()["package"]
+        say(
+            "promote",
+            f"{target.short} is digits@champion (low risk tier: one release approval); "
+            f"{champion.short} is digits@previous, kept warm; the server now answers with "
+            f"{served[:19]}",
+            f"breedlab promote digits {target.hex[:12]}",
+        )
+        # 4. rollback
+        r = c.post("/admin/digits/rollback")
+        r.raise_for_status()
+        rb = r.json()["recovery"]
+        served = c.post("/v1/digits/predict", json=requests[0]).json()["package"]
+        if served != str(champion):
+            raise LabError("the rollback did not reach the server")
+        again = c.post("/admin/digits/rollback")
+        say(
+            "rollback",
+            f"digits@champion back to {champion.short}, served within the same request "
+            f"(recovered in {rb['time_to_recover_s']} s); a second rollback is refused "
+            f"({again.status_code}): only a new promotion reverses it",
+            "breedlab rollback digits",
+        )
+    criteria = controller.exit_criteria(lab, "digits")
+    for crit in criteria:
+        say(
+            "exit criteria",
+            f"{'pass' if crit.passed else 'FAIL'}: {crit.name} ({crit.evidence})",
+            "breedlab exit-criteria digits",
+        )
+    if not all(crit.passed for crit in criteria):
+        raise PolicyError("a v1 exit criterion failed")
+
+
+def _hand_approved(lab: Lab, champion: Digest) -> Digest:
+    """A model imported and approved by hand, to show promotion and rollback."""
+    import torch
+
+    from breedlab.families import load_model
+    from breedlab.families.torch_family import save_torch_model
+
+    model = load_model(lab.workspace.materialise(champion, lab.manifest(champion)), "torch")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.module.parameters():
+            p.add_(torch.randn_like(p) * 1e-6)
+    with tempfile.TemporaryDirectory(prefix="breedlab-demo-") as scratch:
+        save_torch_model(Path(scratch) / "m", model.config, model.module)
+        pkg = lab.import_path(
+            Path(scratch) / "m",
+            kind="model",
+            capability="digits",
+            license="MIT",
+            family="torch",
+            name="hand-approved",
+            sign_with="alice",
+        ).id
+    lab.approve(str(pkg), purpose="release", key="pat")
+    return pkg

@@ -97,8 +97,12 @@ class Fixture:
 
     @contextlib.contextmanager
     def sql(self) -> Iterator[sqlite3.Connection]:
-        """The ledger database, directly, in autocommit mode."""
+        """The ledger database, directly, in autocommit mode, as an attacker with the file
+        has it: the append-only triggers (which refuse edits to ``events``) dropped first,
+        so each test shows that verification still catches what is changed next."""
         db = sqlite3.connect(self.root / "ledger.db", isolation_level=None)
+        db.execute("DROP TRIGGER IF EXISTS events_no_update")
+        db.execute("DROP TRIGGER IF EXISTS events_no_delete")
         try:
             yield db
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 
 import pytest
 from attack_lab import Fixture
@@ -321,3 +322,14 @@ def test_a_bad_checkpoint_envelope_is_reported_with_the_checkpoints_seq(
         swap_checkpoint_envelope(fx)
 
     chain_broken_at(fx, seq)
+
+
+def test_the_database_itself_refuses_to_edit_or_delete_events(fx: Fixture) -> None:
+    db = sqlite3.connect(fx.root / "ledger.db", isolation_level=None)
+    try:
+        for statement in ("UPDATE events SET kind = 'forged'", "DELETE FROM events"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                db.execute(statement)
+    finally:
+        db.close()
+    assert fx.lab.verify_ledger().events == fx.last_seq()

@@ -269,3 +269,18 @@ def test_a_round_needs_a_frozen_suite(small_lab: Lab) -> None:
             operators=None,
             executor=LocalExecutor(1),
         )
+
+
+def test_after_a_round_the_exit_criteria_reproduce_explain_and_verify_from_the_ledger(
+    bred: tuple[Lab, RoundResult],
+) -> None:
+    lab, result = bred
+    criteria = {c.name: c for c in lab.exit_criteria("digits", workers=2)}
+    assert criteria["reproduce candidates"].passed, criteria["reproduce candidates"].evidence
+    assert criteria["explain no-op decisions"].passed
+    assert criteria["verify hashes"].passed
+    # No promotion yet: there is no rollback path to show, and that fails loudly.
+    assert not criteria["rollback every promoted artifact"].passed
+    assert "no promotion" in criteria["rollback every promoted artifact"].evidence
+    retired = any(c["outcome"] == "retire" for c in result.record["candidates"])
+    assert criteria["reject bad candidates"].passed == retired

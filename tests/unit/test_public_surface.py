@@ -28,7 +28,10 @@ def test_the_lab_api_is_pinned() -> None:
         "actor", "add_capability", "alias", "alias_history", "approve", "bootstrap_digits",
         "capabilities", "capability", "checkpoint", "close", "decision", "events", "executor",
         "failures", "generate_key", "import_path", "init", "key", "keys", "lineage",
-        "manifest", "open", "package", "packages", "reconstruct", "reproduce", "resolve",
+        "manifest", "migrate", "open", "package", "packages", "reconstruct", "reproduce", "resolve",
         "revoke", "revoke_key", "run_round", "set_alias", "show", "sign", "verify",
         "verify_ledger", "verify_store",
+        # release controls (seed, stage 3)
+        "canary_start", "canary_status", "exit_criteria", "promote", "rollback",
+        "shadow_report", "shadow_start",
     ])  # fmt: skip

@@ -21,6 +21,8 @@ from breedlab.cli import (
     lab_commands,
     ledger_commands,
     registry_commands,
+    release_commands,
+    scale_commands,
 )
 from breedlab.cli.shell import err_console, exit_code_for
 from breedlab.errors import LabError
@@ -68,6 +70,8 @@ registry_commands.register(app)
 keys_commands.register(app)
 ledger_commands.register(app)
 breeding_commands.register(app)
+scale_commands.register(app)
+release_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

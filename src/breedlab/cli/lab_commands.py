@@ -39,7 +39,8 @@ def demo(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Run the guided tour in a fresh lab: keys, the digits capability, a trained champion,
-    failure clusters, one full breeding round, the decision explained, verification."""
+    failure clusters, one full breeding round, the decision explained, verification, then
+    shadow, canary (a faulty one aborted automatically), promotion, rollback, exit criteria."""
     started = time.monotonic()
 
     def show(step: Step) -> None:

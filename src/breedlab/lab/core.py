@@ -56,7 +56,7 @@ from breedlab.lab.workspace import Workspace
 from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
-from breedlab.registry.blobs import FileBlobStore
+from breedlab.registry.blobs import BlobStore, open_blob_store
 from breedlab.registry.capability import Contract, parse_contract
 from breedlab.registry.licenses import check_license
 from breedlab.registry.manifest import DataClass, FileEntry, Kind, Manifest, RiskTier
@@ -76,7 +76,10 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.breeding import RoundResult
     from breedlab.lab.builtin import Bootstrap
     from breedlab.lab.failures import Cluster
+    from breedlab.lab.migration import MigrationReport
+    from breedlab.lab.release import Criterion
     from breedlab.lab.replay import Reproduction
+    from breedlab.release.shadow_stats import ShadowReport
     from breedlab.sandbox.executors import Executor
 
 __all__ = ["PURPOSES", "Lab"]
@@ -93,7 +96,12 @@ class Lab:
     def __init__(self, config: LabConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
-        self.blobs = FileBlobStore(config.store_path)
+        self.blobs: BlobStore = open_blob_store(
+            config.store_url,
+            config.root,
+            endpoint=config.store_endpoint,
+            region=config.store_region,
+        )
         self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock)
         self.workspace = Workspace(config.work_dir, self.blobs)
 
@@ -101,7 +109,11 @@ class Lab:
         """The configured executor (``[executor]`` in breedlab.toml)."""
         from breedlab.sandbox.executors import make_executor
 
-        return make_executor(self.config.executor, workers or self.config.workers)
+        return make_executor(
+            self.config.executor,
+            workers or self.config.workers,
+            ray_address=self.config.ray_address,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -708,8 +720,8 @@ class Lab:
                 total += self.blobs.check(digest)
             except LabError as e:
                 problems.append(Problem(where=f"object {digest.short}", message=e.message))
-        for stray in self.blobs.stray_files():
-            problems.append(Problem(where=str(stray), message="stray file in the object store"))
+        for stray in self.blobs.strays():
+            problems.append(Problem(where=stray, message="stray file in the object store"))
         return StoreReport(objects=count, bytes=total, problems=tuple(problems))
 
     def verify_ledger(self) -> LedgerReport:
@@ -1064,6 +1076,81 @@ class Lab:
             self.blobs.get_bytes(Digest.parse(str(chosen.payload["decision"])))
         )
         return chosen, record
+
+    # -- scale-out ---------------------------------------------------------------------
+
+    def migrate(
+        self,
+        target: Path,
+        *,
+        store_url: str = "objects",
+        ledger_url: str = "ledger.db",
+        store_endpoint: str = "",
+        store_region: str = "",
+    ) -> MigrationReport:
+        """Copy this lab into a new lab folder on other backends, verifying every object
+        and the ledger chain (``breedlab.lab.migration``). The defaults are the embedded
+        ones, so a scale-out lab migrates back with just a target.
+
+        Raises:
+            InvalidRequest: ``target`` is not an empty folder.
+            Conflict: the target store or ledger is not empty.
+            IntegrityError: an object or the chain does not verify.
+        """
+        from breedlab.lab.migration import migrate
+
+        return migrate(
+            self,
+            target,
+            store_url=store_url,
+            ledger_url=ledger_url,
+            store_endpoint=store_endpoint,
+            store_region=store_region,
+        )
+
+    # -- release controls (seed, stage 3) -----------------------------------------------------
+
+    def shadow_start(self, capability: str, ref: str, *, sample: float = 1.0) -> Event:
+        """Put a recommended or approved package on ``capability@shadow`` and mirror to it."""
+        from breedlab.lab.release import start_shadow
+
+        return start_shadow(self, capability, ref, sample=sample)
+
+    def shadow_report(self, capability: str) -> tuple[Digest, ShadowReport]:
+        """The current shadow run in numbers (agreement, flips, latency ratios, errors)."""
+        from breedlab.lab.release import shadow_report
+
+        return shadow_report(self, capability)
+
+    def canary_start(self, capability: str, *, percent: float | None = None) -> Event:
+        """Start a canary of the shadow package once the shadow gate passes."""
+        from breedlab.lab.release import start_canary
+
+        return start_canary(self, capability, percent=percent)
+
+    def canary_status(self, capability: str) -> dict[str, JsonValue]:
+        """Stage, weight and guardrail statistics of the latest canary."""
+        from breedlab.lab.release import canary_status
+
+        return canary_status(self, capability)
+
+    def promote(self, capability: str, ref: str) -> Event:
+        """Move ``champion`` to a package that passed shadow and canary (approvals by tier)."""
+        from breedlab.lab.release import promote
+
+        return promote(self, capability, ref)
+
+    def rollback(self, capability: str) -> Event:
+        """Return ``champion`` to ``previous``; records the measured recovery time."""
+        from breedlab.lab.release import rollback
+
+        return rollback(self, capability)
+
+    def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
+        """The seed's v1 exit criteria, each pass/fail with evidence."""
+        from breedlab.lab.release import exit_criteria
+
+        return exit_criteria(self, capability, workers=workers)
 
 
 def _require_reason(reason: str) -> None:

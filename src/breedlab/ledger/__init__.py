@@ -5,6 +5,8 @@
 - ``schema``: the SQL tables (events plus projections: packages, aliases, keys, ...).
 - ``projections``: how each event kind changes the projections.
 - ``store``: :class:`Ledger` -- transactions, appends, queries, verification.
+- ``migrations``: the schema's Alembic revisions (SQLite and PostgreSQL), append-only
+  triggers included; run by :meth:`Ledger.create`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""The ledger database schema (SQLAlchemy Core; SQLite by default, PostgreSQL later).
+"""The ledger database schema (SQLAlchemy Core; SQLite by default, or PostgreSQL).
 
 ``events`` is the append-only, hash-chained record. Every other table is a *projection*:
 state derived from the events by :mod:`breedlab.ledger.projections`, written in the same
 transaction as the event that changes it. ``ledger verify`` replays the events into a
 fresh database and compares, so an edited projection row is caught like an edited event.
+
+Ledgers are built by the Alembic revisions in ``breedlab.ledger.migrations``: a change
+here needs a new revision there (and ``migrations.HEAD`` moved).
 """
 
 from __future__ import annotations

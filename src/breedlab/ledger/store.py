@@ -239,6 +239,20 @@ class Txn(Reader):
             payload=payload,
             prev_hash=prev,
         )
+        self._write(ev)
+        return ev
+
+    def append_sealed(self, ev: Event) -> None:
+        """Append an event sealed elsewhere (``migrate`` copying a ledger), unchanged.
+
+        Raises:
+            ChainBroken: ``ev`` does not extend this chain (seq, prev_hash or hash wrong).
+        """
+        seq, prev = self._current_head()
+        verify_chain([ev], start_hash=prev, start_seq=seq + 1)
+        self._write(ev)
+
+    def _write(self, ev: Event) -> None:
         self.conn.execute(
             _INSERT_EVENT,
             {
@@ -256,7 +270,6 @@ class Txn(Reader):
         self.conn.execute(_MOVE_HEAD, {"new_seq": ev.seq, "new_hash": ev.hash})
         self._head = (ev.seq, ev.hash)
         self.appended.append(ev)
-        return ev
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,9 +292,12 @@ class Ledger:
         return cls(f"sqlite:///{path}", clock)
 
     def create(self) -> None:
-        """Create the tables if they do not exist (idempotent)."""
+        """Create or migrate the tables to the current schema (idempotent; Alembic)."""
+        from breedlab.ledger import migrations
+
         try:
-            schema.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                migrations.upgrade(conn)
         except SQLAlchemyError as e:
             raise ConfigError(f"cannot create the ledger tables at {self.url}: {e}") from e
 
@@ -339,8 +355,8 @@ class Ledger:
                 last: Event | None = None
                 for last in r.events():
                     projections.apply(conn, last)
-                if last is not None:
-                    conn.execute(insert(schema.head).values(id=1, seq=last.seq, hash=last.hash))
+                seq, hash_ = (0, GENESIS) if last is None else (last.seq, last.hash)
+                conn.execute(insert(schema.head).values(id=1, seq=seq, hash=hash_))
                 for table, order in schema.PROJECTIONS:
                     mine = [tuple(row) for row in r.conn.execute(select(table).order_by(order))]
                     want = [tuple(row) for row in conn.execute(select(table).order_by(order))]

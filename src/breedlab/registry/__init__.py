@@ -1,6 +1,7 @@
 """Source registry: immutable, content-addressed packages (seed, stage 1).
 
 - ``blobs``: write-once blob stores (files; in-memory twin for tests).
+- ``s3``: the same store on S3 or an S3-compatible server (scale-out; obstore).
 - ``manifest``: the canonical manifest whose digest is a package id; kinds, classes, tiers.
 - ``source``: safe listing of what an import reads (refuses traversal, pickles, empties).
 - ``capability``: stage-0 capability contracts parsed from TOML.

@@ -10,7 +10,8 @@ temporary files are removed by :meth:`FileBlobStore.clean_temporary`.
 Every read verifies the digest. Note: file modes do not stop root; immutability rests
 on verification, which catches any change.
 
-``MemoryBlobStore`` is the in-memory twin used by tests.
+``MemoryBlobStore`` is the in-memory twin used by tests; ``breedlab.registry.s3`` holds
+the S3 store (scale-out); :func:`open_blob_store` picks one from a lab's store URL.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from typing import BinaryIO, Protocol
 from breedlab.digest import CHUNK_SIZE, Digest
 from breedlab.errors import DigestMismatch, IntegrityError, InvalidRequest, NotFound
 
-__all__ = ["WRITEBACK_WINDOW", "BlobStore", "FileBlobStore", "MemoryBlobStore"]
+__all__ = [
+    "WRITEBACK_WINDOW",
+    "BlobStore",
+    "FileBlobStore",
+    "MemoryBlobStore",
+    "open_blob_store",
+]
 
 #: Bytes written between early write-back hints (``posix_fadvise`` DONTNEED, Linux).
 WRITEBACK_WINDOW = 32 << 20
@@ -65,6 +72,30 @@ class BlobStore(Protocol):
     def digests(self) -> Iterator[Digest]:
         """Every stored digest (in no particular order)."""
         ...
+
+    def ensure(self) -> None:
+        """Make the store ready for writes (create folders; check the bucket answers)."""
+        ...
+
+    def strays(self) -> list[str]:
+        """Where something that is not a well-placed blob sits (paths or keys)."""
+        ...
+
+    def clean_temporary(self) -> int:
+        """Remove leftovers of interrupted writes; returns how many."""
+        ...
+
+
+def open_blob_store(url: str, root: Path, *, endpoint: str = "", region: str = "") -> BlobStore:
+    """The store named by a lab's ``[store] url``: ``s3://bucket/prefix`` (the
+    ``breedlab[s3]`` extra), else a folder (relative to ``root``)."""
+    if url.startswith("s3://"):
+        from breedlab.registry.s3 import S3BlobStore
+
+        return S3BlobStore(url, endpoint=endpoint, region=region)
+    if "://" in url:
+        raise InvalidRequest(f"store url {url!r}: only a folder or s3://bucket/prefix")
+    return FileBlobStore((root / url).resolve())
 
 
 def _regular_file_descriptor(stream: BinaryIO) -> int | None:
@@ -296,6 +327,9 @@ class FileBlobStore:
                         strays.append(entry)
         return strays
 
+    def strays(self) -> list[str]:
+        return [str(p) for p in self.stray_files()]
+
     def remove_all(self) -> None:
         """Delete the whole store (tests and ``migrate`` only)."""
         shutil.rmtree(self.root, ignore_errors=True)
@@ -339,3 +373,12 @@ class MemoryBlobStore:
     def digests(self) -> Iterator[Digest]:
         for hex_ in list(self.blobs):
             yield Digest(hex_)
+
+    def ensure(self) -> None:
+        pass
+
+    def strays(self) -> list[str]:
+        return []
+
+    def clean_temporary(self) -> int:
+        return 0

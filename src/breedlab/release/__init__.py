@@ -11,15 +11,17 @@ I/O, no clock and no model code. Times and randomness come in as arguments. The 
                    matrix, latency ratios (seeded bootstrap), error rates, drops
     recovery       the moments of an abort or rollback and the recovery figures
     oscillation    DESIGN §10 controls: dead band, minimum dwell, deny-list, flip-flop freeze
+    canary         one ramp stage's four monitors over paired canary/champion observations
+    gates          the shadow gate to canary
 
-Not here yet: the rollout state machine (shadow → canary stages → champion, abort,
-rollback) and the shells around it: the controller that reads telemetry and the ledger,
-decides with these cores and writes alias moves and events, and the serving app. Those
-are the only parts of the release controller allowed I/O.
+The shells around them are the only parts of the release controller allowed I/O: the
+controller that reads the ledger and the logs and writes alias moves and events
+(``breedlab.lab.release``), and the serving app (``breedlab.http``).
 """
 
 from __future__ import annotations
 
+from breedlab.release.canary import CanaryObservation, CanaryPolicy, CanaryStage, ramp_from
 from breedlab.release.cohorts import (
     DEFAULT_RAMP,
     SALT_BYTES,
@@ -32,6 +34,7 @@ from breedlab.release.cohorts import (
     new_salt,
     sample_ratio_check,
 )
+from breedlab.release.gates import GateResult, ShadowGate
 from breedlab.release.oscillation import (
     BandVerdict,
     ChampionChange,
@@ -78,6 +81,9 @@ __all__ = [
     "DEFAULT_RESAMPLES",
     "SALT_BYTES",
     "BandVerdict",
+    "CanaryObservation",
+    "CanaryPolicy",
+    "CanaryStage",
     "ChampionChange",
     "ChangeKind",
     "Cohort",
@@ -88,6 +94,7 @@ __all__ = [
     "FlipFlopRule",
     "FlipFlopStatus",
     "FlipMatrix",
+    "GateResult",
     "Guardrail",
     "GuardrailStatus",
     "LatencyRatio",
@@ -100,6 +107,7 @@ __all__ = [
     "Proportion",
     "Ramp",
     "Recovery",
+    "ShadowGate",
     "ShadowPair",
     "ShadowReport",
     "SprtConfig",
@@ -115,6 +123,7 @@ __all__ = [
     "flip_flop",
     "in_canary",
     "new_salt",
+    "ramp_from",
     "sample_ratio_check",
     "summarise_shadow",
     "wilson_interval",

@@ -3,7 +3,8 @@
 - ``runner``: :func:`run_job` -- lays out a job folder, starts the worker with a scrubbed
   environment, enforces the wall-clock limit, and turns every ending into an Outcome.
 - ``worker``: the confined side (network namespace, rlimits, audit-hook tripwire).
-- ``executors``: where jobs run in parallel: ``local`` (a process pool) or ``ray``.
+- ``executors``: where jobs run in parallel: ``local`` (a process pool) or ``ray``
+  (``ray_executor``, scale-out: the same jobs on reused Ray workers).
 - ``faults``: misbehaving jobs that the sandbox's tests use to attack it.
 
 It sits above the factory and the evaluator (whose catalogues it runs) and below the Lab.

@@ -17,7 +17,7 @@ from typing import Protocol
 from breedlab.errors import ConfigError
 from breedlab.sandbox.runner import JobSpec, Outcome, run_job
 
-__all__ = ["Executor", "LocalExecutor", "make_executor"]
+__all__ = ["Executor", "LocalExecutor", "OnDone", "make_executor"]
 
 OnDone = Callable[[int, Outcome], None]
 
@@ -55,8 +55,12 @@ class LocalExecutor:
         return [r for r in results if r is not None]
 
 
-def make_executor(kind: str, workers: int) -> Executor:
-    """The executor named by the lab's config."""
+def make_executor(kind: str, workers: int, *, ray_address: str = "") -> Executor:
+    """The executor named by the lab's config (``ray`` is imported only when chosen)."""
     if kind == "local":
         return LocalExecutor(workers)
-    raise ConfigError(f"executor {kind!r} is not available (known: local)")
+    if kind == "ray":
+        from breedlab.sandbox.ray_executor import RayExecutor
+
+        return RayExecutor(workers, address=ray_address)
+    raise ConfigError(f"executor {kind!r} is not available (known: local, ray)")

@@ -1,0 +1,247 @@
+"""Measure the serving path (DESIGN §11; the release-controls issue's targets).
+
+1. Requests per second and p50/p99 latency of the primary path, with and without a
+   shadow, at the same offered load (open loop: each client thread sends on a fixed
+   schedule, so a slow server cannot lower the load it is offered). The server runs in
+   its own process (uvicorn on 127.0.0.1); the load generator is a Python process with
+   httpx clients in threads. Target: shadow adds <= 5% to the primary p99.
+2. An injected canary fault (5% of the canary's answers fail): requests until the
+   automatic abort and time to mitigate, over repeated drills, each with a new artifact
+   (an aborted id is deny-listed). Targets: median <= 100 requests; mitigation <= 50 ms.
+
+Usage: ``.venv/bin/python benchmarks/serve.py [--rate 150] [--seconds 8] [--drills 15]``.
+Nothing is sent anywhere but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the small real models of the tests
+
+from breedlab.families.torch_family import build_module, save_torch_model  # noqa: E402
+from breedlab.http.routing import Router  # noqa: E402
+from breedlab.lab import Lab  # noqa: E402
+from breedlab.lab import release as controller  # noqa: E402
+from breedlab.release import CanaryPolicy  # noqa: E402
+from release_lab import CONFIG, body, release_lab  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _load(url: str, *, rate: float, seconds: float, threads: int = 8) -> dict[str, float]:
+    """Open-loop load: ``rate`` requests/s split over ``threads`` clients."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    interval = threads / rate
+    start = time.perf_counter() + 0.2
+
+    def client(k: int) -> None:
+        nonlocal errors
+        with httpx.Client(base_url=url, timeout=10) as c:
+            i = 0
+            while True:
+                due = start + (k / threads) * interval + i * interval
+                if due - start > seconds:
+                    return
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t0 = time.perf_counter()
+                r = c.post("/v1/digits/predict", json=body(k * 100_000 + i))
+                dt = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt)
+                    errors += r.status_code != 200
+                i += 1
+
+    workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+    }
+
+
+def primary_path(
+    lab_path: Path, good: str, *, rate: float, seconds: float, reps: int
+) -> dict[str, object]:
+    port = _free_port()
+    cli = [sys.executable, "-c", "from breedlab.cli import main; main()"]
+    proc = subprocess.Popen(  # exactly what `breedlab serve` runs
+        [*cli, "--lab", str(lab_path), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        _load(url, rate=rate, seconds=1.0)  # warm up
+        token = (lab_path / "keys" / "admin.token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        without: list[dict[str, float]] = []
+        with_shadow: list[dict[str, float]] = []
+        # Alternate the phases (A B A B ...): the host is shared, its noise drifts.
+        for _ in range(reps):
+            without.append(_load(url, rate=rate, seconds=seconds))
+            r = httpx.post(
+                f"{url}/admin/digits/shadow/start", json={"package": good}, headers=headers
+            )
+            r.raise_for_status()
+            with_shadow.append(_load(url, rate=rate, seconds=seconds))
+            report = httpx.get(f"{url}/admin/digits/shadow/report", headers=headers, timeout=60)
+            shadow = report.json()
+            httpx.post(f"{url}/admin/digits/shadow/stop", headers=headers).raise_for_status()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    def med(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    return {
+        "offered_rps": rate,
+        "phases": reps,
+        "seconds_per_phase": seconds,
+        "without_shadow": {k: med(without, k) for k in without[0]},
+        "with_shadow": {k: med(with_shadow, k) for k in with_shadow[0]},
+        "p99_ratio_of_medians": med(with_shadow, "p99_ms") / med(without, "p99_ms"),
+        "p50_ratio_of_medians": med(with_shadow, "p50_ms") / med(without, "p50_ms"),
+        "p99_ms_each_phase": {
+            "without": [round(r["p99_ms"], 2) for r in without],
+            "with": [round(r["p99_ms"], 2) for r in with_shadow],
+        },
+        "last_shadow_mirrored": shadow["mirrored"],
+        "last_shadow_dropped": shadow["dropped"],
+    }
+
+
+def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict[str, object]:
+    """5% injected canary failures; each drill a fresh artifact (a new id)."""
+    router = Router(lab, faults={"canary": 0.05}, seed=1)
+    champion = build_module(CONFIG)
+    from breedlab.tensors.quantized import load_state_dict
+
+    champion.load_state_dict(load_state_dict(champion_dir / "model.safetensors"))
+    until: list[int] = []
+    mitigate: list[float] = []
+    missed = 0
+    try:
+        for k in range(drills):
+            torch.manual_seed(1000 + k)
+            with torch.no_grad():
+                for p in champion.parameters():
+                    p.add_(torch.randn_like(p) * 1e-6)
+            folder = work / f"variant-{k}"
+            save_torch_model(folder, CONFIG, champion)
+            pkg = lab.import_path(
+                folder, kind="model", capability="digits", license="MIT", family="torch"
+            )
+            lab.approve(str(pkg.id), purpose="release", key="pat")
+            controller.start_shadow(lab, "digits", str(pkg.id))
+            route = router.refresh().routes["digits"]
+            for i in range(60):
+                router.predict(
+                    route, unit=f"s{i}", inputs=body(i)["inputs"], truth=None, low_risk=True
+                )  # type: ignore[arg-type]
+            router.mirror.flush()
+            controller.start_canary(lab, "digits", percent=100)
+            aborted = False
+            for i in range(3000):
+                route = router.refresh().routes["digits"]
+                if route.canary_run is None and i:
+                    aborted = bool(lab.events(kinds=("release.canary_aborted",))) and (
+                        lab.events(kinds=("release.canary_aborted",))[-1].payload["package"]
+                        == str(pkg.id)
+                    )
+                    break
+                b = body(k * 10_000 + i)
+                router.predict(
+                    route,
+                    unit=f"d{k}-{i}",
+                    inputs=b["inputs"],  # type: ignore[arg-type]
+                    truth=str(b["label"]),
+                    low_risk=True,
+                )
+            if aborted:
+                rec = lab.events(kinds=("release.canary_aborted",))[-1].payload["recovery"]
+                until.append(int(rec["detection_latency_requests"]))  # type: ignore[index,call-overload]
+                mitigate.append(float(rec["time_to_mitigate_s"]) * 1000)  # type: ignore[index,call-overload]
+            else:
+                missed += 1
+                if controller.release_state(lab, "digits").canary is not None:
+                    controller.stop_canary(lab, "digits", reason="drill missed")
+            controller.stop_shadow(lab, "digits")
+    finally:
+        router.close()
+    return {
+        "drills": drills,
+        "aborted": len(until),
+        "missed": missed,
+        "requests_until_abort_median": statistics.median(until) if until else None,
+        "requests_until_abort": until,
+        "time_to_mitigate_ms_median": statistics.median(mitigate) if mitigate else None,
+        "time_to_mitigate_ms_max": max(mitigate) if mitigate else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=150.0, help="offered requests/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per phase")
+    parser.add_argument("--reps", type=int, default=3, help="phases of each kind")
+    parser.add_argument("--drills", type=int, default=15, help="canary fault drills")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="breedlab-bench-serve-") as tmp:
+        root = Path(tmp)
+        lab, ids = release_lab(root)
+        lab.approve(ids["good"], purpose="release", key="pat")
+        lab.close()
+        serving = primary_path(
+            root / "lab", ids["good"], rate=args.rate, seconds=args.seconds, reps=args.reps
+        )
+        with Lab.open(root / "lab") as lab:
+            drills = canary_drills(
+                lab, root / "models" / "champion", root / "variants", args.drills
+            )
+    _ = CanaryPolicy  # the drills use the default guardrails
+    print(json.dumps({"primary_path": serving, "canary_fault_5pct": drills}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

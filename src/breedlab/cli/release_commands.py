@@ -1,0 +1,252 @@
+"""Release commands (seed, stage 3; DESIGN §11-12): ``serve``, ``shadow``, ``canary``,
+``promote``, ``rollback`` and ``exit-criteria``. Each is parse, one Lab call, render;
+the heavy modules (FastAPI, torch) are imported inside the command that needs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from breedlab.cli.shell import console, open_lab, print_json, table
+
+__all__ = ["register"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Cap = Annotated[str, typer.Argument(help="The capability, e.g. digits.")]
+Pkg = Annotated[str, typer.Argument(help="A package id, unique prefix or CAP@alias.")]
+
+shadow_app = typer.Typer(help="Mirror requests to a challenger and compare.", no_args_is_help=True)
+canary_app = typer.Typer(help="Expose a sticky low-risk cohort to the challenger.")
+canary_app.info.no_args_is_help = True
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+) -> None:
+    """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token."""
+    import sys
+
+    import uvicorn
+
+    from breedlab.http import create_app, ensure_admin_token
+
+    # Hand the interpreter over more often than every 5 ms: request threads waiting on the
+    # shadow worker or the event loop otherwise pay up to a whole interval in their p99.
+    sys.setswitchinterval(0.0005)
+    with open_lab(ctx) as lab:
+        token = ensure_admin_token(lab.config.keys_dir)
+        console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
+        uvicorn.run(create_app(lab), host=host, port=port, log_level="info")
+
+
+def _report_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+    def prop(p: Any) -> str:
+        if p is None:
+            return "no data"
+        return f"{float(p['estimate']):.3f} [{float(p['low']):.3f}, {float(p['high']):.3f}]"
+
+    def ratio(r: Any) -> str:
+        if r is None:
+            return "no data"
+        return f"{float(r['ratio']):.2f} [{float(r['low']):.2f}, {float(r['high']):.2f}]"
+
+    flips = ", ".join(f"{c['primary']}->{c['shadow']}: {c['count']}" for c in record["flips"])
+    return [
+        ("mirrored", str(record["mirrored"])),
+        ("dropped", str(record["dropped"])),
+        ("answered pairs", str(record["answered"])),
+        ("agreement (Wilson 95%)", prop(record["agreement"])),
+        ("latency ratio p50 (bootstrap 95%)", ratio(record["latency_p50"])),
+        ("latency ratio p95 (bootstrap 95%)", ratio(record["latency_p95"])),
+        ("champion error rate", prop(record["primary_errors"])),
+        ("shadow error rate", prop(record["shadow_errors"])),
+        ("flips (champion->shadow)", flips or "none"),
+    ]
+
+
+def _print_report(title: str, record: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(record)
+        return
+    t = table("figure", "value", title=title)
+    for row in _report_rows(record):
+        t.add_row(*row)
+    console.print(t)
+
+
+@shadow_app.command("start")
+def shadow_start(
+    ctx: typer.Context,
+    capability: Cap,
+    package: Pkg,
+    sample: Annotated[float, typer.Option("--sample", help="Share of requests mirrored.")] = 1.0,
+    json_out: JsonFlag = False,
+) -> None:
+    """Mirror a sampled share of requests to PKG (needs a shadow recommendation or approval)."""
+    from breedlab.lab.release import start_shadow
+
+    with open_lab(ctx) as lab:
+        ev = start_shadow(lab, capability, package, sample=sample)
+    if json_out:
+        print_json({"seq": ev.seq, **dict(ev.payload)})
+    else:
+        console.print(f"shadow started for {capability}: {ev.payload['package']} (seq {ev.seq})")
+
+
+@shadow_app.command("stop")
+def shadow_stop(ctx: typer.Context, capability: Cap) -> None:
+    """Stop mirroring."""
+    from breedlab.lab.release import stop_shadow
+
+    with open_lab(ctx) as lab:
+        ev = stop_shadow(lab, capability)
+    console.print(f"shadow stopped for {capability} (seq {ev.seq})")
+
+
+@shadow_app.command("report")
+def shadow_report(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
+    """Agreement, flip matrix, latency ratios, error rates, mirrored and dropped requests."""
+    from breedlab.lab.release import shadow_report as report
+
+    with open_lab(ctx) as lab:
+        pid, rep = report(lab, capability)
+    _print_report(f"shadow {pid.short}", {"package": str(pid), **rep.to_record()}, json_out)
+
+
+@shadow_app.command("replay")
+def shadow_replay(
+    ctx: typer.Context,
+    capability: Cap,
+    log: Annotated[Path, typer.Argument(help="JSON lines of predict request bodies.")],
+    package: Annotated[
+        str | None, typer.Option("--package", help="Challenger (default: CAP@shadow).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Offline shadow: replay a request log through the champion and the challenger."""
+    from breedlab.lab.release import replay_shadow
+
+    with open_lab(ctx) as lab:
+        pid, rep = replay_shadow(lab, capability, log, ref=package)
+    _print_report(f"replay {pid.short}", {"package": str(pid), **rep.to_record()}, json_out)
+
+
+@canary_app.command("start")
+def canary_start(
+    ctx: typer.Context,
+    capability: Cap,
+    percent: Annotated[
+        float | None, typer.Option("--percent", help="First stage in percent (default 1).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Start a canary of the shadow package after the shadow gate passes."""
+    from breedlab.lab.release import start_canary
+
+    with open_lab(ctx) as lab:
+        ev = start_canary(lab, capability, percent=percent)
+    if json_out:
+        print_json({"seq": ev.seq, **dict(ev.payload)})
+    else:
+        ramp = " -> ".join(f"{100 * float(str(w)):g}%" for w in ev.payload["ramp"])
+        console.print(f"canary of {ev.payload['package']} started: {ramp} (seq {ev.seq})")
+
+
+@canary_app.command("status")
+def canary_status(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
+    """The stage, the guardrails' statistics and what would trigger an abort."""
+    from breedlab.lab.release import canary_status as status
+
+    with open_lab(ctx) as lab:
+        record = status(lab, capability)
+    if json_out:
+        print_json(record)
+        return
+    console.print(
+        f"canary {record['package']}: {record['status']}, stage {record['stage']} "
+        f"at {100 * float(str(record['weight'])):g}%, {record['requests']} request(s) this stage"
+    )
+    t = table("guardrail", "verdict", "n", "why / what would abort")
+    for name, g in record["guardrails"].items():
+        t.add_row(name, g["verdict"], str(g["n"]), g["explanation"])
+    console.print(t)
+    if "abort" in record:
+        rec = record["abort"]["recovery"]
+        console.print(
+            f"aborted: detection {rec['detection_latency_requests']} requests / "
+            f"{rec['detection_latency_s']} s, time to mitigate {rec['time_to_mitigate_s']} s"
+        )
+
+
+@canary_app.command("stop")
+def canary_stop(
+    ctx: typer.Context,
+    capability: Cap,
+    reason: Annotated[str, typer.Option("--reason", help="Why.")] = "stopped by hand",
+) -> None:
+    """Stop the canary by hand: 100% to the champion."""
+    from breedlab.lab.release import stop_canary
+
+    with open_lab(ctx) as lab:
+        ev = stop_canary(lab, capability, reason=reason)
+    console.print(f"canary stopped for {capability} (seq {ev.seq})")
+
+
+def promote(ctx: typer.Context, capability: Cap, package: Pkg, json_out: JsonFlag = False) -> None:
+    """Make PKG the champion (old one to previous) after shadow, canary and approvals."""
+    with open_lab(ctx) as lab:
+        ev = lab.promote(capability, package)
+    if json_out:
+        print_json({"seq": ev.seq, **dict(ev.payload)})
+    else:
+        console.print(
+            f"promoted {ev.payload['package']} to {capability}@champion; "
+            f"previous is {ev.payload['previous']}"
+        )
+
+
+def rollback(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
+    """Return champion to previous and record the measured recovery time."""
+    with open_lab(ctx) as lab:
+        ev = lab.rollback(capability)
+    if json_out:
+        print_json({"seq": ev.seq, **dict(ev.payload)})
+        return
+    rec = ev.payload["recovery"]
+    console.print(
+        f"rolled back {capability}@champion to {ev.payload['package']}; "
+        f"recovered in {rec['time_to_recover_s']} s"
+    )
+
+
+def exit_criteria(
+    ctx: typer.Context,
+    capability: Cap,
+    workers: Annotated[int | None, typer.Option("--workers", help="Sandbox jobs.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """The seed's v1 exit criteria, pass/fail with evidence; exits non-zero if any fails."""
+    with open_lab(ctx) as lab:
+        results = lab.exit_criteria(capability, workers=workers)
+    if json_out:
+        print_json([c.to_json() for c in results])
+    else:
+        t = table("criterion", "result", "evidence", title="v1 exit criteria")
+        for c in results:
+            t.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.evidence)
+        console.print(t)
+    if not all(c.passed for c in results):
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(shadow_app, name="shadow")
+    app.add_typer(canary_app, name="canary")
+    app.command("promote")(promote)
+    app.command("rollback")(rollback)
+    app.command("exit-criteria")(exit_criteria)

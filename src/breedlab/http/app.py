@@ -1,0 +1,367 @@
+"""The FastAPI app behind ``breedlab serve`` (DESIGN §11).
+
+Routes: ``POST /v1/{capability}/predict`` (the champion answers; a sticky canary cohort
+may get the canary; a sampled share is mirrored to the shadow), ``GET /metrics``
+(Prometheus), ``GET /healthz``, and admin routes under ``/admin/{capability}/`` that need
+``Authorization: Bearer <token>`` (the token file ``LAB/keys/admin.token``, created 0600
+on first serve). One error boundary: :data:`ERROR_STATUS` maps error families to HTTP
+statuses; a bad body is a 422 with a one-line reason, never a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from breedlab.errors import (
+    Conflict,
+    IntegrityError,
+    InvalidRequest,
+    LabError,
+    NotFound,
+    PolicyError,
+)
+from breedlab.http.routing import Router
+from breedlab.lab import release as controller
+from breedlab.registry.manifest import RiskTier
+from breedlab.release.canary import CanaryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from breedlab.lab import Lab
+
+__all__ = ["ERROR_STATUS", "TOKEN_FILE", "create_app", "ensure_admin_token", "serving"]
+
+#: One table from error family to HTTP status (STYLE rule 11).
+ERROR_STATUS: tuple[tuple[type[LabError], int], ...] = (
+    (InvalidRequest, 422),
+    (NotFound, 404),
+    (PolicyError, 403),
+    (Conflict, 409),
+    (IntegrityError, 500),
+)
+TOKEN_FILE = "admin.token"
+
+
+@contextmanager
+def serving(app: FastAPI, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread on an ephemeral port; yields the base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise LabError("the HTTP server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def status_for(error: LabError) -> int:
+    for family, status in ERROR_STATUS:
+        if isinstance(error, family):
+            return status
+    return 500
+
+
+def ensure_admin_token(keys_dir: Path) -> Path:
+    """The admin token file, created with mode 0600 if missing (no secret in the toml)."""
+    path = keys_dir / TOKEN_FILE
+    if not path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+class PredictRequest(BaseModel):
+    """One request: the cohort unit, the input vector, optionally its label and risk."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit: str = Field(min_length=1, max_length=256)
+    inputs: list[float] = Field(min_length=1, max_length=65536)
+    label: str | None = None
+    risk: Literal["low", "high"] | None = None
+
+
+class PredictResponse(BaseModel):
+    label: str
+    probabilities: list[float]
+    role: str
+    package: str
+
+
+class ShadowStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    package: str = Field(min_length=4)
+    sample: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+class CanaryStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    percent: float | None = Field(default=None, gt=0.0, le=100.0)
+
+
+class Promote(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    package: str = Field(min_length=4)
+
+
+def _one_line(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request body"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'invalid')}".replace("\n", " ")
+
+
+def create_app(
+    lab: Lab,
+    *,
+    token: str | None = None,
+    canary_policy: CanaryPolicy | None = None,
+    faults: Mapping[str, float] | None = None,
+    shadow_queue: int = 256,
+    srm_min_units: int = 200,
+) -> FastAPI:
+    """The app over an open lab. ``token`` defaults to the lab's admin token file.
+
+    ``faults`` injects errors per role (``{"canary": 0.05}``) for abort drills.
+    """
+    secret = token or ensure_admin_token(lab.config.keys_dir).read_text("utf-8").strip()
+    router = Router(
+        lab,
+        canary_policy=canary_policy,
+        faults=faults,
+        shadow_queue=shadow_queue,
+        srm_min_units=srm_min_units,
+    )
+    registry = CollectorRegistry()
+    requests = Counter(
+        "breedlab_requests", "Predict requests", ["capability", "role"], registry=registry
+    )
+    errors = Counter(
+        "breedlab_errors", "Failed requests", ["capability", "role"], registry=registry
+    )
+    latency = Histogram(
+        "breedlab_latency_seconds",
+        "Model latency per role",
+        ["capability", "role"],
+        registry=registry,
+        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    )
+    mirrored = Counter("breedlab_shadow_mirrored", "Mirrored requests", registry=registry)
+    dropped = Counter("breedlab_shadow_dropped", "Mirrors dropped", registry=registry)
+    shadow_errors = Counter("breedlab_shadow_errors", "Shadow failures", registry=registry)
+
+    def on_pair(capability: str, pair: Any) -> None:
+        latency.labels(capability, "shadow").observe(pair.shadow_latency_s or 0.0)
+        requests.labels(capability, "shadow").inc()
+        if pair.shadow_error:
+            shadow_errors.inc()
+            errors.labels(capability, "shadow").inc()
+
+    router.mirror._on_pair = on_pair
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        router.close()
+
+    app = FastAPI(
+        title="breedlab",
+        version="1",
+        description="Serving with shadow, canary, promotion and rollback (DESIGN §11).",
+        lifespan=lifespan,
+    )
+    app.state.router = router
+    app.state.lab = lab
+
+    @app.exception_handler(LabError)
+    async def lab_error(_: Request, exc: LabError) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.code, "message": exc.message}, status_code=status_for(exc)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"error": InvalidRequest.code, "message": _one_line(exc)}, status_code=422
+        )
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), secret.encode()
+        ):
+            raise _Unauthorized()
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:
+        return JSONResponse(
+            {"error": "unauthorized", "message": "admin routes need 'Authorization: Bearer TOKEN'"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.post("/v1/{capability}/predict", response_model=PredictResponse)
+    def predict(capability: str, body: PredictRequest) -> PredictResponse:
+        with router.mirror.primary():
+            return _predict(capability, body)
+
+    def _predict(capability: str, body: PredictRequest) -> PredictResponse:
+        table = router.refresh()
+        route = table.routes.get(capability)
+        if route is None:
+            raise NotFound(f"no champion serves capability {capability!r}")
+        low = (body.risk or ("low" if route.risk_tier is RiskTier.LOW else "high")) == "low"
+        before = router.mirror.mirrored, router.mirror.dropped
+        t0 = time.perf_counter()
+        try:
+            answer = router.predict(
+                route, unit=body.unit, inputs=body.inputs, truth=body.label, low_risk=low
+            )
+        except LabError:
+            errors.labels(capability, "champion").inc()
+            raise
+        role = answer.role
+        if answer.canary_failed:
+            errors.labels(capability, "canary").inc()
+        requests.labels(capability, role).inc()
+        latency.labels(capability, role).observe(time.perf_counter() - t0)
+        mirrored.inc(router.mirror.mirrored - before[0])
+        dropped.inc(router.mirror.dropped - before[1])
+        return PredictResponse(
+            label=answer.label,
+            probabilities=answer.probabilities,
+            role=role,
+            package=str(answer.package),
+        )
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        table = router.refresh()
+        return {
+            "ok": bool(table.routes),
+            "seq": table.seq,
+            "champions": {c: str(r.champion.package) for c, r in table.routes.items()},
+        }
+
+    guard = [Depends(admin)]
+
+    @app.post("/admin/{capability}/shadow/start", dependencies=guard)
+    def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
+        ev = controller.start_shadow(lab, capability, body.package, sample=body.sample)
+        router.refresh(force=True)
+        return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
+
+    @app.post("/admin/{capability}/shadow/stop", dependencies=guard)
+    def shadow_stop(capability: str) -> dict[str, Any]:
+        router.mirror.flush()
+        ev = controller.stop_shadow(lab, capability)
+        router.refresh(force=True)
+        return {"seq": ev.seq, "kind": ev.kind}
+
+    @app.get("/admin/{capability}/shadow/report", dependencies=guard)
+    def shadow_report(capability: str) -> dict[str, Any]:
+        router.mirror.flush()
+        pid, report = controller.shadow_report(lab, capability)
+        return {"package": str(pid), **report.to_record()}
+
+    @app.post("/admin/{capability}/canary/start", dependencies=guard)
+    def canary_start(capability: str, body: CanaryStart | None = None) -> dict[str, Any]:
+        router.mirror.flush()
+        percent = None if body is None else body.percent
+        ev = controller.start_canary(lab, capability, percent=percent)
+        router.refresh(force=True)
+        return {"seq": ev.seq, "kind": ev.kind, "package": ev.payload["package"]}
+
+    @app.post("/admin/{capability}/canary/stop", dependencies=guard)
+    def canary_stop(capability: str) -> dict[str, Any]:
+        ev = controller.stop_canary(lab, capability, reason="stopped by an admin")
+        router.refresh(force=True)
+        return {"seq": ev.seq, "kind": ev.kind}
+
+    @app.get("/admin/{capability}/status", dependencies=guard)
+    def status(capability: str) -> dict[str, Any]:
+        table = router.refresh()
+        route = table.routes.get(capability)
+        state = controller.release_state(lab, capability)
+        run = None if route is None else route.canary_run
+        return {
+            "capability": capability,
+            "champion": None if route is None else str(route.champion.package),
+            "previous": None
+            if route is None or route.previous is None
+            else str(route.previous.package),
+            "shadow": None if state.shadow is None else str(state.shadow),
+            "canary": None if run is None else str(run.package),
+            "stage": None if run is None else run.cohort.stage,
+            "weight": None if run is None else run.cohort.weight,
+            "guardrails": None if run is None else run.statuses(),
+            "mirrored": router.mirror.mirrored,
+            "dropped": router.mirror.dropped,
+            "deny_list": sorted(str(d) for d in state.deny.retired),
+            "events": router.events[-20:],
+        }
+
+    @app.post("/admin/{capability}/promote", dependencies=guard)
+    def promote(capability: str, body: Promote) -> dict[str, Any]:
+        ev = controller.promote(lab, capability, body.package)
+        router.refresh(force=True)
+        return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
+
+    @app.post("/admin/{capability}/rollback", dependencies=guard)
+    def rollback(capability: str) -> dict[str, Any]:
+        # In process: the swap happens inside this request (DESIGN §11).
+        def switch() -> None:
+            router.refresh(force=True)
+
+        def verify(_: object) -> None:
+            served = router.table.routes[capability].champion
+            served.predict([0.0] * served.inputs)
+
+        ev = controller.rollback(lab, capability, switch=switch, verify=verify)
+        return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
+
+    return app
+
+
+class _Unauthorized(Exception):
+    """An admin route without the right bearer token (401)."""

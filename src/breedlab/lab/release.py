@@ -1,0 +1,1039 @@
+"""The release controller (seed, stage 3; DESIGN §11): shadow, canary, champion, rollback.
+
+Reads the ledger and the logs the server writes, decides with the pure cores of
+:mod:`breedlab.release`, and writes alias moves and ``release.*`` events. The serving app
+(``breedlab.http``) calls these functions; so do the CLI and the demo.
+
+State is the ledger: ``release.shadow_started`` / ``release.shadow_stopped``,
+``release.canary_started`` / ``release.canary_stage`` / ``release.canary_passed`` /
+``release.canary_aborted`` / ``release.canary_stopped``, ``release.promoted``,
+``release.rolled_back``, each with subject = capability and ``capability`` in the payload,
+plus the ``shadow``, ``canary``, ``champion`` and ``previous`` aliases. Observations
+(mirrored pairs, canary requests) are JSONL logs under ``LAB/release/<capability>/``,
+named by the seq of the event that started the run; summaries and the abort evidence go
+into the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from breedlab.canonical import JsonValue
+from breedlab.digest import Digest
+from breedlab.errors import IntegrityError, InvalidRequest, LabError, NotFound, PolicyError
+from breedlab.lab.verification import check_envelope, trusted_keys
+from breedlab.ledger import Event
+from breedlab.registry.manifest import RiskTier
+from breedlab.release.canary import CanaryObservation, CanaryPolicy, CanaryStage, ramp_from
+from breedlab.release.cohorts import DEFAULT_RAMP, Cohort, Ramp, SrmVerdict, new_salt
+from breedlab.release.cohorts import sample_ratio_check as _srm
+from breedlab.release.gates import ShadowGate
+from breedlab.release.oscillation import (
+    ChampionChange,
+    ChangeKind,
+    DenyList,
+    FlipFlopRule,
+    MinimumDwell,
+    flip_flop,
+)
+from breedlab.release.recovery import Recovery
+from breedlab.release.sequential import Verdict
+from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
+from breedlab.signing.statements import APPROVAL_PREDICATE
+
+if TYPE_CHECKING:
+    from breedlab.families import Model
+    from breedlab.lab.core import Lab
+
+__all__ = [
+    "CanaryRun",
+    "Criterion",
+    "JsonlLog",
+    "PromotionPolicy",
+    "ReleaseState",
+    "ServedModel",
+    "canary_status",
+    "exit_criteria",
+    "load_served",
+    "promote",
+    "read_shadow_pairs",
+    "release_state",
+    "replay_shadow",
+    "rollback",
+    "shadow_report",
+    "start_canary",
+    "start_shadow",
+    "stop_canary",
+    "stop_shadow",
+]
+
+RELEASE_KINDS = (
+    "release.shadow_started",
+    "release.shadow_stopped",
+    "release.canary_started",
+    "release.canary_stage",
+    "release.canary_passed",
+    "release.canary_aborted",
+    "release.canary_stopped",
+    "release.promoted",
+    "release.rolled_back",
+)
+_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+_ACTOR = "release-controller"
+_TIERS = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2}
+
+
+def _at(ev: Event) -> datetime:
+    return datetime.strptime(ev.at, _TIME).replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseState:
+    """The release state of one capability, folded from its ``release.*`` events."""
+
+    capability: str
+    shadow: Digest | None = None
+    shadow_seq: int | None = None
+    shadow_sample: float = 1.0
+    canary: Digest | None = None
+    canary_seq: int | None = None
+    salt: str | None = None
+    ramp: tuple[float, ...] = DEFAULT_RAMP
+    stage: int = 0
+    canary_passed: bool = False
+    passed: frozenset[Digest] = frozenset()  # packages whose canary passed (all stages)
+    shadowed: frozenset[Digest] = frozenset()  # packages that went through shadow
+    deny: DenyList = field(default_factory=DenyList)
+    changes: tuple[ChampionChange, ...] = ()
+    promotions: tuple[Event, ...] = ()
+    last_change: ChangeKind | None = None
+
+    @property
+    def cohort(self) -> Cohort | None:
+        if self.canary is None or self.salt is None or self.canary_passed:
+            return None
+        return Cohort(salt=self.salt, ramp=Ramp(stages=self.ramp), stage=self.stage)
+
+
+def release_state(lab: Lab, capability: str) -> ReleaseState:
+    """Fold the capability's release events (and the retire decisions) into a state."""
+    with lab.ledger.reader() as r:
+        events = list(r.events(kinds=RELEASE_KINDS, subject=capability))
+        retired = [
+            Digest.parse(str(e.payload["package"]))
+            for e in r.events(kinds=("candidate.archived",))
+            if e.payload.get("outcome") == "retire"
+        ]
+    s: dict[str, Any] = {"capability": capability}
+    passed: set[Digest] = set()
+    shadowed: set[Digest] = set()
+    deny = set(retired)
+    changes: list[ChampionChange] = []
+    promotions: list[Event] = []
+    for ev in events:
+        p = ev.payload
+        pkg = Digest.parse(str(p["package"])) if p.get("package") else None
+        if ev.kind == "release.shadow_started" and pkg is not None:
+            s.update(shadow=pkg, shadow_seq=ev.seq, shadow_sample=float(str(p["sample"])))
+            shadowed.add(pkg)
+        elif ev.kind == "release.shadow_stopped":
+            s.update(shadow=None, shadow_seq=None)
+        elif ev.kind == "release.canary_started" and pkg is not None:
+            s.update(
+                canary=pkg,
+                canary_seq=ev.seq,
+                salt=str(p["salt"]),
+                ramp=tuple(float(str(w)) for w in p["ramp"]),
+                stage=0,
+                canary_passed=False,
+            )
+        elif ev.kind == "release.canary_stage" and s.get("canary_seq") == p.get("canary"):
+            s["stage"] = int(str(p["stage"]))
+        elif ev.kind == "release.canary_passed" and pkg is not None:
+            s["canary_passed"] = True
+            passed.add(pkg)
+        elif ev.kind in ("release.canary_aborted", "release.canary_stopped"):
+            if ev.kind == "release.canary_aborted" and pkg is not None:
+                deny.add(pkg)  # seed, stage 3: a failed canary retires that artifact
+                passed.discard(pkg)
+            s.update(canary=None, canary_seq=None, salt=None, stage=0, canary_passed=False)
+        elif ev.kind == "release.promoted" and pkg is not None:
+            changes.append(ChampionChange(at=_at(ev), champion=pkg, kind=ChangeKind.PROMOTION))
+            promotions.append(ev)
+            s["last_change"] = ChangeKind.PROMOTION
+            if s.get("canary") == pkg:
+                s.update(canary=None, canary_seq=None, salt=None, stage=0, canary_passed=False)
+            if s.get("shadow") == pkg:
+                s.update(shadow=None, shadow_seq=None)
+        elif ev.kind == "release.rolled_back" and pkg is not None:
+            changes.append(ChampionChange(at=_at(ev), champion=pkg, kind=ChangeKind.ROLLBACK))
+            s["last_change"] = ChangeKind.ROLLBACK
+    return ReleaseState(
+        **s,
+        passed=frozenset(passed),
+        shadowed=frozenset(shadowed),
+        deny=DenyList.of(deny),
+        changes=tuple(changes),
+        promotions=tuple(promotions),
+    )
+
+
+def _append(lab: Lab, kind: str, capability: str, payload: Mapping[str, JsonValue]) -> Event:
+    return lab.ledger.append(kind, capability, {"capability": capability, **payload}, actor=_ACTOR)
+
+
+def release_dir(lab: Lab, capability: str) -> Path:
+    folder = lab.config.root / "release" / capability
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class JsonlLog:
+    """An append-only JSON-lines file written by one process (thread-safe appends)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, records: Iterable[Mapping[str, JsonValue]]) -> None:
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        if not text:
+            return
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(text)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for n, line in enumerate(self.path.read_text("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n == len(self.path.read_text("utf-8").splitlines()):
+                    break  # a torn last line from a crash: the records before it stand
+                raise IntegrityError(f"{self.path}:{n} is not JSON") from None
+        return out
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServedModel:
+    """A verified, loaded model and the labels of its capability."""
+
+    package: Digest
+    model: Model
+    labels: tuple[str, ...]
+    inputs: int
+
+    def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
+        """The label and class probabilities for one input vector.
+
+        Raises:
+            InvalidRequest: wrong length or non-finite values.
+            LabError: the model produced a malformed output.
+        """
+        if len(inputs) != self.inputs:
+            raise InvalidRequest(f"inputs must hold {self.inputs} numbers (got {len(inputs)})")
+        import numpy as np
+
+        x = np.asarray([inputs], dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise InvalidRequest("inputs must be finite numbers")
+        probs = self.model.predict_proba(x)[0]
+        if probs.shape != (len(self.labels),) or not np.isfinite(probs).all():
+            raise LabError(f"model {self.package.short} returned a malformed output")
+        return self.labels[int(probs.argmax())], [float(v) for v in probs]
+
+
+def load_served(lab: Lab, package: Digest) -> ServedModel:
+    """Verify a package (DESIGN §11: verified when loaded), materialise and load it.
+
+    Raises:
+        IntegrityError: the package does not verify. PolicyError: it is revoked.
+    """
+    [result] = lab.verify([str(package)])
+    if not result.ok:
+        first = result.problems[0]
+        if first.where == "revocation":
+            raise PolicyError(f"package {package.short} is revoked: {first.message}")
+        raise IntegrityError(f"package {package.short} does not verify: {first.message}")
+    from breedlab.families import load_model
+
+    manifest = lab.manifest(package)
+    _, contract = lab.capability(manifest.capability)
+    folder = lab.workspace.materialise(package, manifest)
+    if manifest.family is None:
+        raise InvalidRequest(f"package {package.short} names no model family")
+    shape = contract.input_schema.get("shape", [])
+    size = math.prod(int(str(d)) for d in shape) if isinstance(shape, list) else 0
+    return ServedModel(
+        package=package,
+        model=load_model(folder, manifest.family),
+        labels=contract.labels,
+        inputs=size,
+    )
+
+
+# ----------------------------------------------------------------------------- shadow
+
+
+def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
+    return any(
+        (ev.payload.get("outcomes") or {}).get(str(pid)) == "shadow"
+        for ev in lab.events(kinds=("decision.made",))
+    )
+
+
+def _valid_release_approvals(lab: Lab, pid: Digest) -> list[tuple[str, str]]:
+    """(keyid, role) of every release approval of ``pid`` whose envelope verifies."""
+    out = []
+    with lab.ledger.reader() as r:
+        trusted = trusted_keys(r)
+        for row in r.approvals(str(pid)):
+            if row.purpose != "release":
+                continue
+            try:
+                check_envelope(
+                    lab.blobs,
+                    r,
+                    row.envelope,
+                    package=pid,
+                    predicate_type=APPROVAL_PREDICATE,
+                    trusted=trusted,
+                )
+            except LabError:
+                continue
+            out.append((str(row.keyid), str(row.role)))
+    return out
+
+
+def start_shadow(lab: Lab, capability: str, ref: str, *, sample: float = 1.0) -> Event:
+    """Put ``ref`` on ``capability@shadow`` and start mirroring (seed, stage 3).
+
+    Raises:
+        PolicyError: the package holds neither a ``shadow`` recommendation nor a release
+            approval, or it is on the deny-list.
+        InvalidRequest: ``sample`` is not in ``(0, 1]``.
+    """
+    if not 0.0 < sample <= 1.0:
+        raise InvalidRequest(f"the shadow sample is a fraction in (0, 1] (got {sample})")
+    pid = lab.resolve(ref)
+    state = release_state(lab, capability)
+    state.deny.check(pid)
+    if not (_has_shadow_recommendation(lab, pid) or _valid_release_approvals(lab, pid)):
+        raise PolicyError(
+            f"{pid.short} holds no 'shadow' recommendation from the viability controller and "
+            "no release approval; run a round or 'breedlab approve PKG --purpose release'"
+        )
+    current = lab.alias(capability, "shadow")
+    if current != pid:
+        lab.set_alias(
+            capability,
+            "shadow",
+            str(pid),
+            expect=None if current is None else str(current),
+            reason="shadow started",
+        )
+    return _append(
+        lab, "release.shadow_started", capability, {"package": str(pid), "sample": repr(sample)}
+    )
+
+
+def stop_shadow(lab: Lab, capability: str) -> Event:
+    """Stop mirroring. Raises NotFound when no shadow runs."""
+    state = release_state(lab, capability)
+    if state.shadow is None:
+        raise NotFound(f"no shadow is running for {capability}")
+    return _append(lab, "release.shadow_stopped", capability, {"package": str(state.shadow)})
+
+
+def shadow_log(lab: Lab, capability: str, seq: int) -> JsonlLog:
+    return JsonlLog(release_dir(lab, capability) / f"shadow-{seq}.jsonl")
+
+
+def pair_record(pair: ShadowPair) -> dict[str, JsonValue]:
+    return {
+        "primary": pair.primary,
+        "shadow": pair.shadow,
+        "primary_latency_s": repr(pair.primary_latency_s),
+        "shadow_latency_s": None if pair.shadow_latency_s is None else repr(pair.shadow_latency_s),
+        "primary_error": pair.primary_error,
+        "shadow_error": pair.shadow_error,
+        "dropped": pair.dropped,
+    }
+
+
+def _pair(rec: Mapping[str, Any]) -> ShadowPair:
+    try:
+        return ShadowPair(
+            primary=rec["primary"],
+            shadow=rec["shadow"],
+            primary_latency_s=float(rec["primary_latency_s"]),
+            shadow_latency_s=None
+            if rec["shadow_latency_s"] is None
+            else float(rec["shadow_latency_s"]),
+            primary_error=bool(rec["primary_error"]),
+            shadow_error=bool(rec["shadow_error"]),
+            dropped=bool(rec["dropped"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise IntegrityError(f"malformed shadow record {dict(rec)!r}") from e
+
+
+def read_shadow_pairs(lab: Lab, capability: str) -> tuple[Digest, list[ShadowPair]]:
+    """The shadow package and the pairs mirrored to it (dropped ones included).
+
+    Raises:
+        NotFound: no shadow run for the capability.
+    """
+    started = [
+        e
+        for e in lab.events(kinds=("release.shadow_started",))
+        if e.subject == capability and e.payload.get("capability") == capability
+    ]
+    if not started:
+        raise NotFound(f"no shadow run for {capability}; run 'breedlab shadow start'")
+    last = started[-1]
+    pairs: list[ShadowPair] = []
+    for rec in shadow_log(lab, capability, last.seq).read():
+        if rec.get("kind") == "dropped":
+            pairs.extend(
+                ShadowPair(
+                    primary=rec["primary"],
+                    shadow=None,
+                    primary_latency_s=float(rec["primary_latency_s"]),
+                    shadow_latency_s=None,
+                    primary_error=rec["primary"] is None,
+                    dropped=True,
+                )
+                for _ in range(int(rec["count"]))
+            )
+        else:
+            pairs.append(_pair(rec))
+    return Digest.parse(str(last.payload["package"])), pairs
+
+
+def shadow_report(lab: Lab, capability: str, *, seed: int = 0) -> tuple[Digest, ShadowReport]:
+    """Agreement (Wilson), flip matrix, latency ratios (bootstrap), errors, drops."""
+    pid, pairs = read_shadow_pairs(lab, capability)
+    return pid, summarise_shadow(pairs, seed=seed, resamples=2000)
+
+
+def replay_shadow(
+    lab: Lab, capability: str, log: Path, *, ref: str | None = None, seed: int = 0
+) -> tuple[Digest, ShadowReport]:
+    """Offline shadow: replay a request log through the champion and the challenger.
+
+    The log is JSON lines with ``inputs`` (and optionally ``unit`` and ``label``), the
+    body of ``POST /v1/{capability}/predict``. Nothing is written.
+
+    Raises:
+        NotFound: no champion, or no challenger (``ref`` or ``capability@shadow``).
+        InvalidRequest: a malformed line.
+    """
+    champion = lab.alias(capability, "champion")
+    challenger = lab.resolve(ref) if ref else lab.alias(capability, "shadow")
+    if champion is None or challenger is None:
+        raise NotFound(f"{capability} needs a champion and a challenger (shadow alias or PKG)")
+    primary, shadow = load_served(lab, champion), load_served(lab, challenger)
+    pairs = []
+    for n, line in enumerate(log.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            inputs = [float(v) for v in json.loads(line)["inputs"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidRequest(f"{log}:{n}: not a request with 'inputs' ({e})") from e
+        pairs.append(_run_pair(primary, shadow, inputs))
+    return challenger, summarise_shadow(pairs, seed=seed, resamples=2000)
+
+
+def _timed(model: ServedModel, inputs: Sequence[float]) -> tuple[str | None, float]:
+    t0 = time.perf_counter()
+    try:
+        label: str | None = model.predict(inputs)[0]
+    except LabError:
+        label = None
+    return label, max(time.perf_counter() - t0, 1e-9)
+
+
+def _run_pair(primary: ServedModel, shadow: ServedModel, inputs: Sequence[float]) -> ShadowPair:
+    a, ta = _timed(primary, inputs)
+    b, tb = _timed(shadow, inputs)
+    return ShadowPair(
+        primary=a,
+        shadow=b,
+        primary_latency_s=ta,
+        shadow_latency_s=tb,
+        primary_error=a is None,
+        shadow_error=b is None,
+    )
+
+
+# ----------------------------------------------------------------------------- canary
+
+
+def start_canary(
+    lab: Lab,
+    capability: str,
+    *,
+    percent: float | None = None,
+    gate: ShadowGate | None = None,
+    salt_bytes: bytes | None = None,
+) -> Event:
+    """Start a canary of the shadow package after the shadow gate passes.
+
+    ``percent`` is the first stage's weight in percent; the later stages are the default
+    ramp's stages above it. A fresh salt per release (``os.urandom`` unless injected).
+
+    Raises:
+        NotFound: no shadow run. PolicyError: the gate fails, the package is on the
+            deny-list, or a canary runs already.
+    """
+    state = release_state(lab, capability)
+    if state.canary is not None and not state.canary_passed:
+        raise PolicyError(f"a canary of {state.canary.short} runs already for {capability}")
+    pid, report = shadow_report(lab, capability)
+    state.deny.check(pid)
+    verdict = (gate or ShadowGate()).check(report)
+    if not verdict.passed:
+        raise PolicyError("the shadow gate did not pass: " + "; ".join(verdict.reasons))
+    ramp = ramp_from(percent)
+    salt = new_salt(salt_bytes or os.urandom(16))
+    current = lab.alias(capability, "canary")
+    if current != pid:
+        lab.set_alias(
+            capability,
+            "canary",
+            str(pid),
+            expect=None if current is None else str(current),
+            reason="canary started after the shadow gate passed",
+        )
+    return _append(
+        lab,
+        "release.canary_started",
+        capability,
+        {
+            "package": str(pid),
+            "salt": salt,
+            "ramp": [repr(w) for w in ramp.stages],
+            "shadow": report.to_record(),
+        },
+    )
+
+
+def stop_canary(lab: Lab, capability: str, *, reason: str) -> Event:
+    """Stop a running canary by hand (100% to the champion; the id is not retired)."""
+    state = release_state(lab, capability)
+    if state.canary is None:
+        raise NotFound(f"no canary runs for {capability}")
+    return _append(
+        lab, "release.canary_stopped", capability, {"package": str(state.canary), "reason": reason}
+    )
+
+
+def canary_log(lab: Lab, capability: str, seq: int) -> JsonlLog:
+    return JsonlLog(release_dir(lab, capability) / f"canary-{seq}.jsonl")
+
+
+class CanaryRun:
+    """The live side of one canary: the current stage's monitors, counts and log.
+
+    A controller object (not a value): the server feeds it every request of the
+    capability and acts on what :meth:`observe` returns. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        state: ReleaseState,
+        *,
+        policy: CanaryPolicy | None = None,
+        srm_min_units: int = 200,
+    ) -> None:
+        assert state.canary is not None and state.canary_seq is not None and state.salt
+        self.lab = lab
+        self.capability = state.capability
+        self.package = state.canary
+        self.seq = state.canary_seq
+        self.cohort = Cohort(salt=state.salt, ramp=Ramp(stages=state.ramp), stage=state.stage)
+        self.policy = policy or CanaryPolicy()
+        self.srm_min_units = srm_min_units
+        self.log = canary_log(lab, self.capability, self.seq)
+        self._lock = threading.Lock()
+        self._new_stage()
+        self.finished: Verdict | None = None
+
+    def _new_stage(self) -> None:
+        self.stage = CanaryStage.start(self.policy, at=self.lab.clock.monotonic())
+        self.onset: datetime | None = None
+        self.onset_requests = 0
+        self.canary_units: set[str] = set()
+        self.champion_units: set[str] = set()
+        self.stage_units: set[str] = set()
+
+    def contains(self, unit: str) -> bool:
+        return self.cohort.contains(unit)
+
+    def saw_champion(self, unit: str) -> None:
+        with self._lock:
+            self.champion_units.add(unit)
+
+    def observe(self, unit: str, obs: CanaryObservation) -> Verdict:
+        """Feed one canary-cohort request; returns the stage verdict (latched)."""
+        with self._lock:
+            if self.finished is not None:
+                return self.finished
+            if self.onset is None:
+                self.onset = self.lab.clock.now()
+            self.canary_units.add(unit)
+            self.stage = self.stage.observe(obs, at=self.lab.clock.monotonic())
+            self.log.append([{"stage": self.cohort.stage, "unit": unit, **obs.to_record()}])
+            verdict = self.stage.verdict
+            if verdict is Verdict.CONTINUE and self._srm_broken():
+                verdict = Verdict.ABORT
+            return verdict
+
+    def _srm_broken(self) -> bool:
+        w = self.cohort.weight
+        counts = (len(self.canary_units), len(self.champion_units))
+        if w >= 1.0 or sum(counts) < self.srm_min_units:
+            return False
+        self.srm = _srm(counts, (w, 1.0 - w), min_total=self.srm_min_units)
+        return self.srm.verdict is SrmVerdict.MISMATCH
+
+    def statuses(self) -> dict[str, JsonValue]:
+        with self._lock:
+            return {name: s.to_record() for name, s in self.stage.statuses().items()} | {
+                "requests": self.stage.requests
+            }
+
+    def advance(self) -> Event:
+        """Record a passed stage: next ramp stage, or ``release.canary_passed`` at the end."""
+        with self._lock:
+            evidence = {n: s.to_record() for n, s in self.stage.statuses().items()}
+            payload: dict[str, JsonValue] = {
+                "package": str(self.package),
+                "canary": self.seq,
+                "passed_stage": self.cohort.stage,
+                "weight": repr(self.cohort.weight),
+                "requests": self.stage.requests,
+                "guardrails": evidence,
+            }
+            nxt = self.cohort.ramp.next_stage(self.cohort.stage)
+            if nxt is None:
+                self.finished = Verdict.PASS
+                return _append(self.lab, "release.canary_passed", self.capability, payload)
+            self.cohort = self.cohort.advanced()
+            self._new_stage()
+            payload["stage"] = self.cohort.stage
+            return _append(self.lab, "release.canary_stage", self.capability, payload)
+
+    def abort(
+        self, *, t_detect: datetime, switch: Callable[[], None], verify: Callable[[], None]
+    ) -> Event:
+        """seed, stage 3: canary abort is automatic. Route 100% to the champion (``switch``),
+        check the champion answers (``verify``), retire the canary id, record the moments."""
+        with self._lock:
+            self.finished = Verdict.ABORT
+        switch()
+        t_switch = self.lab.clock.now()
+        verify()
+        t_verified = self.lab.clock.now()
+        onset = self.onset or t_detect
+        n = self.stage.requests
+        recovery = Recovery(
+            t_onset=onset,
+            t_detect=max(t_detect, onset),
+            t_switch=max(t_switch, t_detect, onset),
+            t_verified=max(t_verified, t_switch, t_detect, onset),
+            detection_requests=n,
+            exposed_requests=n,
+            exposed_units=min(n, max(1, len(self.canary_units))) if n else 0,
+        )
+        statuses = self.stage.statuses()
+        return _append(
+            self.lab,
+            "release.canary_aborted",
+            self.capability,
+            {
+                "package": str(self.package),
+                "canary": self.seq,
+                "stage": self.cohort.stage,
+                "weight": repr(self.cohort.weight),
+                "aborted_by": list(self.stage.aborted_by()) or ["sample-ratio"],
+                "guardrails": {n: s.to_record() for n, s in statuses.items()},
+                "recovery": recovery.to_record(),
+                "deny_listed": True,
+            },
+        )
+
+
+def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
+    """Stage, weight and the guardrails' statistics, replayed from the server's log.
+
+    Raises:
+        NotFound: no canary was ever started for the capability.
+    """
+    state = release_state(lab, capability)
+    started = [e for e in lab.events(kinds=("release.canary_started",)) if e.subject == capability]
+    if not started:
+        raise NotFound(f"no canary for {capability}; run 'breedlab canary start {capability}'")
+    last = started[-1]
+    ended = [
+        e
+        for e in lab.events(
+            after=last.seq, kinds=("release.canary_aborted", "release.canary_stopped")
+        )
+        if e.subject == capability
+    ]
+    stage = state.stage if state.canary_seq == last.seq else 0
+    policy = CanaryPolicy()
+    replayed = CanaryStage.start(policy, at=0.0)
+    for i, rec in enumerate(canary_log(lab, capability, last.seq).read()):
+        if int(rec.get("stage", 0)) == stage:
+            replayed = replayed.observe(CanaryObservation.from_record(rec), at=float(i))
+    ramp = [float(str(w)) for w in last.payload["ramp"]]
+    passed = any(
+        e.payload.get("canary") == last.seq
+        for e in lab.events(after=last.seq, kinds=("release.canary_passed",))
+    )
+    if passed:
+        status = "passed"
+    elif state.canary_seq == last.seq:
+        status = "running"
+    elif ended:
+        status = "aborted" if ended[-1].kind == "release.canary_aborted" else "stopped"
+    else:
+        status = "ended"
+    out: dict[str, JsonValue] = {
+        "capability": capability,
+        "package": str(last.payload["package"]),
+        "status": status,
+        "stage": stage,
+        "weight": repr(ramp[min(stage, len(ramp) - 1)]),
+        "ramp": [repr(w) for w in ramp],
+        "requests": replayed.requests,
+        "guardrails": {n: s.to_record() for n, s in replayed.statuses().items()},
+    }
+    if ended and ended[-1].kind == "release.canary_aborted":
+        out["abort"] = dict(ended[-1].payload)
+    return out
+
+
+# -------------------------------------------------------------------------- promotion
+
+
+def _dwell() -> MinimumDwell:
+    return MinimumDwell(min_time=timedelta(seconds=30), min_requests=0)
+
+
+def _flip_rule() -> FlipFlopRule:
+    return FlipFlopRule(max_changes=3, window=timedelta(hours=24))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromotionPolicy:
+    """DESIGN §10 oscillation controls applied at promotion. ``min_requests`` of the dwell
+    is not enforced here: the lab does not count served requests across processes."""
+
+    dwell: MinimumDwell = field(default_factory=_dwell)
+    flip_flop: FlipFlopRule = field(default_factory=_flip_rule)
+
+
+def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
+    _, contract = lab.capability(capability)
+    tiers = (contract.risk_tier, lab.manifest(pid).risk_tier)
+    return max(tiers, key=lambda t: _TIERS[t])
+
+
+def _approval_problems(lab: Lab, capability: str, pid: Digest) -> list[str]:
+    """What the risk tier still needs (DESIGN §5; seed, stage 7)."""
+    tier = _risk_tier(lab, capability, pid)
+    approvals = _valid_release_approvals(lab, pid)
+    with lab.ledger.reader() as r:
+        proposers = {str(row.keyid) for row in r.signatures(str(pid))}
+    problems = []
+    if not approvals:
+        problems.append(f"no valid release approval of {pid.short}")
+    if _TIERS[tier] >= 1 and not [k for k, _ in approvals if k not in proposers]:
+        problems.append(
+            f"risk tier {tier.value}: a release approval from a key other than the proposer's "
+            "(the package's signer) is required"
+        )
+    if _TIERS[tier] >= 2 and not [k for k, role in approvals if role == "security"]:
+        problems.append(
+            f"risk tier {tier.value}: a release approval by a 'security' key is required"
+        )
+    return problems
+
+
+def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | None = None) -> Event:
+    """Move ``champion`` to ``ref`` and the old champion to ``previous``, atomically.
+
+    Only when the package went through shadow and passed every canary stage, holds the
+    approvals its risk tier needs, is not deny-listed, the current champion has dwelt
+    long enough, and no flip-flop freeze stands (an approval recorded after it lifts it).
+
+    Raises:
+        PolicyError: naming every unmet condition. NotFound: no champion yet.
+    """
+    policy = policy or PromotionPolicy()
+    pid = lab.resolve(ref)
+    state = release_state(lab, capability)
+    old = lab.alias(capability, "champion")
+    if old is None:
+        raise NotFound(f"{capability} has no champion to replace")
+    problems: list[str] = []
+    if old == pid:
+        problems.append(f"{pid.short} is the champion already")
+    if pid in state.deny:
+        problems.append(f"{pid.short} is on the deny-list of retired ids")
+    if pid not in state.shadowed:
+        problems.append(f"{pid.short} never went through shadow")
+    if pid not in state.passed:
+        problems.append(f"{pid.short} has not passed every canary stage")
+    bred = any(
+        e.payload.get("package") == str(pid) for e in lab.events(kinds=("candidate.generated",))
+    )
+    if bred and not _has_shadow_recommendation(lab, pid):
+        # seed, stage 5: the controller recommends; a bred candidate it did not recommend
+        # for shadow is not released, whatever its canary showed.
+        problems.append(f"the viability controller never recommended {pid.short} for shadow")
+    problems.extend(_approval_problems(lab, capability, pid))
+    now = lab.clock.now()
+    moves = [m for m in lab.alias_history(capability) if m.alias == "champion"]
+    if moves:
+        since = datetime.strptime(moves[-1].at, _TIME).replace(tzinfo=UTC)
+        dwell = policy.dwell.check(champion_since=min(since, now), now=now, requests=0)
+        if not dwell.satisfied:
+            problems.append(dwell.explanation)
+    approved = [
+        datetime.strptime(e.at, _TIME).replace(tzinfo=UTC)
+        for e in lab.events(kinds=("package.approved",))
+        if e.payload.get("package") == str(pid) and e.payload.get("purpose") == "release"
+    ]
+    history = (*state.changes, ChampionChange(at=now, champion=pid, kind=ChangeKind.PROMOTION))
+    frozen = flip_flop(
+        [c for i, c in enumerate(history) if i == 0 or c.champion != history[i - 1].champion],
+        rule=policy.flip_flop,
+        approved_at=max(approved) if approved else None,
+    )
+    if frozen.frozen and not (approved and frozen.since and max(approved) > frozen.since):
+        problems.extend(frozen.reasons)
+    if problems:
+        raise PolicyError(f"cannot promote {pid.short}: " + "; ".join(problems))
+    with lab.ledger.reader() as r:
+        lab._require_intact(r, pid)  # the same checks set_alias makes
+        lab._require_release_approval(r, pid)
+    prev = lab.alias(capability, "previous")
+    tier = _risk_tier(lab, capability, pid)
+    approvals: list[JsonValue] = [k for k, _ in _valid_release_approvals(lab, pid)]
+    with lab.ledger.transaction() as tx:  # one transaction: both moves and the event
+        for alias, target, expected in (("previous", old, prev), ("champion", pid, old)):
+            tx.append(
+                "alias.moved",
+                capability,
+                {
+                    "capability": capability,
+                    "alias": alias,
+                    "old": None if expected is None else str(expected),
+                    "new": str(target),
+                    "reason": f"promotion of {pid.short}",
+                },
+                actor=_ACTOR,
+            )
+        return tx.append(
+            "release.promoted",
+            capability,
+            {
+                "capability": capability,
+                "package": str(pid),
+                "previous": str(old),
+                "risk_tier": tier.value,
+                "approvals": approvals,
+            },
+            actor=_ACTOR,
+        )
+
+
+def rollback(
+    lab: Lab,
+    capability: str,
+    *,
+    switch: Callable[[], None] | None = None,
+    verify: Callable[[Digest], None] | None = None,
+) -> Event:
+    """Return ``champion`` to ``previous`` and record the measured recovery time.
+
+    ``switch`` is the in-process server's swap (called right after the alias move);
+    without it, a server in another process follows on its next request. ``verify``
+    checks the restored champion serves (default: verify, load, one prediction).
+    A rollback is reversible only through a new promotion.
+
+    Raises:
+        NotFound: no ``previous``. PolicyError: nothing to roll back (no promotion since
+            the last rollback).
+    """
+    t_detect = lab.clock.now()
+    champion = lab.alias(capability, "champion")
+    previous = lab.alias(capability, "previous")
+    if champion is None or previous is None:
+        raise NotFound(f"{capability} has no previous champion to return to")
+    state = release_state(lab, capability)
+    if champion == previous or state.last_change is not ChangeKind.PROMOTION:
+        raise PolicyError(
+            f"nothing to roll back for {capability}: no promotion since the last rollback "
+            "(a rollback is reversed only by a new promotion)"
+        )
+    with lab.ledger.reader() as r:
+        lab._require_intact(r, previous)
+    lab.set_alias(capability, "champion", str(previous), expect=str(champion), reason="rollback")
+    if switch is not None:
+        switch()
+    t_switch = lab.clock.now()
+    if verify is not None:
+        verify(previous)
+    else:
+        served = load_served(lab, previous)
+        served.predict([0.0] * served.inputs)
+    t_verified = lab.clock.now()
+    recovery = Recovery(
+        t_onset=t_detect,
+        t_detect=t_detect,
+        t_switch=max(t_switch, t_detect),
+        t_verified=max(t_verified, t_switch, t_detect),
+        detection_requests=0,
+        exposed_requests=0,
+        exposed_units=0,
+    )
+    return _append(
+        lab,
+        "release.rolled_back",
+        capability,
+        {
+            "package": str(previous),
+            "from": str(champion),
+            "recovery": recovery.to_record(),
+            "in_process": switch is not None,
+        },
+    )
+
+
+# ----------------------------------------------------------------------- exit criteria
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Criterion:
+    """One v1 exit criterion: pass/fail and the evidence."""
+
+    name: str
+    passed: bool
+    evidence: str
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {"name": self.name, "passed": self.passed, "evidence": self.evidence}
+
+
+def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> list[Criterion]:
+    """The seed's v1 exit criteria, each checked from the ledger and by live re-runs:
+    reproduce candidates, reject bad ones, explain no-op decisions, verify hashes,
+    rollback every promoted artifact."""
+    out: list[Criterion] = []
+    generated = [
+        e
+        for e in lab.events(kinds=("candidate.generated",))
+        if e.payload.get("capability", capability) == capability
+    ]
+    if not generated:
+        out.append(Criterion(name="reproduce candidates", passed=False, evidence="no candidates"))
+    else:
+        pkg = str(generated[-1].payload.get("package", generated[-1].subject))
+        again = lab.reproduce(pkg, workers=workers)
+        out.append(
+            Criterion(
+                name="reproduce candidates",
+                passed=again.match,
+                evidence=f"{pkg[:19]} re-run from its recipe: "
+                + ("same id" if again.match else f"different id {again.recomputed}"),
+            )
+        )
+    retired = [
+        e
+        for e in lab.events(kinds=("candidate.archived",))
+        if e.payload.get("outcome") == "retire" and e.payload.get("reasons")
+    ]
+    aborted = [e for e in lab.events(kinds=("release.canary_aborted",)) if e.subject == capability]
+    out.append(
+        Criterion(
+            name="reject bad candidates",
+            passed=bool(retired or aborted),
+            evidence=f"{len(retired)} candidate(s) retired with reasons, "
+            f"{len(aborted)} canary(ies) aborted and deny-listed",
+        )
+    )
+    noops = 0
+    unexplained = 0
+    decisions = [e for e in lab.events(kinds=("decision.made",)) if e.subject == capability]
+    for ev in decisions:
+        _, record = lab.decision(str(ev.seq))
+        for d in record.get("decisions", []):
+            if isinstance(d, dict) and d.get("outcome") == "no-op":
+                noops += 1
+                unexplained += not d.get("reasons")
+    out.append(
+        Criterion(
+            name="explain no-op decisions",
+            passed=bool(decisions) and unexplained == 0,
+            evidence=f"{len(decisions)} decision(s), {noops} no-op(s), {unexplained} unexplained",
+        )
+    )
+    try:
+        results = lab.verify()
+        store = lab.verify_store()
+        ledger = lab.verify_ledger()
+        bad = [r.package[:19] for r in results if not r.ok]
+        out.append(
+            Criterion(
+                name="verify hashes",
+                passed=not bad and not store.problems,
+                evidence=f"{len(results)} packages ({len(bad)} bad), {store.objects} objects "
+                f"({len(store.problems)} bad), {ledger.events} ledger events chained",
+            )
+        )
+    except LabError as e:
+        out.append(Criterion(name="verify hashes", passed=False, evidence=e.message))
+    promotions = release_state(lab, capability).promotions
+    missing = []
+    for ev in promotions:
+        prev = str(ev.payload["previous"])
+        [res] = lab.verify([prev])
+        if not res.ok:
+            missing.append(prev[:19])
+    out.append(
+        Criterion(
+            name="rollback every promoted artifact",
+            passed=bool(promotions) and not missing,
+            evidence=f"{len(promotions)} promotion(s); every 'previous' verifies"
+            if promotions and not missing
+            else (f"'previous' does not verify: {missing}" if missing else "no promotion yet"),
+        )
+    )
+    return out

@@ -1,0 +1,140 @@
+"""Builders for release tests: a lab with small real torch models, no round needed.
+
+The champion is a small MLP trained in-process on the digits data for a second; the
+``good`` candidate is the champion with tiny weight noise (agrees almost always); the
+``broken`` one has its output head's rows permuted (a genuinely bad model: most of its
+answers disagree with the champion and the labels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+import uvicorn
+from sklearn.datasets import load_digits
+
+from breedlab.capabilities import contract_path
+from breedlab.families.torch_family import build_module, save_torch_model
+from breedlab.lab import Lab
+
+CONFIG = {"architecture": "mlp", "classes": 10, "hidden": [32], "inputs": 64}
+
+
+@functools.cache
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    data = load_digits()
+    return data.data.astype(np.float32), data.target.astype(np.int64)
+
+
+def _trained(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    module = build_module(CONFIG)
+    x, y = digits()
+    xt, yt = torch.as_tensor(x / 16.0 * 16.0), torch.as_tensor(y)
+    opt = torch.optim.Adam(module.parameters(), lr=0.01)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(module(xt), yt)
+        loss.backward()
+        opt.step()
+    return module.eval()
+
+
+def write_models(root: Path) -> dict[str, Path]:
+    """Champion, good candidate, second good candidate and broken candidate folders."""
+    champion = _trained(0)
+    folders = {}
+    folders["champion"] = root / "champion"
+    save_torch_model(folders["champion"], CONFIG, champion)
+    for name, seed in (("good", 1), ("good2", 2)):
+        torch.manual_seed(seed)
+        module = build_module(CONFIG)
+        module.load_state_dict(champion.state_dict())
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(torch.randn_like(p) * 1e-4)
+        folders[name] = root / name
+        save_torch_model(folders[name], CONFIG, module)
+    broken = build_module(CONFIG)
+    broken.load_state_dict(champion.state_dict())
+    with torch.no_grad():
+        state = broken.state_dict()
+        head = [k for k in state if k.startswith("head")]
+        perm = torch.tensor([3, 7, 0, 9, 1, 8, 2, 5, 4, 6])
+        for k in head:
+            state[k].copy_(state[k][perm])
+    folders["broken"] = root / "broken"
+    save_torch_model(folders["broken"], CONFIG, broken)
+    return folders
+
+
+def release_lab(root: Path, *, capability_file: Path | None = None) -> tuple[Lab, dict[str, str]]:
+    """A lab with keys, one capability, the four models imported and a champion set."""
+    lab = Lab.init(root / "lab")
+    for name, role in (
+        ("alice", "model"),
+        ("erin", "evaluation"),
+        ("sam", "security"),
+        ("pat", "production"),
+    ):
+        lab.generate_key(name, role)
+    info = lab.add_capability(capability_file or contract_path("digits"))
+    cap = info.manifest.capability
+    folders = write_models(root / "models")
+    ids = {}
+    for name, folder in folders.items():
+        pkg = lab.import_path(
+            folder,
+            kind="model",
+            capability=cap,
+            license="MIT",
+            sign_with="alice",
+            name=name,
+            family="torch",
+        )
+        ids[name] = str(pkg.id)
+    lab.approve(ids["champion"], purpose="release", key="pat")
+    lab.set_alias(cap, "champion", ids["champion"], reason="test champion")
+    return lab, ids
+
+
+@contextlib.contextmanager
+def serving(app: object) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn server on 127.0.0.1, an ephemeral port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def body(i: int, *, unit: str | None = None, label: bool = True) -> dict[str, object]:
+    x, y = digits()
+    row = i % len(x)
+    out: dict[str, object] = {"unit": unit or f"user-{i}", "inputs": x[row].tolist()}
+    if label:
+        out["label"] = str(int(y[row]))
+    return out
+
+
+def client(url: str, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=30)
