@@ -388,8 +388,8 @@ class Router:
         run = route.canary_run
         if run is not None and route.canary is not None and low_risk and run.contains(unit):
             return self._canary(route, run, route.canary, unit, inputs, truth)
-        if run is not None:
-            run.saw_champion(unit)
+        if run is not None and run.saw_champion(unit) is Verdict.ABORT:
+            self._abort(route, run, inputs)  # the no-data rule: no canary traffic for too long
         t0, c0 = time.perf_counter(), time.thread_time()
         label, probs = self._answer(route.champion, inputs, "champion")
         latency = max(time.perf_counter() - t0, 1e-9)
@@ -460,17 +460,7 @@ class Router:
         )
         verdict = run.observe(unit, obs)
         if verdict is Verdict.ABORT:
-            t_detect = self.lab.clock.now()
-
-            def verify() -> None:  # the champion now routed answers this very input
-                self.table.routes[route.capability].champion.predict(inputs)
-
-            event = run.abort(
-                t_detect=t_detect,
-                switch=lambda: self.drop_canary(route.capability),
-                verify=verify,
-            )
-            self.events.append({"kind": event.kind, "seq": event.seq})
+            self._abort(route, run, inputs)
         elif verdict is Verdict.PASS:
             event = run.advance()
             self.events.append({"kind": event.kind, "seq": event.seq})
@@ -490,6 +480,21 @@ class Router:
             package=canary.package,
             latency_s=c_cpu,
         )
+
+    def _abort(self, route: CapabilityRoute, run: CanaryRun, inputs: list[float]) -> None:
+        """seed, stage 3: canary abort is automatic -- switch, verify, record."""
+        t_detect = self.lab.clock.now()
+
+        def verify() -> None:  # the champion now routed answers this very input
+            self.table.routes[route.capability].champion.predict(inputs)
+
+        event = run.abort(
+            t_detect=t_detect,
+            switch=lambda: self.drop_canary(route.capability),
+            verify=verify,
+        )
+        if event is not None:
+            self.events.append({"kind": event.kind, "seq": event.seq})
 
     def _flip(self) -> bool:
         with self._flip_lock:

@@ -592,9 +592,14 @@ class CanaryRun:
     def contains(self, unit: str) -> bool:
         return self.cohort.contains(unit)
 
-    def saw_champion(self, unit: str) -> None:
+    def saw_champion(self, unit: str) -> Verdict:
+        """Count a champion-cohort unit; the no-data rule is checked on every request."""
         with self._lock:
             self.champion_units.add(unit)
+            if self.finished is not None:
+                return self.finished
+            self.stage = self.stage.tick(at=self.lab.clock.monotonic())
+            return self.stage.verdict
 
     def observe(self, unit: str, obs: CanaryObservation) -> Verdict:
         """Feed one canary-cohort request; returns the stage verdict (latched)."""
@@ -648,10 +653,14 @@ class CanaryRun:
 
     def abort(
         self, *, t_detect: datetime, switch: Callable[[], None], verify: Callable[[], None]
-    ) -> Event:
+    ) -> Event | None:
         """seed, stage 3: canary abort is automatic. Route 100% to the champion (``switch``),
-        check the champion answers (``verify``), retire the canary id, record the moments."""
+        check the champion answers (``verify``), retire the canary id, record the moments.
+
+        Idempotent: requests in flight that also saw the abort get ``None``."""
         with self._lock:
+            if self.finished is Verdict.ABORT:
+                return None
             self.finished = Verdict.ABORT
         switch()
         t_switch = self.lab.clock.now()

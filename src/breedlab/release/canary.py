@@ -36,6 +36,7 @@ from breedlab.release.sequential import (
     GuardrailStatus,
     MsprtConfig,
     MsprtGuardrail,
+    NoDataRule,
     Pair,
     SprtConfig,
     SprtGuardrail,
@@ -111,7 +112,16 @@ class CanaryObservation:
 
 
 def _default_sprt() -> SprtConfig:
-    return SprtConfig(p_ok=0.01, p_bad=0.03, alpha=0.05, beta=0.20, n_min=20)
+    # The no-data rule sits on the one monitor every canary request feeds: ten minutes
+    # without a canary request while the capability is served aborts (fail closed).
+    return SprtConfig(
+        p_ok=0.01,
+        p_bad=0.03,
+        alpha=0.05,
+        beta=0.20,
+        n_min=20,
+        no_data=NoDataRule(max_silence_s=600.0),
+    )
 
 
 def _default_wrong() -> MsprtConfig:
@@ -212,6 +222,18 @@ class CanaryStage:
             ),
             latency=latency,
             requests=self.requests + 1,
+        )
+
+    def tick(self, *, at: float) -> CanaryStage:
+        """The stage at ``at`` without a canary request (applies the no-data rule)."""
+        if self.verdict is not Verdict.CONTINUE:
+            return self
+        return replace(
+            self,
+            error=self.error.tick(at=at),
+            wrong=self.wrong.tick(at=at),
+            disagreement=self.disagreement.tick(at=at),
+            latency=self.latency.tick(at=at),
         )
 
     def statuses(self) -> dict[str, GuardrailStatus]:

@@ -213,3 +213,13 @@ def test_the_shadow_gate_passes_an_agreeing_challenger_and_names_every_blocker_o
     assert any("p50 latency" in r for r in bad.reasons)
     empty = gate.check(summarise_shadow([], seed=0, resamples=50))
     assert not empty.passed  # fail closed: no data is no pass
+
+
+def test_a_canary_without_traffic_for_ten_minutes_is_aborted_by_the_no_data_rule() -> None:
+    rng = random.Random(4)
+    stage = CanaryStage.start(CanaryPolicy(), at=0.0)
+    stage = stage.observe(_obs(rng, fail=0.0, wrong=0.0, champion_wrong=0.0), at=1.0)
+    assert stage.tick(at=500.0).verdict is Verdict.CONTINUE
+    silent = stage.tick(at=602.0)
+    assert silent.verdict is Verdict.ABORT and silent.aborted_by() == ("error",)
+    assert "no request observed for 600 s" in silent.statuses()["error"].explanation
