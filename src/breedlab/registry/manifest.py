@@ -12,7 +12,6 @@ a tampered store must not be able to write outside a reconstruction folder.
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from types import MappingProxyType
 
 from breedlab import canonical
 from breedlab.canonical import JsonValue
+from breedlab.choices import Choice
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError, InvalidRequest
 
@@ -38,7 +38,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 _MAX_PATH = 1024
 
 
-class Kind(enum.StrEnum):
+class Kind(Choice):
     MODEL = "model"
     ADAPTER = "adapter"
     DATASET = "dataset"
@@ -46,43 +46,20 @@ class Kind(enum.StrEnum):
     CAPABILITY = "capability"
     ROUTER = "router"
 
-    @classmethod
-    def parse(cls, text: str) -> Kind:
-        try:
-            return cls(text)
-        except ValueError:
-            allowed = ", ".join(k.value for k in cls)
-            raise InvalidRequest(f"unknown kind {text!r}; use one of: {allowed}") from None
 
-
-class DataClass(enum.StrEnum):
+class DataClass(Choice):
     PUBLIC = "public"
     INTERNAL = "internal"
     CONFIDENTIAL = "confidential"
     RESTRICTED = "restricted"
 
-    @classmethod
-    def parse(cls, text: str) -> DataClass:
-        try:
-            return cls(text)
-        except ValueError:
-            allowed = ", ".join(k.value for k in cls)
-            raise InvalidRequest(f"unknown data class {text!r}; use one of: {allowed}") from None
 
-
-class RiskTier(enum.StrEnum):
+class RiskTier(Choice):
     """Seed, stage 7: low-risk descendants may progress automatically; high never alone."""
 
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
-
-    @classmethod
-    def parse(cls, text: str) -> RiskTier:
-        try:
-            return cls(text)
-        except ValueError:
-            raise InvalidRequest(f"unknown risk tier {text!r}; use low, medium or high") from None
 
 
 def check_relative_path(path: str) -> str:

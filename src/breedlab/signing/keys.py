@@ -8,7 +8,6 @@ revoked is the ledger's business, not this module's.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import os
 import re
@@ -19,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from breedlab.choices import Choice
 from breedlab.errors import Conflict, IntegrityError, InvalidRequest, NotFound
 
 __all__ = ["KeyPair", "Role", "key_id", "load_keypair", "public_key_from_raw", "verify_raw"]
@@ -26,7 +26,7 @@ __all__ = ["KeyPair", "Role", "key_id", "load_keypair", "public_key_from_raw", "
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
-class Role(enum.StrEnum):
+class Role(Choice):
     """Who a key speaks for (seed, stage 0: named owners for model, evaluation, security,
     production); ``lab`` signs the ledger's checkpoints."""
 
@@ -35,14 +35,6 @@ class Role(enum.StrEnum):
     SECURITY = "security"
     PRODUCTION = "production"
     LAB = "lab"
-
-    @classmethod
-    def parse(cls, text: str) -> Role:
-        try:
-            return cls(text)
-        except ValueError:
-            allowed = ", ".join(r.value for r in cls)
-            raise InvalidRequest(f"unknown role {text!r}; use one of: {allowed}") from None
 
 
 def check_key_name(name: str) -> str:
