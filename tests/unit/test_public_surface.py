@@ -4,11 +4,27 @@ import importlib
 
 import pytest
 
-MODULES = ["breedlab", "breedlab.errors", "breedlab.choices", "breedlab.digest",
-           "breedlab.canonical", "breedlab.clock", "breedlab.signing", "breedlab.registry", "breedlab.ledger",
-           "breedlab.lab", "breedlab.jobs", "breedlab.datasets", "breedlab.families",
-           "breedlab.sandbox", "breedlab.viability", "breedlab.release", "breedlab.evaluator",
-           "breedlab.report", "breedlab.factory.operators"]  # fmt: skip
+MODULES = [
+    "breedlab",
+    "breedlab.errors",
+    "breedlab.choices",
+    "breedlab.digest",
+    "breedlab.canonical",
+    "breedlab.clock",
+    "breedlab.signing",
+    "breedlab.registry",
+    "breedlab.ledger",
+    "breedlab.lab",
+    "breedlab.jobs",
+    "breedlab.datasets",
+    "breedlab.families",
+    "breedlab.sandbox",
+    "breedlab.viability",
+    "breedlab.release",
+    "breedlab.evaluator",
+    "breedlab.report",
+    "breedlab.factory.operators",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
