@@ -6,6 +6,8 @@ admin needs the token, bad bodies get a one-line 4xx."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -166,6 +168,43 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
     finally:
         controller.stop_shadow(lab, "digits")
         router.close()
+
+
+def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
+    served: tuple[Lab, dict[str, str], str],
+) -> None:
+    lab, ids, _ = served
+    router = Router(lab)
+    try:
+        route = router.refresh().routes["digits"]
+        alone = [route.champion.predict(body(i)["inputs"]) for i in range(120)]
+        controller.start_shadow(lab, "digits", ids["good"])
+        route = router.refresh().routes["digits"]
+        pid = router.mirror.pid
+        assert pid is not None and pid != os.getpid()
+
+        def ask(i: int) -> tuple[str, list[float]]:
+            a = router.predict(
+                route, unit=f"u{i}", inputs=body(i)["inputs"], truth=None, low_risk=True
+            )
+            assert a.role == "champion"
+            return a.label, a.probabilities
+
+        answers = [ask(i) for i in range(40)]
+        router.mirror.flush()  # the shadow process answered: it is mid-stream now
+        answers += [ask(i) for i in range(40, 60)]
+        os.kill(pid, signal.SIGKILL)
+        answers += [ask(i) for i in range(60, 120)]
+        router.mirror.flush()  # returns: the lost mirrors are counted as drops
+        assert answers == alone
+        assert router.mirror.mirrored == 120 and router.mirror.dropped >= 60
+        _, report = controller.shadow_report(lab, "digits")
+        assert report.mirrored == 120 and report.dropped == router.mirror.dropped
+        assert report.mirrored == report.answered + report.dropped
+    finally:
+        controller.stop_shadow(lab, "digits")
+        router.close()
+    assert router.mirror.pid is None
 
 
 def test_a_broken_canary_is_aborted_without_a_human_and_the_champion_serves_after_the_switch(

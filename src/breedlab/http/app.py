@@ -289,6 +289,7 @@ def create_app(
     def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
         ev = controller.start_shadow(lab, capability, body.package, sample=body.sample)
         router.refresh(force=True)
+        router.mirror.wait_ready()  # mirroring starts once the shadow process has its models
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
     @app.post("/admin/{capability}/shadow/stop", dependencies=guard)

@@ -10,19 +10,21 @@ to ``breedlab.release``; ledger writes to ``breedlab.lab.release``.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import queue
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import LabError
+from breedlab.http.shadow_process import ModelSpec, shadow_main
 from breedlab.lab.release import (
     CanaryRun,
     JsonlLog,
@@ -38,12 +40,11 @@ from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from breedlab.lab import Lab
 
 __all__ = ["Answer", "CapabilityRoute", "Router", "RoutingTable", "ShadowMirror"]
-
-#: The longest a mirror waits for the primary path to go idle before it runs anyway (s).
-MAX_YIELD_S = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,12 +95,17 @@ class _Mirror:
 
 
 class ShadowMirror:
-    """A bounded queue and one worker: mirrored requests never hold up the primary.
+    """A bounded queue into a shadow process: mirrored requests never hold up the primary.
 
-    When the queue is full the mirror is dropped and counted (DESIGN §11). The worker
-    also re-runs the champion on the mirrored input and pairs the two latencies (thread
-    CPU time, same thread, back to back): the primary's own latency was measured on
-    another thread under other contention, and would bias the ratio.
+    The challenger (and, for paired latencies, the champion) run in a separate process
+    (spawn context, :mod:`breedlab.http.shadow_process`) that loads both models from
+    their package folders, so shadow inference never competes for this process's GIL.
+    Jobs cross a bounded multiprocessing queue (``put_nowait``: when it is full the mirror
+    is dropped and counted, DESIGN §11); a collector thread here pairs the answers and
+    writes them. The two latencies are the child's thread CPU time, back to back: the
+    primary's own latency was measured under other contention, and would bias the ratio.
+    A shadow process that dies only stops mirroring: its outstanding and later mirrors
+    are counted as drops until the target changes.
     """
 
     def __init__(
@@ -108,82 +114,208 @@ class ShadowMirror:
         maxsize: int = 256,
         on_pair: Callable[[str, ShadowPair], None] | None = None,
     ) -> None:
-        self._queue: queue.Queue[_Mirror | None] = queue.Queue(maxsize=maxsize)
+        self._maxsize = maxsize
+        self._ctx = multiprocessing.get_context("spawn")
         self._drops: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
         self._lock = threading.Lock()
-        self._inflight = 0
-        self._idle = threading.Event()
-        self._idle.set()
+        self._write_lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._jobs: dict[int, _Mirror] = {}  # sent, not yet answered
+        self._next_id = 0
         self._on_pair = on_pair
+        self._target: frozenset[tuple[Digest, Digest]] = frozenset()
+        self._proc: BaseProcess | None = None
+        self._in: Any = None
+        self._out: Any = None
+        self._collector: threading.Thread | None = None
+        self._alive = False
+        self._ready = threading.Event()
         self.mirrored = 0
         self.dropped = 0
-        self._worker = threading.Thread(target=self._run, name="shadow-mirror", daemon=True)
-        self._worker.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The shadow process's pid (None when no shadow runs)."""
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    # -- the process ----------------------------------------------------------------------
+
+    def retarget(self, pairs: Iterable[tuple[ServedModel, ServedModel]]) -> None:
+        """Run a shadow process for these (shadow, champion) pairs; none stops it."""
+        listed = list(pairs)
+        models = {m.package: m for pair in listed for m in pair}
+        target = frozenset((s.package, c.package) for s, c in listed)
+        if target == self._target and (self._proc is not None or not target):
+            return
+        self._stop()
+        self._target = target
+        if not target:
+            return
+        specs: dict[str, ModelSpec] = {}
+        for pid, m in models.items():
+            if m.folder is not None and m.family is not None:
+                specs[str(pid)] = (str(m.folder), m.family, tuple(m.labels), m.inputs)
+        jobs = self._ctx.Queue(maxsize=self._maxsize)
+        results = self._ctx.Queue()
+        proc = self._ctx.Process(
+            target=shadow_main, args=(specs, jobs, results), name="shadow", daemon=True
+        )
+        self._ready = threading.Event()
+        proc.start()
+        self._in, self._out, self._proc, self._alive = jobs, results, proc, True
+        self._collector = threading.Thread(
+            target=self._collect, args=(proc, results), name="shadow-collector", daemon=True
+        )
+        self._collector.start()
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until the shadow process has loaded its models (False: none, or not yet)."""
+        proc = self._proc
+        deadline = time.monotonic() + timeout
+        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
+            if self._ready.wait(timeout=0.1):
+                return True
+        return False
+
+    def _stop(self) -> None:
+        proc, jobs, collector = self._proc, self._in, self._collector
+        if proc is None:
+            return
+        if proc.is_alive():
+            with contextlib.suppress(Exception):
+                jobs.put(None, timeout=1)
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        if collector is not None:
+            collector.join(timeout=5)
+        with self._lock:
+            self._proc, self._collector, self._alive = None, None, False
+            self._lost()
+        with contextlib.suppress(Exception):
+            jobs.cancel_join_thread()
+            jobs.close()
+        self._write_drops()
+
+    def _lost(self) -> None:
+        """Every unanswered mirror becomes a drop (the lock is held)."""
+        for job in self._jobs.values():
+            self._drop(job)
+        self._jobs.clear()
+        self._done.notify_all()
+
+    def _drop(self, job: _Mirror) -> None:
+        self.dropped += 1
+        self._drops.append(
+            (
+                job.log,
+                {
+                    "kind": "dropped",
+                    "count": 1,
+                    "primary": job.primary,
+                    "primary_latency_s": repr(job.primary_latency_s),
+                },
+            )
+        )
+
+    def _collect(self, proc: BaseProcess, results: Any) -> None:
+        pending: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
+        answered: list[int] = []  # popped from the unanswered only once written
+
+        def write() -> None:
+            self._write(pending)
+            with self._lock:
+                for job_id in answered:
+                    self._jobs.pop(job_id, None)
+                answered.clear()
+                if not self._jobs:
+                    self._done.notify_all()
+
+        def lost() -> None:
+            write()
+            with self._lock:
+                if self._proc is proc:
+                    self._alive = False
+                    self._lost()
+            self._write_drops()
+
+        while True:
+            try:
+                item = results.get(timeout=0.1)
+            except queue.Empty:
+                if pending:
+                    write()
+                if not proc.is_alive():
+                    lost()
+                    return
+                continue
+            except (EOFError, OSError, ValueError):
+                lost()
+                return
+            if len(item) == 1:  # ("ready",): the shadow process has loaded its models
+                self._ready.set()
+                continue
+            job_id, label, shadow_s, champion_s = item
+            with self._lock:
+                job = self._jobs.get(job_id)
+            if job is None:
+                continue
+            pair = ShadowPair(
+                primary=job.primary,
+                shadow=label,
+                primary_latency_s=job.primary_latency_s if champion_s is None else champion_s,
+                shadow_latency_s=shadow_s,
+                shadow_error=label is None,
+            )
+            pending.append((job.log, {"kind": "pair", **pair_record(pair)}))
+            answered.append(job_id)
+            if self._on_pair is not None:
+                with contextlib.suppress(Exception):
+                    self._on_pair(job.capability, pair)
+            if len(pending) >= 64 or results.empty():  # batched appends
+                write()
+
+    # -- the primary path -----------------------------------------------------------------
 
     def submit(self, job: _Mirror) -> bool:
-        """Queue a mirror without waiting; False (and counted) when the queue is full."""
+        """Queue a mirror without waiting; False (and counted) when it cannot be sent."""
         with self._lock:
             self.mirrored += 1
+            if not self._alive or (job.shadow.package, job.champion.package) not in self._target:
+                self._drop(job)
+                return False
+            job_id = self._next_id
+            self._next_id += 1
+            self._jobs[job_id] = job
         try:
-            self._queue.put_nowait(job)
+            self._in.put_nowait(
+                (job_id, str(job.shadow.package), str(job.champion.package), list(job.inputs))
+            )
             return True
-        except queue.Full:
+        except (queue.Full, ValueError, OSError, AssertionError):
             with self._lock:
-                self.dropped += 1
-                self._drops.append(
-                    (
-                        job.log,
-                        {
-                            "kind": "dropped",
-                            "count": 1,
-                            "primary": job.primary,
-                            "primary_latency_s": repr(job.primary_latency_s),
-                        },
-                    )
-                )
+                if self._jobs.pop(job_id, None) is not None:
+                    self._drop(job)
             return False
-
-    def _write_drops(self) -> None:
-        with self._lock:
-            drops, self._drops = self._drops, []
-        for log, rec in drops:
-            log.append([rec])
-
-    @staticmethod
-    def _champion(job: _Mirror) -> float:
-        """The champion's latency on the mirrored input: the shadow's paired twin."""
-        c0 = time.thread_time()
-        job.champion.predict(job.inputs)
-        return max(time.thread_time() - c0, 1e-9)
-
-    @staticmethod
-    def _shadow(job: _Mirror) -> tuple[str | None, float]:
-        c0 = time.thread_time()
-        try:
-            label: str | None = job.shadow.predict(job.inputs)[0]
-        except Exception:  # noqa: BLE001 -- the shadow must never take the server down
-            label = None
-        return label, max(time.thread_time() - c0, 1e-9)
 
     @contextlib.contextmanager
     def primary(self) -> Iterator[None]:
-        """Mark a primary request in flight: the worker yields the interpreter meanwhile."""
-        with self._lock:
-            self._inflight += 1
-            self._idle.clear()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                if not self._inflight:
-                    self._idle.set()
+        """Mark a primary request in flight (kept for callers: the shadow has its own GIL)."""
+        yield
 
-    def _yield_to_primary(self) -> None:
-        # Shadow runs on idle capacity: while a primary request is in flight the worker
-        # sleeps (releasing the interpreter), at most MAX_YIELD_S per mirror so it cannot
-        # starve; under sustained load the queue fills and mirrors are dropped instead.
-        self._idle.wait(timeout=MAX_YIELD_S)  # blocks without polling the interpreter
+    def _write_drops(self) -> None:
+        # One writer at a time: a flush returns only after drops taken by the collector
+        # are on disk.
+        with self._write_lock:
+            with self._lock:
+                drops, self._drops = self._drops, []
+            by_log: dict[int, tuple[JsonlLog, list[dict[str, JsonValue]]]] = {}
+            for log, rec in drops:
+                by_log.setdefault(id(log), (log, []))[1].append(rec)
+            for log, recs in by_log.values():
+                log.append(recs)
 
     def _write(self, pending: list[tuple[JsonlLog, dict[str, JsonValue]]]) -> None:
         by_log: dict[int, tuple[JsonlLog, list[dict[str, JsonValue]]]] = {}
@@ -194,45 +326,18 @@ class ShadowMirror:
         pending.clear()
         self._write_drops()
 
-    def _run(self) -> None:
-        turn = 0
-        pending: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
-        while True:
-            job = self._queue.get()
-            try:
-                if job is None:
-                    self._write(pending)
-                    return
-                self._yield_to_primary()
-                turn += 1
-                if turn % 2:  # alternate the order: a warm cache favours neither side
-                    champion_s = self._champion(job)
-                label, shadow_s = self._shadow(job)
-                if not turn % 2:
-                    champion_s = self._champion(job)
-                pair = ShadowPair(
-                    primary=job.primary,
-                    shadow=label,
-                    primary_latency_s=champion_s,
-                    shadow_latency_s=shadow_s,
-                    shadow_error=label is None,
-                )
-                pending.append((job.log, {"kind": "pair", **pair_record(pair)}))
-                if len(pending) >= 64 or self._queue.empty():  # batched appends
-                    self._write(pending)
-                if self._on_pair is not None:
-                    self._on_pair(job.capability, pair)
-            finally:
-                self._queue.task_done()
-
-    def flush(self) -> None:
-        """Wait until every queued mirror is answered and every drop is written."""
-        self._queue.join()
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every sent mirror is answered (or lost) and every drop is written."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._jobs and (deadline is None or time.monotonic() < deadline):
+                self._done.wait(timeout=0.5)
         self._write_drops()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=5)
+        self.flush(timeout=30)
+        self._stop()
+        self._target = frozenset()
         self._write_drops()
 
 
@@ -314,6 +419,7 @@ class Router:
             if head == self.table.seq and not force:
                 return self.table
             self.table = self._build(head)  # one reference swap
+            self._retarget(self.table)
             return self.table
 
     def _build(self, head: int) -> RoutingTable:
@@ -353,6 +459,14 @@ class Router:
                 canary_run=run,
             )
         return RoutingTable(seq=head, routes=routes)
+
+    def _retarget(self, table: RoutingTable) -> None:
+        """Start, restart or stop the shadow process to match the table's shadows."""
+        self.mirror.retarget(
+            (r.shadow, r.champion)
+            for r in table.routes.values()
+            if r.shadow is not None and r.shadow_log is not None
+        )
 
     def drop_canary(self, capability: str) -> None:
         """Route 100% to the champion now: swap in a table without the canary."""

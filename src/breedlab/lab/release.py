@@ -241,6 +241,8 @@ class ServedModel:
     model: Model
     labels: tuple[str, ...]
     inputs: int
+    folder: Path | None = None  # the materialised package: a shadow process loads it again
+    family: str | None = None
 
     def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
         """The label and class probabilities for one input vector.
@@ -288,6 +290,8 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
         model=load_model(folder, manifest.family),
         labels=contract.labels,
         inputs=size,
+        folder=folder,
+        family=manifest.family,
     )
 
 
