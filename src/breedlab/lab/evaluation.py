@@ -21,7 +21,7 @@ from breedlab import canonical
 from breedlab.canonical import JsonValue
 from breedlab.datasets import read_dataset
 from breedlab.digest import Digest
-from breedlab.errors import IntegrityError, LabError, NotFound, PolicyError
+from breedlab.errors import LabError, NotFound, PolicyError
 from breedlab.evaluator.runner import OUTPUTS_FILE
 from breedlab.evaluator.scoring import Resources, Scorecard, score
 from breedlab.evaluator.suite import SUITE_FILE, SuiteSpec
@@ -74,16 +74,6 @@ def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
     return SuiteSpec.from_bytes(lab.blobs.get_bytes(entry.digest))
 
 
-def _labels(lab: Lab, spec: SuiteSpec) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-    out = {}
-    for split, ref in spec.splits.items():
-        pid = Digest.parse(ref)
-        folder = lab.workspace.materialise(pid, lab.manifest(pid))
-        data = read_dataset(folder)
-        out[split] = (data.ids, data.y)
-    return out
-
-
 def evaluate_models(
     lab: Lab,
     models: Sequence[Digest],
@@ -95,11 +85,13 @@ def evaluate_models(
     """Score each model (a model may appear twice: the A/A re-runs) on the suite."""
     spec = load_suite(lab, suite_id)
     data_inputs = []
+    labels: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     for split, ref in sorted(spec.splits.items()):
         pid = Digest.parse(ref)
         folder = lab.workspace.materialise(pid, lab.manifest(pid))
         data_inputs.append(DataInput(id=ref, role=split, folder=folder))
-    labels = _labels(lab, spec)
+        data = read_dataset(folder)
+        labels[split] = (data.ids, data.y)
     jobs = []
     for model in models:
         manifest = lab.manifest(model)
@@ -236,10 +228,3 @@ def check_comparable(evaluations: Sequence[Evaluation]) -> None:
                 f"results of {other.model.short} were made under a different budget "
                 f"({other.budget} vs {first.budget}) and cannot be compared"
             )
-
-
-def read_scorecard_record(lab: Lab, digest: Digest) -> dict[str, JsonValue]:
-    record = canonical.decode(lab.blobs.get_bytes(digest))
-    if not isinstance(record, dict) or record.get("schema") != SCORECARD_SCHEMA:
-        raise IntegrityError(f"blob {digest.short} is not a scorecard")
-    return record
