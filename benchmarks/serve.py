@@ -3,8 +3,9 @@
 1. Requests per second and p50/p99 latency of the primary path, with and without a
    shadow, at the same offered load (open loop: each client thread sends on a fixed
    schedule, so a slow server cannot lower the load it is offered). The server runs in
-   its own process (uvicorn on 127.0.0.1); the load generator is a Python process with
-   httpx clients in threads. Target: shadow adds <= 5% to the primary p99.
+   its own process (uvicorn on 127.0.0.1); the load generator is a fresh, lean process per
+   phase (``benchmarks/_loadgen.py``: httpx clients in threads, no torch, collection off
+   while it measures). Target: shadow adds <= 5% to the primary p99.
 2. An injected canary fault (5% of the canary's answers fail): requests until the
    automatic abort and time to mitigate, over repeated drills, each with a new artifact
    (an aborted id is deny-listed). Targets: median <= 100 requests; mitigation <= 50 ms.
@@ -17,19 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+LOADGEN = ROOT / "benchmarks" / "_loadgen.py"
 sys.path.insert(0, str(ROOT / "tests"))  # the small real models of the tests
 
 from breedlab.families.torch_family import build_module, save_torch_model  # noqa: E402
@@ -46,47 +49,49 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _load(url: str, *, rate: float, seconds: float, threads: int = 8) -> dict[str, float]:
-    """Open-loop load: ``rate`` requests/s split over ``threads`` clients."""
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    interval = threads / rate
-    start = time.perf_counter() + 0.2
-
-    def client(k: int) -> None:
-        nonlocal errors
-        with httpx.Client(base_url=url, timeout=10) as c:
-            i = 0
-            while True:
-                due = start + (k / threads) * interval + i * interval
-                if due - start > seconds:
-                    return
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                t0 = time.perf_counter()
-                r = c.post("/v1/digits/predict", json=body(k * 100_000 + i))
-                dt = time.perf_counter() - t0
-                with lock:
-                    latencies.append(dt)
-                    errors += r.status_code != 200
-                i += 1
-
-    workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - start
+def _load(
+    url: str, bodies: Path, *, rate: float, seconds: float, threads: int = 8
+) -> dict[str, Any]:
+    """Open-loop load: ``rate`` requests/s over ``threads`` clients, from a lean process."""
+    out = subprocess.run(
+        [sys.executable, str(LOADGEN), url, str(rate), str(seconds), str(threads), str(bodies)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(out.stdout)
+    latencies = result["latencies_s"]
     q = statistics.quantiles(latencies, n=100)
     return {
+        "latencies_s": latencies,
         "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
+        "errors": result["errors"],
+        "rps": len(latencies) / result["elapsed_s"],
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
     }
+
+
+def _p99(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=100)[98]
+
+
+def _pooled_p99_ratio(
+    without: list[dict[str, Any]], with_shadow: list[dict[str, Any]], *, draws: int = 2000
+) -> tuple[float, float, float]:
+    """p99 of every with-shadow request over p99 of every request without, and a 90%
+    interval from resampling whole phase pairs (the host's noise comes in bursts that
+    span a phase, so phases, not requests, are the independent units)."""
+
+    def ratio(pairs: list[int]) -> float:
+        a = [x for i in pairs for x in with_shadow[i]["latencies_s"]]
+        b = [x for i in pairs for x in without[i]["latencies_s"]]
+        return _p99(a) / _p99(b)
+
+    n = len(without)
+    rng = random.Random(0)
+    draws_ = sorted(ratio([rng.randrange(n) for _ in range(n)]) for _ in range(draws))
+    return ratio(list(range(n))), draws_[int(0.05 * draws)], draws_[int(0.95 * draws) - 1]
 
 
 def primary_path(
@@ -111,19 +116,21 @@ def primary_path(
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.2)
-        _load(url, rate=rate, seconds=1.0)  # warm up
+        bodies = lab_path.parent / "bodies.json"
+        bodies.write_text(json.dumps([body(i) for i in range(512)]), "utf-8")
+        _load(url, bodies, rate=rate, seconds=1.0)  # warm up
         token = (lab_path / "keys" / "admin.token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
-        without: list[dict[str, float]] = []
-        with_shadow: list[dict[str, float]] = []
+        without: list[dict[str, Any]] = []
+        with_shadow: list[dict[str, Any]] = []
         # Alternate the phases (A B A B ...): the host is shared, its noise drifts.
         for _ in range(reps):
-            without.append(_load(url, rate=rate, seconds=seconds))
+            without.append(_load(url, bodies, rate=rate, seconds=seconds))
             r = httpx.post(
                 f"{url}/admin/digits/shadow/start", json={"package": good}, headers=headers
             )
             r.raise_for_status()
-            with_shadow.append(_load(url, rate=rate, seconds=seconds))
+            with_shadow.append(_load(url, bodies, rate=rate, seconds=seconds))
             report = httpx.get(f"{url}/admin/digits/shadow/report", headers=headers, timeout=60)
             shadow = report.json()
             httpx.post(f"{url}/admin/digits/shadow/stop", headers=headers).raise_for_status()
@@ -131,16 +138,23 @@ def primary_path(
         proc.terminate()
         proc.wait(timeout=10)
 
-    def med(runs: list[dict[str, float]], key: str) -> float:
+    def med(runs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
+
+    pooled, low, high = _pooled_p99_ratio(without, with_shadow)
 
     return {
         "offered_rps": rate,
         "phases": reps,
         "seconds_per_phase": seconds,
-        "without_shadow": {k: med(without, k) for k in without[0]},
-        "with_shadow": {k: med(with_shadow, k) for k in with_shadow[0]},
+        "without_shadow": {k: med(without, k) for k in without[0] if k != "latencies_s"},
+        "with_shadow": {k: med(with_shadow, k) for k in with_shadow[0] if k != "latencies_s"},
+        "p99_ratio_pooled": pooled,
+        "p99_ratio_pooled_90ci": [low, high],
         "p99_ratio_of_medians": med(with_shadow, "p99_ms") / med(without, "p99_ms"),
+        "p99_ratio_median_of_pairs": statistics.median(
+            w["p99_ms"] / o["p99_ms"] for w, o in zip(with_shadow, without, strict=True)
+        ),
         "p50_ratio_of_medians": med(with_shadow, "p50_ms") / med(without, "p50_ms"),
         "p99_ms_each_phase": {
             "without": [round(r["p99_ms"], 2) for r in without],
