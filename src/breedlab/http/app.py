@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from breedlab.clock import format_time
 from breedlab.errors import (
     Conflict,
     IntegrityError,
@@ -43,7 +45,7 @@ from breedlab.errors import (
 from breedlab.http.routing import Router
 from breedlab.lab import release as controller
 from breedlab.registry.manifest import RiskTier
-from breedlab.release.canary import CanaryPolicy
+from breedlab.release.canary import DEFAULT_STAGE_MAX_REQUESTS, CanaryPolicy, ExposureCap
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -131,11 +133,18 @@ class ShadowStart(BaseModel):
 class CanaryStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     percent: float | None = Field(default=None, gt=0.0, le=100.0)
+    max_requests: int | None = Field(
+        default=DEFAULT_STAGE_MAX_REQUESTS, ge=1, description="Canary requests per stage."
+    )
+    max_units: int | None = Field(default=None, ge=1, description="Distinct units per stage.")
 
 
 class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
     package: str = Field(min_length=4)
+    baking_s: int | None = Field(
+        default=None, ge=0, description="Seconds the old champion stays loaded (default 3600)."
+    )
 
 
 def _one_line(exc: RequestValidationError) -> str:
@@ -308,8 +317,14 @@ def create_app(
     @app.post("/admin/{capability}/canary/start", dependencies=guard)
     def canary_start(capability: str, body: CanaryStart | None = None) -> dict[str, Any]:
         router.mirror.flush()
-        percent = None if body is None else body.percent
-        ev = controller.start_canary(lab, capability, percent=percent)
+        body = body or CanaryStart()
+        ev = controller.start_canary(
+            lab,
+            capability,
+            percent=body.percent,
+            cap=ExposureCap(requests=body.max_requests, units=body.max_units),
+            stage_min=router.canary_policy.stage_min,
+        )
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, "package": ev.payload["package"]}
 
@@ -331,6 +346,9 @@ def create_app(
             "previous": None
             if route is None or route.previous is None
             else str(route.previous.package),
+            "previous_warm_until": None
+            if state.baking_until is None or route is None or route.previous is None
+            else format_time(state.baking_until),
             "shadow": None if state.shadow is None else str(state.shadow),
             "canary": None if run is None else str(run.package),
             "stage": None if run is None else run.cohort.stage,
@@ -344,7 +362,11 @@ def create_app(
 
     @app.post("/admin/{capability}/promote", dependencies=guard)
     def promote(capability: str, body: Promote) -> dict[str, Any]:
-        ev = controller.promote(lab, capability, body.package)
+        ev = lab.promote(
+            capability,
+            body.package,
+            baking=None if body.baking_s is None else timedelta(seconds=body.baking_s),
+        )
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 

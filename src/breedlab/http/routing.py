@@ -10,21 +10,33 @@ to ``breedlab.release``; ledger writes to ``breedlab.lab.release``.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import queue
+import fcntl
+import json
+import math
+import os
 import random
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
-from breedlab.errors import LabError
-from breedlab.http.shadow_process import ModelSpec, shadow_main
+from breedlab.errors import InvalidRequest, LabError
+from breedlab.http.shadow_process import (
+    JOB,
+    READY,
+    ModelSpec,
+    idle_priority,
+    job_frame,
+    results_from,
+)
 from breedlab.lab.release import (
     CanaryRun,
     JsonlLog,
@@ -40,8 +52,6 @@ from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair
 
 if TYPE_CHECKING:
-    from multiprocessing.process import BaseProcess
-
     from breedlab.lab import Lab
 
 __all__ = ["Answer", "CapabilityRoute", "Router", "RoutingTable", "ShadowMirror"]
@@ -69,6 +79,7 @@ class RoutingTable:
 
     seq: int
     routes: Mapping[str, CapabilityRoute] = field(default_factory=dict)
+    expires: float | None = None  # clock.monotonic() when a baking period ends: rebuild
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,14 +109,17 @@ class ShadowMirror:
     """A bounded queue into a shadow process: mirrored requests never hold up the primary.
 
     The challenger (and, for paired latencies, the champion) run in a separate process
-    (spawn context, :mod:`breedlab.http.shadow_process`) that loads both models from
-    their package folders, so shadow inference never competes for this process's GIL.
-    Jobs cross a bounded multiprocessing queue (``put_nowait``: when it is full the mirror
-    is dropped and counted, DESIGN §11); a collector thread here pairs the answers and
-    writes them. The two latencies are the child's thread CPU time, back to back: the
-    primary's own latency was measured under other contention, and would bias the ratio.
-    A shadow process that dies only stops mirroring: its outstanding and later mirrors
-    are counted as drops until the target changes.
+    (a fresh ``python -I -B`` running :mod:`breedlab.http.shadow_process`, idle priority)
+    that loads both models from their package folders, so shadow inference never competes for this
+    process's GIL or for a core the primary path wants. Jobs are fixed binary frames on
+    a pipe, written by the request thread itself (no feeder thread, nothing pickled); at
+    most ``maxsize`` mirrors are outstanding and the pipe is sized to hold them all, so a
+    write never waits -- a mirror beyond the bound is dropped and counted (DESIGN §11).
+    A collector thread here reads the answers in batches, pairs and writes them. The two
+    latencies are the child's thread CPU time, back to back: the primary's own latency
+    was measured under other contention, and would bias the ratio. A shadow process that
+    dies only stops mirroring: its outstanding and later mirrors are counted as drops
+    until the target changes.
     """
 
     def __init__(
@@ -114,19 +128,22 @@ class ShadowMirror:
         maxsize: int = 256,
         on_pair: Callable[[str, ShadowPair], None] | None = None,
     ) -> None:
+        if maxsize < 1:
+            raise InvalidRequest(f"the shadow queue holds at least one mirror (got {maxsize})")
         self._maxsize = maxsize
-        self._ctx = multiprocessing.get_context("spawn")
+        self._bound = maxsize
         self._drops: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
         self._lock = threading.Lock()
+        self._pipe_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._jobs: dict[int, _Mirror] = {}  # sent, not yet answered
         self._next_id = 0
         self._on_pair = on_pair
         self._target: frozenset[tuple[Digest, Digest]] = frozenset()
-        self._proc: BaseProcess | None = None
-        self._in: Any = None
-        self._out: Any = None
+        self._index: dict[Digest, int] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._jobs_fd: int | None = None
         self._collector: threading.Thread | None = None
         self._alive = False
         self._ready = threading.Event()
@@ -152,20 +169,47 @@ class ShadowMirror:
         self._target = target
         if not target:
             return
-        specs: dict[str, ModelSpec] = {}
-        for pid, m in models.items():
-            if m.folder is not None and m.family is not None:
-                specs[str(pid)] = (str(m.folder), m.family, tuple(m.labels), m.inputs)
-        jobs = self._ctx.Queue(maxsize=self._maxsize)
-        results = self._ctx.Queue()
-        proc = self._ctx.Process(
-            target=shadow_main, args=(specs, jobs, results), name="shadow", daemon=True
-        )
+        order = sorted(models)
+        specs: list[ModelSpec] = [
+            (str(m.folder or ""), m.family or "", tuple(m.labels), m.inputs)
+            for m in (models[p] for p in order)
+        ]
+        frame = JOB.size + 8 * max(m.inputs for m in models.values())
+        jobs_r, jobs_w = os.pipe()
+        results_r, results_w = os.pipe()
+        try:
+            self._bound = _size_pipe(jobs_w, self._maxsize, frame)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    "-B",
+                    "-c",
+                    "from breedlab.http.shadow_process import main; main()",
+                    json.dumps(specs),
+                    str(jobs_r),
+                    str(results_w),
+                ],
+                pass_fds=(jobs_r, results_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            )
+        except OSError:  # no shadow process: every mirror is a drop until the next target
+            os.close(jobs_w)
+            os.close(results_r)
+            return
+        finally:  # the child's ends: it holds its own copies
+            os.close(jobs_r)
+            os.close(results_w)
+        idle_priority(proc.pid)  # before the child's own imports, not after them
+        os.set_blocking(jobs_w, False)  # a write that cannot complete fails, never waits
         self._ready = threading.Event()
-        proc.start()
-        self._in, self._out, self._proc, self._alive = jobs, results, proc, True
+        with self._lock:
+            self._index = {p: i for i, p in enumerate(order)}
+            self._proc, self._jobs_fd, self._alive = proc, jobs_w, True
         self._collector = threading.Thread(
-            target=self._collect, args=(proc, results), name="shadow-collector", daemon=True
+            target=self._collect, args=(proc, results_r), name="shadow-collector", daemon=True
         )
         self._collector.start()
 
@@ -173,30 +217,33 @@ class ShadowMirror:
         """Wait until the shadow process has loaded its models (False: none, or not yet)."""
         proc = self._proc
         deadline = time.monotonic() + timeout
-        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
+        while proc is not None and proc.poll() is None and time.monotonic() < deadline:
             if self._ready.wait(timeout=0.1):
                 return True
-        return False
+        return self._ready.is_set()
+
+    def _close_jobs(self) -> None:
+        with self._pipe_lock:
+            fd, self._jobs_fd = self._jobs_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _stop(self) -> None:
-        proc, jobs, collector = self._proc, self._in, self._collector
+        proc, collector = self._proc, self._collector
         if proc is None:
             return
-        if proc.is_alive():
-            with contextlib.suppress(Exception):
-                jobs.put(None, timeout=1)
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
+        self._close_jobs()  # end of input: the child answers what it holds, then exits
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
         if collector is not None:
             collector.join(timeout=5)
         with self._lock:
             self._proc, self._collector, self._alive = None, None, False
             self._lost()
-        with contextlib.suppress(Exception):
-            jobs.cancel_join_thread()
-            jobs.close()
         self._write_drops()
 
     def _lost(self) -> None:
@@ -220,62 +267,60 @@ class ShadowMirror:
             )
         )
 
-    def _collect(self, proc: BaseProcess, results: Any) -> None:
+    def _collect(self, proc: subprocess.Popen[bytes], fd: int) -> None:
         pending: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
-        answered: list[int] = []  # popped from the unanswered only once written
-
-        def write() -> None:
-            self._write(pending)
-            with self._lock:
-                for job_id in answered:
-                    self._jobs.pop(job_id, None)
-                answered.clear()
-                if not self._jobs:
-                    self._done.notify_all()
-
-        def lost() -> None:
-            write()
+        buf = bytearray()
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except OSError:
+                    chunk = b""
+                if not chunk:  # the shadow process ended (or died)
+                    break
+                buf += chunk
+                answered = []
+                for job_id, index, shadow_s, champion_s in results_from(buf):
+                    if job_id == READY:
+                        self._ready.set()
+                        continue
+                    with self._lock:
+                        job = self._jobs.get(job_id)
+                    if job is None:
+                        continue
+                    labels = job.shadow.labels
+                    label = labels[index] if 0 <= index < len(labels) else None
+                    timed = label is not None and not math.isnan(shadow_s + champion_s)
+                    pair = ShadowPair(
+                        primary=job.primary,
+                        shadow=label,
+                        primary_latency_s=champion_s if timed else None,
+                        shadow_latency_s=shadow_s if timed else None,
+                        shadow_error=label is None,
+                    )
+                    pending.append((job.log, {"kind": "pair", **pair_record(pair)}))
+                    answered.append(job_id)
+                    if self._on_pair is not None:
+                        with contextlib.suppress(Exception):
+                            self._on_pair(job.capability, pair)
+                self._write(pending)  # one batched append per read
+                with self._lock:
+                    for job_id in answered:  # popped from the unanswered once written
+                        self._jobs.pop(job_id, None)
+                    if not self._jobs:
+                        self._done.notify_all()
+        finally:
+            os.close(fd)
             with self._lock:
                 if self._proc is proc:
                     self._alive = False
                     self._lost()
+            self._close_jobs_of(proc)
             self._write_drops()
 
-        while True:
-            try:
-                item = results.get(timeout=0.1)
-            except queue.Empty:
-                if pending:
-                    write()
-                if not proc.is_alive():
-                    lost()
-                    return
-                continue
-            except (EOFError, OSError, ValueError):
-                lost()
-                return
-            if len(item) == 1:  # ("ready",): the shadow process has loaded its models
-                self._ready.set()
-                continue
-            job_id, label, shadow_s, champion_s = item
-            with self._lock:
-                job = self._jobs.get(job_id)
-            if job is None:
-                continue
-            pair = ShadowPair(
-                primary=job.primary,
-                shadow=label,
-                primary_latency_s=job.primary_latency_s if champion_s is None else champion_s,
-                shadow_latency_s=shadow_s,
-                shadow_error=label is None,
-            )
-            pending.append((job.log, {"kind": "pair", **pair_record(pair)}))
-            answered.append(job_id)
-            if self._on_pair is not None:
-                with contextlib.suppress(Exception):
-                    self._on_pair(job.capability, pair)
-            if len(pending) >= 64 or results.empty():  # batched appends
-                write()
+    def _close_jobs_of(self, proc: subprocess.Popen[bytes]) -> None:
+        if self._proc is proc:
+            self._close_jobs()
 
     # -- the primary path -----------------------------------------------------------------
 
@@ -283,18 +328,24 @@ class ShadowMirror:
         """Queue a mirror without waiting; False (and counted) when it cannot be sent."""
         with self._lock:
             self.mirrored += 1
-            if not self._alive or (job.shadow.package, job.champion.package) not in self._target:
+            target = (job.shadow.package, job.champion.package)
+            if not self._alive or target not in self._target or len(self._jobs) >= self._bound:
                 self._drop(job)
                 return False
             job_id = self._next_id
             self._next_id += 1
             self._jobs[job_id] = job
+            shadow, champion = self._index[target[0]], self._index[target[1]]
         try:
-            self._in.put_nowait(
-                (job_id, str(job.shadow.package), str(job.champion.package), list(job.inputs))
-            )
+            frame = job_frame(job_id, shadow, champion, job.inputs)
+            with self._pipe_lock:
+                if self._jobs_fd is None:
+                    raise BrokenPipeError("the shadow process is stopping")
+                written = os.write(self._jobs_fd, frame)
+            if written != len(frame):  # never by the bound; a torn frame ends the stream
+                self._close_jobs()
             return True
-        except (queue.Full, ValueError, OSError, AssertionError):
+        except (struct.error, OSError, TypeError, ValueError):
             with self._lock:
                 if self._jobs.pop(job_id, None) is not None:
                     self._drop(job)
@@ -341,6 +392,21 @@ class ShadowMirror:
         self._write_drops()
 
 
+def _size_pipe(fd: int, maxsize: int, frame: int) -> int:
+    """Grow the pipe to hold ``maxsize`` frames; how many it holds (at least one).
+
+    Outstanding mirrors never exceed this many, so the pipe never fills and a write
+    never waits.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, maxsize * frame)
+    try:
+        capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except (AttributeError, OSError):
+        capacity = 4096  # POSIX guarantees PIPE_BUF (512); Linux gives at least a page
+    return max(1, min(maxsize, capacity // frame))
+
+
 def _head_reader(lab: Lab) -> Callable[[], int]:
     """The ledger head seq, cheaply: a read-only SQLite connection per thread."""
     url = lab.config.ledger_sqlalchemy_url
@@ -368,9 +434,10 @@ def _head_reader(lab: Lab) -> Callable[[], int]:
 class Router:
     """Keeps the routing table in step with the ledger and answers requests.
 
-    Each request compares the ledger head with the table's; when it moved, the table is
-    rebuilt (models verified and loaded outside the swap, cached by package id so the
-    previous champion stays warm) and swapped in as one reference.
+    Each request compares the ledger head with the table's; when it moved (or a baking
+    period ended), the table is rebuilt (models verified and loaded outside the swap,
+    cached by package id, so the previous champion stays warm while it bakes and is
+    released after) and swapped in as one reference.
     """
 
     def __init__(
@@ -412,18 +479,23 @@ class Router:
         """The current table, rebuilt first if the ledger head moved (or ``force``)."""
         head = self._head()
         table = self.table
-        if head == table.seq and not force:
+        if head == table.seq and not force and not self._expired(table):
             return table
         with self._rebuild_lock:
             head = self._head()
-            if head == self.table.seq and not force:
+            if head == self.table.seq and not force and not self._expired(self.table):
                 return self.table
             self.table = self._build(head)  # one reference swap
             self._retarget(self.table)
             return self.table
 
+    def _expired(self, table: RoutingTable) -> bool:
+        return table.expires is not None and self.lab.clock.monotonic() >= table.expires
+
     def _build(self, head: int) -> RoutingTable:
         routes: dict[str, CapabilityRoute] = {}
+        now, mono = self.lab.clock.now(), self.lab.clock.monotonic()
+        expires: float | None = None
         for info in self.lab.capabilities():
             cap = info.manifest.capability
             champion = self._model(self.lab.alias(cap, "champion"))
@@ -442,13 +514,19 @@ class Router:
                         srm_min_units=self.srm_min_units,
                     )
                     self._runs[state.canary_seq] = run
-                if run.finished is not None:
+                if run.finished is not None or run.capped:
                     run = None
+            previous = None
+            if state.baking(now) and state.baking_until is not None:
+                # The old champion stays warm (loaded) until its baking period ends.
+                previous = self._model(self.lab.alias(cap, "previous"))
+                left = mono + (state.baking_until - now).total_seconds()
+                expires = left if expires is None else min(expires, left)
             routes[cap] = CapabilityRoute(
                 capability=cap,
                 risk_tier=contract.risk_tier,
                 champion=champion,
-                previous=self._model(self.lab.alias(cap, "previous")),
+                previous=previous,
                 shadow=self._model(state.shadow),
                 shadow_seq=state.shadow_seq,
                 shadow_log=None
@@ -458,7 +536,16 @@ class Router:
                 canary=self._model(state.canary) if run is not None else None,
                 canary_run=run,
             )
-        return RoutingTable(seq=head, routes=routes)
+        # Keep loaded only what this table serves: a baked previous champion, a stopped
+        # shadow or an ended canary is released here (requests in flight keep theirs).
+        served = {
+            m.package
+            for r in routes.values()
+            for m in (r.champion, r.previous, r.shadow, r.canary)
+            if m is not None
+        }
+        self._models = {p: m for p, m in self._models.items() if p in served}
+        return RoutingTable(seq=head, routes=routes, expires=expires)
 
     def _retarget(self, table: RoutingTable) -> None:
         """Start, restart or stop the shadow process to match the table's shadows."""
@@ -501,7 +588,9 @@ class Router:
         """Answer one request; feed the canary's monitors and the shadow mirror."""
         run = route.canary_run
         if run is not None and route.canary is not None and low_risk and run.contains(unit):
-            return self._canary(route, run, route.canary, unit, inputs, truth)
+            if run.admit(unit):
+                return self._canary(route, run, route.canary, unit, inputs, truth)
+            self._stop_at_cap(route, run)  # the stage's exposure cap: the champion answers
         if run is not None and run.saw_champion(unit) is Verdict.ABORT:
             self._abort(route, run, inputs)  # the no-data rule: no canary traffic for too long
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -594,6 +683,11 @@ class Router:
             package=canary.package,
             latency_s=c_cpu,
         )
+
+    def _stop_at_cap(self, route: CapabilityRoute, run: CanaryRun) -> None:
+        event = run.stop_at_cap(switch=lambda: self.drop_canary(route.capability))
+        if event is not None:
+            self.events.append({"kind": event.kind, "seq": event.seq})
 
     def _abort(self, route: CapabilityRoute, run: CanaryRun, inputs: list[float]) -> None:
         """seed, stage 3: canary abort is automatic -- switch, verify, record."""

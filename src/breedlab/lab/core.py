@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -1134,11 +1135,15 @@ class Lab:
 
         return canary_status(self, capability)
 
-    def promote(self, capability: str, ref: str) -> Event:
-        """Move ``champion`` to a package that passed shadow and canary (approvals by tier)."""
-        from breedlab.lab.release import promote
+    def promote(self, capability: str, ref: str, *, baking: timedelta | None = None) -> Event:
+        """Move ``champion`` to a package that passed shadow and canary (approvals by tier).
 
-        return promote(self, capability, ref)
+        ``baking``: how long servers keep the old champion loaded (default one hour).
+        """
+        from breedlab.lab.release import PromotionPolicy, promote
+
+        policy = PromotionPolicy() if baking is None else PromotionPolicy(baking=baking)
+        return promote(self, capability, ref, policy=policy)
 
     def rollback(self, capability: str) -> Event:
         """Return ``champion`` to ``previous``; records the measured recovery time."""

@@ -33,7 +33,13 @@ from breedlab.errors import IntegrityError, InvalidRequest, LabError, NotFound, 
 from breedlab.lab.verification import check_envelope, trusted_keys
 from breedlab.ledger import Event
 from breedlab.registry.manifest import RiskTier
-from breedlab.release.canary import CanaryObservation, CanaryPolicy, CanaryStage, ramp_from
+from breedlab.release.canary import (
+    CanaryObservation,
+    CanaryPolicy,
+    CanaryStage,
+    ExposureCap,
+    ramp_from,
+)
 from breedlab.release.cohorts import DEFAULT_RAMP, Cohort, Ramp, SrmVerdict, new_salt
 from breedlab.release.cohorts import sample_ratio_check as _srm
 from breedlab.release.gates import ShadowGate
@@ -55,6 +61,7 @@ if TYPE_CHECKING:
     from breedlab.lab.core import Lab
 
 __all__ = [
+    "DEFAULT_BAKING",
     "CanaryRun",
     "Criterion",
     "JsonlLog",
@@ -112,6 +119,7 @@ class ReleaseState:
     salt: str | None = None
     ramp: tuple[float, ...] = DEFAULT_RAMP
     stage: int = 0
+    exposure_cap: ExposureCap = field(default_factory=ExposureCap)
     canary_passed: bool = False
     passed: frozenset[Digest] = frozenset()  # packages whose canary passed (all stages)
     shadowed: frozenset[Digest] = frozenset()  # packages that went through shadow
@@ -119,6 +127,11 @@ class ReleaseState:
     changes: tuple[ChampionChange, ...] = ()
     promotions: tuple[Event, ...] = ()
     last_change: ChangeKind | None = None
+    baking_until: datetime | None = None  # the previous champion stays warm until then
+
+    def baking(self, now: datetime) -> bool:
+        """Whether the last promotion's baking period still runs at ``now``."""
+        return self.baking_until is not None and now < self.baking_until
 
     @property
     def cohort(self) -> Cohort | None:
@@ -157,6 +170,7 @@ def release_state(lab: Lab, capability: str) -> ReleaseState:
                 salt=str(p["salt"]),
                 ramp=tuple(float(str(w)) for w in p["ramp"]),
                 stage=0,
+                exposure_cap=ExposureCap.from_record(p.get("exposure_cap")),
                 canary_passed=False,
             )
         elif ev.kind == "release.canary_stage" and s.get("canary_seq") == p.get("canary"):
@@ -173,6 +187,10 @@ def release_state(lab: Lab, capability: str) -> ReleaseState:
             changes.append(ChampionChange(at=_at(ev), champion=pkg, kind=ChangeKind.PROMOTION))
             promotions.append(ev)
             s["last_change"] = ChangeKind.PROMOTION
+            baking_s = p.get("baking_s")  # absent before baking was recorded: the default
+            s["baking_until"] = _at(ev) + (
+                DEFAULT_BAKING if baking_s is None else timedelta(seconds=int(str(baking_s)))
+            )
             if s.get("canary") == pkg:
                 s.update(canary=None, canary_seq=None, salt=None, stage=0, canary_passed=False)
             if s.get("shadow") == pkg:
@@ -180,6 +198,7 @@ def release_state(lab: Lab, capability: str) -> ReleaseState:
         elif ev.kind == "release.rolled_back" and pkg is not None:
             changes.append(ChampionChange(at=_at(ev), champion=pkg, kind=ChangeKind.ROLLBACK))
             s["last_change"] = ChangeKind.ROLLBACK
+            s["baking_until"] = None  # the previous champion serves again: nothing to bake
     return ReleaseState(
         **s,
         passed=frozenset(passed),
@@ -376,7 +395,9 @@ def pair_record(pair: ShadowPair) -> dict[str, JsonValue]:
     return {
         "primary": pair.primary,
         "shadow": pair.shadow,
-        "primary_latency_s": repr(pair.primary_latency_s),
+        "primary_latency_s": None
+        if pair.primary_latency_s is None
+        else repr(pair.primary_latency_s),
         "shadow_latency_s": None if pair.shadow_latency_s is None else repr(pair.shadow_latency_s),
         "primary_error": pair.primary_error,
         "shadow_error": pair.shadow_error,
@@ -389,7 +410,9 @@ def _pair(rec: Mapping[str, Any]) -> ShadowPair:
         return ShadowPair(
             primary=rec["primary"],
             shadow=rec["shadow"],
-            primary_latency_s=float(rec["primary_latency_s"]),
+            primary_latency_s=None
+            if rec["primary_latency_s"] is None
+            else float(rec["primary_latency_s"]),
             shadow_latency_s=None
             if rec["shadow_latency_s"] is None
             else float(rec["shadow_latency_s"]),
@@ -501,16 +524,23 @@ def start_canary(
     percent: float | None = None,
     gate: ShadowGate | None = None,
     salt_bytes: bytes | None = None,
+    cap: ExposureCap | None = None,
+    stage_min: int | None = None,
 ) -> Event:
     """Start a canary of the shadow package after the shadow gate passes.
 
     ``percent`` is the first stage's weight in percent; the later stages are the default
     ramp's stages above it. A fresh salt per release (``os.urandom`` unless injected).
+    ``cap`` bounds each stage's exposure (default: 1000 canary requests, any number of
+    units); ``stage_min`` is the requests the serving policy needs to pass a stage (the
+    default policy's unless given), which the cap must allow.
 
     Raises:
         NotFound: no shadow run. PolicyError: the gate fails, the package is on the
-            deny-list, or a canary runs already.
+            deny-list, or a canary runs already. InvalidRequest: a cap no stage could pass.
     """
+    cap = cap or ExposureCap()
+    cap.check_passable(CanaryPolicy().stage_min if stage_min is None else stage_min)
     state = release_state(lab, capability)
     if state.canary is not None and not state.canary_passed:
         raise PolicyError(f"a canary of {state.canary.short} runs already for {capability}")
@@ -538,6 +568,7 @@ def start_canary(
             "package": str(pid),
             "salt": salt,
             "ramp": [repr(w) for w in ramp.stages],
+            "exposure_cap": cap.to_record(),
             "shadow": report.to_record(),
         },
     )
@@ -578,6 +609,8 @@ class CanaryRun:
         self.package = state.canary
         self.seq = state.canary_seq
         self.cohort = Cohort(salt=state.salt, ramp=Ramp(stages=state.ramp), stage=state.stage)
+        self.cap = state.exposure_cap
+        self.capped = False  # the stage reached its exposure cap without passing
         self.policy = policy or CanaryPolicy()
         self.srm_min_units = srm_min_units
         self.log = canary_log(lab, self.capability, self.seq)
@@ -591,10 +624,24 @@ class CanaryRun:
         self.onset_requests = 0
         self.canary_units: set[str] = set()
         self.champion_units: set[str] = set()
-        self.stage_units: set[str] = set()
+        self.stage_units: set[str] = set()  # units this stage admitted to the canary
+        self.admitted = 0  # canary requests this stage admitted (observed or in flight)
 
     def contains(self, unit: str) -> bool:
         return self.cohort.contains(unit)
+
+    def admit(self, unit: str) -> bool:
+        """Reserve one canary request for a cohort ``unit``; False once the stage's
+        exposure cap is reached (or the run ended). Exact under concurrency: requests
+        are counted when admitted, not when observed."""
+        with self._lock:
+            if self.finished is not None or self.capped:
+                return False
+            if not self.cap.admits(requests=self.admitted, units=self.stage_units, unit=unit):
+                return False
+            self.admitted += 1
+            self.stage_units.add(unit)
+            return True
 
     def saw_champion(self, unit: str) -> Verdict:
         """Count a champion-cohort unit; the no-data rule is checked on every request."""
@@ -602,6 +649,8 @@ class CanaryRun:
             self.champion_units.add(unit)
             if self.finished is not None:
                 return self.finished
+            if self.capped:
+                return Verdict.CONTINUE
             self.stage = self.stage.tick(at=self.lab.clock.monotonic())
             return self.stage.verdict
 
@@ -654,6 +703,43 @@ class CanaryRun:
             self._new_stage()
             payload["stage"] = self.cohort.stage
             return _append(self.lab, "release.canary_stage", self.capability, payload)
+
+    def stop_at_cap(self, *, switch: Callable[[], None]) -> Event | None:
+        """The stage reached its exposure cap without passing: stop the canary as
+        *inconclusive* (100% to the champion via ``switch``; the id is not retired, as
+        nothing showed harm). Idempotent: later callers get ``None``."""
+        with self._lock:
+            if self.finished is not None or self.capped:
+                return None
+            self.capped = True
+            statuses = {n: s.to_record() for n, s in self.stage.statuses().items()}
+            exposure: dict[str, JsonValue] = {
+                "requests": self.admitted,
+                "units": len(self.stage_units),
+            }
+        switch()
+        limit = self.cap.to_record()
+        return _append(
+            self.lab,
+            "release.canary_stopped",
+            self.capability,
+            {
+                "package": str(self.package),
+                "canary": self.seq,
+                "stage": self.cohort.stage,
+                "weight": repr(self.cohort.weight),
+                "reason": (
+                    f"exposure cap reached at stage {self.cohort.stage}: "
+                    f"{exposure['requests']} canary request(s) from {exposure['units']} "
+                    f"unit(s) (cap: {limit['requests']} requests, {limit['units']} units) "
+                    "without a decision; restart with a larger cap or leave the champion"
+                ),
+                "inconclusive": True,
+                "exposure": exposure,
+                "exposure_cap": limit,
+                "guardrails": statuses,
+            },
+        )
 
     def abort(
         self, *, t_detect: datetime, switch: Callable[[], None], verify: Callable[[], None]
@@ -746,8 +832,14 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         "requests": replayed.requests,
         "guardrails": {n: s.to_record() for n, s in replayed.statuses().items()},
     }
+    out["exposure_cap"] = ExposureCap.from_record(last.payload.get("exposure_cap")).to_record()
     if ended and ended[-1].kind == "release.canary_aborted":
         out["abort"] = dict(ended[-1].payload)
+    elif ended:
+        out["stop"] = {
+            "reason": ended[-1].payload.get("reason"),
+            "inconclusive": bool(ended[-1].payload.get("inconclusive", False)),
+        }
     return out
 
 
@@ -762,13 +854,25 @@ def _flip_rule() -> FlipFlopRule:
     return FlipFlopRule(max_changes=3, window=timedelta(hours=24))
 
 
+#: How long a server keeps the old champion loaded after a promotion (notes §5.4: the
+#: previous champion stays warm for a baking period; SageMaker's blue fleet, Argo's
+#: scaleDownDelaySeconds). Rollback works after it too, with a cold load.
+DEFAULT_BAKING = timedelta(hours=1)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromotionPolicy:
-    """DESIGN §10 oscillation controls applied at promotion. ``min_requests`` of the dwell
-    is not enforced here: the lab does not count served requests across processes."""
+    """DESIGN §10 oscillation controls applied at promotion, and the baking period the
+    promotion records. ``min_requests`` of the dwell is not enforced here: the lab does
+    not count served requests across processes."""
 
     dwell: MinimumDwell = field(default_factory=_dwell)
     flip_flop: FlipFlopRule = field(default_factory=_flip_rule)
+    baking: timedelta = DEFAULT_BAKING
+
+    def __post_init__(self) -> None:
+        if self.baking < timedelta(0):
+            raise InvalidRequest(f"a baking period is not negative (got {self.baking})")
 
 
 def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
@@ -882,6 +986,7 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
                 "previous": str(old),
                 "risk_tier": tier.value,
                 "approvals": approvals,
+                "baking_s": math.ceil(policy.baking.total_seconds()),
             },
             actor=_ACTOR,
         )

@@ -11,7 +11,8 @@ I/O, no clock and no model code. Times and randomness come in as arguments. The 
                    matrix, latency ratios (seeded bootstrap), error rates, drops
     recovery       the moments of an abort or rollback and the recovery figures
     oscillation    DESIGN §10 controls: dead band, minimum dwell, deny-list, flip-flop freeze
-    canary         one ramp stage's four monitors over paired canary/champion observations
+    canary         one ramp stage's four monitors over paired canary/champion observations,
+                   and its exposure cap
     gates          the shadow gate to canary
 
 The shells around them are the only parts of the release controller allowed I/O: the
@@ -21,7 +22,13 @@ controller that reads the ledger and the logs and writes alias moves and events
 
 from __future__ import annotations
 
-from breedlab.release.canary import CanaryObservation, CanaryPolicy, CanaryStage, ramp_from
+from breedlab.release.canary import (
+    CanaryObservation,
+    CanaryPolicy,
+    CanaryStage,
+    ExposureCap,
+    ramp_from,
+)
 from breedlab.release.cohorts import (
     DEFAULT_RAMP,
     SALT_BYTES,
@@ -90,6 +97,7 @@ __all__ = [
     "DeadBand",
     "DenyList",
     "DwellStatus",
+    "ExposureCap",
     "Flip",
     "FlipFlopRule",
     "FlipFlopStatus",

@@ -43,7 +43,11 @@ from breedlab.release.sequential import (
     Verdict,
 )
 
-__all__ = ["CanaryObservation", "CanaryPolicy", "CanaryStage", "ramp_from"]
+__all__ = ["CanaryObservation", "CanaryPolicy", "CanaryStage", "ExposureCap", "ramp_from"]
+
+#: Canary requests one ramp stage may serve unless told otherwise (notes §5.2: cap the
+#: absolute exposure per stage). Ten times the requests a stage needs to pass.
+DEFAULT_STAGE_MAX_REQUESTS = 1000
 
 
 def ramp_from(percent: float | None) -> Ramp:
@@ -58,6 +62,59 @@ def ramp_from(percent: float | None) -> Ramp:
         raise InvalidRequest(f"--percent is in (0, 100] (got {percent})")
     first = percent / 100.0
     return Ramp(stages=(first, *(w for w in DEFAULT_RAMP if w > first)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExposureCap:
+    """The most one ramp stage may expose: canary requests and distinct units (``None``:
+    no bound). A stage that reaches its cap without passing ends *inconclusive*: the
+    canary stops and the champion takes everything, rather than the stage growing."""
+
+    requests: int | None = DEFAULT_STAGE_MAX_REQUESTS
+    units: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("requests", self.requests), ("units", self.units)):
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            ):
+                raise InvalidRequest(f"an exposure cap on {name} is a positive integer ({value!r})")
+
+    def check_passable(self, stage_min: int) -> None:
+        """Refuse a cap below the requests a stage needs to pass: no stage could pass.
+
+        Raises:
+            InvalidRequest: naming both numbers.
+        """
+        if self.requests is not None and self.requests < stage_min:
+            raise InvalidRequest(
+                f"a stage needs {stage_min} canary requests to pass; an exposure cap of "
+                f"{self.requests} requests would stop every stage before it could"
+            )
+
+    def admits(self, *, requests: int, units: frozenset[str] | set[str], unit: str) -> bool:
+        """Whether one more request from ``unit`` stays within the cap, given the stage
+        has served ``requests`` canary requests to ``units`` so far."""
+        if self.requests is not None and requests >= self.requests:
+            return False
+        return self.units is None or unit in units or len(units) < self.units
+
+    def to_record(self) -> dict[str, JsonValue]:
+        return {"requests": self.requests, "units": self.units}
+
+    @classmethod
+    def from_record(cls, record: object) -> ExposureCap:
+        """The cap recorded with a canary; none recorded (older ledgers): no bound."""
+        if record is None:
+            return cls(requests=None, units=None)
+        if not isinstance(record, dict):
+            raise InvalidRequest(f"malformed exposure cap {record!r}")
+
+        def value(key: str) -> int | None:
+            v = record.get(key)
+            return None if v is None else int(str(v))
+
+        return cls(requests=value("requests"), units=value("units"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

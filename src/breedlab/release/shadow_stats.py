@@ -110,12 +110,13 @@ class ShadowPair:
 
     Outputs are normalised labels (``norm(y)`` in notes §5.1); ``None`` when that side
     errored, or, for the shadow, when the mirror was dropped. Latencies are seconds,
-    positive; ``None`` for a dropped shadow.
+    positive; ``None`` for a dropped shadow, and both ``None`` for an untimed pair (a
+    shadow may time only a sample of the requests it answers).
     """
 
     primary: str | None
     shadow: str | None
-    primary_latency_s: float
+    primary_latency_s: float | None
     shadow_latency_s: float | None
     primary_error: bool = False
     shadow_error: bool = False
@@ -130,8 +131,8 @@ class ShadowPair:
         else:
             if self.shadow_error != (self.shadow is None):
                 raise InvalidRequest("a shadow output is None exactly when the shadow errored")
-            if self.shadow_latency_s is None:
-                raise InvalidRequest("a shadow that ran has a latency")
+            if (self.shadow_latency_s is None) != (self.primary_latency_s is None):
+                raise InvalidRequest("a timed pair has both latencies, an untimed one neither")
         for latency in (self.primary_latency_s, self.shadow_latency_s):
             if latency is not None and not (math.isfinite(latency) and latency > 0):
                 raise InvalidRequest(f"latencies are positive seconds (got {latency})")
@@ -140,6 +141,11 @@ class ShadowPair:
     def answered(self) -> bool:
         """Both sides produced an output: the pair counts for agreement and latency."""
         return self.primary is not None and self.shadow is not None
+
+    @property
+    def timed(self) -> bool:
+        """Both sides were timed: the pair counts for the latency ratios."""
+        return self.primary_latency_s is not None and self.shadow_latency_s is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, order=True)
@@ -190,7 +196,8 @@ class FlipMatrix:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LatencyRatio:
-    """``Q_q(shadow) / Q_q(primary)`` over answered pairs, with a paired bootstrap interval.
+    """``Q_q(shadow) / Q_q(primary)`` over the ``pairs`` timed pairs, with a paired
+    bootstrap interval.
 
     Above 1 the challenger is slower. The interval is the percentile interval of
     ``resamples`` paired resamples drawn with ``numpy.random.default_rng(seed)``.
@@ -201,6 +208,7 @@ class LatencyRatio:
     low: float
     high: float
     confidence: float
+    pairs: int
 
     def to_record(self) -> dict[str, JsonValue]:
         """Canonical-JSON-ready values (floats as decimal strings)."""
@@ -210,6 +218,7 @@ class LatencyRatio:
             "low": float_text(self.low),
             "high": float_text(self.high),
             "confidence": float_text(self.confidence),
+            "pairs": self.pairs,
         }
 
 
@@ -280,6 +289,7 @@ def _latency_ratios(
             low=float(bounds[0, j]),
             high=float(bounds[1, j]),
             confidence=confidence,
+            pairs=n,
         )
         for j, q in enumerate(qs)
     )
@@ -312,9 +322,10 @@ def summarise_shadow(
     ]
     agree = sum(1 for a, b in labels if a == b)
     latency_p50 = latency_p95 = None
-    if answered:
-        primary = np.array([p.primary_latency_s for p in answered], dtype=np.float64)
-        shadow = np.array([p.shadow_latency_s for p in answered], dtype=np.float64)
+    timed = [p for p in answered if p.timed]
+    if timed:
+        primary = np.array([p.primary_latency_s for p in timed], dtype=np.float64)
+        shadow = np.array([p.shadow_latency_s for p in timed], dtype=np.float64)
         latency_p50, latency_p95 = _latency_ratios(
             primary, shadow, confidence=confidence, resamples=resamples, seed=seed
         )

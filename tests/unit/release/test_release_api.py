@@ -56,6 +56,7 @@ def test_the_public_surface_is_pinned() -> None:
             "DeadBand",
             "DenyList",
             "DwellStatus",
+            "ExposureCap",
             "Flip",
             "FlipFlopRule",
             "FlipFlopStatus",

@@ -1,0 +1,304 @@
+"""Bounds of a release that the serving router enforces: a canary stage's exposure cap
+(notes §5.2), the previous champion's baking period (notes §5.4), and the shadow
+process's own promises (idle priority, sampled timing, no pickles, no re-import of the
+server's ``__main__``)."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from breedlab.errors import InvalidRequest
+from breedlab.http import routing, shadow_process
+from breedlab.http.routing import Router
+from breedlab.lab import Lab
+from breedlab.lab import release as controller
+from breedlab.release import CanaryPolicy, ExposureCap, MinimumDwell
+from release_lab import body, release_lab
+
+NO_DWELL = MinimumDwell(min_time=timedelta(0), min_requests=0)
+
+
+@pytest.fixture
+def lab_ids(tmp_path: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
+    lab, ids = release_lab(tmp_path)
+    for name in ("good", "good2"):
+        lab.approve(ids[name], purpose="release", key="pat")
+    yield lab, ids
+    lab.close()
+
+
+def _shadow(lab: Lab, router: Router, pkg: str, n: int = 60) -> None:
+    controller.start_shadow(lab, "digits", pkg)
+    route = router.refresh().routes["digits"]
+    assert router.mirror.wait_ready()
+    for i in range(n):
+        router.predict(route, unit=f"s{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
+    router.mirror.flush()
+
+
+def _ask(router: Router, unit: str, i: int) -> str:
+    route = router.refresh().routes["digits"]
+    b = body(i)
+    answer = router.predict(
+        route,
+        unit=unit,
+        inputs=b["inputs"],  # type: ignore[arg-type]
+        truth=str(b["label"]),
+        low_risk=True,
+    )
+    return answer.role
+
+
+@contextlib.contextmanager
+def _canary(lab: Lab, pkg: str, cap: ExposureCap) -> Iterator[Router]:
+    """A router serving a 100% canary of ``pkg`` (stages need 20 requests) under ``cap``."""
+    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    try:
+        _shadow(lab, router, pkg)
+        controller.start_canary(lab, "digits", percent=100, cap=cap, stage_min=20)
+        yield router
+    finally:
+        router.close()
+
+
+# -- exposure caps --------------------------------------------------------------------------
+
+
+def test_an_exposure_cap_rejects_nonsense_and_a_cap_no_stage_could_pass() -> None:
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InvalidRequest, match="positive integer"):
+            ExposureCap(requests=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="needs 100 canary requests"):
+        ExposureCap(requests=99).check_passable(100)
+    ExposureCap(requests=100).check_passable(100)
+    assert ExposureCap.from_record(None) == ExposureCap(requests=None, units=None)
+    cap = ExposureCap(requests=7, units=3)
+    assert ExposureCap.from_record(cap.to_record()) == cap
+
+
+def test_a_units_cap_still_admits_the_units_already_in() -> None:
+    cap = ExposureCap(requests=None, units=2)
+    assert cap.admits(requests=50, units={"a", "b"}, unit="a")
+    assert not cap.admits(requests=50, units={"a", "b"}, unit="c")
+    assert cap.admits(requests=0, units={"a"}, unit="c")
+    assert not ExposureCap(requests=5).admits(requests=5, units=set(), unit="x")
+
+
+def test_start_canary_refuses_a_cap_below_the_stage_minimum(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    router = Router(lab)
+    try:
+        _shadow(lab, router, ids["good"])
+        with pytest.raises(InvalidRequest, match="would stop every stage"):
+            controller.start_canary(lab, "digits", cap=ExposureCap(requests=10), stage_min=20)
+        assert controller.release_state(lab, "digits").canary is None  # nothing recorded
+    finally:
+        router.close()
+
+
+def test_a_stage_that_reaches_its_request_cap_undecided_stops_inconclusive_exactly_at_the_cap(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    # 30 requests cannot pass a stage: the error SPRT needs ~76 clean answers to accept.
+    with _canary(lab, ids["good"], ExposureCap(requests=30)) as router:
+        roles: list[str] = []
+        lock = threading.Lock()
+
+        def client(k: int) -> None:  # concurrent requests: the cap must still be exact
+            for i in range(40):
+                role = _ask(router, f"t{k}-{i}", k * 100 + i)
+                with lock:
+                    roles.append(role)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert roles.count("canary") == 30
+        [stopped] = lab.events(kinds=("release.canary_stopped",))
+        assert stopped.payload["inconclusive"] is True
+        assert stopped.payload["exposure"] == {"requests": 30, "units": 30}
+        assert "exposure cap reached at stage 0" in str(stopped.payload["reason"])
+        assert not lab.events(kinds=("release.canary_aborted",))
+        state = controller.release_state(lab, "digits")
+        assert state.canary is None
+        assert lab.resolve(ids["good"]) not in state.deny  # no harm shown: not retired
+        after = [_ask(router, f"after-{i}", i) for i in range(20)]
+        assert after == ["champion"] * 20
+        status = controller.canary_status(lab, "digits")
+        assert status["status"] == "stopped"
+        assert status["stop"] == {"reason": stopped.payload["reason"], "inconclusive": True}
+        assert status["exposure_cap"] == {"requests": 30, "units": None}
+
+
+def test_a_units_cap_bounds_the_distinct_units_a_stage_exposes(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    with _canary(lab, ids["good"], ExposureCap(requests=None, units=4)) as router:
+        served: dict[str, list[str]] = {}
+        for i in range(12):  # four units come back three times each
+            unit = f"u{i % 4}"
+            served.setdefault(unit, []).append(_ask(router, unit, i))
+        assert all(roles == ["canary"] * 3 for roles in served.values())
+        assert _ask(router, "a-fifth-unit", 99) == "champion"
+        [stopped] = lab.events(kinds=("release.canary_stopped",))
+        assert stopped.payload["exposure"] == {"requests": 12, "units": 4}
+        assert _ask(router, "u0", 0) == "champion"  # the canary has stopped for everyone
+
+
+# -- baking -----------------------------------------------------------------------------
+
+
+def _promote(lab: Lab, router: Router, pkg: str, baking: timedelta) -> None:
+    _shadow(lab, router, pkg)
+    controller.start_canary(lab, "digits", percent=100, stage_min=20)
+    for i in range(400):
+        _ask(router, f"p-{pkg[:8]}-{i}", i)
+        if controller.release_state(lab, "digits").canary_passed:
+            break
+    assert controller.release_state(lab, "digits").canary_passed
+    policy = controller.PromotionPolicy(dwell=NO_DWELL, baking=baking)
+    ev = controller.promote(lab, "digits", pkg, policy=policy)
+    assert ev.payload["baking_s"] == int(baking.total_seconds())
+
+
+def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    old = lab.resolve(ids["champion"])
+    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    try:
+        _promote(lab, router, ids["good"], timedelta(seconds=3))
+        route = router.refresh().routes["digits"]
+        assert route.previous is not None and route.previous.package == old
+        assert old in router._models  # loaded: a rollback needs no load
+        assert router.table.expires is not None
+        time.sleep(3.2)
+        route = router.refresh().routes["digits"]  # the ledger did not move; time did
+        assert route.previous is None
+        assert old not in router._models  # released
+        assert route.champion.package == lab.resolve(ids["good"])
+        # Rollback still works after baking: a cold load, measured like any other.
+        ev = controller.rollback(lab, "digits", switch=lambda: router.refresh(force=True))
+        assert ev.payload["package"] == str(old)
+        assert router.refresh().routes["digits"].champion.package == old
+        assert float(str(ev.payload["recovery"]["time_to_recover_s"])) > 0  # type: ignore[index]
+        assert controller.release_state(lab, "digits").baking_until is None
+    finally:
+        router.close()
+
+
+def test_a_zero_baking_period_keeps_nothing_warm(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    try:
+        _promote(lab, router, ids["good"], timedelta(0))
+        table = router.refresh()
+        assert table.routes["digits"].previous is None and table.expires is None
+        with pytest.raises(InvalidRequest, match="not negative"):
+            controller.PromotionPolicy(baking=timedelta(seconds=-1))
+    finally:
+        router.close()
+
+
+# -- the shadow process -----------------------------------------------------------------------
+
+
+def test_the_shadow_process_runs_at_idle_priority_and_times_a_sample_of_its_pairs(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    router = Router(lab)
+    try:
+        _shadow(lab, router, ids["good"], n=200)
+        pid = router.mirror.pid
+        assert pid is not None
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        _, pairs = controller.read_shadow_pairs(lab, "digits")
+        answered = [p for p in pairs if p.answered]
+        timed = [p for p in answered if p.timed]
+        assert len(answered) == 200
+        assert 200 // 4 <= len(timed) <= 200 // 4 + 1  # the first, then one in four
+        assert all(p.primary_latency_s and p.shadow_latency_s for p in timed)
+        _, report = controller.shadow_report(lab, "digits")
+        assert report.latency_p50 is not None and report.latency_p50.pairs == len(timed)
+    finally:
+        router.close()
+
+
+def test_nothing_crosses_to_the_shadow_process_by_pickle() -> None:
+    for module in (routing, shadow_process):
+        tree = ast.parse(Path(str(module.__file__)).read_text("utf-8"))
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (node.names if isinstance(node, ast.Import) else [node])  # type: ignore[list-item]
+            if isinstance(alias, ast.alias)
+        } | {
+            str(node.module).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & {"pickle", "multiprocessing", "marshal", "shelve", "dill"}
+
+
+def test_a_server_script_without_a_main_guard_still_shadows(
+    lab_ids: tuple[Lab, dict[str, str]], tmp_path: Path
+) -> None:
+    # multiprocessing's spawn re-imports the parent's __main__, which breaks (or forks
+    # forever) a script without the guard; the shadow process must not depend on it.
+    lab, ids = lab_ids
+    controller.start_shadow(lab, "digits", ids["good"])
+    tests = Path(__file__).resolve().parents[1]
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            from pathlib import Path
+            sys.path.insert(0, {str(tests)!r})
+            from release_lab import body
+            from breedlab.http.routing import Router
+            from breedlab.lab import Lab
+            lab = Lab.open(Path({str(lab.config.root)!r}))
+            router = Router(lab)
+            assert router.mirror.wait_ready(), "the shadow process never became ready"
+            route = router.refresh().routes["digits"]
+            for i in range(20):
+                router.predict(route, unit=str(i), inputs=body(i)["inputs"], truth=None,
+                               low_risk=True)
+            router.mirror.flush(timeout=60)
+            print(router.mirror.mirrored, router.mirror.dropped)
+            router.close()
+            lab.close()
+            """
+        ),
+        "utf-8",
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["20", "0"]
