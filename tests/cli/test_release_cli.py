@@ -38,9 +38,13 @@ def test_release_commands_refuse_with_one_line_and_the_family_exit_code(
     # Not recommended by the controller and not approved: refused by policy.
     assert main(["shadow", "start", "digits", ids["good"][:16]]) == 6
     assert main(["promote", "digits", ids["good"][:16]]) == 6
+    # An exposure cap no stage could pass (a stage needs 100 requests) is bad input.
+    assert main(["canary", "start", "digits", "--max-requests", "99"]) == 3
     err = capsys.readouterr().err
+    assert "would stop every stage" in err
     assert "Traceback" not in err
     assert all(line.startswith("error:") for line in err.strip().splitlines() if line[:1] != " ")
+    assert main(["promote", "digits", ids["good"][:16], "--baking", "-1"]) == 2  # usage
 
 
 def test_shadow_replay_and_exit_criteria_through_the_cli(

@@ -192,6 +192,11 @@ def canary_status(ctx: typer.Context, capability: Cap, json_out: JsonFlag = Fals
         f"canary {record['package']}: {record['status']}, stage {record['stage']} "
         f"at {100 * float(str(record['weight'])):g}%, {record['requests']} request(s) this stage"
     )
+    cap = record["exposure_cap"]
+    console.print(
+        "exposure cap per stage: "
+        f"{cap['requests'] or 'no limit on'} requests, {cap['units'] or 'no limit on'} units"
+    )
     t = table("guardrail", "verdict", "n", "why / what would abort")
     for name, g in record["guardrails"].items():
         t.add_row(name, g["verdict"], str(g["n"]), g["explanation"])
@@ -202,6 +207,8 @@ def canary_status(ctx: typer.Context, capability: Cap, json_out: JsonFlag = Fals
             f"aborted: detection {rec['detection_latency_requests']} requests / "
             f"{rec['detection_latency_s']} s, time to mitigate {rec['time_to_mitigate_s']} s"
         )
+    elif "stop" in record:
+        console.print(f"stopped: {record['stop']['reason']}")
 
 
 @canary_app.command("stop")

@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.migration import MigrationReport
     from breedlab.lab.release import Criterion
     from breedlab.lab.replay import Reproduction
+    from breedlab.release.canary import ExposureCap
     from breedlab.release.shadow_stats import ShadowReport
     from breedlab.sandbox.executors import Executor
 
@@ -1123,11 +1124,16 @@ class Lab:
 
         return shadow_report(self, capability)
 
-    def canary_start(self, capability: str, *, percent: float | None = None) -> Event:
-        """Start a canary of the shadow package once the shadow gate passes."""
+    def canary_start(
+        self, capability: str, *, percent: float | None = None, cap: ExposureCap | None = None
+    ) -> Event:
+        """Start a canary of the shadow package once the shadow gate passes.
+
+        ``cap`` bounds each stage's exposure (default: 1000 canary requests per stage).
+        """
         from breedlab.lab.release import start_canary
 
-        return start_canary(self, capability, percent=percent)
+        return start_canary(self, capability, percent=percent, cap=cap)
 
     def canary_status(self, capability: str) -> dict[str, JsonValue]:
         """Stage, weight and guardrail statistics of the latest canary."""
