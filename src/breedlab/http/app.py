@@ -247,10 +247,6 @@ def create_app(
 
     @app.post("/v1/{capability}/predict", response_model=PredictResponse)
     def predict(capability: str, body: PredictRequest) -> PredictResponse:
-        with router.mirror.primary():
-            return _predict(capability, body)
-
-    def _predict(capability: str, body: PredictRequest) -> PredictResponse:
         table = router.refresh()
         route = table.routes.get(capability)
         if route is None:

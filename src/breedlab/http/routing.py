@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -350,11 +350,6 @@ class ShadowMirror:
                 if self._jobs.pop(job_id, None) is not None:
                     self._drop(job)
             return False
-
-    @contextlib.contextmanager
-    def primary(self) -> Iterator[None]:
-        """Mark a primary request in flight (kept for callers: the shadow has its own GIL)."""
-        yield
 
     def _write_drops(self) -> None:
         # One writer at a time: a flush returns only after drops taken by the collector
