@@ -22,8 +22,10 @@ from breedlab.errors import (
     LabError,
     PolicyError,
 )
+from breedlab.lab.verification import CHECKPOINT_PAYLOAD_TYPE, checkpoint_payload
+from breedlab.ledger.merkle import root as merkle_root
 from breedlab.signing import dsse
-from breedlab.signing.keys import KeyPair
+from breedlab.signing.keys import KeyPair, load_keypair
 from breedlab.signing.statements import (
     APPROVAL_PREDICATE,
     INTOTO_PAYLOAD_TYPE,
@@ -171,6 +173,44 @@ def test_revoking_an_approving_key_voids_its_approvals_and_blocks_the_champion(
     with pytest.raises(IntegrityError, match="'pat'"):
         fx.lab.set_alias("digits", "champion", fx.ids.wide, expect=fx.ids.model)
     assert str(fx.lab.alias("digits", "champion")) == fx.ids.model
+
+
+def test_a_trusted_key_of_another_role_cannot_sign_a_checkpoint(fx: Fixture) -> None:
+    before = state(fx)
+    for name in ("alice", "pat", "sam"):  # model, production, security: all trusted
+        with pytest.raises(PolicyError, match="only a 'lab' key signs ledger checkpoints"):
+            fx.lab.checkpoint(key=name)
+    assert state(fx) == before
+
+
+def test_a_checkpoint_forged_with_a_trusted_model_key_fails_verification(fx: Fixture) -> None:
+    # Someone who holds alice's private key (role 'model') and can write the ledger
+    # appends a correct tree head she signed: the chain is intact, the signature valid,
+    # and the checkpoint is still refused, since only the lab key vouches for the ledger.
+    alice = load_keypair(fx.lab.config.keys_dir, "alice")
+    with fx.lab.ledger.transaction() as tx:
+        leaves = [bytes.fromhex(e.hash) for e in tx.events()]
+        root_hex = merkle_root(leaves).hex()
+        payload = checkpoint_payload(
+            lab=fx.lab.config.name, tree_size=len(leaves), root_hex=root_hex
+        )
+        envelope = fx.lab.blobs.put_bytes(
+            dsse.sign(CHECKPOINT_PAYLOAD_TYPE, payload, alice).to_bytes()
+        )
+        tx.append(
+            "checkpoint.signed",
+            f"tree:{len(leaves)}",
+            {
+                "tree_size": len(leaves),
+                "root": root_hex,
+                "key": "alice",
+                "keyid": alice.keyid,
+                "envelope": str(envelope),
+            },
+            actor="alice",
+        )
+    with pytest.raises(IntegrityError, match="of role 'model': only a 'lab' key"):
+        fx.lab.verify_ledger()
 
 
 def test_a_checkpoint_signed_before_its_key_was_revoked_still_verifies(fx: Fixture) -> None:

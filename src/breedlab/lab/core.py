@@ -748,7 +748,12 @@ class Lab:
         """Sign an RFC 6962 tree head over every event so far (``checkpoint.signed``)."""
         name = key or self.config.checkpoint_key
         with self.ledger.reader() as r:
-            signer, _ = self._signer(name, r)
+            signer, role = self._signer(name, r)
+        if role != Role.LAB.value:
+            raise PolicyError(
+                f"only a '{Role.LAB.value}' key signs ledger checkpoints; "
+                f"{name!r} has role '{role}'"
+            )
         with self.ledger.transaction() as tx:
             leaves = [bytes.fromhex(e.hash) for e in tx.events()]
             root_hex = merkle_root(leaves).hex()

@@ -8,7 +8,8 @@ is not revoked; its parents are registered and not revoked. Problems are collect
 raised, so one run names every bad file.
 
 For checkpoints: the Merkle root over the first ``tree_size`` event hashes matches, and
-the signed tree head verifies. A checkpoint signed by a key revoked *after* it was
+the signed tree head verifies, by a key of role ``lab`` (a trusted model or release key
+cannot vouch for the ledger). A checkpoint signed by a key revoked *after* it was
 written still counts (the chain orders both); a key revoked before cannot have signed.
 """
 
@@ -27,7 +28,7 @@ from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry.blobs import BlobStore
 from breedlab.registry.manifest import Manifest
 from breedlab.signing import dsse
-from breedlab.signing.keys import public_key_from_raw
+from breedlab.signing.keys import Role, public_key_from_raw
 from breedlab.signing.statements import (
     APPROVAL_PREDICATE,
     INTOTO_PAYLOAD_TYPE,
@@ -203,6 +204,11 @@ def check_checkpoints(blobs: BlobStore, r: Reader) -> list[CheckpointInfo]:
             )
         if key is None:
             raise IntegrityError(f"checkpoint at seq {row.seq} is signed by an unknown key")
+        if str(key.role) != Role.LAB.value:
+            raise IntegrityError(
+                f"checkpoint at seq {row.seq} is signed by {name!r} of role '{key.role}': "
+                f"only a '{Role.LAB.value}' key signs checkpoints"
+            )
         try:
             envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(row.envelope)))
             public = {row.keyid: public_key_from_raw(bytes.fromhex(key.public_key))}
