@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -302,3 +303,40 @@ def test_a_server_script_without_a_main_guard_still_shadows(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["20", "0"]
+
+
+def test_a_shadow_process_that_dies_is_started_again_after_a_backoff(
+    lab_ids: tuple[Lab, dict[str, str]],
+) -> None:
+    lab, ids = lab_ids
+    router = Router(lab)
+    try:
+        _shadow(lab, router, ids["good"], n=10)
+        first = router.mirror.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        route = router.refresh().routes["digits"]
+        deadline = time.monotonic() + 5
+        while router.mirror._alive and time.monotonic() < deadline:
+            time.sleep(0.05)  # the collector notices the end of the pipe
+        for i in range(5):  # inside the backoff: dropped, and no restart yet
+            router.predict(route, unit=f"k{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
+        assert router.mirror.restarts == 0
+        time.sleep(1.1)  # the first backoff is 1 s
+        router.predict(route, unit="wake", inputs=body(0)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while router.mirror.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert router.mirror.wait_ready()
+        second = router.mirror.pid
+        assert second is not None and second != first and router.mirror.restarts == 1
+        dropped = router.mirror.dropped
+        for i in range(20):
+            router.predict(route, unit=f"b{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
+        router.mirror.flush()
+        assert router.mirror.dropped == dropped  # mirrored and answered again
+        _, report = controller.shadow_report(lab, "digits")
+        assert report.mirrored == report.answered + report.dropped
+        assert report.dropped == dropped
+    finally:
+        router.close()

@@ -28,6 +28,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -194,6 +195,12 @@ def create_app(
     mirrored = Counter("breedlab_shadow_mirrored", "Mirrored requests", registry=registry)
     dropped = Counter("breedlab_shadow_dropped", "Mirrors dropped", registry=registry)
     shadow_errors = Counter("breedlab_shadow_errors", "Shadow failures", registry=registry)
+    Gauge(
+        "breedlab_shadow_up", "1 while a shadow process is running", registry=registry
+    ).set_function(lambda: float(router.mirror.up))
+    Gauge(
+        "breedlab_shadow_restarts", "Shadow process restarts after it died", registry=registry
+    ).set_function(lambda: float(router.mirror.restarts))
 
     def on_pair(capability: str, pair: Any) -> None:
         latency.labels(capability, "shadow").observe(pair.shadow_latency_s or 0.0)
@@ -352,6 +359,11 @@ def create_app(
             "guardrails": None if run is None else run.statuses(),
             "mirrored": router.mirror.mirrored,
             "dropped": router.mirror.dropped,
+            "shadow_process": {
+                "pid": router.mirror.pid,
+                "up": router.mirror.up,
+                "restarts": router.mirror.restarts,
+            },
             "deny_list": sorted(str(d) for d in state.deny.retired),
             "events": router.events[-20:],
         }

@@ -118,8 +118,9 @@ class ShadowMirror:
     A collector thread here reads the answers in batches, pairs and writes them. The two
     latencies are the child's thread CPU time, back to back: the primary's own latency
     was measured under other contention, and would bias the ratio. A shadow process that
-    dies only stops mirroring: its outstanding and later mirrors are counted as drops
-    until the target changes.
+    dies only stops mirroring: its outstanding mirrors, and later ones until it is back,
+    are counted as drops; the next mirror after a backoff (1 s, doubling to 60 s while it
+    keeps dying) starts it again on another thread.
     """
 
     def __init__(
@@ -142,7 +143,14 @@ class ShadowMirror:
         self._on_pair = on_pair
         self._target: frozenset[tuple[Digest, Digest]] = frozenset()
         self._index: dict[Digest, int] = {}
+        self._pairs: list[tuple[ServedModel, ServedModel]] = []
+        self._proc_lock = threading.Lock()  # one start or stop at a time
         self._proc: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._retry_at = 0.0
+        self._backoff = _FIRST_BACKOFF_S
+        self._restarting = False
+        self.restarts = 0
         self._jobs_fd: int | None = None
         self._collector: threading.Thread | None = None
         self._alive = False
@@ -156,19 +164,39 @@ class ShadowMirror:
         proc = self._proc
         return None if proc is None else proc.pid
 
+    @property
+    def up(self) -> bool:
+        """Whether a shadow process runs and answers mirrors now."""
+        return self._alive
+
     # -- the process ----------------------------------------------------------------------
 
     def retarget(self, pairs: Iterable[tuple[ServedModel, ServedModel]]) -> None:
         """Run a shadow process for these (shadow, champion) pairs; none stops it."""
         listed = list(pairs)
-        models = {m.package: m for pair in listed for m in pair}
         target = frozenset((s.package, c.package) for s, c in listed)
-        if target == self._target and (self._proc is not None or not target):
-            return
-        self._stop()
-        self._target = target
-        if not target:
-            return
+        with self._proc_lock:
+            if target == self._target and (self._proc is not None or not target):
+                return
+            self._stop()
+            self._target, self._pairs = target, listed
+            self._backoff = _FIRST_BACKOFF_S
+            if target:
+                self._start(listed)
+
+    def _restart(self, target: frozenset[tuple[Digest, Digest]]) -> None:
+        """Start the shadow process again after it died (the target is unchanged)."""
+        try:
+            with self._proc_lock:
+                if target == self._target and not self._alive:
+                    self._stop()
+                    self.restarts += 1
+                    self._start(self._pairs)
+        finally:
+            self._restarting = False
+
+    def _start(self, listed: list[tuple[ServedModel, ServedModel]]) -> None:
+        models = {m.package: m for pair in listed for m in pair}
         order = sorted(models)
         specs: list[ModelSpec] = [
             (str(m.folder or ""), m.family or "", tuple(m.labels), m.inputs)
@@ -208,6 +236,7 @@ class ShadowMirror:
         with self._lock:
             self._index = {p: i for i, p in enumerate(order)}
             self._proc, self._jobs_fd, self._alive = proc, jobs_w, True
+            self._started_at = time.monotonic()
         self._collector = threading.Thread(
             target=self._collect, args=(proc, results_r), name="shadow-collector", daemon=True
         )
@@ -315,6 +344,12 @@ class ShadowMirror:
                 if self._proc is proc:
                     self._alive = False
                     self._lost()
+                    # Restart later; sooner if it had run a while, later if it keeps dying.
+                    now = time.monotonic()
+                    if now - self._started_at >= _STEADY_S:
+                        self._backoff = _FIRST_BACKOFF_S
+                    self._retry_at = now + self._backoff
+                    self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
             self._close_jobs_of(proc)
             self._write_drops()
 
@@ -331,6 +366,16 @@ class ShadowMirror:
             target = (job.shadow.package, job.champion.package)
             if not self._alive or target not in self._target or len(self._jobs) >= self._bound:
                 self._drop(job)
+                if (
+                    not self._alive
+                    and self._proc is not None
+                    and not self._restarting
+                    and time.monotonic() >= self._retry_at
+                ):  # it died: start it again, off the request thread
+                    self._restarting = True
+                    threading.Thread(
+                        target=self._restart, args=(self._target,), name="shadow-restart"
+                    ).start()
                 return False
             job_id = self._next_id
             self._next_id += 1
@@ -382,9 +427,15 @@ class ShadowMirror:
 
     def close(self) -> None:
         self.flush(timeout=30)
-        self._stop()
-        self._target = frozenset()
+        with self._proc_lock:
+            self._stop()
+            self._target, self._pairs = frozenset(), []
         self._write_drops()
+
+
+_FIRST_BACKOFF_S = 1.0  # a dead shadow process is restarted after this long, then
+_MAX_BACKOFF_S = 60.0  # twice as long each time it dies again, up to this
+_STEADY_S = 60.0  # ... unless it had run this long: then the wait starts over
 
 
 def _size_pipe(fd: int, maxsize: int, frame: int) -> int:
