@@ -16,7 +16,7 @@ import pytest
 
 from breedlab.capabilities import contract_path
 from breedlab.errors import NotFound, PolicyError
-from breedlab.http import create_app
+from breedlab.http import create_app, routing
 from breedlab.http.routing import Router
 from breedlab.lab import Lab
 from breedlab.lab import release as controller
@@ -172,9 +172,10 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
 
 
 def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
-    served: tuple[Lab, dict[str, str], str],
+    served: tuple[Lab, dict[str, str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lab, ids, _ = served
+    monkeypatch.setattr(routing, "_FIRST_BACKOFF_S", 3600.0)  # no restart in this test
     router = Router(lab)
     try:
         route = router.refresh().routes["digits"]
