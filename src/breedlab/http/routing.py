@@ -110,17 +110,17 @@ class ShadowMirror:
 
     The challenger (and, for paired latencies, the champion) run in a separate process
     (a fresh ``python -I -B`` running :mod:`breedlab.http.shadow_process`, idle priority)
-    that loads both models from their package folders, so shadow inference never competes for this
-    process's GIL or for a core the primary path wants. Jobs are fixed binary frames on
-    a pipe, written by the request thread itself (no feeder thread, nothing pickled); at
-    most ``maxsize`` mirrors are outstanding and the pipe is sized to hold them all, so a
-    write never waits -- a mirror beyond the bound is dropped and counted (DESIGN §11).
-    A collector thread here reads the answers in batches, pairs and writes them. The two
-    latencies are the child's thread CPU time, back to back: the primary's own latency
-    was measured under other contention, and would bias the ratio. A shadow process that
-    dies only stops mirroring: its outstanding mirrors, and later ones until it is back,
-    are counted as drops; the next mirror after a backoff (1 s, doubling to 60 s while it
-    keeps dying) starts it again on another thread.
+    that loads both models from their package folders, so shadow inference never competes
+    for this process's GIL and yields the CPU to the primary path. Jobs are fixed binary
+    frames on a pipe, written by the request thread itself (no feeder thread, nothing
+    pickled); at most ``maxsize`` mirrors are outstanding and the pipe is sized to hold
+    them all, so a write never waits -- a mirror beyond the bound is dropped and counted
+    (DESIGN §11). A collector thread here reads the answers in batches, pairs and writes
+    them. The latencies of a timed pair are the child's thread CPU time, back to back:
+    the primary's own latency was measured under other contention, and would bias the
+    ratio. A shadow process that dies only stops mirroring: its outstanding mirrors, and
+    later ones until it is back, are counted as drops; the next mirror after a backoff
+    (1 s, doubling to 60 s while it keeps dying) starts it again on another thread.
     """
 
     def __init__(
