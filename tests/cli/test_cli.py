@@ -64,6 +64,11 @@ def test_a_session_through_the_cli(
     assert main(["init"]) == 0
     assert main(["keys", "generate", "alice", "--role", "model"]) == 0
     assert main(["keys", "generate", "pat", "--role", "production"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "list", "--json"]) == 0
+    assert {k["status"] for k in json.loads(capsys.readouterr().out)} == {"trusted"}
+    assert main(["keys", "endorse", "alice"]) == 7  # endorsed when generated
+    assert main(["keys", "endorse", "nobody"]) == 4
     from breedlab.capabilities import contract_path
 
     assert main(["capability", "add", str(contract_path("digits"))]) == 0

@@ -17,12 +17,18 @@ from attack_lab import Fixture
 
 from breedlab.digest import Digest
 from breedlab.errors import (
+    Conflict,
     IntegrityError,
     InvalidRequest,
     LabError,
     PolicyError,
 )
-from breedlab.lab.verification import CHECKPOINT_PAYLOAD_TYPE, checkpoint_payload
+from breedlab.lab.verification import (
+    CHECKPOINT_PAYLOAD_TYPE,
+    KEY_PAYLOAD_TYPE,
+    checkpoint_payload,
+    key_statement,
+)
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.signing import dsse
 from breedlab.signing.keys import KeyPair, load_keypair
@@ -485,3 +491,93 @@ def test_an_approval_envelope_cannot_stand_in_for_a_signature(fx: Fixture) -> No
     assert [p.where for p in result.problems] == [f"signature {approval[:19]}"]
     assert "predicate" in result.problems[0].message
     assert result.signed_by == ("alice",)
+
+
+def mint(
+    fx: Fixture,
+    keypair: KeyPair,
+    *,
+    role: str = "production",
+    endorsement: str | None = None,
+    endorser: str | None = None,
+) -> None:
+    """Append a ``key.added`` event as a writer of the ledger could (the chain stays
+    well-formed); without an endorsement it looks like a key from before endorsements."""
+    payload: dict[str, str] = {
+        "name": keypair.name,
+        "role": role,
+        "keyid": keypair.keyid,
+        "public_key": keypair.public_raw.hex(),
+    }
+    if endorsement is not None and endorser is not None:
+        payload |= {"endorsement": endorsement, "endorser": endorser}
+    fx.lab.ledger.append("key.added", keypair.name, payload, actor=keypair.name)  # type: ignore[arg-type]
+
+
+def test_a_key_minted_by_a_write_to_the_ledger_is_not_trusted(fx: Fixture) -> None:
+    mallory = outsider(fx)
+    mint(fx, mallory)
+    forge_approval(fx, mallory, fx.ids.draft, purpose="release")
+
+    [(_, message)] = problems_of(fx, fx.ids.draft)
+    assert "no valid signature by a trusted" in message
+    with pytest.raises(PolicyError, match="not endorsed by the lab key"):
+        fx.lab.sign(fx.ids.draft, key="mallory")
+    with pytest.raises(IntegrityError, match="'mallory' is not endorsed by the lab key"):
+        fx.lab.verify_ledger()
+    assert fx.lab.key("mallory").status == "unendorsed"
+
+
+@pytest.mark.parametrize("endorser", ["itself", "alice"])
+def test_a_minted_key_endorsed_by_itself_or_by_a_non_lab_key_is_not_trusted(
+    fx: Fixture, endorser: str
+) -> None:
+    mallory = outsider(fx)
+    signer = mallory if endorser == "itself" else load_keypair(fx.lab.config.keys_dir, "alice")
+    statement = key_statement(
+        name="mallory", role="production", keyid=mallory.keyid, public_key=mallory.public_raw.hex()
+    )
+    envelope = fx.lab.blobs.put_bytes(dsse.sign(KEY_PAYLOAD_TYPE, statement, signer).to_bytes())
+    mint(fx, mallory, endorsement=str(envelope), endorser=signer.keyid)
+    forge_approval(fx, mallory, fx.ids.draft, purpose="release")
+
+    [(_, message)] = problems_of(fx, fx.ids.draft)
+    assert "no valid signature by a trusted" in message
+    expected = "endorses itself" if endorser == "itself" else "not an endorsed, unrevoked 'lab'"
+    with pytest.raises(IntegrityError, match=expected):
+        fx.lab.verify_ledger()
+
+
+def test_an_endorsement_of_a_different_public_key_does_not_verify(fx: Fixture) -> None:
+    # A real endorsement by the lab key, replayed onto a key.added with another key.
+    lab_key = load_keypair(fx.lab.config.keys_dir, "lab")
+    honest, mallory = KeyPair.generate("mallory"), outsider(fx)
+    statement = key_statement(
+        name="mallory", role="production", keyid=honest.keyid, public_key=honest.public_raw.hex()
+    )
+    envelope = fx.lab.blobs.put_bytes(dsse.sign(KEY_PAYLOAD_TYPE, statement, lab_key).to_bytes())
+    mint(fx, mallory, endorsement=str(envelope), endorser=lab_key.keyid)
+
+    with pytest.raises(IntegrityError, match="different name, role or public key"):
+        fx.lab.verify_ledger()
+    with pytest.raises(PolicyError, match="not endorsed"):
+        fx.lab.approve(fx.ids.draft, purpose="release", key="mallory")
+
+
+def test_keys_added_by_the_lab_are_endorsed_and_an_older_key_can_be_endorsed_by_hand(
+    fx: Fixture,
+) -> None:
+    assert {k.status for k in fx.lab.keys()} == {"trusted"}
+    fx.lab.verify_ledger()
+    older = outsider(fx, "older")
+    mint(fx, older, role="model")  # as versions before endorsements wrote it
+    assert fx.lab.key("older").status == "unendorsed"
+
+    [info] = fx.lab.endorse_keys(["older"])
+
+    assert info.status == "trusted"
+    fx.lab.verify_ledger()
+    fx.lab.sign(fx.ids.draft, key="older")
+    assert not problems_of(fx, fx.ids.draft)
+    with pytest.raises(Conflict, match="endorsed already"):
+        fx.lab.endorse_keys(["older"])

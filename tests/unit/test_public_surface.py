@@ -42,7 +42,8 @@ def test_the_lab_api_is_pinned() -> None:
     public = sorted(n for n in vars(Lab) if not n.startswith("_"))
     assert public == sorted([
         "actor", "add_capability", "alias", "alias_history", "approve", "bootstrap_digits",
-        "capabilities", "capability", "checkpoint", "close", "decision", "events", "executor",
+        "capabilities", "capability", "checkpoint", "close", "decision", "endorse_keys",
+        "events", "executor",
         "failures", "generate_key", "import_path", "init", "key", "keys", "lineage",
         "manifest", "migrate", "open", "package", "packages", "reconstruct", "reproduce", "resolve",
         "revoke", "revoke_key", "run_round", "set_alias", "show", "sign", "verify",

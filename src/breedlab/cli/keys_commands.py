@@ -10,7 +10,9 @@ from breedlab.cli.shell import console, open_lab, print_json, table
 
 __all__ = ["register"]
 
-keys_app = typer.Typer(help="Ed25519 signing keys: generate, list, revoke.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Ed25519 signing keys: generate, list, endorse, revoke.", no_args_is_help=True
+)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -45,6 +47,26 @@ def list_keys(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         status = k.status if k.revoked_reason is None else f"revoked: {k.revoked_reason}"
         t.add_row(k.name, k.role, k.keyid[:16], status, "yes" if k.has_private else "no")
     console.print(t)
+
+
+@keys_app.command("endorse")
+def endorse(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="Keys to endorse, checked by hand first.")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Endorse keys added before endorsements existed, with the lab key.
+
+    Check each key's id by hand first: a key minted by a write to the ledger also shows
+    as 'unendorsed' in 'keys list'.
+    """
+    with open_lab(ctx) as lab:
+        infos = lab.endorse_keys(names)
+    if json_out:
+        print_json([i.to_json() for i in infos])
+    else:
+        for info in infos:
+            console.print(f"endorsed key [bold]{info.name}[/] ({info.role}) id {info.keyid[:16]}")
 
 
 @keys_app.command("revoke")

@@ -47,10 +47,14 @@ from breedlab.lab.values import (
 )
 from breedlab.lab.verification import (
     CHECKPOINT_PAYLOAD_TYPE,
+    KEY_PAYLOAD_TYPE,
     check_checkpoints,
     check_envelope,
+    check_key_endorsements,
     check_package,
     checkpoint_payload,
+    key_endorsements,
+    key_statement,
     trusted_keys,
 )
 from breedlab.lab.workspace import Workspace
@@ -176,7 +180,14 @@ class Lab:
         with self.ledger.reader() as r:
             if r.key(name) is not None:
                 raise Conflict(f"key {name!r} is registered already")
+            first = not r.all_keys()
+            endorser = None if first else self._endorser(r)
+        if first and role is not Role.LAB:
+            raise PolicyError("a lab's first key has role 'lab': it endorses every later key")
         keypair = KeyPair.generate(name)
+        envelope = self._endorsement(
+            keypair.keyid, keypair.public_raw.hex(), name, role.value, endorser or keypair
+        )
         private, public = keypair.save(self.config.keys_dir)
         try:
             self.ledger.append(
@@ -187,6 +198,8 @@ class Lab:
                     "role": role.value,
                     "keyid": keypair.keyid,
                     "public_key": keypair.public_raw.hex(),
+                    "endorsement": str(envelope),
+                    "endorser": (endorser or keypair).keyid,
                 },
                 actor=self.actor,
             )
@@ -199,13 +212,19 @@ class Lab:
     def key(self, name: str) -> KeyInfo:
         with self.ledger.reader() as r:
             row = r.key(name)
+            endorsed = self._endorsed(r)
         if row is None:
             raise NotFound(f"no key named {name!r}; see 'breedlab keys list'")
-        return self._key_info(row)
+        return self._key_info(row, endorsed)
 
-    def _key_info(self, row: object) -> KeyInfo:
+    def _endorsed(self, r: Reader) -> set[str]:
+        keys, _ = key_endorsements(self.blobs, r)
+        return {k.keyid for k in keys.values() if k.endorsed_seq is not None}
+
+    def _key_info(self, row: object, endorsed: set[str]) -> KeyInfo:
         name = str(row.name)  # type: ignore[attr-defined]
         return KeyInfo(
+            endorsed=str(row.keyid) in endorsed,  # type: ignore[attr-defined]
             name=name,
             role=str(row.role),  # type: ignore[attr-defined]
             keyid=str(row.keyid),  # type: ignore[attr-defined]
@@ -217,7 +236,8 @@ class Lab:
 
     def keys(self) -> list[KeyInfo]:
         with self.ledger.reader() as r:
-            return [self._key_info(row) for row in r.all_keys()]
+            endorsed = self._endorsed(r)
+            return [self._key_info(row, endorsed) for row in r.all_keys()]
 
     def revoke_key(self, name: str, reason: str) -> KeyInfo:
         """Revoke a key: from now on nothing it signed verifies.
@@ -237,6 +257,64 @@ class Lab:
         )
         return self.key(name)
 
+    def _endorser(self, r: Reader) -> KeyPair:
+        """The lab key that endorses new keys (``[signing] checkpoint_key``)."""
+        name = self.config.checkpoint_key
+        try:
+            keypair, role = self._signer(name, r)
+        except NotFound:
+            raise PolicyError(
+                f"adding a trusted key needs the lab key {name!r} to endorse it, and its "
+                "private key is not in this lab's keys folder"
+            ) from None
+        if role != Role.LAB.value:
+            raise PolicyError(f"key {name!r} has role '{role}'; only a 'lab' key endorses keys")
+        return keypair
+
+    def _endorsement(
+        self, keyid: str, public_hex: str, name: str, role: str, endorser: KeyPair
+    ) -> Digest:
+        statement = key_statement(name=name, role=role, keyid=keyid, public_key=public_hex)
+        return self.blobs.put_bytes(dsse.sign(KEY_PAYLOAD_TYPE, statement, endorser).to_bytes())
+
+    def endorse_keys(self, names: Sequence[str]) -> list[KeyInfo]:
+        """Endorse keys that have no endorsement (added before endorsements existed) with
+        the lab key, after checking each by hand: a key minted by a write to the ledger
+        looks the same. The lab's first key endorses itself.
+
+        Raises:
+            NotFound: no such key. Conflict: endorsed already. PolicyError: revoked, or
+                the lab key is not at hand.
+        """
+        done = []
+        for name in names:
+            with self.ledger.reader() as r:
+                row = r.key(name)
+                if row is None:
+                    raise NotFound(f"no key named {name!r}")
+                if row.revoked_seq is not None:
+                    raise PolicyError(f"key {name!r} is revoked; endorse a new key instead")
+                keys, _ = key_endorsements(self.blobs, r)
+                state = keys[str(row.keyid)]
+                if state.endorsed_seq is not None:
+                    raise Conflict(f"key {name!r} is endorsed already (seq {state.endorsed_seq})")
+                first = next(iter(keys)) == state.keyid
+                endorser = load_keypair(self.config.keys_dir, name) if first else self._endorser(r)
+            envelope = self._endorsement(state.keyid, state.public_key, name, state.role, endorser)
+            self.ledger.append(
+                "key.endorsed",
+                name,
+                {
+                    "name": name,
+                    "keyid": state.keyid,
+                    "endorsement": str(envelope),
+                    "endorser": endorser.keyid,
+                },
+                actor=self.actor,
+            )
+            done.append(self.key(name))
+        return done
+
     def _signer(self, name: str, r: Reader) -> tuple[KeyPair, str]:
         """Load a private key and check the lab trusts it; returns ``(keypair, role)``."""
         keypair = load_keypair(self.config.keys_dir, name)
@@ -245,6 +323,11 @@ class Lab:
             raise PolicyError(f"key {name!r} is not trusted by this lab (not in its ledger)")
         if row.revoked_seq is not None:
             raise PolicyError(f"key {name!r} was revoked: {row.revoked_reason}")
+        if str(row.keyid) not in self._endorsed(r):
+            raise PolicyError(
+                f"key {name!r} is not endorsed by the lab key; check it, then "
+                f"'breedlab keys endorse {name}'"
+            )
         return keypair, str(row.role)
 
     # -- capabilities ----------------------------------------------------------------------
@@ -735,6 +818,7 @@ class Lab:
         report = self.ledger.verify_chain()
         with self.ledger.reader() as r:
             try:
+                check_key_endorsements(self.blobs, r)
                 checkpoints = check_checkpoints(self.blobs, r)
             except ChainBroken:
                 raise
@@ -836,7 +920,7 @@ class Lab:
         return _alias_move(ev)
 
     def _require_release_approval(self, r: Reader, pid: Digest) -> None:
-        trusted = trusted_keys(r)
+        trusted = trusted_keys(r, self.blobs)
         for row in r.approvals(str(pid)):
             if row.purpose != "release":
                 continue

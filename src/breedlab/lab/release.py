@@ -328,7 +328,7 @@ def _valid_release_approvals(lab: Lab, pid: Digest) -> list[tuple[str, str]]:
     """(keyid, role) of every release approval of ``pid`` whose envelope verifies."""
     out = []
     with lab.ledger.reader() as r:
-        trusted = trusted_keys(r)
+        trusted = trusted_keys(r, lab.blobs)
         for row in r.approvals(str(pid)):
             if row.purpose != "release":
                 continue

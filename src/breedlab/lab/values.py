@@ -59,10 +59,13 @@ class KeyInfo:
     revoked_seq: int | None
     revoked_reason: str | None
     has_private: bool
+    endorsed: bool = True  # the lab key endorsed it (a key without is not trusted)
 
     @property
     def status(self) -> str:
-        return "revoked" if self.revoked_seq is not None else "trusted"
+        if self.revoked_seq is not None:
+            return "revoked"
+        return "trusted" if self.endorsed else "unendorsed"
 
     def to_json(self) -> dict[str, JsonValue]:
         return {

@@ -16,6 +16,7 @@ written still counts (the chain orders both); a key revoked before cannot have s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -39,22 +40,146 @@ from breedlab.signing.statements import (
 
 __all__ = [
     "CHECKPOINT_PAYLOAD_TYPE",
+    "KEY_PAYLOAD_TYPE",
     "check_checkpoints",
+    "check_key_endorsements",
     "check_package",
     "checkpoint_payload",
+    "key_endorsements",
+    "key_statement",
     "trusted_keys",
 ]
 
 CHECKPOINT_PAYLOAD_TYPE = "application/vnd.breedlab.checkpoint+json"
+KEY_PAYLOAD_TYPE = "application/vnd.breedlab.key+json"
 
 
-def trusted_keys(r: Reader) -> dict[str, Ed25519PublicKey]:
-    """Key id → public key for every registered, unrevoked key."""
+def key_statement(*, name: str, role: str, keyid: str, public_key: str) -> bytes:
+    """What an endorsement signs: the key's name, role, id and public key."""
+    return canonical.encode({"keyid": keyid, "name": name, "public_key": public_key, "role": role})
+
+
+@dataclass(slots=True)
+class _KeyState:
+    name: str
+    role: str
+    keyid: str
+    public_key: str
+    endorsed_seq: int | None = None
+    revoked_seq: int | None = None
+
+
+def key_endorsements(
+    blobs: BlobStore, r: Reader
+) -> tuple[dict[str, _KeyState], list[tuple[int, str]]]:
+    """Walk the key events in chain order: every key with the seq its endorsement was
+    checked at, and the problems (seq, message) of endorsements that do not hold.
+
+    The lab's first key endorses itself and has role ``lab``; every later key is
+    endorsed by a ``lab`` key endorsed and unrevoked at that point (DSSE over
+    :func:`key_statement`). A key without an endorsement -- minted by a write to the
+    ledger, or added before endorsements existed -- is not trusted until
+    ``breedlab keys endorse`` records one.
+    """
+    keys: dict[str, _KeyState] = {}
+    problems: list[tuple[int, str]] = []
+    first: str | None = None
+
+    def endorse(seq: int, keyid: str, digest: object, endorser: object) -> None:
+        k = keys.get(keyid)
+        if k is None:
+            problems.append((seq, f"an endorsement of an unknown key {keyid[:12]}"))
+            return
+        by = keys.get(str(endorser))
+        if str(endorser) == keyid:
+            if keyid != first or k.role != Role.LAB.value:
+                problems.append(
+                    (seq, f"key {k.name!r} endorses itself; only the lab's first key may")
+                )
+                return
+        elif (
+            by is None
+            or by.role != Role.LAB.value
+            or by.endorsed_seq is None
+            or (by.revoked_seq is not None and by.revoked_seq < seq)
+        ):
+            problems.append(
+                (
+                    seq,
+                    f"key {k.name!r} is endorsed by "
+                    f"{by.name if by is not None else str(endorser)[:12]!r}, which is not an "
+                    "endorsed, unrevoked 'lab' key at that point",
+                )
+            )
+            return
+        signer = k if by is None else by
+        try:
+            envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(str(digest))))
+            if envelope.payload_type != KEY_PAYLOAD_TYPE:
+                raise IntegrityError(f"payload type {envelope.payload_type!r}")
+            dsse.verify(
+                envelope, {signer.keyid: public_key_from_raw(bytes.fromhex(signer.public_key))}
+            )
+            want = key_statement(name=k.name, role=k.role, keyid=k.keyid, public_key=k.public_key)
+            if envelope.payload != want:
+                raise IntegrityError("it endorses a different name, role or public key")
+        except LabError as e:
+            problems.append(
+                (seq, f"the endorsement of key {k.name!r} does not verify: {e.message}")
+            )
+            return
+        k.endorsed_seq = seq
+
+    for e in r.events(kinds=("key.added", "key.endorsed", "key.revoked")):
+        p = e.payload
+        keyid = str(p.get("keyid", ""))
+        if e.kind == "key.added":
+            keys[keyid] = _KeyState(
+                name=str(p["name"]),
+                role=str(p["role"]),
+                keyid=keyid,
+                public_key=str(p["public_key"]),
+            )
+            first = keyid if first is None else first
+            if p.get("endorsement") is not None:
+                endorse(e.seq, keyid, p["endorsement"], p.get("endorser"))
+        elif e.kind == "key.endorsed":
+            endorse(e.seq, keyid, p.get("endorsement"), p.get("endorser"))
+        elif keyid in keys:
+            keys[keyid].revoked_seq = e.seq
+    for k in keys.values():
+        if k.endorsed_seq is None and not any(k.name in m for _, m in problems):
+            problems.append(
+                (
+                    0,
+                    f"key {k.name!r} is not endorsed by the lab key (minted by a write to the "
+                    f"ledger, or added before endorsements: 'breedlab keys endorse {k.name}')",
+                )
+            )
+    return keys, problems
+
+
+def trusted_keys(r: Reader, blobs: BlobStore) -> dict[str, Ed25519PublicKey]:
+    """Key id → public key for every endorsed, unrevoked key."""
+    keys, _ = key_endorsements(blobs, r)
     return {
-        row.keyid: public_key_from_raw(bytes.fromhex(row.public_key))
-        for row in r.all_keys()
-        if row.revoked_seq is None
+        k.keyid: public_key_from_raw(bytes.fromhex(k.public_key))
+        for k in keys.values()
+        if k.endorsed_seq is not None and k.revoked_seq is None
     }
+
+
+def check_key_endorsements(blobs: BlobStore, r: Reader) -> int:
+    """Every key is endorsed by a lab key; returns how many keys.
+
+    Raises:
+        IntegrityError: naming the first key whose endorsement is missing or wrong.
+    """
+    keys, problems = key_endorsements(blobs, r)
+    if problems:
+        seq, message = min(problems, key=lambda sp: sp[0] or 1 << 62)
+        raise IntegrityError(message if not seq else f"ledger seq {seq}: {message}")
+    return len(keys)
 
 
 def _key_name(r: Reader, keyid: str) -> str:
@@ -130,7 +255,7 @@ def check_package(
     except LabError as e:
         problems.append(Problem(where="provenance", message=e.message))
 
-    trusted = trusted_keys(r)
+    trusted = trusted_keys(r, blobs)
     signers: list[str] = []
     for row in r.signatures(pid):
         try:
@@ -190,6 +315,7 @@ def check_checkpoints(blobs: BlobStore, r: Reader) -> list[CheckpointInfo]:
     if not rows:
         return []
     leaves = [bytes.fromhex(e.hash) for e in r.events()]
+    endorsed, _ = key_endorsements(blobs, r)
     out: list[CheckpointInfo] = []
     for row in rows:
         key = r.key_by_id(row.keyid)
@@ -204,6 +330,12 @@ def check_checkpoints(blobs: BlobStore, r: Reader) -> list[CheckpointInfo]:
             )
         if key is None:
             raise IntegrityError(f"checkpoint at seq {row.seq} is signed by an unknown key")
+        state = endorsed.get(row.keyid)
+        if state is None or state.endorsed_seq is None:
+            raise IntegrityError(
+                f"checkpoint at seq {row.seq} is signed by {name!r}, a key the lab key "
+                "never endorsed"
+            )
         if str(key.role) != Role.LAB.value:
             raise IntegrityError(
                 f"checkpoint at seq {row.seq} is signed by {name!r} of role '{key.role}': "
