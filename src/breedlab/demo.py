@@ -255,6 +255,21 @@ def _until(
     return roles
 
 
+def _approved_model(lab: Lab, folder: Path, name: str) -> Digest:
+    """Import a torch model folder signed by alice and release-approve it by pat."""
+    pid = lab.import_path(
+        folder,
+        kind="model",
+        capability="digits",
+        license="MIT",
+        family="torch",
+        name=name,
+        sign_with="alice",
+    ).id
+    lab.approve(str(pid), purpose="release", key="pat")
+    return pid
+
+
 def _damaged(lab: Lab, champion: Digest, folder: Path) -> Path:
     """A genuinely bad model: the champion with its output head's rows permuted."""
     import torch
@@ -341,16 +356,7 @@ def _release_tour(
         # 2. fault drill: a damaged candidate reaches the canary and is aborted by itself
         with tempfile.TemporaryDirectory(prefix="breedlab-demo-") as scratch:
             folder = _damaged(lab, champion, Path(scratch) / "damaged-head")
-            bad = lab.import_path(
-                folder,
-                kind="model",
-                capability="digits",
-                license="MIT",
-                family="torch",
-                name="damaged-head",
-                sign_with="alice",
-            ).id
-        lab.approve(str(bad), purpose="release", key="pat")
+            bad = _approved_model(lab, folder, "damaged-head")
         c.post("/admin/digits/shadow/start", json={"package": str(bad)}).raise_for_status()
         for b in requests[:20]:
             c.post("/v1/digits/predict", json=b)
@@ -455,14 +461,4 @@ def _hand_approved(lab: Lab, champion: Digest) -> Digest:
             p.add_(torch.randn_like(p) * 1e-6)
     with tempfile.TemporaryDirectory(prefix="breedlab-demo-") as scratch:
         save_torch_model(Path(scratch) / "m", model.config, model.module)
-        pkg = lab.import_path(
-            Path(scratch) / "m",
-            kind="model",
-            capability="digits",
-            license="MIT",
-            family="torch",
-            name="hand-approved",
-            sign_with="alice",
-        ).id
-    lab.approve(str(pkg), purpose="release", key="pat")
-    return pkg
+        return _approved_model(lab, Path(scratch) / "m", "hand-approved")

@@ -49,13 +49,13 @@ from breedlab.lab.verification import (
     CHECKPOINT_PAYLOAD_TYPE,
     KEY_PAYLOAD_TYPE,
     check_checkpoints,
-    check_envelope,
     check_key_endorsements,
     check_package,
     checkpoint_payload,
     key_endorsements,
     key_statement,
     trusted_keys,
+    valid_approvals,
 )
 from breedlab.lab.workspace import Workspace
 from breedlab.ledger import Event, Ledger, Reader, Txn
@@ -781,8 +781,9 @@ class Lab:
             ids = [self._resolve(r, ref) for ref in refs]
             if not ids:
                 ids = [Digest.parse(row.id) for row in r.packages()]
+            trusted = trusted_keys(r, self.blobs)  # once, not per package
             for pid in ids:
-                name, files, signers, problems = check_package(self.blobs, r, pid)
+                name, files, signers, problems = check_package(self.blobs, r, pid, trusted=trusted)
                 results.append(
                     VerifyResult(
                         package=str(pid),
@@ -920,26 +921,11 @@ class Lab:
         return _alias_move(ev)
 
     def _require_release_approval(self, r: Reader, pid: Digest) -> None:
-        trusted = trusted_keys(r, self.blobs)
-        for row in r.approvals(str(pid)):
-            if row.purpose != "release":
-                continue
-            try:
-                check_envelope(
-                    self.blobs,
-                    r,
-                    row.envelope,
-                    package=pid,
-                    predicate_type=APPROVAL_PREDICATE,
-                    trusted=trusted,
-                )
-            except LabError:
-                continue
-            return
-        raise PolicyError(
-            f"package {pid.short} has no valid release approval; "
-            f"run 'breedlab approve {pid.short} --purpose release --key KEY' first"
-        )
+        if not valid_approvals(self.blobs, r, pid, purpose="release"):
+            raise PolicyError(
+                f"package {pid.short} has no valid release approval; "
+                f"run 'breedlab approve {pid.short} --purpose release --key KEY' first"
+            )
 
     def alias(self, capability: str, alias: str) -> Digest | None:
         with self.ledger.reader() as r:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError, InvalidRequest, LabError, NotFound, PolicyError
-from breedlab.lab.verification import check_envelope, trusted_keys
+from breedlab.lab.verification import valid_approvals
 from breedlab.ledger import Event
 from breedlab.registry.manifest import RiskTier
 from breedlab.release.canary import (
@@ -54,7 +54,6 @@ from breedlab.release.oscillation import (
 from breedlab.release.recovery import Recovery
 from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
-from breedlab.signing.statements import APPROVAL_PREDICATE
 
 if TYPE_CHECKING:
     from breedlab.families import Model
@@ -213,6 +212,20 @@ def _append(lab: Lab, kind: str, capability: str, payload: Mapping[str, JsonValu
     return lab.ledger.append(kind, capability, {"capability": capability, **payload}, actor=_ACTOR)
 
 
+def _point(lab: Lab, capability: str, alias: str, pid: Digest, *, reason: str) -> None:
+    """Move ``capability@alias`` to ``pid`` unless it points there already (CAS on the
+    current target)."""
+    current = lab.alias(capability, alias)
+    if current != pid:
+        lab.set_alias(
+            capability,
+            alias,
+            str(pid),
+            expect=None if current is None else str(current),
+            reason=reason,
+        )
+
+
 def release_dir(lab: Lab, capability: str) -> Path:
     folder = lab.config.root / "release" / capability
     folder.mkdir(parents=True, exist_ok=True)
@@ -326,25 +339,8 @@ def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
 
 def _valid_release_approvals(lab: Lab, pid: Digest) -> list[tuple[str, str]]:
     """(keyid, role) of every release approval of ``pid`` whose envelope verifies."""
-    out = []
     with lab.ledger.reader() as r:
-        trusted = trusted_keys(r, lab.blobs)
-        for row in r.approvals(str(pid)):
-            if row.purpose != "release":
-                continue
-            try:
-                check_envelope(
-                    lab.blobs,
-                    r,
-                    row.envelope,
-                    package=pid,
-                    predicate_type=APPROVAL_PREDICATE,
-                    trusted=trusted,
-                )
-            except LabError:
-                continue
-            out.append((str(row.keyid), str(row.role)))
-    return out
+        return valid_approvals(lab.blobs, r, pid, purpose="release")
 
 
 def start_shadow(lab: Lab, capability: str, ref: str, *, sample: float = 1.0) -> Event:
@@ -365,15 +361,7 @@ def start_shadow(lab: Lab, capability: str, ref: str, *, sample: float = 1.0) ->
             f"{pid.short} holds no 'shadow' recommendation from the viability controller and "
             "no release approval; run a round or 'breedlab approve PKG --purpose release'"
         )
-    current = lab.alias(capability, "shadow")
-    if current != pid:
-        lab.set_alias(
-            capability,
-            "shadow",
-            str(pid),
-            expect=None if current is None else str(current),
-            reason="shadow started",
-        )
+    _point(lab, capability, "shadow", pid, reason="shadow started")
     return _append(
         lab, "release.shadow_started", capability, {"package": str(pid), "sample": repr(sample)}
     )
@@ -551,15 +539,7 @@ def start_canary(
         raise PolicyError("the shadow gate did not pass: " + "; ".join(verdict.reasons))
     ramp = ramp_from(percent)
     salt = new_salt(salt_bytes or os.urandom(16))
-    current = lab.alias(capability, "canary")
-    if current != pid:
-        lab.set_alias(
-            capability,
-            "canary",
-            str(pid),
-            expect=None if current is None else str(current),
-            reason="canary started after the shadow gate passed",
-        )
+    _point(lab, capability, "canary", pid, reason="canary started after the shadow gate passed")
     return _append(
         lab,
         "release.canary_started",
@@ -881,10 +861,12 @@ def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
     return max(tiers, key=lambda t: _TIERS[t])
 
 
-def _approval_problems(lab: Lab, capability: str, pid: Digest) -> list[str]:
-    """What the risk tier still needs (DESIGN §5; seed, stage 7)."""
+def _approval_problems(
+    lab: Lab, capability: str, pid: Digest, approvals: list[tuple[str, str]]
+) -> list[str]:
+    """What the risk tier still needs, given the valid release ``approvals`` (DESIGN §5;
+    seed, stage 7)."""
     tier = _risk_tier(lab, capability, pid)
-    approvals = _valid_release_approvals(lab, pid)
     with lab.ledger.reader() as r:
         proposers = {str(row.keyid) for row in r.signatures(str(pid))}
     problems = []
@@ -934,7 +916,8 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
         # seed, stage 5: the controller recommends; a bred candidate it did not recommend
         # for shadow is not released, whatever its canary showed.
         problems.append(f"the viability controller never recommended {pid.short} for shadow")
-    problems.extend(_approval_problems(lab, capability, pid))
+    approvals = _valid_release_approvals(lab, pid)
+    problems.extend(_approval_problems(lab, capability, pid, approvals))
     now = lab.clock.now()
     moves = [m for m in lab.alias_history(capability) if m.alias == "champion"]
     if moves:
@@ -958,11 +941,9 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
     if problems:
         raise PolicyError(f"cannot promote {pid.short}: " + "; ".join(problems))
     with lab.ledger.reader() as r:
-        lab._require_intact(r, pid)  # the same checks set_alias makes
-        lab._require_release_approval(r, pid)
+        lab._require_intact(r, pid)  # set_alias's other check: its approval one is above
     prev = lab.alias(capability, "previous")
     tier = _risk_tier(lab, capability, pid)
-    approvals: list[JsonValue] = [k for k, _ in _valid_release_approvals(lab, pid)]
     with lab.ledger.transaction() as tx:  # one transaction: both moves and the event
         for alias, target, expected in (("previous", old, prev), ("champion", pid, old)):
             tx.append(
@@ -985,7 +966,7 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
                 "package": str(pid),
                 "previous": str(old),
                 "risk_tier": tier.value,
-                "approvals": approvals,
+                "approvals": [k for k, _ in approvals],
                 "baking_s": math.ceil(policy.baking.total_seconds()),
             },
             actor=_ACTOR,

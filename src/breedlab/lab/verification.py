@@ -48,6 +48,7 @@ __all__ = [
     "key_endorsements",
     "key_statement",
     "trusted_keys",
+    "valid_approvals",
 ]
 
 CHECKPOINT_PAYLOAD_TYPE = "application/vnd.breedlab.checkpoint+json"
@@ -83,52 +84,38 @@ def key_endorsements(
     """
     keys: dict[str, _KeyState] = {}
     problems: list[tuple[int, str]] = []
+    refused: set[str] = set()  # keys whose endorsement was there and did not hold
     first: str | None = None
 
-    def endorse(seq: int, keyid: str, digest: object, endorser: object) -> None:
-        k = keys.get(keyid)
-        if k is None:
-            problems.append((seq, f"an endorsement of an unknown key {keyid[:12]}"))
-            return
+    def endorse(seq: int, k: _KeyState, digest: object, endorser: object) -> str | None:
+        """Record ``k`` endorsed at ``seq``, or say why the endorsement does not hold."""
         by = keys.get(str(endorser))
-        if str(endorser) == keyid:
-            if keyid != first or k.role != Role.LAB.value:
-                problems.append(
-                    (seq, f"key {k.name!r} endorses itself; only the lab's first key may")
-                )
-                return
+        if by is k:
+            if k.keyid != first or k.role != Role.LAB.value:
+                return f"key {k.name!r} endorses itself; only the lab's first key may"
         elif (
             by is None
             or by.role != Role.LAB.value
             or by.endorsed_seq is None
             or (by.revoked_seq is not None and by.revoked_seq < seq)
         ):
-            problems.append(
-                (
-                    seq,
-                    f"key {k.name!r} is endorsed by "
-                    f"{by.name if by is not None else str(endorser)[:12]!r}, which is not an "
-                    "endorsed, unrevoked 'lab' key at that point",
-                )
+            return (
+                f"key {k.name!r} is endorsed by "
+                f"{by.name if by is not None else str(endorser)[:12]!r}, which is not an "
+                "endorsed, unrevoked 'lab' key at that point"
             )
-            return
-        signer = k if by is None else by
         try:
             envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(str(digest))))
             if envelope.payload_type != KEY_PAYLOAD_TYPE:
                 raise IntegrityError(f"payload type {envelope.payload_type!r}")
-            dsse.verify(
-                envelope, {signer.keyid: public_key_from_raw(bytes.fromhex(signer.public_key))}
-            )
+            dsse.verify(envelope, {by.keyid: public_key_from_raw(bytes.fromhex(by.public_key))})
             want = key_statement(name=k.name, role=k.role, keyid=k.keyid, public_key=k.public_key)
             if envelope.payload != want:
                 raise IntegrityError("it endorses a different name, role or public key")
         except LabError as e:
-            problems.append(
-                (seq, f"the endorsement of key {k.name!r} does not verify: {e.message}")
-            )
-            return
+            return f"the endorsement of key {k.name!r} does not verify: {e.message}"
         k.endorsed_seq = seq
+        return None
 
     for e in r.events(kinds=("key.added", "key.endorsed", "key.revoked")):
         p = e.payload
@@ -141,14 +128,21 @@ def key_endorsements(
                 public_key=str(p["public_key"]),
             )
             first = keyid if first is None else first
-            if p.get("endorsement") is not None:
-                endorse(e.seq, keyid, p["endorsement"], p.get("endorser"))
-        elif e.kind == "key.endorsed":
-            endorse(e.seq, keyid, p.get("endorsement"), p.get("endorser"))
-        elif keyid in keys:
-            keys[keyid].revoked_seq = e.seq
+            if p.get("endorsement") is None:
+                continue
+        elif e.kind == "key.revoked":
+            if keyid in keys:
+                keys[keyid].revoked_seq = e.seq
+            continue
+        if keyid not in keys:  # key.endorsed of a key never added
+            problems.append((e.seq, f"an endorsement of an unknown key {keyid[:12]}"))
+            continue
+        why = endorse(e.seq, keys[keyid], p.get("endorsement"), p.get("endorser"))
+        if why is not None:
+            problems.append((e.seq, why))
+            refused.add(keyid)
     for k in keys.values():
-        if k.endorsed_seq is None and not any(k.name in m for _, m in problems):
+        if k.endorsed_seq is None and k.keyid not in refused:
             problems.append(
                 (
                     0,
@@ -167,6 +161,31 @@ def trusted_keys(r: Reader, blobs: BlobStore) -> dict[str, Ed25519PublicKey]:
         for k in keys.values()
         if k.endorsed_seq is not None and k.revoked_seq is None
     }
+
+
+def valid_approvals(
+    blobs: BlobStore, r: Reader, pid: Digest, *, purpose: str
+) -> list[tuple[str, str]]:
+    """(keyid, role) of every ``purpose`` approval of ``pid`` whose envelope verifies
+    against an endorsed, unrevoked key; the ones that do not are left out."""
+    trusted = trusted_keys(r, blobs)
+    out = []
+    for row in r.approvals(str(pid)):
+        if row.purpose != purpose:
+            continue
+        try:
+            check_envelope(
+                blobs,
+                r,
+                row.envelope,
+                package=pid,
+                predicate_type=APPROVAL_PREDICATE,
+                trusted=trusted,
+            )
+        except LabError:
+            continue
+        out.append((str(row.keyid), str(row.role)))
+    return out
 
 
 def check_key_endorsements(blobs: BlobStore, r: Reader) -> int:
@@ -220,9 +239,17 @@ def check_envelope(
 
 
 def check_package(
-    blobs: BlobStore, r: Reader, package: Digest
+    blobs: BlobStore,
+    r: Reader,
+    package: Digest,
+    *,
+    trusted: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> tuple[str, int, tuple[str, ...], list[Problem]]:
-    """Check one package; returns ``(name, file count, signer names, problems)``."""
+    """Check one package; returns ``(name, file count, signer names, problems)``.
+
+    ``trusted`` is :func:`trusted_keys` of ``r`` when the caller checks many packages
+    and has it already (the key walk verifies every endorsement).
+    """
     problems: list[Problem] = []
     pid = str(package)
     if r.package(pid) is None:
@@ -255,7 +282,8 @@ def check_package(
     except LabError as e:
         problems.append(Problem(where="provenance", message=e.message))
 
-    trusted = trusted_keys(r, blobs)
+    if trusted is None:
+        trusted = trusted_keys(r, blobs)
     signers: list[str] = []
     for row in r.signatures(pid):
         try:
