@@ -77,15 +77,21 @@ def write_models(root: Path) -> dict[str, Path]:
 
 
 def release_lab(root: Path, *, capability_file: Path | None = None) -> tuple[Lab, dict[str, str]]:
-    """A lab with keys, one capability, the four models imported and a champion set."""
-    lab = Lab.init(root / "lab")
-    for name, role in (
-        ("alice", "model"),
-        ("erin", "evaluation"),
-        ("sam", "security"),
-        ("pat", "production"),
-    ):
-        lab.generate_key(name, role)
+    """A lab with keys, one capability, the four models imported and a champion set.
+
+    Its operator made ``pat`` the production key that signs release actions by default
+    (``[signing] release_key``), as ``breedlab serve --release-key pat`` would.
+    """
+    with Lab.init(root / "lab") as lab:
+        for name, role in (
+            ("alice", "model"),
+            ("erin", "evaluation"),
+            ("sam", "security"),
+            ("pat", "production"),
+        ):
+            lab.generate_key(name, role)
+    use_release_key(root / "lab", "pat")
+    lab = Lab.open(root / "lab")
     info = lab.add_capability(capability_file or contract_path("digits"))
     cap = info.manifest.capability
     folders = write_models(root / "models")
@@ -101,9 +107,20 @@ def release_lab(root: Path, *, capability_file: Path | None = None) -> tuple[Lab
             family="torch",
         )
         ids[name] = str(pkg.id)
+    # The capability's first champion, approved by production and security (enough for
+    # every risk tier: a high-tier capability needs a security approval).
     lab.approve(ids["champion"], purpose="release", key="pat")
-    lab.set_alias(cap, "champion", ids["champion"], reason="test champion")
+    lab.approve(ids["champion"], purpose="release", key="sam")
+    lab.promote(cap, ids["champion"], key="pat")
     return lab, ids
+
+
+def use_release_key(lab_root: Path, key: str) -> None:
+    """Set ``[signing] release_key`` in a lab's breedlab.toml."""
+    config = lab_root / "breedlab.toml"
+    text = config.read_text("utf-8")
+    assert 'release_key = ""' in text
+    config.write_text(text.replace('release_key = ""', f'release_key = "{key}"'), "utf-8")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ LAYERS = {
     "jobs": 1, "tensors": 1,
     "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,
     "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
-    "sandbox": 4,
+    "sandbox": 4, "authority": 4,
     "lab": 5, "http": 6, "demo": 7, "cli": 8,
 }  # fmt: skip
 

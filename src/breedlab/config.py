@@ -12,9 +12,20 @@ region = ""                    # s3 only (default: $AWS_REGION, else us-east-1)
 
 [ledger]
 url = "ledger.db"              # a path relative to the lab (SQLite), or any SQLAlchemy URL
+checkpoint_every = 100         # an automatic checkpoint after this many events (0: only
+                               # at the end of each command)
 
 [signing]
-checkpoint_key = "lab"         # the key that signs ledger checkpoints
+checkpoint_key = "lab"         # the lab key: endorses keys, signs checkpoints
+lab_key_id = "9f2c..."         # that key's id, pinned here by init: verification refuses a
+                               # ledger whose first key differs (a ledger rebuilt elsewhere)
+factory_key = "factory"        # the lab's automation key: signs what operators make and
+                               # what rounds and the serving controller record
+release_key = ""               # a 'production' key for release actions when none is named
+                               # (--key), and for the server's admin routes
+
+[release]
+seal_every = 200               # shadow/canary records sealed into the store at least this often
 
 [executor]
 kind = "local"                 # local | ray
@@ -28,6 +39,7 @@ from the environment (``AWS_ACCESS_KEY_ID``...), never from this file.
 from __future__ import annotations
 
 import getpass
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +54,9 @@ CONFIG_NAME = "breedlab.toml"
 _ALLOWED: dict[str, dict[str, type]] = {
     "lab": {"name": str, "actor": str},
     "store": {"url": str, "endpoint": str, "region": str},
-    "ledger": {"url": str},
-    "signing": {"checkpoint_key": str},
+    "ledger": {"url": str, "checkpoint_every": int},
+    "signing": {"checkpoint_key": str, "lab_key_id": str, "factory_key": str, "release_key": str},
+    "release": {"seal_every": int},
     "executor": {"kind": str, "workers": int, "ray_address": str},
 }
 
@@ -57,7 +70,12 @@ class LabConfig:
     store_endpoint: str = ""
     store_region: str = ""
     ledger_url: str = "ledger.db"
+    checkpoint_every: int = 100
     checkpoint_key: str = "lab"
+    lab_key_id: str = ""
+    factory_key: str = "factory"
+    release_key: str = ""
+    seal_every: int = 200
     executor: str = "local"
     workers: int = 2
     ray_address: str = ""
@@ -90,7 +108,7 @@ class LabConfig:
             return "breedlab"
 
 
-def default_config_text(name: str) -> str:
+def default_config_text(name: str, *, lab_key_id: str = "") -> str:
     return f"""# breedlab lab configuration (see README, "Configuration").
 [lab]
 name = "{name}"
@@ -100,9 +118,16 @@ url = "objects"
 
 [ledger]
 url = "ledger.db"
+checkpoint_every = 100
 
 [signing]
 checkpoint_key = "lab"
+# The lab key's id. Keep a copy outside the lab: verification refuses a ledger whose
+# first key is not this one (a ledger rebuilt under another key).
+lab_key_id = "{lab_key_id}"
+factory_key = "factory"
+# A 'production' key used for release actions when none is named (and by 'serve').
+release_key = ""
 
 [executor]
 kind = "local"
@@ -143,6 +168,12 @@ def load_config(root: Path) -> LabConfig:
     workers = values.get("executor.workers", 2)
     if workers < 1:
         raise ConfigError(f"{path}: 'executor.workers' must be at least 1")
+    for key in ("ledger.checkpoint_every", "release.seal_every"):
+        if values.get(key, 1) < (0 if key.startswith("ledger") else 1):
+            raise ConfigError(f"{path}: '{key}' is too small")
+    pinned = values.get("signing.lab_key_id", "")
+    if pinned and not re.fullmatch(r"[0-9a-f]{64}", pinned):
+        raise ConfigError(f"{path}: 'signing.lab_key_id' must be 64 lowercase hex digits")
     return LabConfig(
         root=root.resolve(),
         name=values.get("lab.name", "breedlab"),
@@ -151,7 +182,12 @@ def load_config(root: Path) -> LabConfig:
         store_endpoint=values.get("store.endpoint", ""),
         store_region=values.get("store.region", ""),
         ledger_url=values.get("ledger.url", "ledger.db"),
+        checkpoint_every=values.get("ledger.checkpoint_every", 100),
         checkpoint_key=values.get("signing.checkpoint_key", "lab"),
+        lab_key_id=pinned,
+        factory_key=values.get("signing.factory_key", "factory"),
+        release_key=values.get("signing.release_key", ""),
+        seal_every=values.get("release.seal_every", 200),
         executor=executor,
         workers=workers,
         ray_address=values.get("executor.ray_address", ""),

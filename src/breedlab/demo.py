@@ -106,8 +106,12 @@ def run_demo(
                 lab.import_path(pickle_file, kind="model", capability="digits", license="MIT")
             except InvalidRequest as e:
                 say("refused", f"pickle weights: {e.message}", "breedlab import weights.pt ...")
+        try:  # champion moves only by promotion or rollback, never by a bare alias move
+            lab.set_alias("digits", "champion", str(boot.champion), key="pat")
+        except PolicyError as e:
+            say("refused", f"a bare champion move: {e.message}", "breedlab alias set ...")
         try:  # a writer that read the alias before it was set: its move must lose
-            lab.set_alias("digits", "champion", str(boot.champion), expect=None)
+            lab.set_alias("digits", "suite", str(boot.suite), expect=None)
         except Conflict as e:
             say("refused", f"a stale alias move: {e.message}", "breedlab alias set ...")
 
@@ -184,7 +188,8 @@ def run_demo(
         say(
             "verify --all",
             f"{len(results)} packages, {store.objects} objects re-hashed, "
-            f"{ledger.events} ledger events chained, checkpoints verified",
+            f"{ledger.events} ledger events chained, {ledger.signed} signatures and their "
+            "authority replayed, checkpoints verified",
             "breedlab verify --all",
         )
         graph = lab.lineage(str(result.winner or boot.champion))
@@ -335,7 +340,7 @@ def _release_tour(
             raise LabError(f"the canary of {pkg.short} did not pass: {roles.count('canary')}")
         return {"report": report, "canary_requests": roles.count("canary")}
 
-    app = create_app(lab, token=token)
+    app = create_app(lab, token=token, release_key="pat")
     with serving(app) as url, httpx.Client(base_url=url, headers=auth, timeout=60) as c:
         # 1. shadow
         c.post("/admin/digits/shadow/start", json={"package": str(target)}).raise_for_status()
@@ -365,7 +370,7 @@ def _release_tour(
         drill_gate = ShadowGate(
             min_pairs=1, min_agreement=0.0, max_p50_ratio=1e9, max_p95_ratio=1e9
         )
-        controller.start_canary(lab, "digits", percent=25, gate=drill_gate)
+        controller.start_canary(lab, "digits", percent=25, gate=drill_gate, key="pat")
         roles = _until(
             c, requests, lambda: controller.release_state(lab, "digits").canary is None, extra=200
         )
@@ -436,6 +441,15 @@ def _release_tour(
             f"({again.status_code}): only a new promotion reverses it",
             "breedlab rollback digits",
         )
+    shown = lab.show("digits@champion")
+    say(
+        "champion",
+        f"{shown.info.id.short} signed by {', '.join(shown.signed_by)}; approved by "
+        + ", ".join(f"{a.key} ({a.purpose})" for a in shown.approvals),
+        "breedlab show digits@champion",
+    )
+    if "factory" not in shown.signed_by or not shown.approvals:
+        raise LabError("the champion is not signed by the factory and approved")
     criteria = controller.exit_criteria(lab, "digits")
     for crit in criteria:
         say(

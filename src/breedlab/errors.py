@@ -11,7 +11,8 @@ one exit code (``breedlab.cli.shell.EXIT_CODES``). Causes are kept apart::
     ├── IntegrityError            5  data is not what it claims to be
     │   ├── DigestMismatch           bytes do not hash to their recorded digest
     │   ├── SignatureInvalid         a signature does not verify
-    │   └── ChainBroken              the ledger's hash chain or a checkpoint is broken
+    │   ├── ChainBroken              the ledger's hash chain, a checkpoint or a witness breaks
+    │   └── UnauthorizedChange       a ledger event unsigned, or signed by a key not allowed
     ├── PolicyError               6  a rule said no (untrusted key, revoked, unapproved)
     └── Conflict                  7  a concurrent change won (alias compare-and-swap lost)
 
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "PolicyError",
     "SignatureInvalid",
+    "UnauthorizedChange",
 ]
 
 
@@ -85,6 +87,13 @@ class ChainBroken(IntegrityError):
     """The ledger's hash chain or one of its signed Merkle checkpoints does not verify."""
 
     code = "chain_broken"
+
+
+class UnauthorizedChange(IntegrityError):
+    """A recorded state change was not signed, or not by a key allowed to make it then
+    (the authority table, replayed by verification)."""
+
+    code = "unauthorized_change"
 
 
 class PolicyError(LabError):

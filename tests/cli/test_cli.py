@@ -80,7 +80,13 @@ def test_a_session_through_the_cli(
     pid = info["id"]
     assert info["created"] is True
     assert main(["approve", pid[7:15], "--purpose", "release", "--key", "pat"]) == 0
-    assert main(["alias", "set", "digits", "champion", pid[:20]]) == 0
+    capsys.readouterr()
+    assert main(["alias", "set", "digits", "champion", pid[:20]]) == 6  # only by promotion
+    assert "breedlab promote digits" in capsys.readouterr().err
+    assert main(["promote", "digits", pid[:20]]) == 6  # no production key named
+    assert "--key" in capsys.readouterr().err
+    assert main(["promote", "digits", pid[:20], "--key", "alice"]) == 6  # a model key
+    assert main(["promote", "digits", pid[:20], "--key", "pat"]) == 0
     capsys.readouterr()
     assert main(["show", "digits@champion", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)

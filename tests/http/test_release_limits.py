@@ -236,7 +236,7 @@ def test_the_shadow_process_runs_at_idle_priority_and_times_a_sample_of_its_pair
         assert pid is not None
         if hasattr(os, "SCHED_IDLE"):
             assert os.sched_getscheduler(pid) == os.SCHED_IDLE
-        _, pairs = controller.read_shadow_pairs(lab, "digits")
+        _, pairs, _ = controller.read_shadow_pairs(lab, "digits")
         answered = [p for p in pairs if p.answered]
         timed = [p for p in answered if p.timed]
         assert len(answered) == 200

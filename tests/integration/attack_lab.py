@@ -22,6 +22,7 @@ from breedlab.capabilities import contract_path
 from breedlab.digest import Digest
 from breedlab.lab import Lab
 from breedlab.ledger import GENESIS, event_hash
+from breedlab.ledger.chain import EventSignature
 from breedlab.registry.manifest import Manifest
 
 #: The built-in contract renamed: a second capability, for wrong-capability attacks.
@@ -123,12 +124,13 @@ class Fixture:
         attacker with write access to the database (but no signing key) would."""
         with self.sql() as db:
             rows = db.execute(
-                "SELECT seq, at, actor, kind, subject, payload FROM events ORDER BY seq"
+                "SELECT seq, at, actor, kind, subject, payload, sig FROM events ORDER BY seq"
             ).fetchall()
             prev = GENESIS
             db.execute("BEGIN")
-            for seq, at, actor, kind, subject, payload in rows:
+            for seq, at, actor, kind, subject, payload, sig in rows:
                 if seq >= from_seq:
+                    # The signatures stay as they were: the attacker holds no key.
                     digest = event_hash(
                         seq=seq,
                         at=at,
@@ -137,6 +139,9 @@ class Fixture:
                         subject=subject,
                         payload=canonical.decode(payload.encode("utf-8")),
                         prev_hash=prev,
+                        sig=None
+                        if sig is None
+                        else EventSignature.from_json(canonical.decode(sig.encode("utf-8"))),
                     )
                     db.execute(
                         "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?",
@@ -211,7 +216,7 @@ def build_template(root: Path, scratch: Path) -> Ids:
         lab.approve(str(model.id), purpose="parent", key="alice")
         lab.approve(str(wide.id), purpose="release", key="pat")
         lab.approve(str(letters_model.id), purpose="release", key="pat")
-        lab.set_alias("digits", "champion", str(model.id), reason="first champion")
+        lab.promote("digits", str(model.id), key="pat")  # the first champion
         lab.set_alias("digits", "staging", str(wide.id), reason="try wide")
         lab.checkpoint()
         lab.set_alias("digits", "staging", str(draft.id), expect=str(wide.id), reason="draft")

@@ -7,7 +7,7 @@ python lab_child.py race READY GO -- ARGS...
 python lab_child.py churn LAB SEED SCRATCH READY
     Open the lab, touch READY, then import fresh random packages (one small file, a
     folder of several files, or a file of a few MiB so a kill lands mid-copy), sign
-    and approve some, and move ``digits@latest`` and ``digits@champion`` to them with
+    and approve some, and move ``digits@latest`` and ``digits@approved`` to them with
     the right ``expect`` -- forever, until the parent kills the process.
 """
 
@@ -89,13 +89,14 @@ def churn(lab_path: Path, seed: int, scratch: Path, ready: Path) -> int:
         )
         if rng.random() < 0.4:
             lab.approve(str(info.id), purpose="release", key="pat")
-            champion = lab.alias("digits", "champion")
+            approved = lab.alias("digits", "approved")
             lab.set_alias(
                 "digits",
-                "champion",
+                "approved",
                 str(info.id),
-                expect=None if champion is None else str(champion),
+                expect=None if approved is None else str(approved),
                 reason=f"churn {seed}-{n}",
+                key="pat",
             )
         shutil.rmtree(folder)
     return 0

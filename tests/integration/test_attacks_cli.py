@@ -124,13 +124,17 @@ def test_refusals_exit_with_their_familys_code_and_record_nothing(
     approve = ["approve", fx.ids.draft, "--purpose", "release", "--key", "mallory"]
     assert main(["--lab", str(fx.root), *approve]) == 6
     assert main(["--lab", str(fx.root), "sign", fx.ids.draft, "--key", "mallory"]) == 6
-    alias_set = ["alias", "set", "digits", "champion"]
-    assert main(["--lab", str(fx.root), *alias_set, fx.ids.draft]) == 6  # unapproved
+    promote = ["promote", "digits", fx.ids.draft, "--key", "pat"]
+    assert main(["--lab", str(fx.root), *promote]) == 6  # unapproved
+    champion = ["alias", "set", "digits", "champion", fx.ids.wide, "--expect", fx.ids.model]
+    assert main(["--lab", str(fx.root), *champion]) == 6  # never by a bare alias move
+    alias_set = ["alias", "set", "digits", "staging"]
     assert main(["--lab", str(fx.root), *alias_set, fx.ids.wide]) == 7  # no --expect: stale
 
     err = " ".join(capsys.readouterr().err.split())
     assert "key 'mallory' is not trusted" in err
-    assert "has no valid release approval" in err
+    assert "no valid release approval" in err
+    assert "moves only by promotion or rollback" in err
     assert "someone moved it" in err
     assert "Traceback" not in err
     assert fx.last_seq() == before

@@ -47,9 +47,11 @@ def set_payload(fx: Fixture, seq: int, value: dict[str, object]) -> None:
 def test_an_untouched_ledger_verifies_with_its_checkpoint(fx: Fixture) -> None:
     report = fx.lab.verify_ledger()
 
-    assert report.events == fx.last_seq()
-    [checkpoint] = report.checkpoints
-    assert checkpoint.status == "verified" and checkpoint.key == "lab"
+    assert report.events == fx.last_seq() == report.signed
+    # the one signed by hand, and the automatic one when the template's Lab closed
+    assert [c.status for c in report.checkpoints] == ["verified"] * len(report.checkpoints)
+    assert {c.key for c in report.checkpoints} == {"lab"} and len(report.checkpoints) >= 2
+    assert report.checkpoints[-1].tree_size == fx.last_seq() - 1
 
 
 def test_an_edited_approval_payload_is_reported_with_its_seq(fx: Fixture) -> None:
@@ -123,13 +125,13 @@ def test_an_event_appended_behind_the_heads_back_is_reported(fx: Fixture) -> Non
 
 
 def test_the_last_event_deleted_with_the_head_row_fixed_is_reported(fx: Fixture) -> None:
-    last = fx.last_seq()
+    last = fx.last_seq()  # the automatic checkpoint written when the template closed
     with fx.sql() as db:
         prev = db.execute("SELECT hash FROM events WHERE seq = ?", (last - 1,)).fetchone()[0]
         db.execute("DELETE FROM events WHERE seq = ?", (last,))
         db.execute("UPDATE head SET seq = ?, hash = ?", (last - 1, prev))
 
-    with pytest.raises(ChainBroken, match="'aliases'"):
+    with pytest.raises(ChainBroken, match="'checkpoints'"):
         fx.lab.verify_ledger()
 
 
@@ -247,7 +249,7 @@ def test_a_rewritten_history_with_a_recomputed_checkpoint_root_is_caught_by_its_
     root = merkle_root(hashes[: int(str(value["tree_size"]))]).hex()
     set_payload(fx, checkpoint, {**value, "root": root})
     with fx.sql() as db:
-        db.execute("UPDATE checkpoints SET root = ?", (root,))
+        db.execute("UPDATE checkpoints SET root = ? WHERE seq = ?", (root, checkpoint))
     fx.reseal(seq)
     fx.lab.ledger.verify_chain()
 
@@ -268,7 +270,9 @@ def test_a_checkpoint_shrunk_to_exclude_a_rewrite_is_caught_by_its_signature(
     root = merkle_root(hashes[:size]).hex()
     set_payload(fx, checkpoint, {**payload(fx, checkpoint), "tree_size": size, "root": root})
     with fx.sql() as db:
-        db.execute("UPDATE checkpoints SET tree_size = ?, root = ?", (size, root))
+        db.execute(
+            "UPDATE checkpoints SET tree_size = ?, root = ? WHERE seq = ?", (size, root, checkpoint)
+        )
     fx.reseal(seq)
 
     chain_broken_at(fx, checkpoint)
@@ -297,7 +301,7 @@ def swap_checkpoint_envelope(fx: Fixture) -> None:
     other = fx.envelope("approvals", fx.ids.wide, purpose="release")
     set_payload(fx, seq, {**payload(fx, seq), "envelope": other})
     with fx.sql() as db:
-        db.execute("UPDATE checkpoints SET envelope = ?", (other,))
+        db.execute("UPDATE checkpoints SET envelope = ? WHERE seq = ?", (other, seq))
     fx.reseal(seq)
 
 

@@ -106,16 +106,18 @@ def test_racing_alias_moves_with_the_same_expect_leave_exactly_one_winner(
     fx.lab.approve(fx.ids.draft, purpose="release", key="pat")
     models = [fx.ids.model, fx.ids.wide, fx.ids.draft, *extra]
 
-    # champion (approved models only), a user alias, an unset alias (no --expect), ...
-    rounds = ["champion", "champion", "staging", "canary", "champion", "staging", "canary"]
+    # a user alias set before, a new one (unset: no --expect), canary (a production key's)
+    rounds = ["staging", "staging", "nightly", "canary", "staging", "nightly", "canary"]
     for n, alias in enumerate(rounds):
         old = fx.lab.alias("digits", alias)
         old_id = None if old is None else str(old)
         before = fx.last_seq()
         targets = [m for m in models if m != old_id][n % 2 : n % 2 + RACERS]
         expect = [] if old_id is None else ["--expect", old_id]
+        key = ["--key", "pat"] if alias == "canary" else []
         commands = [
-            ["--lab", str(fx.root), "alias", "set", "digits", alias, t, *expect] for t in targets
+            ["--lab", str(fx.root), "alias", "set", "digits", alias, t, *expect, *key]
+            for t in targets
         ]
 
         results = racers.run(commands)
@@ -135,12 +137,12 @@ def test_racing_alias_moves_with_the_same_expect_leave_exactly_one_winner(
 
 def test_a_move_with_a_stale_expect_loses_even_when_it_comes_alone(fx: Fixture) -> None:
     # The sequential twin of the race: a writer that read before the last move must lose.
-    fx.lab.set_alias("digits", "champion", fx.ids.wide, expect=fx.ids.model)
+    fx.lab.set_alias("digits", "staging", fx.ids.wide, expect=fx.ids.draft)
     fx.lab.set_alias("digits", "nightly", fx.ids.draft)
     before = fx.last_seq()
 
     with pytest.raises(Conflict, match="someone moved it"):
-        fx.lab.set_alias("digits", "champion", fx.ids.model, expect=fx.ids.model)
+        fx.lab.set_alias("digits", "staging", fx.ids.model, expect=fx.ids.draft)
     with pytest.raises(Conflict, match="someone moved it"):
         fx.lab.set_alias("digits", "nightly", fx.ids.model)  # believes it unset
     stale = subprocess.run(
@@ -165,7 +167,7 @@ def test_a_move_with_a_stale_expect_loses_even_when_it_comes_alone(fx: Fixture) 
 
     assert stale.returncode == 7
     assert fx.last_seq() == before
-    assert str(fx.lab.alias("digits", "champion")) == fx.ids.wide
+    assert str(fx.lab.alias("digits", "staging")) == fx.ids.wide
     assert str(fx.lab.alias("digits", "nightly")) == fx.ids.draft
 
 

@@ -104,7 +104,7 @@ def test_a_flipped_byte_in_an_approval_envelope_is_named_and_blocks_the_champion
 
     assert [p.where for p in result.problems] == [f"approval {envelope[:19]}"]
     with pytest.raises(IntegrityError, match="approval"):
-        fx.lab.set_alias("digits", "champion", fx.ids.wide, expect=fx.ids.model)
+        fx.lab.promote("digits", fx.ids.wide, key="pat")
     assert str(fx.lab.alias("digits", "champion")) == fx.ids.model
 
 

@@ -22,6 +22,7 @@ from breedlab.errors import (
     InvalidRequest,
     LabError,
     PolicyError,
+    UnauthorizedChange,
 )
 from breedlab.lab.verification import (
     CHECKPOINT_PAYLOAD_TYPE,
@@ -176,8 +177,9 @@ def test_revoking_an_approving_key_voids_its_approvals_and_blocks_the_champion(
     for package in (fx.ids.model, fx.ids.wide, fx.ids.letters_model):
         problems = problems_of(fx, package)
         assert any(w.startswith("approval ") and "'pat'" in m for w, m in problems), problems
+    fx.lab.generate_key("pia", "production")  # a release manager whose key still counts
     with pytest.raises(IntegrityError, match="'pat'"):
-        fx.lab.set_alias("digits", "champion", fx.ids.wide, expect=fx.ids.model)
+        fx.lab.promote("digits", fx.ids.wide, key="pia")
     assert str(fx.lab.alias("digits", "champion")) == fx.ids.model
 
 
@@ -213,7 +215,7 @@ def test_a_checkpoint_forged_with_a_trusted_model_key_fails_verification(fx: Fix
                 "keyid": alice.keyid,
                 "envelope": str(envelope),
             },
-            actor="alice",
+            signer=alice,  # her own event signature is valid too
         )
     with pytest.raises(IntegrityError, match="of role 'model': only a 'lab' key"):
         fx.lab.verify_ledger()
@@ -222,9 +224,10 @@ def test_a_checkpoint_forged_with_a_trusted_model_key_fails_verification(fx: Fix
 def test_a_checkpoint_signed_before_its_key_was_revoked_still_verifies(fx: Fixture) -> None:
     fx.lab.revoke_key("lab", "rotated")
 
-    [checkpoint] = fx.lab.verify_ledger().checkpoints
+    checkpoints = fx.lab.verify_ledger().checkpoints
 
-    assert checkpoint.status == "verified (key revoked later)"
+    assert checkpoints
+    assert {c.status for c in checkpoints} == {"verified (key revoked later)"}
 
 
 def test_revoking_a_parent_makes_its_children_fail_verify_and_refuses_new_children(
@@ -304,32 +307,47 @@ def test_the_champion_alias_refuses_what_may_not_be_champion(
     error: type[LabError],
     match: str,
 ) -> None:
+    fx.lab.generate_key("pia", "production")  # promotes: pat may be revoked by prepare
     package = prepare(fx, tmp_path)
     moves = len(fx.lab.alias_history("digits"))
 
     with pytest.raises(error, match=match):
-        fx.lab.set_alias("digits", "champion", package, expect=fx.ids.model)
+        fx.lab.promote("digits", package, key="pia")
+    with pytest.raises(PolicyError, match="only by promotion or rollback"):
+        fx.lab.set_alias("digits", "champion", package, expect=fx.ids.model, key="pia")
 
     assert str(fx.lab.alias("digits", "champion")) == fx.ids.model
     assert len(fx.lab.alias_history("digits")) == moves
 
 
-@pytest.mark.parametrize("alias", ["previous", "shadow", "canary"])
+@pytest.mark.parametrize("alias", ["shadow", "canary"])
 def test_every_release_alias_refuses_non_models_and_other_capabilities(
     fx: Fixture, alias: str
 ) -> None:
     with pytest.raises(PolicyError, match="takes models"):
-        fx.lab.set_alias("digits", alias, fx.ids.dataset)
+        fx.lab.set_alias("digits", alias, fx.ids.dataset, key="pat")
     with pytest.raises(PolicyError, match="capability 'letters'"):
-        fx.lab.set_alias("digits", alias, fx.ids.letters_model)
+        fx.lab.set_alias("digits", alias, fx.ids.letters_model, key="pat")
+    with pytest.raises(PolicyError, match="production key"):
+        fx.lab.set_alias("digits", alias, fx.ids.wide, key="alice")
     assert fx.lab.alias("digits", alias) is None
 
 
-def test_an_approved_verified_model_does_become_champion(fx: Fixture) -> None:
-    move = fx.lab.set_alias("digits", "champion", fx.ids.wide, expect=fx.ids.model)
+def test_previous_moves_only_with_a_promotion_or_rollback(fx: Fixture) -> None:
+    with pytest.raises(PolicyError, match="only by promotion or rollback"):
+        fx.lab.set_alias("digits", "previous", fx.ids.wide, key="pat")
+    assert fx.lab.alias("digits", "previous") is None
 
-    assert (move.old, move.new) == (fx.ids.model, fx.ids.wide)
-    assert str(fx.lab.alias("digits", "champion")) == fx.ids.wide
+
+def test_an_approved_verified_model_does_become_a_capabilitys_first_champion(
+    fx: Fixture,
+) -> None:
+    ev = fx.lab.promote("letters", fx.ids.letters_model, key="pat")
+
+    assert ev.payload["previous"] is None and ev.payload["risk_tier"] == "low"
+    assert str(fx.lab.alias("letters", "champion")) == fx.ids.letters_model
+    [move] = [m for m in fx.lab.alias_history("letters") if m.alias == "champion"]
+    assert (move.old, move.new) == (None, fx.ids.letters_model)
     fx.lab.verify_ledger()
 
 
@@ -355,6 +373,7 @@ def forge_approval(fx: Fixture, signer: KeyPair, package: str, *, purpose: str) 
             "role": "production",
             "envelope": envelope,
         },
+        signer=None,  # the attacker holds no key the lab trusts
         actor="pat",
     )
     return envelope
@@ -364,7 +383,9 @@ def test_an_approval_forged_into_the_ledger_with_an_untrusted_key_is_caught_by_v
     fx: Fixture,
 ) -> None:
     envelope = forge_approval(fx, outsider(fx), fx.ids.draft, purpose="release")
-    fx.lab.verify_ledger()  # a well-formed append: the chain itself is fine
+    fx.lab.ledger.verify_chain()  # a well-formed append: the chain itself is fine
+    with pytest.raises(UnauthorizedChange, match=rf"seq {fx.last_seq()} .*not signed"):
+        fx.lab.verify_ledger()  # ... but nobody the lab trusts made it
 
     [(where, message)] = problems_of(fx, fx.ids.draft)
 
@@ -406,6 +427,7 @@ def test_a_genuine_approval_replayed_onto_another_package_is_caught(fx: Fixture)
             "role": "production",
             "envelope": genuine,
         },
+        signer=None,
         actor="pat",
     )
 
@@ -413,7 +435,7 @@ def test_a_genuine_approval_replayed_onto_another_package_is_caught(fx: Fixture)
         (f"approval {genuine[:19]}", "statement is about a different package")
     ]
     with pytest.raises(IntegrityError):
-        fx.lab.set_alias("digits", "champion", fx.ids.draft, expect=fx.ids.model)
+        fx.lab.promote("digits", fx.ids.draft, key="pat")
 
 
 def test_a_parent_approval_relabelled_as_a_release_approval_is_caught(fx: Fixture) -> None:
@@ -431,6 +453,7 @@ def test_a_parent_approval_relabelled_as_a_release_approval_is_caught(fx: Fixtur
             "role": "model",
             "envelope": parent,
         },
+        signer=None,
         actor="alice",
     )
 
@@ -438,7 +461,7 @@ def test_a_parent_approval_relabelled_as_a_release_approval_is_caught(fx: Fixtur
         problems_of(fx, fx.ids.draft)
     )
     with pytest.raises(IntegrityError):
-        fx.lab.set_alias("digits", "champion", fx.ids.draft, expect=fx.ids.model)
+        fx.lab.promote("digits", fx.ids.draft, key="pat")
 
 
 def test_a_signature_forged_with_an_untrusted_key_is_caught_by_verify(fx: Fixture) -> None:
@@ -452,6 +475,7 @@ def test_a_signature_forged_with_an_untrusted_key_is_caught_by_verify(fx: Fixtur
         "package.signed",
         fx.ids.draft,
         {"package": fx.ids.draft, "key": "alice", "keyid": signer.keyid, "envelope": envelope},
+        signer=None,
         actor="alice",
     )
 
@@ -468,6 +492,7 @@ def test_a_genuine_signature_replayed_onto_another_package_is_caught(fx: Fixture
         "package.signed",
         fx.ids.draft,
         {"package": fx.ids.draft, "key": "alice", "keyid": alice.keyid, "envelope": genuine},
+        signer=None,
         actor="alice",
     )
 
@@ -483,6 +508,7 @@ def test_an_approval_envelope_cannot_stand_in_for_a_signature(fx: Fixture) -> No
         "package.signed",
         fx.ids.wide,
         {"package": fx.ids.wide, "key": "pat", "keyid": pat.keyid, "envelope": approval},
+        signer=None,
         actor="pat",
     )
 
@@ -511,7 +537,7 @@ def mint(
     }
     if endorsement is not None and endorser is not None:
         payload |= {"endorsement": endorsement, "endorser": endorser}
-    fx.lab.ledger.append("key.added", keypair.name, payload, actor=keypair.name)  # type: ignore[arg-type]
+    fx.lab.ledger.append("key.added", keypair.name, payload, signer=None, actor=keypair.name)  # type: ignore[arg-type]
 
 
 def test_a_key_minted_by_a_write_to_the_ledger_is_not_trusted(fx: Fixture) -> None:
@@ -576,7 +602,11 @@ def test_keys_added_by_the_lab_are_endorsed_and_an_older_key_can_be_endorsed_by_
     [info] = fx.lab.endorse_keys(["older"])
 
     assert info.status == "trusted"
-    fx.lab.verify_ledger()
+    with pytest.raises(UnauthorizedChange, match="not signed"):
+        fx.lab.verify_ledger()  # its key.added was written unsigned, as old versions did
+    attested = fx.lab.sign_history()  # the lab key vouches for that history once
+    assert attested.payload["unsigned"] == 1
+    assert fx.lab.verify_ledger().attested == 1
     fx.lab.sign(fx.ids.draft, key="older")
     assert not problems_of(fx, fx.ids.draft)
     with pytest.raises(Conflict, match="endorsed already"):

@@ -223,7 +223,7 @@ def small_lab(tmp_path: Path) -> Iterator[Lab]:
             make_model_dir(tmp_path, "m"), kind="model", capability="digits", license="MIT"
         )
         lab.approve(str(info.id), purpose="release", key="pat")
-        lab.set_alias("digits", "champion", str(info.id))
+        lab.promote("digits", str(info.id), key="pat")
         yield lab
 
 

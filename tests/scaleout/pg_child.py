@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
         count, name, go = int(argv[2]), argv[3], Path(argv[4])
         _wait(go)
         for i in range(count):
-            ledger.append("test.appended", name, {"i": i}, actor=name)
+            ledger.append("test.appended", name, {"i": i}, signer=None, actor=name)
     elif mode == "race":
         rounds, name, go = int(argv[2]), argv[3], argv[4]
         for n in range(rounds):
@@ -49,6 +49,7 @@ def main(argv: list[str]) -> int:
                         "c",
                         {"capability": "c", "alias": "a", "old": old, "new": f"{name}-{n}",
                          "reason": ""},
+                        signer=None,
                         actor=name,
                     )  # fmt: skip
                 print(f"won {n}", flush=True)
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
         ready = Path(argv[2])
         with ledger.transaction() as tx:
             for i in range(20):
-                tx.append("test.half-done", "hang", {"i": i}, actor="hang")
+                tx.append("test.half-done", "hang", {"i": i}, signer=None, actor="hang")
             ready.touch()
             time.sleep(3600)
     ledger.close()

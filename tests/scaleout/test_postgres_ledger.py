@@ -54,7 +54,7 @@ def ledger(pg_url: str) -> Iterator[Ledger]:
 
 def test_migrations_build_the_schema_and_the_database_refuses_edits(ledger: Ledger) -> None:
     ledger.create()  # idempotent
-    ledger.append("test.appended", "s", {"i": 1}, actor="t")
+    ledger.append("test.appended", "s", {"i": 1}, signer=None, actor="t")
     with ledger.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
         assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
@@ -116,7 +116,7 @@ def test_racing_alias_moves_have_exactly_one_winner_each(
 def test_a_killed_writer_leaves_nothing_half_done(
     ledger: Ledger, pg_url: str, tmp_path: Path
 ) -> None:
-    ledger.append("test.appended", "before", {"i": 0}, actor="t")
+    ledger.append("test.appended", "before", {"i": 0}, signer=None, actor="t")
     ready = tmp_path / "ready"
     proc = _child("hang", pg_url, str(ready))
     deadline = time.monotonic() + 60
@@ -126,7 +126,9 @@ def test_a_killed_writer_leaves_nothing_half_done(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    ledger.append("test.appended", "after", {"i": 1}, actor="t")  # the head lock is free
+    ledger.append(
+        "test.appended", "after", {"i": 1}, signer=None, actor="t"
+    )  # the head lock is free
     report = ledger.verify_chain()
     assert report.events == 2
     assert _subjects(ledger) == ["before", "after"]

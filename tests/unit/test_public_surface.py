@@ -12,6 +12,7 @@ MODULES = [
     "breedlab.canonical",
     "breedlab.clock",
     "breedlab.signing",
+    "breedlab.authority",
     "breedlab.registry",
     "breedlab.ledger",
     "breedlab.lab",
@@ -48,6 +49,8 @@ def test_the_lab_api_is_pinned() -> None:
         "manifest", "migrate", "open", "package", "packages", "reconstruct", "reproduce", "resolve",
         "revoke", "revoke_key", "run_round", "set_alias", "show", "sign", "verify",
         "verify_ledger", "verify_store",
+        # authority (DESIGN §13)
+        "factory_signer", "release_signer", "sign_history", "verify_evidence", "witness_export",
         # release controls (seed, stage 3)
         "canary_start", "canary_status", "exit_criteria", "promote", "rollback",
         "shadow_report", "shadow_start",

@@ -22,14 +22,21 @@ def init(
     name: Annotated[str | None, typer.Option("--name", help="Lab name.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Create a lab: config, object store, ledger, keys folder and a checkpoint key."""
+    """Create a lab: config, object store, ledger, keys folder, the lab key (pinned in
+    breedlab.toml) and the factory key. Keep the printed lab key id outside the lab."""
     target = path or lab_path(ctx)
     lab = Lab.init(target, name=name)
     lab.close()
+    pinned = lab.config.lab_key_id
     if json_out:
-        print_json({"lab": str(lab.config.root), "name": lab.config.name})
+        print_json({"lab": str(lab.config.root), "name": lab.config.name, "lab_key_id": pinned})
     else:
         console.print(f"initialised lab [bold]{lab.config.name}[/] at {lab.config.root}")
+        console.print(
+            f"  lab key id {pinned}\n"
+            "  (pinned in breedlab.toml; keep a copy elsewhere: 'breedlab ledger verify' "
+            "refuses a ledger rebuilt under another key)"
+        )
         console.print(f"  next: export BREEDLAB_LAB={lab.config.root}")
 
 

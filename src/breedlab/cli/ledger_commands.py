@@ -1,8 +1,10 @@
-"""Ledger and alias commands: ``ledger show|verify|checkpoint``, ``alias set|history``."""
+"""Ledger and alias commands: ``ledger show|verify|checkpoint|sign-history``, ``ledger
+witness export``, ``alias set|history``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +15,11 @@ __all__ = ["register"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ledger_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
+witness_app = typer.Typer(
+    help="Signed tree heads kept outside the lab (RFC 9162 consistency).",
+    no_args_is_help=True,
+)
+ledger_app.add_typer(witness_app, name="witness")
 alias_app = typer.Typer(
     help="Per-capability aliases (champion, shadow, ...).", no_args_is_help=True
 )
@@ -28,27 +35,52 @@ def show(
     """Print ledger events in order."""
     with open_lab(ctx) as lab:
         events = lab.events(after=after, kinds=tuple(kind or ()))
+        names = {k.keyid: k.name for k in lab.keys()}
     if json_out:
         print_json([e.to_json() for e in events])
         return
-    t = table("seq", "at", "actor", "kind", "subject", "payload")
+    t = table("seq", "at", "actor", "signed by", "kind", "subject", "payload")
     for e in events:
         payload = json.dumps(dict(e.payload), sort_keys=True)
-        t.add_row(str(e.seq), e.at[:19], e.actor, e.kind, e.subject[:24], payload[:80])
+        signer = "-" if e.sig is None else names.get(e.sig.keyid, e.sig.keyid[:12])
+        t.add_row(str(e.seq), e.at[:19], e.actor, signer, e.kind, e.subject[:24], payload[:80])
     console.print(t)
 
 
 @ledger_app.command("verify")
-def verify(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """Recompute the hash chain, derived tables and signed checkpoints; name the first bad seq."""
+def verify(
+    ctx: typer.Context,
+    witness: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness",
+            help="A witness file kept outside the lab: prove the ledger only grew since.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Recompute the hash chain, derived tables, every event's signature and authority,
+    and the signed checkpoints; name the first bad seq."""
     with open_lab(ctx) as lab:
-        report = lab.verify_ledger()
+        report = lab.verify_ledger(witness=witness)
     if json_out:
         print_json({"ok": True, **report.to_json()})
         return
-    console.print(f"[green]ok[/] {report.events} events, head {report.head[:16]}")
-    for c in report.checkpoints:
+    console.print(
+        f"[green]ok[/] {report.events} events, head {report.head[:16]}: {report.signed} signed "
+        "by keys trusted then and allowed to make them"
+        + (f", {report.attested} older ones vouched for by the lab key" if report.attested else "")
+    )
+    pin = "pinned in breedlab.toml" if report.pinned else "NOT pinned (set [signing] lab_key_id)"
+    console.print(f"  lab key {report.lab_key[:16]}: {pin}")
+    shown = report.checkpoints[-3:]
+    if len(report.checkpoints) > len(shown):
+        console.print(f"  {len(report.checkpoints) - len(shown)} earlier checkpoints verified")
+    for c in shown:
         console.print(f"  checkpoint seq {c.seq}: {c.tree_size} events, key {c.key}: {c.status}")
+    if report.witness is not None:
+        console.print(f"  witness: {report.witness}")
 
 
 @ledger_app.command("checkpoint")
@@ -67,6 +99,39 @@ def checkpoint(
         console.print(f"checkpoint seq {ev.seq}: {p['tree_size']} events, root {p['root']}")
 
 
+@witness_app.command("export")
+def witness_export(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Where to write it (keep it outside the lab).")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Write the latest signed tree head to FILE, for 'ledger verify --witness FILE'."""
+    with open_lab(ctx) as lab:
+        seen = lab.witness_export(file)
+    if json_out:
+        print_json(json.loads(seen.to_bytes()))
+        return
+    console.print(
+        f"witness of {seen.tree_size} events (root {seen.root[:16]}, lab key "
+        f"{seen.lab_key_id[:16]}) written to {file}"
+    )
+
+
+@ledger_app.command("sign-history")
+def sign_history(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Vouch once, with the lab key, for history written before events were signed (labs
+    made by older breedlab); also adds the factory key and pins the lab key id."""
+    with open_lab(ctx) as lab:
+        ev = lab.sign_history()
+    if json_out:
+        print_json(ev.to_json())
+        return
+    console.print(
+        f"the lab key vouched for {ev.payload['unsigned']} unsigned event(s) among the first "
+        f"{ev.payload['tree_size']} (seq {ev.seq}); every later change must be signed"
+    )
+
+
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
@@ -78,11 +143,23 @@ def alias_set(
         typer.Option("--expect", help="The package it points at now (omit if unset)."),
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The key that signs the move (default: the lab key; shadow and canary "
+            "take a production key).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Move an alias by compare-and-swap; a lost race is an error, never an overwrite."""
+    """Move an alias by compare-and-swap; a lost race is an error, never an overwrite.
+
+    champion and previous move only by 'breedlab promote' and 'breedlab rollback'.
+    """
     with open_lab(ctx) as lab:
-        move = lab.set_alias(capability, alias, package, expect=expect, reason=reason)
+        move = lab.set_alias(capability, alias, package, expect=expect, reason=reason, key=key)
     if json_out:
         print_json(move.to_json())
     else:

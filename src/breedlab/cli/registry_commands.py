@@ -11,6 +11,7 @@ import typer
 from breedlab.cli.shell import console, open_lab, print_json, table
 from breedlab.errors import IntegrityError
 from breedlab.lab import PackageInfo
+from breedlab.lab.values import ReleaseRecord
 
 __all__ = ["register"]
 
@@ -177,6 +178,12 @@ def show(
     for f in m.files:
         t.add_row(f.path, _size(f.size), f.sha256[:16])
     console.print(t)
+    if d.release:
+        r = table("seq", "at", "release evidence", "sealed blobs", title="release")
+        for rec in d.release:
+            blobs = ", ".join(e[7:19] for e in rec.evidence) or "-"
+            r.add_row(str(rec.seq), rec.at[:19], rec.summary, blobs)
+        console.print(r)
 
 
 def sign(
@@ -214,11 +221,19 @@ def revoke(
     ctx: typer.Context,
     package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="A lab, security or production key that signs it (default: the lab key).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Revoke a package: it can no longer be a parent, champion or release target."""
     with open_lab(ctx) as lab:
-        info = lab.revoke(package, reason=reason)
+        info = lab.revoke(package, reason=reason, key=key)
     if json_out:
         print_json(info.to_json())
     else:
@@ -238,6 +253,7 @@ def verify(
     with open_lab(ctx) as lab:
         results = lab.verify(packages or ())
         store = lab.verify_store() if all_ else None
+        evidence = lab.verify_evidence() if all_ else None
         ledger_problem = None
         ledger = None
         if all_:
@@ -246,13 +262,19 @@ def verify(
             except IntegrityError as e:
                 ledger_problem = e.message
     failed = [r for r in results if not r.ok]
-    ok = not failed and (store is None or not store.problems) and ledger_problem is None
+    ok = (
+        not failed
+        and (store is None or not store.problems)
+        and (evidence is None or not evidence.problems)
+        and ledger_problem is None
+    )
     if json_out:
         print_json(
             {
                 "ok": ok,
                 "packages": [r.to_json() for r in results],
                 "store": None if store is None else store.to_json(),
+                "evidence": None if evidence is None else evidence.to_json(),
                 "ledger": {
                     "ok": ledger_problem is None,
                     "problem": ledger_problem,
@@ -276,6 +298,10 @@ def verify(
             for p in store.problems:
                 console.print(f"[red]FAIL[/]  store: {p.where}: {p.message}")
             console.print(f"store: {store.objects} objects, {_size(store.bytes)} re-hashed")
+        if evidence is not None:
+            for p in evidence.problems:
+                console.print(f"[red]FAIL[/]  release evidence: {p.where}: {p.message}")
+            console.print(f"release evidence: {evidence.segments} sealed segment(s) re-hashed")
         if ledger is not None:
             console.print(
                 f"ledger: {ledger.events} events chained, "
@@ -307,11 +333,19 @@ def lineage(
     for node in graph.ancestors:
         parents = ", ".join(p[:19] for p in node.parents) or "(source)"
         console.print(f"  {node.id[:19]} {node.name} [{node.kind}, {node.build_type}] <- {parents}")
+        _release_lines(node.release)
     console.print("[bold]descendants[/]")
     for node in graph.descendants:
         console.print(f"  {node.id[:19]} {node.name} [{node.kind}, {node.build_type}]")
+        _release_lines(node.release)
     if not graph.descendants:
         console.print("  (none)")
+
+
+def _release_lines(records: tuple[ReleaseRecord, ...]) -> None:
+    for rec in records:
+        sealed = f" [{len(rec.evidence)} sealed blob(s)]" if rec.evidence else ""
+        console.print(f"      seq {rec.seq}: {rec.summary}{sealed}", soft_wrap=True)
 
 
 def reconstruct(

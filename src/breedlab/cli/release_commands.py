@@ -16,6 +16,14 @@ __all__ = ["register"]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Cap = Annotated[str, typer.Argument(help="The capability, e.g. digits.")]
 Pkg = Annotated[str, typer.Argument(help="A package id, unique prefix or CAP@alias.")]
+Key = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="The production key that signs this (default: [signing] release_key).",
+        show_default=False,
+    ),
+]
 
 shadow_app = typer.Typer(help="Mirror requests to a challenger and compare.", no_args_is_help=True)
 canary_app = typer.Typer(help="Expose a sticky low-risk cohort to the challenger.")
@@ -26,6 +34,14 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    release_key: Annotated[
+        str | None,
+        typer.Option(
+            "--release-key",
+            help="The production key that signs admin actions (default: [signing] release_key).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token."""
     import gc
@@ -41,7 +57,7 @@ def serve(
     with open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)
         console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
-        app = create_app(lab)
+        app = create_app(lab, release_key=release_key)
         # Libraries and loaded models live as long as the server: move them out of the
         # collector's reach, so a gen-2 pass scans only what requests allocate (a pass
         # over torch's heap took 20-160 ms here, stalling every request thread).
@@ -91,13 +107,14 @@ def shadow_start(
     capability: Cap,
     package: Pkg,
     sample: Annotated[float, typer.Option("--sample", help="Share of requests mirrored.")] = 1.0,
+    key: Key = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Mirror a sampled share of requests to PKG (needs a shadow recommendation or approval)."""
     from breedlab.lab.release import start_shadow
 
     with open_lab(ctx) as lab:
-        ev = start_shadow(lab, capability, package, sample=sample)
+        ev = start_shadow(lab, capability, package, sample=sample, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
     else:
@@ -105,23 +122,45 @@ def shadow_start(
 
 
 @shadow_app.command("stop")
-def shadow_stop(ctx: typer.Context, capability: Cap) -> None:
-    """Stop mirroring."""
+def shadow_stop(
+    ctx: typer.Context, capability: Cap, key: Key = None, json_out: JsonFlag = False
+) -> None:
+    """Stop mirroring; the run's evidence is sealed into the store."""
     from breedlab.lab.release import stop_shadow
 
     with open_lab(ctx) as lab:
-        ev = stop_shadow(lab, capability)
-    console.print(f"shadow stopped for {capability} (seq {ev.seq})")
+        ev = stop_shadow(lab, capability, key=key)
+    if json_out:
+        print_json({"seq": ev.seq, **dict(ev.payload)})
+        return
+    sealed = len(ev.payload.get("evidence") or [])
+    console.print(f"shadow stopped for {capability} (seq {ev.seq}; {sealed} sealed segment(s))")
 
 
 @shadow_app.command("report")
 def shadow_report(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
     """Agreement, flip matrix, latency ratios, error rates, mirrored and dropped requests."""
-    from breedlab.lab.release import shadow_report as report
+    from breedlab.lab.release import read_shadow_pairs as report
+    from breedlab.release.shadow_stats import summarise_shadow
 
     with open_lab(ctx) as lab:
-        pid, rep = report(lab, capability)
-    _print_report(f"shadow {pid.short}", {"package": str(pid), **rep.to_record()}, json_out)
+        pid, pairs, evidence = report(lab, capability)
+    rep = summarise_shadow(pairs, seed=0, resamples=2000)
+    record = {
+        "package": str(pid),
+        **rep.to_record(),
+        "evidence": {
+            "sealed": evidence.sealed,
+            "unsealed": evidence.unsealed,
+            "digests": list(evidence.digests),
+        },
+    }
+    _print_report(f"shadow {pid.short}", record, json_out)
+    if not json_out:
+        console.print(
+            f"evidence: {evidence.sealed} record(s) sealed in {len(evidence.digests)} blob(s), "
+            f"{evidence.unsealed} not sealed yet"
+        )
 
 
 @shadow_app.command("replay")
@@ -162,6 +201,7 @@ def canary_start(
         int | None,
         typer.Option("--max-units", min=1, help="Exposure cap: distinct units per stage."),
     ] = None,
+    key: Key = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Start a canary of the shadow package after the shadow gate passes."""
@@ -170,7 +210,7 @@ def canary_start(
 
     with open_lab(ctx) as lab:
         cap = ExposureCap(requests=max_requests, units=max_units)
-        ev = start_canary(lab, capability, percent=percent, cap=cap)
+        ev = start_canary(lab, capability, percent=percent, cap=cap, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
     else:
@@ -216,12 +256,17 @@ def canary_stop(
     ctx: typer.Context,
     capability: Cap,
     reason: Annotated[str, typer.Option("--reason", help="Why.")] = "stopped by hand",
+    key: Key = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Stop the canary by hand: 100% to the champion."""
     from breedlab.lab.release import stop_canary
 
     with open_lab(ctx) as lab:
-        ev = stop_canary(lab, capability, reason=reason)
+        ev = stop_canary(lab, capability, reason=reason, key=key)
+    if json_out:
+        print_json({"seq": ev.seq, **dict(ev.payload)})
+        return
     console.print(f"canary stopped for {capability} (seq {ev.seq})")
 
 
@@ -237,26 +282,32 @@ def promote(
             help="Seconds servers keep the old champion loaded for a fast rollback.",
         ),
     ] = 3600,
+    key: Key = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Make PKG the champion (old one to previous) after shadow, canary and approvals."""
+    """Make PKG the champion (old one to previous) after shadow, canary and approvals.
+
+    The first champion of a capability needs only the approvals its risk tier asks for.
+    """
     from datetime import timedelta
 
     with open_lab(ctx) as lab:
-        ev = lab.promote(capability, package, baking=timedelta(seconds=baking))
+        ev = lab.promote(capability, package, baking=timedelta(seconds=baking), key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
     else:
+        previous = ev.payload["previous"] or "(none: the first champion)"
         console.print(
-            f"promoted {ev.payload['package']} to {capability}@champion; "
-            f"previous is {ev.payload['previous']}"
+            f"promoted {ev.payload['package']} to {capability}@champion; previous is {previous}"
         )
 
 
-def rollback(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
+def rollback(
+    ctx: typer.Context, capability: Cap, key: Key = None, json_out: JsonFlag = False
+) -> None:
     """Return champion to previous and record the measured recovery time."""
     with open_lab(ctx) as lab:
-        ev = lab.rollback(capability)
+        ev = lab.rollback(capability, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
         return

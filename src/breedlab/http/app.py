@@ -125,10 +125,19 @@ class PredictResponse(BaseModel):
     package: str
 
 
+_KEY = Field(
+    default=None,
+    min_length=1,
+    max_length=64,
+    description="The production key that signs the action (default: the server's).",
+)
+
+
 class ShadowStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     package: str = Field(min_length=4)
     sample: float = Field(default=1.0, gt=0.0, le=1.0)
+    key: str | None = _KEY
 
 
 class CanaryStart(BaseModel):
@@ -138,6 +147,7 @@ class CanaryStart(BaseModel):
         default=DEFAULT_STAGE_MAX_REQUESTS, ge=1, description="Canary requests per stage."
     )
     max_units: int | None = Field(default=None, ge=1, description="Distinct units per stage.")
+    key: str | None = _KEY
 
 
 class Promote(BaseModel):
@@ -146,6 +156,7 @@ class Promote(BaseModel):
     baking_s: int | None = Field(
         default=None, ge=0, description="Seconds the old champion stays loaded (default 3600)."
     )
+    key: str | None = _KEY
 
 
 def _one_line(exc: RequestValidationError) -> str:
@@ -165,10 +176,13 @@ def create_app(
     faults: Mapping[str, float] | None = None,
     shadow_queue: int = 256,
     srm_min_units: int = 200,
+    release_key: str | None = None,
 ) -> FastAPI:
     """The app over an open lab. ``token`` defaults to the lab's admin token file.
 
-    ``faults`` injects errors per role (``{"canary": 0.05}``) for abort drills.
+    ``release_key`` names the production key that signs admin actions when a request
+    names none (default: ``[signing] release_key``). ``faults`` injects errors per role
+    (``{"canary": 0.05}``) for abort drills.
     """
     secret = token or ensure_admin_token(lab.config.keys_dir).read_text("utf-8").strip()
     router = Router(
@@ -299,7 +313,9 @@ def create_app(
 
     @app.post("/admin/{capability}/shadow/start", dependencies=guard)
     def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
-        ev = controller.start_shadow(lab, capability, body.package, sample=body.sample)
+        ev = controller.start_shadow(
+            lab, capability, body.package, sample=body.sample, key=body.key or release_key
+        )
         router.refresh(force=True)
         router.mirror.wait_ready()  # mirroring starts once the shadow process has its models
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
@@ -307,7 +323,7 @@ def create_app(
     @app.post("/admin/{capability}/shadow/stop", dependencies=guard)
     def shadow_stop(capability: str) -> dict[str, Any]:
         router.mirror.flush()
-        ev = controller.stop_shadow(lab, capability)
+        ev = controller.stop_shadow(lab, capability, key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
@@ -327,13 +343,14 @@ def create_app(
             percent=body.percent,
             cap=ExposureCap(requests=body.max_requests, units=body.max_units),
             stage_min=router.canary_policy.stage_min,
+            key=body.key or release_key,
         )
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, "package": ev.payload["package"]}
 
     @app.post("/admin/{capability}/canary/stop", dependencies=guard)
     def canary_stop(capability: str) -> dict[str, Any]:
-        ev = controller.stop_canary(lab, capability, reason="stopped by an admin")
+        ev = controller.stop_canary(lab, capability, reason="stopped by an admin", key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
@@ -374,6 +391,7 @@ def create_app(
             capability,
             body.package,
             baking=None if body.baking_s is None else timedelta(seconds=body.baking_s),
+            key=body.key or release_key,
         )
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
@@ -388,7 +406,7 @@ def create_app(
             served = router.table.routes[capability].champion
             served.predict([0.0] * served.inputs)
 
-        ev = controller.rollback(lab, capability, switch=switch, verify=verify)
+        ev = controller.rollback(lab, capability, switch=switch, verify=verify, key=release_key)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
     return app

@@ -37,9 +37,9 @@ from breedlab.http.shadow_process import (
     job_frame,
     results_from,
 )
+from breedlab.lab.evidence import EvidenceLog
 from breedlab.lab.release import (
     CanaryRun,
-    JsonlLog,
     ServedModel,
     load_served,
     pair_record,
@@ -67,7 +67,7 @@ class CapabilityRoute:
     previous: ServedModel | None = None
     shadow: ServedModel | None = None
     shadow_seq: int | None = None
-    shadow_log: JsonlLog | None = None
+    shadow_log: EvidenceLog | None = None
     shadow_sample: float = 1.0
     canary: ServedModel | None = None
     canary_run: CanaryRun | None = None
@@ -98,7 +98,7 @@ class Answer:
 class _Mirror:
     shadow: ServedModel
     champion: ServedModel
-    log: JsonlLog
+    log: EvidenceLog
     inputs: list[float]
     primary: str
     primary_latency_s: float
@@ -133,7 +133,7 @@ class ShadowMirror:
             raise InvalidRequest(f"the shadow queue holds at least one mirror (got {maxsize})")
         self._maxsize = maxsize
         self._bound = maxsize
-        self._drops: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
+        self._drops: list[tuple[EvidenceLog, dict[str, JsonValue]]] = []
         self._lock = threading.Lock()
         self._pipe_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -297,7 +297,7 @@ class ShadowMirror:
         )
 
     def _collect(self, proc: subprocess.Popen[bytes], fd: int) -> None:
-        pending: list[tuple[JsonlLog, dict[str, JsonValue]]] = []
+        pending: list[tuple[EvidenceLog, dict[str, JsonValue]]] = []
         buf = bytearray()
         try:
             while True:
@@ -402,14 +402,14 @@ class ShadowMirror:
         with self._write_lock:
             with self._lock:
                 drops, self._drops = self._drops, []
-            by_log: dict[int, tuple[JsonlLog, list[dict[str, JsonValue]]]] = {}
+            by_log: dict[int, tuple[EvidenceLog, list[dict[str, JsonValue]]]] = {}
             for log, rec in drops:
                 by_log.setdefault(id(log), (log, []))[1].append(rec)
             for log, recs in by_log.values():
                 log.append(recs)
 
-    def _write(self, pending: list[tuple[JsonlLog, dict[str, JsonValue]]]) -> None:
-        by_log: dict[int, tuple[JsonlLog, list[dict[str, JsonValue]]]] = {}
+    def _write(self, pending: list[tuple[EvidenceLog, dict[str, JsonValue]]]) -> None:
+        by_log: dict[int, tuple[EvidenceLog, list[dict[str, JsonValue]]]] = {}
         for log, rec in pending:
             by_log.setdefault(id(log), (log, []))[1].append(rec)
         for log, recs in by_log.values():
@@ -756,4 +756,12 @@ class Router:
             return self._flips % 2 == 0
 
     def close(self) -> None:
+        """Stop mirroring, then seal what the running shadow and canary runs recorded
+        (nothing of a run is left only in a file when the server stops)."""
         self.mirror.close()
+        for route in self.table.routes.values():
+            logs = [route.shadow_log, route.canary_run.log if route.canary_run else None]
+            for log in logs:
+                if log is not None:
+                    with contextlib.suppress(LabError):
+                        log.seal()

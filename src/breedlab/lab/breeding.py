@@ -251,6 +251,7 @@ def run_plans(
             progress(f"{plans[index].label}: {state} in {outcome.wall_seconds:.1f} s")
 
     outcomes = executor.run(jobs, on_done=done)
+    factory = lab.factory_signer() if record else None
     results = []
     for plan, outcome in zip(plans, outcomes, strict=True):
         if not outcome.ok:
@@ -265,6 +266,7 @@ def run_plans(
                         "reason": outcome.reason,
                         "log_tail": outcome.log[-2000:],
                     },
+                    signer=factory,
                     actor=lab.actor,
                 )
             results.append(
@@ -280,8 +282,14 @@ def run_plans(
             continue
         packages = []
         for out, manifest in stored:
-            if record:
-                info = lab._record_package(manifest)
+            if factory is not None:
+                # The factory key signs what the lab made, naming the round and operator.
+                info = lab._record_package(
+                    manifest,
+                    factory,
+                    registrar=factory,
+                    about={"round": round_id, "operator": plan.operator, "label": plan.label},
+                )
                 lab.ledger.append(
                     "candidate.generated",
                     str(info.id),
@@ -295,6 +303,7 @@ def run_plans(
                         "wall_seconds": f"{outcome.wall_seconds:.3f}",
                         "network_isolated": outcome.network_isolated,
                     },
+                    signer=factory,
                     actor=lab.actor,
                 )
             packages.append((out, manifest.id))
@@ -483,6 +492,7 @@ def run_round(
     plans = [p for p in plans_for(parents, failure_cluster, data, seed) if p.operator in allowed]
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
+    factory = lab.factory_signer()
     started = lab.ledger.append(
         "round.started",
         capability,
@@ -496,6 +506,7 @@ def run_round(
             "seed": seed,
             "plans": [p.to_json() for p in plans],
         },
+        signer=factory,
         actor=lab.actor,
     )
     round_id = f"round-{started.seq}"
@@ -617,16 +628,20 @@ def run_round(
             "suite": str(suite_id),
             "outcomes": {d.candidate_id: d.outcome.value for d in decisions},
         },
+        signer=factory,
         actor="viability-controller",
     )
     if winner is not None:
         current = lab.alias(capability, "shadow")
+        # seed, stage 7: a low-risk winner progresses to shadow by itself (the factory
+        # key may move shadow only to a package the controller recommended).
         lab.set_alias(
             capability,
             "shadow",
             str(winner),
             expect=None if current is None else str(current),
             reason=f"{round_id}: viability decision {decided.seq} recommends shadow",
+            key=lab.config.factory_key,
         )
         say(f"{round_id}: winner {winner.short} moved to {capability}@shadow")
     for d in decisions:
@@ -642,6 +657,7 @@ def run_round(
                 "reasons": list(d.reasons),
                 "decision": decided.seq,
             },
+            signer=factory,
             actor="viability-controller",
         )
     lab.ledger.append(
@@ -654,6 +670,7 @@ def run_round(
             "candidates": len(scored),
             "failed": len(failed_records),
         },
+        signer=factory,
         actor=lab.actor,
     )
     return RoundResult(

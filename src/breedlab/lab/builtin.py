@@ -274,7 +274,10 @@ def bootstrap_digits(
     for purpose, key in (("parent", model_key), ("release", production_key)):
         if not any(a.purpose == purpose for a in lab.show(str(champion)).approvals):
             lab.approve(str(champion), purpose=purpose, key=key)
-    _move(lab, "digits", "champion", champion, "built-in champion trained from source")
+    if lab.alias("digits", "champion") is None:
+        # The capability's first champion: a promotion like any other, by the production
+        # owner, with the approvals its risk tier asks for (nothing to shadow against).
+        lab.promote("digits", str(champion), key=production_key)
     say(f"champion {champion.short} trained, signed, approved and aliased")
 
     draft = _suite(
@@ -284,7 +287,7 @@ def bootstrap_digits(
         critical=(),
         parents=[],
         name="digits-suite-draft",
-        sign_with=None,
+        sign_with=lab.config.factory_key,
     )
     [evaluation] = evaluate_models(lab, [champion], draft, executor=executor, round_id="bootstrap")
     if evaluation.scorecard is None:

@@ -9,15 +9,18 @@ something missing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from breedlab import canonical
+from breedlab.authority import RULES, may, replay
 from breedlab.canonical import JsonValue
 from breedlab.clock import Clock, SystemClock
 from breedlab.config import CONFIG_NAME, LabConfig, default_config_text, load_config
@@ -30,10 +33,12 @@ from breedlab.errors import (
     LabError,
     NotFound,
     PolicyError,
+    UnauthorizedChange,
 )
 from breedlab.lab.values import (
     AliasMove,
     ApprovalInfo,
+    EvidenceReport,
     KeyInfo,
     LedgerReport,
     LineageGraph,
@@ -55,8 +60,8 @@ from breedlab.lab.verification import (
     key_endorsements,
     key_statement,
     trusted_keys,
-    valid_approvals,
 )
+from breedlab.lab.witness import Witness, check_witness
 from breedlab.lab.workspace import Workspace
 from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import root as merkle_root
@@ -94,6 +99,8 @@ PURPOSES = ("parent", "release")
 _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 #: Aliases with a release meaning: their targets must be models of the capability.
 RELEASE_ALIASES = ("champion", "previous", "shadow", "canary")
+#: Moved only by promotion and rollback (DESIGN §13).
+CHAMPION_ALIASES = ("champion", "previous")
 
 
 class Lab:
@@ -109,7 +116,10 @@ class Lab:
             region=config.store_region,
         )
         self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock)
+        self.ledger.after_commit = self._after_commit
         self.workspace = Workspace(config.work_dir, self.blobs)
+        self._unanchored = False  # this Lab appended events no checkpoint covers yet
+        self._checkpoint_lock = threading.Lock()
 
     def executor(self, workers: int | None = None) -> Executor:
         """The configured executor (``[executor]`` in breedlab.toml)."""
@@ -140,11 +150,15 @@ class Lab:
         for folder in ("objects", "keys", "work"):
             (path / folder).mkdir(exist_ok=True)
         os.chmod(path / "keys", 0o700)
-        (path / CONFIG_NAME).write_text(default_config_text(name or path.name), "utf-8")
+        # The lab key first, so its id is pinned in the config from the start.
+        lab_key = KeyPair.generate("lab")
+        text = default_config_text(name or path.name, lab_key_id=lab_key.keyid)
+        (path / CONFIG_NAME).write_text(text, "utf-8")
         lab = cls(load_config(path), clock=clock)
         lab.blobs.ensure()
         lab.ledger.create()
-        lab.generate_key("lab", Role.LAB)
+        lab._add_key(lab_key, Role.LAB)
+        lab.generate_key(lab.config.factory_key, Role.FACTORY)
         return lab
 
     @classmethod
@@ -155,7 +169,38 @@ class Lab:
         return lab
 
     def close(self) -> None:
-        self.ledger.close()
+        """Sign a checkpoint over what this Lab appended (DESIGN §13: checkpoints are
+        automatic), then release the database."""
+        try:
+            if self._unanchored:
+                self._auto_checkpoint()
+        finally:
+            self.ledger.close()
+
+    def _after_commit(self, events: Sequence[Event]) -> None:
+        if all(e.kind == "checkpoint.signed" for e in events):
+            return
+        self._unanchored = True
+        every = self.config.checkpoint_every
+        if every:
+            with self.ledger.reader() as r:
+                covered = r.last_checkpoint_size()
+            if events[-1].seq - covered >= every:
+                self._auto_checkpoint()
+
+    def _auto_checkpoint(self) -> None:
+        """A checkpoint when the lab key is at hand; a process without it (a server
+        holding only the factory key) leaves the next one to a process that has it."""
+        with self._checkpoint_lock:
+            with self.ledger.reader() as r:
+                if r.head()[0] == 0 or r.last_event_kind() == "checkpoint.signed":
+                    self._unanchored = False
+                    return
+            try:
+                self.checkpoint()
+            except (NotFound, PolicyError):
+                return
+            self._unanchored = False
 
     def __enter__(self) -> Lab:
         return self
@@ -177,16 +222,21 @@ class Lab:
         """
         role = Role.parse(role) if isinstance(role, str) else role
         check_key_name(name)
+        return self._add_key(KeyPair.generate(name), role)
+
+    def _add_key(self, keypair: KeyPair, role: Role) -> KeyInfo:
+        """Save ``keypair`` and trust it: a ``key.added`` event, endorsed and signed by
+        the lab key (the lab's first key signs its own)."""
+        name = keypair.name
         with self.ledger.reader() as r:
             if r.key(name) is not None:
                 raise Conflict(f"key {name!r} is registered already")
             first = not r.all_keys()
-            endorser = None if first else self._endorser(r)
+            endorser = keypair if first else self._endorser(r)
         if first and role is not Role.LAB:
             raise PolicyError("a lab's first key has role 'lab': it endorses every later key")
-        keypair = KeyPair.generate(name)
         envelope = self._endorsement(
-            keypair.keyid, keypair.public_raw.hex(), name, role.value, endorser or keypair
+            keypair.keyid, keypair.public_raw.hex(), name, role.value, endorser
         )
         private, public = keypair.save(self.config.keys_dir)
         try:
@@ -199,8 +249,9 @@ class Lab:
                     "keyid": keypair.keyid,
                     "public_key": keypair.public_raw.hex(),
                     "endorsement": str(envelope),
-                    "endorser": (endorser or keypair).keyid,
+                    "endorser": endorser.keyid,
                 },
+                signer=endorser,
                 actor=self.actor,
             )
         except LabError:
@@ -249,10 +300,13 @@ class Lab:
         info = self.key(name)
         if info.revoked_seq is not None:
             raise Conflict(f"key {name!r} was revoked already (seq {info.revoked_seq})")
+        with self.ledger.reader() as r:
+            lab_key = self._endorser(r)
         self.ledger.append(
             "key.revoked",
             name,
             {"name": name, "keyid": info.keyid, "reason": reason},
+            signer=lab_key,
             actor=self.actor,
         )
         return self.key(name)
@@ -310,6 +364,7 @@ class Lab:
                     "endorsement": str(envelope),
                     "endorser": endorser.keyid,
                 },
+                signer=endorser,
                 actor=self.actor,
             )
             done.append(self.key(name))
@@ -329,6 +384,56 @@ class Lab:
                 f"'breedlab keys endorse {name}'"
             )
         return keypair, str(row.role)
+
+    def _acting(self, name: str, r: Reader, kind: str) -> KeyPair:
+        """A trusted key that the authority table lets sign ``kind`` events, loaded."""
+        keypair, role = self._signer(name, r)
+        if not may(Role(role), kind):
+            allowed = (
+                ", ".join(sorted(x.value for x in RULES[kind].roles)) if kind in RULES else "-"
+            )
+            raise PolicyError(
+                f"key {name!r} has role '{role}'; {kind} needs a key of role {allowed}"
+            )
+        return keypair
+
+    def factory_signer(self) -> KeyPair:
+        """The lab's automation key (``[signing] factory_key``, role ``factory``): it signs
+        what operators make and what rounds and the serving controller record.
+
+        Raises:
+            PolicyError: the key is missing, untrusted, or not of role ``factory``.
+        """
+        name = self.config.factory_key
+        with self.ledger.reader() as r:
+            try:
+                return self._acting(name, r, "candidate.generated")
+            except NotFound:
+                raise PolicyError(
+                    f"the lab's factory key {name!r} is not in {self.config.keys_dir} (a lab "
+                    "from before signed events: run 'breedlab ledger sign-history')"
+                ) from None
+
+    def release_signer(self, key: str | None, kind: str = "release.promoted") -> KeyPair:
+        """The ``production`` key that signs a release action: ``key``, else
+        ``[signing] release_key``.
+
+        Raises:
+            PolicyError: none named, or the key may not make ``kind`` changes.
+            NotFound: no such private key in this lab.
+        """
+        name = key or self.config.release_key
+        if not name:
+            raise PolicyError(
+                "a release action is signed by a 'production' key: pass --key NAME, or set "
+                "[signing] release_key in breedlab.toml"
+            )
+        with self.ledger.reader() as r:
+            return self._acting(name, r, kind)
+
+    def _lab_signer(self, r: Reader) -> KeyPair:
+        """The lab key, for the registry's own records when no key is named."""
+        return self._endorser(r)
 
     # -- capabilities ----------------------------------------------------------------------
 
@@ -444,9 +549,10 @@ class Lab:
         sign_with: str | None = None,
     ) -> PackageInfo:
         signer: KeyPair | None = None
-        if sign_with is not None:
-            with self.ledger.reader() as r:
+        with self.ledger.reader() as r:
+            if sign_with is not None:
                 signer, _ = self._signer(sign_with, r)
+            registrar = signer or self._lab_signer(r)
         manifest = self._store_package(
             files=files,
             kind=kind,
@@ -462,7 +568,7 @@ class Lab:
             family=family,
             meta=meta,
         )
-        return self._record_package(manifest, signer)
+        return self._record_package(manifest, signer, registrar=registrar)
 
     def _store_package(
         self,
@@ -513,13 +619,25 @@ class Lab:
         self.blobs.put_bytes(manifest.to_bytes())
         return manifest
 
-    def _record_package(self, manifest: Manifest, signer: KeyPair | None = None) -> PackageInfo:
-        """Register a stored manifest in the ledger (and sign it), in one transaction."""
+    def _record_package(
+        self,
+        manifest: Manifest,
+        signer: KeyPair | None = None,
+        *,
+        registrar: KeyPair,
+        about: Mapping[str, JsonValue] | None = None,
+    ) -> PackageInfo:
+        """Register a stored manifest in the ledger (and sign it), in one transaction.
+
+        ``registrar`` signs the ``package.registered`` event; ``signer`` (if any) vouches
+        for the package with a DSSE signature whose statement also carries ``about``
+        (the factory names the round and operator that made it).
+        """
         package = manifest.id
         envelope_digest = None
         if signer is not None:
             envelope_digest = self.blobs.put_bytes(
-                self._signature_envelope(manifest, package, signer)
+                self._signature_envelope(manifest, package, signer, about=about)
             )
         with self.ledger.transaction() as tx:
             row = tx.package(str(package))
@@ -543,6 +661,7 @@ class Lab:
                         "files": len(manifest.files),
                         "size": manifest.total_size,
                     },
+                    signer=registrar,
                     actor=self.actor,
                 )
             if signer is not None and envelope_digest is not None:
@@ -561,11 +680,22 @@ class Lab:
             digest, size = self.blobs.put_stream(stream)
         return FileEntry(path=f.path, sha256=digest.hex, size=size)
 
-    def _signature_envelope(self, manifest: Manifest, package: Digest, signer: KeyPair) -> bytes:
+    def _signature_envelope(
+        self,
+        manifest: Manifest,
+        package: Digest,
+        signer: KeyPair,
+        *,
+        about: Mapping[str, JsonValue] | None = None,
+    ) -> bytes:
         statement = Statement(
             subjects=(Subject(name=manifest.name, sha256=package.hex),),
             predicate_type=SIGNATURE_PREDICATE,
-            predicate={"kind": manifest.kind.value, "capability": manifest.capability},
+            predicate={
+                **(about or {}),
+                "kind": manifest.kind.value,
+                "capability": manifest.capability,
+            },
         )
         return dsse.sign(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), signer).to_bytes()
 
@@ -581,7 +711,8 @@ class Lab:
                 "keyid": signer.keyid,
                 "envelope": str(envelope),
             },
-            actor=signer.name,
+            signer=signer,
+            actor=self.actor,
         )
 
     def resolve(self, ref: str) -> Digest:
@@ -655,6 +786,8 @@ class Lab:
             aliases = tuple(f"{row.capability}@{row.name}" for row in r.aliases_of(str(pid)))
             revoked = r.revocation(str(pid))
             children = tuple(r.children(str(pid)))
+        from breedlab.lab.release import release_records
+
         return PackageDetails(
             info=info,
             signed_by=tuple(signed),
@@ -662,6 +795,7 @@ class Lab:
             aliases=aliases,
             revoked=None if revoked is None else str(revoked.reason),
             children=children,
+            release=release_records(self, [str(pid)])[str(pid)],
         )
 
     def sign(self, ref: str, *, key: str) -> PackageInfo:
@@ -720,8 +854,11 @@ class Lab:
         pid = self.resolve(ref)
         with self.ledger.reader() as r:
             signer, role = self._signer(key, r)
-            if role == Role.LAB.value:
-                raise InvalidRequest("the lab key signs checkpoints, not approvals; use a role key")
+            if not may(Role(role), "package.approved"):
+                raise InvalidRequest(
+                    f"the {role} key does not approve (the lab key and the factory key act "
+                    "for the lab itself); use a model, evaluation, security or production key"
+                )
             self._require_intact(r, pid)
             for row in r.approvals(str(pid)):
                 if row.keyid == signer.keyid and row.purpose == purpose:
@@ -751,14 +888,20 @@ class Lab:
                     "role": role,
                     "envelope": str(envelope),
                 },
-                actor=key,
+                signer=signer,
+                actor=self.actor,
             )
         return ApprovalInfo(package=str(pid), purpose=purpose, key=key, role=role, seq=ev.seq)
 
-    def revoke(self, ref: str, *, reason: str) -> PackageInfo:
-        """Revoke a package: it can no longer be a parent, champion or release target."""
+    def revoke(self, ref: str, *, reason: str, key: str | None = None) -> PackageInfo:
+        """Revoke a package: it can no longer be a parent, champion or release target.
+
+        Signed by ``key`` (a lab, security or production key; default: the lab key).
+        """
         _require_reason(reason)
         pid = self.resolve(ref)
+        with self.ledger.reader() as r:
+            signer = self._lab_signer(r) if key is None else self._acting(key, r, "package.revoked")
         with self.ledger.transaction() as tx:
             if tx.package(str(pid)) is None:
                 raise NotFound(f"package {pid.short} is not registered")
@@ -768,6 +911,7 @@ class Lab:
                 "package.revoked",
                 str(pid),
                 {"package": str(pid), "reason": reason},
+                signer=signer,
                 actor=self.actor,
             )
         return self.package(pid)
@@ -810,23 +954,70 @@ class Lab:
             problems.append(Problem(where=stray, message="stray file in the object store"))
         return StoreReport(objects=count, bytes=total, problems=tuple(problems))
 
-    def verify_ledger(self) -> LedgerReport:
-        """Recompute the chain, the projections and every signed checkpoint.
+    def verify_evidence(self) -> EvidenceReport:
+        """Re-hash every sealed shadow and canary segment and compare each evidence file
+        with what was sealed from it (an edit after sealing is reported)."""
+        from breedlab.lab.evidence import verify_evidence
+
+        segments, problems = verify_evidence(self)
+        return EvidenceReport(segments=segments, problems=tuple(problems))
+
+    def verify_ledger(self, *, witness: Path | None = None) -> LedgerReport:
+        """Recompute the chain and the projections, replay every event through the
+        authority table (signature by a key trusted at that seq, a role allowed to make
+        that change), check the pinned lab key and every signed checkpoint; with a
+        ``witness`` file, prove the ledger is a consistent extension of the tree head it
+        holds (RFC 9162 consistency proof).
 
         Raises:
-            IntegrityError (ChainBroken): names the first bad seq or checkpoint.
+            ChainBroken: names the first bad seq or checkpoint, a ledger whose first key
+                is not the pinned lab key, or one that is not an extension of the witness.
+            UnauthorizedChange: names the first unsigned or unauthorized change.
+            InvalidRequest: ``witness`` is not a witness file.
         """
+        seen = None
+        if witness is not None:
+            try:
+                seen = Witness.from_bytes(witness.read_bytes(), str(witness))
+            except FileNotFoundError:
+                raise NotFound(f"no witness file {witness}") from None
         report = self.ledger.verify_chain()
+        pinned = self.config.lab_key_id or None
+        proved = None
         with self.ledger.reader() as r:
             try:
                 check_key_endorsements(self.blobs, r)
+                # Checkpoints before signatures: an edit under a signed tree head is
+                # reported as what it is (a rewritten history); one after the last
+                # checkpoint is caught by its event's signature.
                 checkpoints = check_checkpoints(self.blobs, r)
-            except ChainBroken:
+                authority = replay(r, self.blobs, pinned=pinned)
+                if seen is not None:
+                    leaves = r.event_hashes()
+                    at = (
+                        r.event(seen.checkpoint_seq) if len(leaves) >= seen.checkpoint_seq else None
+                    )
+                    recorded = at.payload if at and at.kind == "checkpoint.signed" else None
+                    proved = check_witness(seen, leaves, authority.first_key, recorded)
+            except (ChainBroken, UnauthorizedChange):
                 raise
             except IntegrityError as e:
                 raise ChainBroken(e.message) from e
         return LedgerReport(
-            events=report.events, head=report.head_hash, checkpoints=tuple(checkpoints)
+            witness=None
+            if proved is None
+            else (
+                f"consistent extension of the witnessed {proved['witness_size']} events "
+                f"(root {str(proved['witness_root'])[:16]}): RFC 9162 proof of "
+                f"{len(proved['proof'])} hash(es) to {proved['size']} events"
+            ),
+            events=report.events,
+            head=report.head_hash,
+            checkpoints=tuple(checkpoints),
+            signed=authority.signed,
+            attested=authority.attested,
+            lab_key=authority.first_key or "",
+            pinned=pinned is not None,
         )
 
     def checkpoint(self, *, key: str | None = None) -> Event:
@@ -840,7 +1031,7 @@ class Lab:
                 f"{name!r} has role '{role}'"
             )
         with self.ledger.transaction() as tx:
-            leaves = [bytes.fromhex(e.hash) for e in tx.events()]
+            leaves = tx.event_hashes()
             root_hex = merkle_root(leaves).hex()
             payload = checkpoint_payload(
                 lab=self.config.name, tree_size=len(leaves), root_hex=root_hex
@@ -858,8 +1049,92 @@ class Lab:
                     "keyid": signer.keyid,
                     "envelope": str(envelope),
                 },
-                actor=name,
+                signer=signer,
+                actor=self.actor,
             )
+
+    def witness_export(self, path: Path) -> Witness:
+        """Write the latest signed tree head to ``path`` for safekeeping outside the lab
+        (a checkpoint is signed first if events came after the last one).
+
+        Raises:
+            PolicyError: the lab key is not at hand to sign a checkpoint.
+        """
+        with self.ledger.reader() as r:
+            current = r.last_event_kind() == "checkpoint.signed"
+        if not current:
+            self.checkpoint()
+        with self.ledger.reader() as r:
+            row = r.checkpoints()[-1]
+            key = r.key_by_id(row.keyid)
+        assert key is not None  # checkpoint() signs with a trusted lab key
+        seen = Witness(
+            lab=self.config.name,
+            lab_key_id=str(row.keyid),
+            lab_public_key=str(key.public_key),
+            tree_size=int(row.tree_size),
+            root=str(row.root),
+            checkpoint_seq=int(row.seq),
+            envelope=self.blobs.get_bytes(Digest.parse(row.envelope)),
+        )
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(seen.to_bytes())
+        os.replace(tmp, path)
+        return seen
+
+    def sign_history(self) -> Event:
+        """Vouch once, with the lab key, for ledger history written before events were
+        signed (a ``ledger.attested`` event over the Merkle root of every event so far),
+        and give a lab from before then what it now needs: a factory key and the lab
+        key's id pinned in ``breedlab.toml``.
+
+        Check the history by hand first (``ledger verify`` on a copy you trust): the
+        attestation makes unsigned events count as the lab's own.
+
+        Raises:
+            PolicyError: the lab key is not at hand, or not endorsed yet
+                (``keys endorse lab``).
+            Conflict: nothing unsigned is left to vouch for.
+        """
+        with self.ledger.reader() as r:
+            lab_key = self._endorser(r)
+            unsigned = sum(1 for e in r.events() if e.sig is None)
+            has_factory = r.key(self.config.factory_key) is not None
+            first = r.all_keys()[0] if r.all_keys() else None
+        if not has_factory:
+            self.generate_key(self.config.factory_key, Role.FACTORY)
+        if not self.config.lab_key_id and first is not None:
+            self._pin_lab_key(str(first.keyid))
+        if not unsigned:
+            raise Conflict("every event in this ledger is signed; nothing to vouch for")
+        with self.ledger.transaction() as tx:
+            leaves = tx.event_hashes()
+            return tx.append(
+                "ledger.attested",
+                f"tree:{len(leaves)}",
+                {
+                    "tree_size": len(leaves),
+                    "root": merkle_root(leaves).hex(),
+                    "unsigned": unsigned,
+                    "keyid": lab_key.keyid,
+                    "reason": "history written before events were signed, vouched for once",
+                },
+                signer=lab_key,
+                actor=self.actor,
+            )
+
+    def _pin_lab_key(self, keyid: str) -> None:
+        """Write ``lab_key_id`` into ``[signing]`` of this lab's breedlab.toml."""
+        path = self.config.root / CONFIG_NAME
+        text = path.read_text("utf-8")
+        if re.search(r"(?m)^lab_key_id\s*=", text):
+            text = re.sub(r"(?m)^lab_key_id\s*=.*$", f'lab_key_id = "{keyid}"', text)
+        elif re.search(r"(?m)^\[signing\]", text):
+            text = re.sub(r"(?m)^\[signing\]$", f'[signing]\nlab_key_id = "{keyid}"', text, count=1)
+        else:
+            text += f'\n[signing]\nlab_key_id = "{keyid}"\n'
+        path.write_text(text, "utf-8")
+        self.config = load_config(self.config.root)
 
     def events(self, *, after: int = 0, kinds: Sequence[str] = ()) -> list[Event]:
         with self.ledger.reader() as r:
@@ -875,21 +1150,38 @@ class Lab:
         *,
         expect: str | None = None,
         reason: str = "",
+        key: str | None = None,
     ) -> AliasMove:
         """Move ``capability@alias`` to a package by compare-and-swap (DESIGN §5).
 
         ``expect`` is the package the alias must point at now (``None``: must be unset).
-        ``champion`` only accepts approved (``release``), unrevoked, verified models.
+        The move is signed by ``key`` (default: the lab key); ``shadow`` and ``canary``
+        take a production key (or the factory's, for the controller's recommendation).
+        ``champion`` and ``previous`` never move here: only :meth:`promote` and
+        :meth:`rollback` move them, with every release control.
 
         Raises:
             Conflict: the alias does not point at ``expect`` (someone moved it).
-            PolicyError: the package may not take this alias.
+            PolicyError: the package may not take this alias, or the key may not move it.
         """
         if not _ALIAS.fullmatch(alias):
             raise InvalidRequest(f"bad alias name {alias!r}: lowercase letters, digits, '_', '-'")
+        if alias in CHAMPION_ALIASES:
+            hint = "breedlab rollback" if alias == "previous" else f"breedlab promote {capability}"
+            raise PolicyError(
+                f"{capability}@{alias} moves only by promotion or rollback, with every release "
+                f"control; use '{hint}'"
+            )
         with self.ledger.reader() as r:
             pid = self._resolve(r, ref)
             expected = None if expect is None else str(self._resolve(r, expect))
+            signer, role = self._signer(key, r) if key else (self._lab_signer(r), "lab")
+            allowed = {"shadow": ("production", "factory"), "canary": ("production",)}
+            if alias in allowed and role not in allowed[alias]:
+                raise PolicyError(
+                    f"{capability}@{alias} is moved by a production key (--key NAME); "
+                    f"{key or self.config.checkpoint_key!r} has role '{role}'"
+                )
             manifest = self.manifest(pid)
             if manifest.capability != capability:
                 raise PolicyError(
@@ -901,31 +1193,36 @@ class Lab:
                     f"alias {alias!r} takes models, and {pid.short} is a {manifest.kind}"
                 )
             self._require_intact(r, pid)
-            if alias == "champion":
-                self._require_release_approval(r, pid)
         with self.ledger.transaction() as tx:
-            if tx.revocation(str(pid)) is not None:
-                raise PolicyError(f"package {pid.short} was revoked")
-            ev = tx.append(
-                "alias.moved",
-                capability,
-                {
-                    "capability": capability,
-                    "alias": alias,
-                    "old": expected,
-                    "new": str(pid),
-                    "reason": reason,
-                },
-                actor=self.actor,
+            return _alias_move(
+                self._move_alias(tx, capability, alias, pid, expected, reason, signer=signer)
             )
-        return _alias_move(ev)
 
-    def _require_release_approval(self, r: Reader, pid: Digest) -> None:
-        if not valid_approvals(self.blobs, r, pid, purpose="release"):
-            raise PolicyError(
-                f"package {pid.short} has no valid release approval; "
-                f"run 'breedlab approve {pid.short} --purpose release --key KEY' first"
-            )
+    def _move_alias(
+        self,
+        tx: Txn,
+        capability: str,
+        alias: str,
+        pid: Digest,
+        expected: str | None,
+        reason: str,
+        *,
+        signer: KeyPair,
+        via: str | None = None,
+    ) -> Event:
+        """Append one ``alias.moved`` (its projection is the compare-and-swap)."""
+        if tx.revocation(str(pid)) is not None:
+            raise PolicyError(f"package {pid.short} was revoked")
+        payload: dict[str, JsonValue] = {
+            "capability": capability,
+            "alias": alias,
+            "old": expected,
+            "new": str(pid),
+            "reason": reason,
+        }
+        if via is not None:
+            payload["via"] = via
+        return tx.append("alias.moved", capability, payload, signer=signer, actor=self.actor)
 
     def alias(self, capability: str, alias: str) -> Digest | None:
         with self.ledger.reader() as r:
@@ -940,13 +1237,18 @@ class Lab:
 
     def lineage(self, ref: str) -> LineageGraph:
         """Ancestors (the package first, then breadth-first) and descendants of a package."""
+        from breedlab.lab.release import release_records
+
         pid = self.resolve(ref)
         with self.ledger.reader() as r:
             ancestors = self._walk(r, pid, up=True)
             descendants = self._walk(r, pid, up=False)[1:]
-        return LineageGraph(
-            root=str(pid), ancestors=tuple(ancestors), descendants=tuple(descendants)
-        )
+        joined = release_records(self, [n.id for n in (*ancestors, *descendants)])
+
+        def join(nodes: list[LineageNode]) -> tuple[LineageNode, ...]:
+            return tuple(dataclasses.replace(n, release=joined[n.id]) for n in nodes)
+
+        return LineageGraph(root=str(pid), ancestors=join(ancestors), descendants=join(descendants))
 
     def _walk(self, r: Reader, start: Digest, *, up: bool) -> list[LineageNode]:
         seen: set[str] = set()
@@ -1187,11 +1489,14 @@ class Lab:
 
     # -- release controls (seed, stage 3) -----------------------------------------------------
 
-    def shadow_start(self, capability: str, ref: str, *, sample: float = 1.0) -> Event:
-        """Put a recommended or approved package on ``capability@shadow`` and mirror to it."""
+    def shadow_start(
+        self, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None
+    ) -> Event:
+        """Put a recommended or approved package on ``capability@shadow`` and mirror to it
+        (signed by a production ``key``, else ``[signing] release_key``)."""
         from breedlab.lab.release import start_shadow
 
-        return start_shadow(self, capability, ref, sample=sample)
+        return start_shadow(self, capability, ref, sample=sample, key=key)
 
     def shadow_report(self, capability: str) -> tuple[Digest, ShadowReport]:
         """The current shadow run in numbers (agreement, flips, latency ratios, errors)."""
@@ -1200,15 +1505,19 @@ class Lab:
         return shadow_report(self, capability)
 
     def canary_start(
-        self, capability: str, *, percent: float | None = None, cap: ExposureCap | None = None
+        self,
+        capability: str,
+        *,
+        percent: float | None = None,
+        cap: ExposureCap | None = None,
+        key: str | None = None,
     ) -> Event:
-        """Start a canary of the shadow package once the shadow gate passes.
-
-        ``cap`` bounds each stage's exposure (default: 1000 canary requests per stage).
-        """
+        """Start a canary of the shadow package once the shadow gate passes (signed by a
+        production ``key``). ``cap`` bounds each stage's exposure (default: 1000 canary
+        requests per stage)."""
         from breedlab.lab.release import start_canary
 
-        return start_canary(self, capability, percent=percent, cap=cap)
+        return start_canary(self, capability, percent=percent, cap=cap, key=key)
 
     def canary_status(self, capability: str) -> dict[str, JsonValue]:
         """Stage, weight and guardrail statistics of the latest canary."""
@@ -1216,21 +1525,30 @@ class Lab:
 
         return canary_status(self, capability)
 
-    def promote(self, capability: str, ref: str, *, baking: timedelta | None = None) -> Event:
-        """Move ``champion`` to a package that passed shadow and canary (approvals by tier).
+    def promote(
+        self,
+        capability: str,
+        ref: str,
+        *,
+        baking: timedelta | None = None,
+        key: str | None = None,
+    ) -> Event:
+        """Move ``champion`` to a package that passed the release controls (approvals by
+        tier; shadow and canary unless it is the capability's first champion), signed by
+        a production ``key`` (else ``[signing] release_key``).
 
         ``baking``: how long servers keep the old champion loaded (default one hour).
         """
         from breedlab.lab.release import PromotionPolicy, promote
 
         policy = PromotionPolicy() if baking is None else PromotionPolicy(baking=baking)
-        return promote(self, capability, ref, policy=policy)
+        return promote(self, capability, ref, policy=policy, key=key)
 
-    def rollback(self, capability: str) -> Event:
+    def rollback(self, capability: str, *, key: str | None = None) -> Event:
         """Return ``champion`` to ``previous``; records the measured recovery time."""
         from breedlab.lab.release import rollback
 
-        return rollback(self, capability)
+        return rollback(self, capability, key=key)
 
     def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
         """The seed's v1 exit criteria, each pass/fail with evidence."""

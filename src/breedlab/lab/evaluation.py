@@ -199,6 +199,7 @@ def _evaluation(
             "outputs": str(outputs_digest),
             "budget": budget,
         },
+        signer=lab.factory_signer(),
         actor=lab.actor,
     )
     return Evaluation(

@@ -156,6 +156,7 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
                 },
                 parents=[champion, train_id],
                 meta={"cluster": meta},
+                sign_with=lab.config.factory_key,  # the lab made it: the factory vouches
             )
             clusters.append(
                 Cluster(
@@ -176,6 +177,7 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
             "suite": str(suite_id),
             "clusters": [c.to_json() for c in clusters],
         },
+        signer=lab.factory_signer(),
         actor=lab.actor,
     )
     return clusters

@@ -110,6 +110,9 @@ def migrate(
                     raise Conflict(f"object {digest} was stored under another digest")
                 total += copy.blobs.check(digest)
                 objects += 1
+            # The copy holds the source's events, not changes of its own: no checkpoint
+            # is added to them (the copy must end at the source's head, byte for byte).
+            copy.ledger.after_commit = None
             with lab.ledger.reader() as r, copy.ledger.transaction() as tx:  # 3. events
                 for event in r.events():
                     tx.append_sealed(event)

@@ -27,12 +27,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from breedlab.authority import (
+    Approval,
+    PromotionFacts,
+    promotion_problems,
+    trusted_keys,
+)
+from breedlab.authority.policy import is_round
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError, InvalidRequest, LabError, NotFound, PolicyError
+from breedlab.lab.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
+from breedlab.lab.values import ReleaseRecord
 from breedlab.lab.verification import valid_approvals
 from breedlab.ledger import Event
-from breedlab.registry.manifest import RiskTier
+from breedlab.registry.manifest import Kind, RiskTier
 from breedlab.release.canary import (
     CanaryObservation,
     CanaryPolicy,
@@ -40,13 +49,12 @@ from breedlab.release.canary import (
     ExposureCap,
     ramp_from,
 )
-from breedlab.release.cohorts import DEFAULT_RAMP, Cohort, Ramp, SrmVerdict, new_salt
+from breedlab.release.cohorts import Cohort, Ramp, SrmVerdict, new_salt
 from breedlab.release.cohorts import sample_ratio_check as _srm
 from breedlab.release.gates import ShadowGate
 from breedlab.release.oscillation import (
     ChampionChange,
     ChangeKind,
-    DenyList,
     FlipFlopRule,
     MinimumDwell,
     flip_flop,
@@ -54,6 +62,14 @@ from breedlab.release.oscillation import (
 from breedlab.release.recovery import Recovery
 from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
+from breedlab.release.state import (
+    DEFAULT_BAKING,
+    RELEASE_KINDS,
+    ReleaseState,
+    event_time,
+    fold_release,
+)
+from breedlab.signing.keys import KeyPair
 
 if TYPE_CHECKING:
     from breedlab.families import Model
@@ -61,9 +77,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BAKING",
+    "RELEASE_KINDS",
     "CanaryRun",
     "Criterion",
-    "JsonlLog",
     "PromotionPolicy",
     "ReleaseState",
     "ServedModel",
@@ -71,150 +87,48 @@ __all__ = [
     "exit_criteria",
     "load_served",
     "promote",
+    "promotion_facts",
     "read_shadow_pairs",
+    "release_records",
     "release_state",
     "replay_shadow",
     "rollback",
+    "shadow_pairs",
     "shadow_report",
+    "shadow_run",
     "start_canary",
     "start_shadow",
     "stop_canary",
     "stop_shadow",
 ]
 
-RELEASE_KINDS = (
-    "release.shadow_started",
-    "release.shadow_stopped",
-    "release.canary_started",
-    "release.canary_stage",
-    "release.canary_passed",
-    "release.canary_aborted",
-    "release.canary_stopped",
-    "release.promoted",
-    "release.rolled_back",
-)
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-_ACTOR = "release-controller"
 _TIERS = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2}
-
-
-def _at(ev: Event) -> datetime:
-    return datetime.strptime(ev.at, _TIME).replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------- state
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleaseState:
-    """The release state of one capability, folded from its ``release.*`` events."""
-
-    capability: str
-    shadow: Digest | None = None
-    shadow_seq: int | None = None
-    shadow_sample: float = 1.0
-    canary: Digest | None = None
-    canary_seq: int | None = None
-    salt: str | None = None
-    ramp: tuple[float, ...] = DEFAULT_RAMP
-    stage: int = 0
-    exposure_cap: ExposureCap = field(default_factory=ExposureCap)
-    canary_passed: bool = False
-    passed: frozenset[Digest] = frozenset()  # packages whose canary passed (all stages)
-    shadowed: frozenset[Digest] = frozenset()  # packages that went through shadow
-    deny: DenyList = field(default_factory=DenyList)
-    changes: tuple[ChampionChange, ...] = ()
-    promotions: tuple[Event, ...] = ()
-    last_change: ChangeKind | None = None
-    baking_until: datetime | None = None  # the previous champion stays warm until then
-
-    def baking(self, now: datetime) -> bool:
-        """Whether the last promotion's baking period still runs at ``now``."""
-        return self.baking_until is not None and now < self.baking_until
-
-    @property
-    def cohort(self) -> Cohort | None:
-        if self.canary is None or self.salt is None or self.canary_passed:
-            return None
-        return Cohort(salt=self.salt, ramp=Ramp(stages=self.ramp), stage=self.stage)
-
-
 def release_state(lab: Lab, capability: str) -> ReleaseState:
     """Fold the capability's release events (and the retire decisions) into a state."""
     with lab.ledger.reader() as r:
-        events = list(r.events(kinds=RELEASE_KINDS, subject=capability))
-        retired = [
-            Digest.parse(str(e.payload["package"]))
-            for e in r.events(kinds=("candidate.archived",))
-            if e.payload.get("outcome") == "retire"
-        ]
-    s: dict[str, Any] = {"capability": capability}
-    passed: set[Digest] = set()
-    shadowed: set[Digest] = set()
-    deny = set(retired)
-    changes: list[ChampionChange] = []
-    promotions: list[Event] = []
-    for ev in events:
-        p = ev.payload
-        pkg = Digest.parse(str(p["package"])) if p.get("package") else None
-        if ev.kind == "release.shadow_started" and pkg is not None:
-            s.update(shadow=pkg, shadow_seq=ev.seq, shadow_sample=float(str(p["sample"])))
-            shadowed.add(pkg)
-        elif ev.kind == "release.shadow_stopped":
-            s.update(shadow=None, shadow_seq=None)
-        elif ev.kind == "release.canary_started" and pkg is not None:
-            s.update(
-                canary=pkg,
-                canary_seq=ev.seq,
-                salt=str(p["salt"]),
-                ramp=tuple(float(str(w)) for w in p["ramp"]),
-                stage=0,
-                exposure_cap=ExposureCap.from_record(p.get("exposure_cap")),
-                canary_passed=False,
-            )
-        elif ev.kind == "release.canary_stage" and s.get("canary_seq") == p.get("canary"):
-            s["stage"] = int(str(p["stage"]))
-        elif ev.kind == "release.canary_passed" and pkg is not None:
-            s["canary_passed"] = True
-            passed.add(pkg)
-        elif ev.kind in ("release.canary_aborted", "release.canary_stopped"):
-            if ev.kind == "release.canary_aborted" and pkg is not None:
-                deny.add(pkg)  # seed, stage 3: a failed canary retires that artifact
-                passed.discard(pkg)
-            s.update(canary=None, canary_seq=None, salt=None, stage=0, canary_passed=False)
-        elif ev.kind == "release.promoted" and pkg is not None:
-            changes.append(ChampionChange(at=_at(ev), champion=pkg, kind=ChangeKind.PROMOTION))
-            promotions.append(ev)
-            s["last_change"] = ChangeKind.PROMOTION
-            baking_s = p.get("baking_s")  # absent before baking was recorded: the default
-            s["baking_until"] = _at(ev) + (
-                DEFAULT_BAKING if baking_s is None else timedelta(seconds=int(str(baking_s)))
-            )
-            if s.get("canary") == pkg:
-                s.update(canary=None, canary_seq=None, salt=None, stage=0, canary_passed=False)
-            if s.get("shadow") == pkg:
-                s.update(shadow=None, shadow_seq=None)
-        elif ev.kind == "release.rolled_back" and pkg is not None:
-            changes.append(ChampionChange(at=_at(ev), champion=pkg, kind=ChangeKind.ROLLBACK))
-            s["last_change"] = ChangeKind.ROLLBACK
-            s["baking_until"] = None  # the previous champion serves again: nothing to bake
-    return ReleaseState(
-        **s,
-        passed=frozenset(passed),
-        shadowed=frozenset(shadowed),
-        deny=DenyList.of(deny),
-        changes=tuple(changes),
-        promotions=tuple(promotions),
+        events = list(r.events(kinds=(*RELEASE_KINDS, "candidate.archived")))
+    return fold_release(
+        capability, (e for e in events if e.kind == "candidate.archived" or e.subject == capability)
     )
 
 
-def _append(lab: Lab, kind: str, capability: str, payload: Mapping[str, JsonValue]) -> Event:
-    return lab.ledger.append(kind, capability, {"capability": capability, **payload}, actor=_ACTOR)
+def _append(
+    lab: Lab, kind: str, capability: str, payload: Mapping[str, JsonValue], *, signer: KeyPair
+) -> Event:
+    return lab.ledger.append(
+        kind, capability, {"capability": capability, **payload}, signer=signer, actor=lab.actor
+    )
 
 
-def _point(lab: Lab, capability: str, alias: str, pid: Digest, *, reason: str) -> None:
+def _point(lab: Lab, capability: str, alias: str, pid: Digest, *, reason: str, key: str) -> None:
     """Move ``capability@alias`` to ``pid`` unless it points there already (CAS on the
-    current target)."""
+    current target), signed by ``key``."""
     current = lab.alias(capability, alias)
     if current != pid:
         lab.set_alias(
@@ -223,43 +137,8 @@ def _point(lab: Lab, capability: str, alias: str, pid: Digest, *, reason: str) -
             str(pid),
             expect=None if current is None else str(current),
             reason=reason,
+            key=key,
         )
-
-
-def release_dir(lab: Lab, capability: str) -> Path:
-    folder = lab.config.root / "release" / capability
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-class JsonlLog:
-    """An append-only JSON-lines file written by one process (thread-safe appends)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def append(self, records: Iterable[Mapping[str, JsonValue]]) -> None:
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        if not text:
-            return
-        with self._lock, self.path.open("a", encoding="utf-8") as f:
-            f.write(text)
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for n, line in enumerate(self.path.read_text("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                if n == len(self.path.read_text("utf-8").splitlines()):
-                    break  # a torn last line from a crash: the records before it stand
-                raise IntegrityError(f"{self.path}:{n} is not JSON") from None
-        return out
 
 
 # ----------------------------------------------------------------------------- models
@@ -337,22 +216,26 @@ def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
     )
 
 
-def _valid_release_approvals(lab: Lab, pid: Digest) -> list[tuple[str, str]]:
-    """(keyid, role) of every release approval of ``pid`` whose envelope verifies."""
+def _valid_release_approvals(lab: Lab, pid: Digest) -> tuple[Approval, ...]:
+    """Every release approval of ``pid`` that counts, credited to its real signer."""
     with lab.ledger.reader() as r:
         return valid_approvals(lab.blobs, r, pid, purpose="release")
 
 
-def start_shadow(lab: Lab, capability: str, ref: str, *, sample: float = 1.0) -> Event:
-    """Put ``ref`` on ``capability@shadow`` and start mirroring (seed, stage 3).
+def start_shadow(
+    lab: Lab, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None
+) -> Event:
+    """Put ``ref`` on ``capability@shadow`` and start mirroring (seed, stage 3), signed
+    by a production key (``key``, else ``[signing] release_key``).
 
     Raises:
         PolicyError: the package holds neither a ``shadow`` recommendation nor a release
-            approval, or it is on the deny-list.
+            approval, or it is on the deny-list; no production key.
         InvalidRequest: ``sample`` is not in ``(0, 1]``.
     """
     if not 0.0 < sample <= 1.0:
         raise InvalidRequest(f"the shadow sample is a fraction in (0, 1] (got {sample})")
+    signer = lab.release_signer(key, "release.shadow_started")
     pid = lab.resolve(ref)
     state = release_state(lab, capability)
     state.deny.check(pid)
@@ -361,22 +244,38 @@ def start_shadow(lab: Lab, capability: str, ref: str, *, sample: float = 1.0) ->
             f"{pid.short} holds no 'shadow' recommendation from the viability controller and "
             "no release approval; run a round or 'breedlab approve PKG --purpose release'"
         )
-    _point(lab, capability, "shadow", pid, reason="shadow started")
+    if state.shadow is not None and state.shadow_seq is not None:
+        shadow_log(lab, capability, state.shadow_seq).seal()  # the run it replaces
+    _point(lab, capability, "shadow", pid, reason="shadow started", key=signer.name)
     return _append(
-        lab, "release.shadow_started", capability, {"package": str(pid), "sample": repr(sample)}
+        lab,
+        "release.shadow_started",
+        capability,
+        {"package": str(pid), "sample": repr(sample)},
+        signer=signer,
     )
 
 
-def stop_shadow(lab: Lab, capability: str) -> Event:
-    """Stop mirroring. Raises NotFound when no shadow runs."""
+def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
+    """Stop mirroring; the run's evidence is sealed and named by the event.
+
+    Raises NotFound when no shadow runs."""
+    signer = lab.release_signer(key, "release.shadow_stopped")
     state = release_state(lab, capability)
-    if state.shadow is None:
+    if state.shadow is None or state.shadow_seq is None:
         raise NotFound(f"no shadow is running for {capability}")
-    return _append(lab, "release.shadow_stopped", capability, {"package": str(state.shadow)})
+    sealed = shadow_log(lab, capability, state.shadow_seq).seal()
+    return _append(
+        lab,
+        "release.shadow_stopped",
+        capability,
+        {"package": str(state.shadow), "evidence": list(sealed)},
+        signer=signer,
+    )
 
 
-def shadow_log(lab: Lab, capability: str, seq: int) -> JsonlLog:
-    return JsonlLog(release_dir(lab, capability) / f"shadow-{seq}.jsonl")
+def shadow_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
+    return evidence_log(lab, capability, "shadow", seq)
 
 
 def pair_record(pair: ShadowPair) -> dict[str, JsonValue]:
@@ -412,8 +311,8 @@ def _pair(rec: Mapping[str, Any]) -> ShadowPair:
         raise IntegrityError(f"malformed shadow record {dict(rec)!r}") from e
 
 
-def read_shadow_pairs(lab: Lab, capability: str) -> tuple[Digest, list[ShadowPair]]:
-    """The shadow package and the pairs mirrored to it (dropped ones included).
+def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
+    """The package and start seq of the capability's latest shadow run.
 
     Raises:
         NotFound: no shadow run for the capability.
@@ -425,29 +324,53 @@ def read_shadow_pairs(lab: Lab, capability: str) -> tuple[Digest, list[ShadowPai
     ]
     if not started:
         raise NotFound(f"no shadow run for {capability}; run 'breedlab shadow start'")
-    last = started[-1]
+    return Digest.parse(str(started[-1].payload["package"])), started[-1].seq
+
+
+def shadow_pairs(records: Iterable[Mapping[str, Any]]) -> list[ShadowPair]:
+    """Shadow pairs from evidence records (a ``dropped`` record counts its drops)."""
     pairs: list[ShadowPair] = []
-    for rec in shadow_log(lab, capability, last.seq).read():
+    for rec in records:
         if rec.get("kind") == "dropped":
+            try:
+                count = int(rec["count"])
+                latency = float(rec["primary_latency_s"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise IntegrityError(f"malformed drop record {dict(rec)!r}") from e
             pairs.extend(
                 ShadowPair(
                     primary=rec["primary"],
                     shadow=None,
-                    primary_latency_s=float(rec["primary_latency_s"]),
+                    primary_latency_s=latency,
                     shadow_latency_s=None,
                     primary_error=rec["primary"] is None,
                     dropped=True,
                 )
-                for _ in range(int(rec["count"]))
+                for _ in range(count)
             )
         else:
             pairs.append(_pair(rec))
-    return Digest.parse(str(last.payload["package"])), pairs
+    return pairs
+
+
+def read_shadow_pairs(
+    lab: Lab, capability: str, *, sealed_only: bool = False
+) -> tuple[Digest, list[ShadowPair], Evidence]:
+    """The shadow package, the pairs mirrored to it (dropped ones included) and the
+    evidence they came from; ``sealed_only`` leaves the unsealed tail out.
+
+    Raises:
+        NotFound: no shadow run for the capability.
+    """
+    pid, seq = shadow_run(lab, capability)
+    evidence = read_evidence(lab, capability, "shadow", seq)
+    records = evidence.records[: evidence.sealed] if sealed_only else evidence.records
+    return pid, shadow_pairs(records), evidence
 
 
 def shadow_report(lab: Lab, capability: str, *, seed: int = 0) -> tuple[Digest, ShadowReport]:
     """Agreement (Wilson), flip matrix, latency ratios (bootstrap), errors, drops."""
-    pid, pairs = read_shadow_pairs(lab, capability)
+    pid, pairs, _ = read_shadow_pairs(lab, capability)
     return pid, summarise_shadow(pairs, seed=seed, resamples=2000)
 
 
@@ -514,8 +437,13 @@ def start_canary(
     salt_bytes: bytes | None = None,
     cap: ExposureCap | None = None,
     stage_min: int | None = None,
+    key: str | None = None,
 ) -> Event:
-    """Start a canary of the shadow package after the shadow gate passes.
+    """Start a canary of the shadow package after the shadow gate passes, signed by a
+    production key (``key``, else ``[signing] release_key``).
+
+    The shadow run is sealed first and the gate reads only sealed evidence, whose
+    digests the ``release.canary_started`` event names.
 
     ``percent`` is the first stage's weight in percent; the later stages are the default
     ramp's stages above it. A fresh salt per release (``os.urandom`` unless injected).
@@ -529,17 +457,28 @@ def start_canary(
     """
     cap = cap or ExposureCap()
     cap.check_passable(CanaryPolicy().stage_min if stage_min is None else stage_min)
+    signer = lab.release_signer(key, "release.canary_started")
     state = release_state(lab, capability)
     if state.canary is not None and not state.canary_passed:
         raise PolicyError(f"a canary of {state.canary.short} runs already for {capability}")
-    pid, report = shadow_report(lab, capability)
+    _, run = shadow_run(lab, capability)
+    shadow_log(lab, capability, run).seal()
+    pid, pairs, evidence = read_shadow_pairs(lab, capability, sealed_only=True)
+    report = summarise_shadow(pairs, seed=0, resamples=2000)
     state.deny.check(pid)
     verdict = (gate or ShadowGate()).check(report)
     if not verdict.passed:
         raise PolicyError("the shadow gate did not pass: " + "; ".join(verdict.reasons))
     ramp = ramp_from(percent)
     salt = new_salt(salt_bytes or os.urandom(16))
-    _point(lab, capability, "canary", pid, reason="canary started after the shadow gate passed")
+    _point(
+        lab,
+        capability,
+        "canary",
+        pid,
+        reason="canary started after the shadow gate passed",
+        key=signer.name,
+    )
     return _append(
         lab,
         "release.canary_started",
@@ -550,22 +489,30 @@ def start_canary(
             "ramp": [repr(w) for w in ramp.stages],
             "exposure_cap": cap.to_record(),
             "shadow": report.to_record(),
+            "shadow_evidence": list(evidence.digests),
         },
+        signer=signer,
     )
 
 
-def stop_canary(lab: Lab, capability: str, *, reason: str) -> Event:
+def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = None) -> Event:
     """Stop a running canary by hand (100% to the champion; the id is not retired)."""
+    signer = lab.release_signer(key, "release.canary_stopped")
     state = release_state(lab, capability)
-    if state.canary is None:
+    if state.canary is None or state.canary_seq is None:
         raise NotFound(f"no canary runs for {capability}")
+    sealed = canary_log(lab, capability, state.canary_seq).seal()
     return _append(
-        lab, "release.canary_stopped", capability, {"package": str(state.canary), "reason": reason}
+        lab,
+        "release.canary_stopped",
+        capability,
+        {"package": str(state.canary), "reason": reason, "evidence": list(sealed)},
+        signer=signer,
     )
 
 
-def canary_log(lab: Lab, capability: str, seq: int) -> JsonlLog:
-    return JsonlLog(release_dir(lab, capability) / f"canary-{seq}.jsonl")
+def canary_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
+    return evidence_log(lab, capability, "canary", seq)
 
 
 class CanaryRun:
@@ -675,14 +622,20 @@ class CanaryRun:
                 "requests": self.stage.requests,
                 "guardrails": evidence,
             }
+            payload["evidence"] = list(self.log.seal())
+            signer = self.lab.factory_signer()
             nxt = self.cohort.ramp.next_stage(self.cohort.stage)
             if nxt is None:
                 self.finished = Verdict.PASS
-                return _append(self.lab, "release.canary_passed", self.capability, payload)
+                return _append(
+                    self.lab, "release.canary_passed", self.capability, payload, signer=signer
+                )
             self.cohort = self.cohort.advanced()
             self._new_stage()
             payload["stage"] = self.cohort.stage
-            return _append(self.lab, "release.canary_stage", self.capability, payload)
+            return _append(
+                self.lab, "release.canary_stage", self.capability, payload, signer=signer
+            )
 
     def stop_at_cap(self, *, switch: Callable[[], None]) -> Event | None:
         """The stage reached its exposure cap without passing: stop the canary as
@@ -699,6 +652,7 @@ class CanaryRun:
             }
         switch()
         limit = self.cap.to_record()
+        sealed = self.log.seal()
         return _append(
             self.lab,
             "release.canary_stopped",
@@ -718,7 +672,9 @@ class CanaryRun:
                 "exposure": exposure,
                 "exposure_cap": limit,
                 "guardrails": statuses,
+                "evidence": list(sealed),
             },
+            signer=self.lab.factory_signer(),
         )
 
     def abort(
@@ -748,6 +704,7 @@ class CanaryRun:
             exposed_units=min(n, max(1, len(self.canary_units))) if n else 0,
         )
         statuses = self.stage.statuses()
+        sealed = self.log.seal()
         return _append(
             self.lab,
             "release.canary_aborted",
@@ -761,7 +718,9 @@ class CanaryRun:
                 "guardrails": {n: s.to_record() for n, s in statuses.items()},
                 "recovery": recovery.to_record(),
                 "deny_listed": True,
+                "evidence": list(sealed),
             },
+            signer=self.lab.factory_signer(),
         )
 
 
@@ -834,12 +793,6 @@ def _flip_rule() -> FlipFlopRule:
     return FlipFlopRule(max_changes=3, window=timedelta(hours=24))
 
 
-#: How long a server keeps the old champion loaded after a promotion (notes §5.4: the
-#: previous champion stays warm for a baking period; SageMaker's blue fleet, Argo's
-#: scaleDownDelaySeconds). Rollback works after it too, with a cold load.
-DEFAULT_BAKING = timedelta(hours=1)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromotionPolicy:
     """DESIGN §10 oscillation controls applied at promotion, and the baking period the
@@ -861,63 +814,70 @@ def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
     return max(tiers, key=lambda t: _TIERS[t])
 
 
-def _approval_problems(
-    lab: Lab, capability: str, pid: Digest, approvals: list[tuple[str, str]]
-) -> list[str]:
-    """What the risk tier still needs, given the valid release ``approvals`` (DESIGN §5;
-    seed, stage 7)."""
-    tier = _risk_tier(lab, capability, pid)
+def promotion_facts(lab: Lab, capability: str, pid: Digest) -> PromotionFacts:
+    """What a promotion of ``pid`` is judged on now (the authority table judges the same
+    facts, replayed at the promotion's seq, when the ledger is verified)."""
     with lab.ledger.reader() as r:
-        proposers = {str(row.keyid) for row in r.signatures(str(pid))}
-    problems = []
-    if not approvals:
-        problems.append(f"no valid release approval of {pid.short}")
-    if _TIERS[tier] >= 1 and not [k for k, _ in approvals if k not in proposers]:
-        problems.append(
-            f"risk tier {tier.value}: a release approval from a key other than the proposer's "
-            "(the package's signer) is required"
-        )
-    if _TIERS[tier] >= 2 and not [k for k, role in approvals if role == "security"]:
-        problems.append(
-            f"risk tier {tier.value}: a release approval by a 'security' key is required"
-        )
-    return problems
+        trusted = trusted_keys(r, lab.blobs)
+        approvals = valid_approvals(lab.blobs, r, pid, purpose="release", trusted=trusted)
+        proposers = frozenset(str(row.keyid) for row in r.signatures(str(pid)))
+        revoked = r.revocation(str(pid)) is not None
+        first = r.alias(capability, "champion") is None
+    bred = any(
+        e.payload.get("package") == str(pid) and is_round(e.payload.get("round"))
+        for e in lab.events(kinds=("candidate.generated",))
+    )
+    return PromotionFacts(
+        package=str(pid),
+        tier=_risk_tier(lab, capability, pid),
+        approvals=approvals,
+        proposers=proposers,
+        revoked=revoked,
+        first=first,
+        release=release_state(lab, capability),
+        bred=bred,
+        recommended=_has_shadow_recommendation(lab, pid),
+    )
 
 
-def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | None = None) -> Event:
-    """Move ``champion`` to ``ref`` and the old champion to ``previous``, atomically.
+def promote(
+    lab: Lab,
+    capability: str,
+    ref: str,
+    *,
+    policy: PromotionPolicy | None = None,
+    key: str | None = None,
+) -> Event:
+    """Move ``champion`` to ``ref`` and the old champion to ``previous``, atomically,
+    signed by a production key (``key``, else ``[signing] release_key``).
 
-    Only when the package went through shadow and passed every canary stage, holds the
-    approvals its risk tier needs, is not deny-listed, the current champion has dwelt
-    long enough, and no flip-flop freeze stands (an approval recorded after it lifts it).
+    The capability's first champion needs only the approvals its risk tier asks for;
+    every later one also went through shadow and passed every canary stage, and a bred
+    candidate was recommended by the viability controller. Never a revoked or
+    deny-listed package; the current champion must have dwelt long enough, and no
+    flip-flop freeze stands (an approval recorded after it lifts it).
 
     Raises:
-        PolicyError: naming every unmet condition. NotFound: no champion yet.
+        PolicyError: naming every unmet condition, or no production key.
     """
     policy = policy or PromotionPolicy()
+    signer = lab.release_signer(key, "release.promoted")
     pid = lab.resolve(ref)
-    state = release_state(lab, capability)
+    manifest = lab.manifest(pid)
+    if manifest.capability != capability:
+        raise PolicyError(
+            f"package {pid.short} belongs to capability {manifest.capability!r}, not {capability!r}"
+        )
+    if manifest.kind is not Kind.MODEL:
+        raise PolicyError(f"alias 'champion' takes models, and {pid.short} is a {manifest.kind}")
+    with lab.ledger.reader() as r:
+        lab._require_intact(r, pid)  # tampered: IntegrityError; revoked: PolicyError
     old = lab.alias(capability, "champion")
-    if old is None:
-        raise NotFound(f"{capability} has no champion to replace")
     problems: list[str] = []
     if old == pid:
         problems.append(f"{pid.short} is the champion already")
-    if pid in state.deny:
-        problems.append(f"{pid.short} is on the deny-list of retired ids")
-    if pid not in state.shadowed:
-        problems.append(f"{pid.short} never went through shadow")
-    if pid not in state.passed:
-        problems.append(f"{pid.short} has not passed every canary stage")
-    bred = any(
-        e.payload.get("package") == str(pid) for e in lab.events(kinds=("candidate.generated",))
-    )
-    if bred and not _has_shadow_recommendation(lab, pid):
-        # seed, stage 5: the controller recommends; a bred candidate it did not recommend
-        # for shadow is not released, whatever its canary showed.
-        problems.append(f"the viability controller never recommended {pid.short} for shadow")
-    approvals = _valid_release_approvals(lab, pid)
-    problems.extend(_approval_problems(lab, capability, pid, approvals))
+    facts = promotion_facts(lab, capability, pid)
+    problems.extend(promotion_problems(facts))  # the authority table's own rule
     now = lab.clock.now()
     moves = [m for m in lab.alias_history(capability) if m.alias == "champion"]
     if moves:
@@ -925,11 +885,8 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
         dwell = policy.dwell.check(champion_since=min(since, now), now=now, requests=0)
         if not dwell.satisfied:
             problems.append(dwell.explanation)
-    approved = [
-        datetime.strptime(e.at, _TIME).replace(tzinfo=UTC)
-        for e in lab.events(kinds=("package.approved",))
-        if e.payload.get("package") == str(pid) and e.payload.get("purpose") == "release"
-    ]
+    approved = [event_time_of(lab, a.seq) for a in facts.approvals]
+    state = facts.release
     history = (*state.changes, ChampionChange(at=now, champion=pid, kind=ChangeKind.PROMOTION))
     frozen = flip_flop(
         [c for i, c in enumerate(history) if i == 0 or c.champion != history[i - 1].champion],
@@ -940,23 +897,23 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
         problems.extend(frozen.reasons)
     if problems:
         raise PolicyError(f"cannot promote {pid.short}: " + "; ".join(problems))
-    with lab.ledger.reader() as r:
-        lab._require_intact(r, pid)  # set_alias's other check: its approval one is above
+    evidence = _release_evidence(lab, capability, pid)
     prev = lab.alias(capability, "previous")
-    tier = _risk_tier(lab, capability, pid)
+    reason = f"promotion of {pid.short}"
+    swaps: list[tuple[str, Digest, Digest | None]] = [("champion", pid, old)]
+    if old is not None:
+        swaps.insert(0, ("previous", old, prev))  # previous first: it takes the old champion
     with lab.ledger.transaction() as tx:  # one transaction: both moves and the event
-        for alias, target, expected in (("previous", old, prev), ("champion", pid, old)):
-            tx.append(
-                "alias.moved",
+        for alias, target, expected in swaps:
+            lab._move_alias(
+                tx,
                 capability,
-                {
-                    "capability": capability,
-                    "alias": alias,
-                    "old": None if expected is None else str(expected),
-                    "new": str(target),
-                    "reason": f"promotion of {pid.short}",
-                },
-                actor=_ACTOR,
+                alias,
+                target,
+                None if expected is None else str(expected),
+                reason,
+                signer=signer,
+                via="promote",
             )
         return tx.append(
             "release.promoted",
@@ -964,13 +921,37 @@ def promote(lab: Lab, capability: str, ref: str, *, policy: PromotionPolicy | No
             {
                 "capability": capability,
                 "package": str(pid),
-                "previous": str(old),
-                "risk_tier": tier.value,
-                "approvals": [k for k, _ in approvals],
+                "previous": None if old is None else str(old),
+                "risk_tier": facts.tier.value,
+                "approvals": [a.keyid for a in facts.approvals],
                 "baking_s": math.ceil(policy.baking.total_seconds()),
+                **evidence,
             },
-            actor=_ACTOR,
+            signer=signer,
+            actor=lab.actor,
         )
+
+
+def event_time_of(lab: Lab, seq: int) -> datetime:
+    with lab.ledger.reader() as r:
+        return event_time(r.event(seq))
+
+
+def _release_evidence(lab: Lab, capability: str, pid: Digest) -> dict[str, JsonValue]:
+    """The sealed evidence of ``pid``'s latest shadow and canary runs (sealed now)."""
+    out: dict[str, JsonValue] = {}
+    for stream, kind in (
+        ("shadow", "release.shadow_started"),
+        ("canary", "release.canary_started"),
+    ):
+        runs = [
+            e.seq
+            for e in lab.events(kinds=(kind,))
+            if e.subject == capability and e.payload.get("package") == str(pid)
+        ]
+        if runs:
+            out[f"{stream}_evidence"] = list(evidence_log(lab, capability, stream, runs[-1]).seal())
+    return out
 
 
 def rollback(
@@ -979,8 +960,10 @@ def rollback(
     *,
     switch: Callable[[], None] | None = None,
     verify: Callable[[Digest], None] | None = None,
+    key: str | None = None,
 ) -> Event:
-    """Return ``champion`` to ``previous`` and record the measured recovery time.
+    """Return ``champion`` to ``previous`` and record the measured recovery time, signed
+    by a production key (``key``, else ``[signing] release_key``).
 
     ``switch`` is the in-process server's swap (called right after the alias move);
     without it, a server in another process follows on its next request. ``verify``
@@ -989,8 +972,9 @@ def rollback(
 
     Raises:
         NotFound: no ``previous``. PolicyError: nothing to roll back (no promotion since
-            the last rollback).
+            the last rollback), or no production key.
     """
+    signer = lab.release_signer(key, "release.rolled_back")
     t_detect = lab.clock.now()
     champion = lab.alias(capability, "champion")
     previous = lab.alias(capability, "previous")
@@ -1004,7 +988,17 @@ def rollback(
         )
     with lab.ledger.reader() as r:
         lab._require_intact(r, previous)
-    lab.set_alias(capability, "champion", str(previous), expect=str(champion), reason="rollback")
+    with lab.ledger.transaction() as tx:
+        lab._move_alias(
+            tx,
+            capability,
+            "champion",
+            previous,
+            str(champion),
+            "rollback",
+            signer=signer,
+            via="rollback",
+        )
     if switch is not None:
         switch()
     t_switch = lab.clock.now()
@@ -1033,7 +1027,83 @@ def rollback(
             "recovery": recovery.to_record(),
             "in_process": switch is not None,
         },
+        signer=signer,
     )
+
+
+# ------------------------------------------------------------------ release evidence
+
+_JOINED = (*RELEASE_KINDS, "decision.made")
+
+
+def release_records(lab: Lab, packages: Iterable[str]) -> dict[str, tuple[ReleaseRecord, ...]]:
+    """Each package's release history from the ledger: the decisions about it, its
+    shadow and canary runs and verdicts (with the digests of their sealed evidence),
+    promotions and rollbacks (seed, stage 3: release evidence joins to lineage)."""
+    wanted = set(packages)
+    out: dict[str, list[ReleaseRecord]] = {p: [] for p in wanted}
+    for ev in lab.events(kinds=_JOINED):
+        for pkg, summary in _summaries(ev):
+            if pkg in wanted:
+                own = pkg == ev.payload.get("package")  # the evidence is about this one
+                out[pkg].append(
+                    ReleaseRecord(
+                        seq=ev.seq,
+                        at=ev.at,
+                        kind=ev.kind,
+                        capability=ev.subject,
+                        summary=summary,
+                        evidence=_evidence_of(ev) if own else (),
+                    )
+                )
+    return {p: tuple(v) for p, v in out.items()}
+
+
+def _evidence_of(ev: Event) -> tuple[str, ...]:
+    found: list[str] = []
+    for field_name in ("evidence", "shadow_evidence", "canary_evidence"):
+        value = ev.payload.get(field_name)
+        if isinstance(value, list):
+            found.extend(str(v) for v in value)
+    return tuple(found)
+
+
+def _summaries(ev: Event) -> list[tuple[str, str]]:
+    """(package, one-line summary) pairs an event says about packages."""
+    p = ev.payload
+    pkg = str(p.get("package", ""))
+    if ev.kind == "decision.made":
+        outcomes = p.get("outcomes") or {}
+        assert isinstance(outcomes, dict)
+        return [(str(k), f"{p.get('round')}: viability outcome {v}") for k, v in outcomes.items()]
+    if ev.kind == "release.shadow_started":
+        return [(pkg, f"shadow started (sample {p.get('sample')})")]
+    if ev.kind == "release.shadow_stopped":
+        return [(pkg, "shadow stopped; its pairs sealed")]
+    if ev.kind == "release.canary_started":
+        shadow = p.get("shadow") or {}
+        agreement = shadow.get("agreement") if isinstance(shadow, dict) else None
+        est = agreement.get("estimate") if isinstance(agreement, dict) else None
+        return [(pkg, f"canary started after the shadow gate (agreement {est})")]
+    if ev.kind == "release.canary_stage":
+        return [(pkg, f"canary stage {p.get('passed_stage')} passed at weight {p.get('weight')}")]
+    if ev.kind == "release.canary_passed":
+        return [(pkg, "canary passed every stage")]
+    if ev.kind == "release.canary_aborted":
+        return [(pkg, f"canary aborted by {', '.join(map(str, p.get('aborted_by') or []))}")]
+    if ev.kind == "release.canary_stopped":
+        return [(pkg, f"canary stopped: {p.get('reason')}")]
+    if ev.kind == "release.promoted":
+        out = [(pkg, f"promoted to {ev.subject}@champion (risk tier {p.get('risk_tier')})")]
+        if p.get("previous"):
+            out.append((str(p["previous"]), f"replaced as champion by {pkg[:19]}"))
+        return out
+    if ev.kind == "release.rolled_back":
+        return [
+            (pkg, "champion again by rollback"),
+            (str(p.get("from", "")), "rolled back from champion"),
+        ]
+    return []
 
 
 # ----------------------------------------------------------------------- exit criteria
@@ -1119,7 +1189,10 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
         )
     except LabError as e:
         out.append(Criterion(name="verify hashes", passed=False, evidence=e.message))
-    promotions = release_state(lab, capability).promotions
+    # A capability's first champion replaced nothing: there is nothing to roll back to.
+    promotions = tuple(
+        ev for ev in release_state(lab, capability).promotions if ev.payload.get("previous")
+    )
     missing = []
     for ev in promotions:
         prev = str(ev.payload["previous"])

@@ -117,6 +117,7 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
             "recomputed": result.recomputed,
             "match": result.match,
         },
+        signer=lab.factory_signer(),
         actor=lab.actor,
     )
     return result

@@ -12,6 +12,7 @@ __all__ = [
     "AliasMove",
     "ApprovalInfo",
     "CheckpointInfo",
+    "EvidenceReport",
     "KeyInfo",
     "LedgerReport",
     "LineageGraph",
@@ -20,6 +21,7 @@ __all__ = [
     "PackageInfo",
     "Problem",
     "Reconstruction",
+    "ReleaseRecord",
     "StoreReport",
     "VerifyResult",
 ]
@@ -99,6 +101,30 @@ class ApprovalInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseRecord:
+    """One ledger record of a package's way to production (seed, stage 3: release
+    evidence joins to lineage): a decision, a shadow or canary run and its verdicts, a
+    promotion or rollback, with the digests of the sealed evidence it names."""
+
+    seq: int
+    at: str
+    kind: str
+    capability: str
+    summary: str
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "kind": self.kind,
+            "capability": self.capability,
+            "summary": self.summary,
+            "evidence": list(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PackageDetails:
     info: PackageInfo
     signed_by: tuple[str, ...]
@@ -106,6 +132,7 @@ class PackageDetails:
     aliases: tuple[str, ...]
     revoked: str | None
     children: tuple[str, ...]
+    release: tuple[ReleaseRecord, ...] = ()
 
     def to_json(self) -> dict[str, JsonValue]:
         out = self.info.to_json()
@@ -117,6 +144,7 @@ class PackageDetails:
                 "aliases": list(self.aliases),
                 "revoked": self.revoked,
                 "children": list(self.children),
+                "release": [r.to_json() for r in self.release],
             }
         )
         return out
@@ -177,13 +205,34 @@ class LedgerReport:
     events: int
     head: str
     checkpoints: tuple[CheckpointInfo, ...]
+    signed: int = 0  # events whose signature and authority verified
+    attested: int = 0  # unsigned history vouched for by a lab attestation
+    lab_key: str = ""  # the ledger's first key (the lab key)
+    pinned: bool = False  # breedlab.toml pins that key
+    witness: str | None = None  # what a witness file proved, when one was given
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
             "events": self.events,
             "head": self.head,
             "checkpoints": [c.to_json() for c in self.checkpoints],
+            "signed": self.signed,
+            "attested": self.attested,
+            "lab_key": self.lab_key,
+            "pinned": self.pinned,
+            "witness": self.witness,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceReport:
+    """Sealed release evidence, re-hashed and compared with the files it came from."""
+
+    segments: int
+    problems: tuple[Problem, ...]
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {"segments": self.segments, "problems": [p.to_json() for p in self.problems]}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,6 +280,7 @@ class LineageNode:
     kind: str
     build_type: str
     parents: tuple[str, ...]
+    release: tuple[ReleaseRecord, ...] = ()  # its release evidence, in ledger order
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
@@ -239,6 +289,7 @@ class LineageNode:
             "kind": self.kind,
             "build_type": self.build_type,
             "parents": list(self.parents),
+            "release": [r.to_json() for r in self.release],
         }
 
 

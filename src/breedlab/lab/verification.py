@@ -16,11 +16,19 @@ written still counts (the chain orders both); a key revoked before cannot have s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from breedlab import canonical
+from breedlab.authority import (
+    KEY_PAYLOAD_TYPE,
+    Approval,
+    envelope_facts,
+    key_endorsements,
+    key_statement,
+    trusted_keys,
+)
 from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, IntegrityError, LabError
 from breedlab.lab.values import CheckpointInfo, Problem
@@ -52,140 +60,67 @@ __all__ = [
 ]
 
 CHECKPOINT_PAYLOAD_TYPE = "application/vnd.breedlab.checkpoint+json"
-KEY_PAYLOAD_TYPE = "application/vnd.breedlab.key+json"
-
-
-def key_statement(*, name: str, role: str, keyid: str, public_key: str) -> bytes:
-    """What an endorsement signs: the key's name, role, id and public key."""
-    return canonical.encode({"keyid": keyid, "name": name, "public_key": public_key, "role": role})
-
-
-@dataclass(slots=True)
-class _KeyState:
-    name: str
-    role: str
-    keyid: str
-    public_key: str
-    endorsed_seq: int | None = None
-    revoked_seq: int | None = None
-
-
-def key_endorsements(
-    blobs: BlobStore, r: Reader
-) -> tuple[dict[str, _KeyState], list[tuple[int, str]]]:
-    """Walk the key events in chain order: every key with the seq its endorsement was
-    checked at, and the problems (seq, message) of endorsements that do not hold.
-
-    The lab's first key endorses itself and has role ``lab``; every later key is
-    endorsed by a ``lab`` key endorsed and unrevoked at that point (DSSE over
-    :func:`key_statement`). A key without an endorsement -- minted by a write to the
-    ledger, or added before endorsements existed -- is not trusted until
-    ``breedlab keys endorse`` records one.
-    """
-    keys: dict[str, _KeyState] = {}
-    problems: list[tuple[int, str]] = []
-    refused: set[str] = set()  # keys whose endorsement was there and did not hold
-    first: str | None = None
-
-    def endorse(seq: int, k: _KeyState, digest: object, endorser: object) -> str | None:
-        """Record ``k`` endorsed at ``seq``, or say why the endorsement does not hold."""
-        by = keys.get(str(endorser))
-        if by is k:
-            if k.keyid != first or k.role != Role.LAB.value:
-                return f"key {k.name!r} endorses itself; only the lab's first key may"
-        elif (
-            by is None
-            or by.role != Role.LAB.value
-            or by.endorsed_seq is None
-            or (by.revoked_seq is not None and by.revoked_seq < seq)
-        ):
-            return (
-                f"key {k.name!r} is endorsed by "
-                f"{by.name if by is not None else str(endorser)[:12]!r}, which is not an "
-                "endorsed, unrevoked 'lab' key at that point"
-            )
-        try:
-            envelope = dsse.Envelope.from_bytes(blobs.get_bytes(Digest.parse(str(digest))))
-            if envelope.payload_type != KEY_PAYLOAD_TYPE:
-                raise IntegrityError(f"payload type {envelope.payload_type!r}")
-            dsse.verify(envelope, {by.keyid: public_key_from_raw(bytes.fromhex(by.public_key))})
-            want = key_statement(name=k.name, role=k.role, keyid=k.keyid, public_key=k.public_key)
-            if envelope.payload != want:
-                raise IntegrityError("it endorses a different name, role or public key")
-        except LabError as e:
-            return f"the endorsement of key {k.name!r} does not verify: {e.message}"
-        k.endorsed_seq = seq
-        return None
-
-    for e in r.events(kinds=("key.added", "key.endorsed", "key.revoked")):
-        p = e.payload
-        keyid = str(p.get("keyid", ""))
-        if e.kind == "key.added":
-            keys[keyid] = _KeyState(
-                name=str(p["name"]),
-                role=str(p["role"]),
-                keyid=keyid,
-                public_key=str(p["public_key"]),
-            )
-            first = keyid if first is None else first
-            if p.get("endorsement") is None:
-                continue
-        elif e.kind == "key.revoked":
-            if keyid in keys:
-                keys[keyid].revoked_seq = e.seq
-            continue
-        if keyid not in keys:  # key.endorsed of a key never added
-            problems.append((e.seq, f"an endorsement of an unknown key {keyid[:12]}"))
-            continue
-        why = endorse(e.seq, keys[keyid], p.get("endorsement"), p.get("endorser"))
-        if why is not None:
-            problems.append((e.seq, why))
-            refused.add(keyid)
-    for k in keys.values():
-        if k.endorsed_seq is None and k.keyid not in refused:
-            problems.append(
-                (
-                    0,
-                    f"key {k.name!r} is not endorsed by the lab key (minted by a write to the "
-                    f"ledger, or added before endorsements: 'breedlab keys endorse {k.name}')",
-                )
-            )
-    return keys, problems
-
-
-def trusted_keys(r: Reader, blobs: BlobStore) -> dict[str, Ed25519PublicKey]:
-    """Key id → public key for every endorsed, unrevoked key."""
-    keys, _ = key_endorsements(blobs, r)
-    return {
-        k.keyid: public_key_from_raw(bytes.fromhex(k.public_key))
-        for k in keys.values()
-        if k.endorsed_seq is not None and k.revoked_seq is None
-    }
 
 
 def valid_approvals(
-    blobs: BlobStore, r: Reader, pid: Digest, *, purpose: str
-) -> list[tuple[str, str]]:
-    """(keyid, role) of every ``purpose`` approval of ``pid`` whose envelope verifies
-    against an endorsed, unrevoked key; the ones that do not are left out."""
-    trusted = trusted_keys(r, blobs)
+    blobs: BlobStore,
+    r: Reader,
+    pid: Digest,
+    *,
+    purpose: str,
+    trusted: Mapping[str, Ed25519PublicKey] | None = None,
+) -> tuple[Approval, ...]:
+    """Every ``purpose`` approval of ``pid`` that counts now, credited to the key that
+    really signed its envelope (endorsed, unrevoked) with that key's role from the
+    trusted-key projection; rows whose key id or role disagree with the envelope are
+    left out (``verify`` reports them)."""
+    if trusted is None:
+        trusted = trusted_keys(r, blobs)
     out = []
     for row in r.approvals(str(pid)):
         if row.purpose != purpose:
             continue
-        try:
-            check_envelope(
-                blobs,
-                r,
-                row.envelope,
-                package=pid,
-                predicate_type=APPROVAL_PREDICATE,
-                trusted=trusted,
+        if _approval_problem(blobs, r, row, pid, trusted) is None:
+            key = r.key_by_id(row.keyid)
+            assert key is not None  # _approval_problem checked it
+            out.append(
+                Approval(keyid=str(row.keyid), role=Role(key.role), purpose=purpose, seq=row.seq)
             )
-        except LabError:
-            continue
-        out.append((str(row.keyid), str(row.role)))
-    return out
+    return tuple(out)
+
+
+def _approval_problem(
+    blobs: BlobStore,
+    r: Reader,
+    row: Any,
+    pid: Digest,
+    trusted: Mapping[str, Ed25519PublicKey],
+) -> str | None:
+    """Why an approval row does not count (None: it does)."""
+    claimed = r.key_by_id(row.keyid)
+    if claimed is not None and claimed.revoked_seq is not None:
+        return f"signed by revoked key {claimed.name!r} ({claimed.revoked_reason})"
+    facts = envelope_facts(
+        blobs, str(row.envelope), predicate_type=APPROVAL_PREDICATE, trusted=trusted
+    )
+    if facts.problem is not None:
+        return facts.problem
+    if facts.package != str(pid):
+        return "statement is about a different package"
+    key = r.key_by_id(row.keyid)
+    if row.keyid not in facts.signers or key is None:
+        return (
+            f"the row credits key {str(row.keyid)[:12]}, which did not sign the envelope "
+            f"(signed by {', '.join(k[:12] for k in sorted(facts.signers))})"
+        )
+    if not (row.role == key.role == facts.predicate.get("role")):
+        return (
+            f"the row claims role {row.role!r} and the envelope {facts.predicate.get('role')!r}, "
+            f"but key {key.name!r} has role {key.role!r}"
+        )
+    if facts.predicate.get("purpose") != row.purpose:
+        return "approval envelope names a different purpose"
+    return None
 
 
 def check_key_endorsements(blobs: BlobStore, r: Reader) -> int:
@@ -299,19 +234,9 @@ def check_package(
         except LabError as e:
             problems.append(Problem(where=f"signature {row.envelope[:19]}", message=e.message))
     for row in r.approvals(pid):
-        try:
-            _, statement = check_envelope(
-                blobs,
-                r,
-                row.envelope,
-                package=package,
-                predicate_type=APPROVAL_PREDICATE,
-                trusted=trusted,
-            )
-            if statement.predicate.get("purpose") != row.purpose:
-                raise IntegrityError("approval envelope names a different purpose")
-        except LabError as e:
-            problems.append(Problem(where=f"approval {row.envelope[:19]}", message=e.message))
+        why = _approval_problem(blobs, r, row, package, trusted)
+        if why is not None:
+            problems.append(Problem(where=f"approval {row.envelope[:19]}", message=why))
 
     revoked = r.revocation(pid)
     if revoked is not None:

@@ -1,27 +1,95 @@
-"""The ledger's hash chain (pure).
+"""The ledger's hash chain and its event signatures (pure).
 
-An event is ``seq, at, actor, kind, subject, payload, prev_hash`` plus its ``hash``::
+An event is ``seq, at, actor, kind, subject, payload, prev_hash``, a ``sig`` by the key of
+the actor that made it, and its ``hash``::
 
-    hash = sha256(prev_hash || canonical(event without hash))        (DESIGN §6)
+    body = {seq, at, actor, kind, subject, payload, prev_hash}
+    sig  = Ed25519 over PAE(EVENT_PAYLOAD_TYPE, canonical(body))     (DESIGN §13)
+    hash = sha256(prev_hash || canonical(body + {"sig": sig}))        (DESIGN §6)
 
-with ``prev_hash`` the previous event's hash as ASCII hex (64 zeros before the first
-event). Any edited, deleted, inserted or reordered event breaks the chain at the first
-affected ``seq``, which :func:`verify_chain` names.
+``prev_hash`` is the previous event's hash as ASCII hex (64 zeros before the first
+event). The signature is a DSSE signature whose payload -- the event's canonical body,
+``prev_hash`` included -- is not repeated: it is rebuilt from the row. So a signature
+binds the event to its place in the chain, and the hash binds the signature. Events
+from before signatures existed have no ``sig``, and their hashes are computed without
+one, exactly as they were written.
+
+Any edited, deleted, inserted or reordered event breaks the chain at the first affected
+``seq``, which :func:`verify_chain` names. Whether a signature is *allowed* -- by a key
+trusted at that seq, of a role that may make that change -- is the business of
+:mod:`breedlab.authority`, which replays the chain.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from breedlab import canonical
 from breedlab.canonical import JsonValue
-from breedlab.errors import ChainBroken
+from breedlab.errors import ChainBroken, IntegrityError
+from breedlab.signing.dsse import pae
+from breedlab.signing.keys import KeyPair
 
-__all__ = ["GENESIS", "Event", "event_hash", "verify_chain"]
+__all__ = [
+    "EVENT_PAYLOAD_TYPE",
+    "GENESIS",
+    "Event",
+    "EventSignature",
+    "event_hash",
+    "seal",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
+#: The DSSE payload type of an event signature (the payload is the event's body).
+EVENT_PAYLOAD_TYPE = "application/vnd.breedlab.event+json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSignature:
+    """A detached DSSE signature over an event's body: the key id and the raw bytes."""
+
+    keyid: str
+    sig: bytes
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {"keyid": self.keyid, "sig": base64.b64encode(self.sig).decode("ascii")}
+
+    @classmethod
+    def from_json(cls, obj: object) -> EventSignature:
+        """Raises IntegrityError: not ``{"keyid": hex, "sig": base64}``."""
+        try:
+            assert isinstance(obj, dict)
+            keyid, sig = obj["keyid"], obj["sig"]
+            assert isinstance(keyid, str) and isinstance(sig, str) and len(obj) == 2
+            return cls(keyid=keyid, sig=base64.b64decode(sig, validate=True))
+        except (AssertionError, KeyError, binascii.Error) as e:
+            raise IntegrityError(f"malformed event signature {obj!r}") from e
+
+
+def _body(
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    kind: str,
+    subject: str,
+    payload: Mapping[str, JsonValue],
+    prev_hash: str,
+) -> dict[str, JsonValue]:
+    return {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "kind": kind,
+        "subject": subject,
+        "payload": dict(payload),
+        "prev_hash": prev_hash,
+    }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,21 +102,35 @@ class Event:
     payload: Mapping[str, JsonValue]
     prev_hash: str
     hash: str
+    sig: EventSignature | None = None
 
     def body(self) -> dict[str, JsonValue]:
-        """The hashed part: everything but ``hash``."""
-        return {
-            "seq": self.seq,
-            "at": self.at,
-            "actor": self.actor,
-            "kind": self.kind,
-            "subject": self.subject,
-            "payload": dict(self.payload),
-            "prev_hash": self.prev_hash,
-        }
+        """What the signature covers: everything but ``sig`` and ``hash``."""
+        return _body(
+            seq=self.seq,
+            at=self.at,
+            actor=self.actor,
+            kind=self.kind,
+            subject=self.subject,
+            payload=self.payload,
+            prev_hash=self.prev_hash,
+        )
+
+    def signed_message(self) -> bytes:
+        """The bytes an event signature signs: DSSE PAE over the canonical body."""
+        return pae(EVENT_PAYLOAD_TYPE, canonical.encode(self.body()))
 
     def to_json(self) -> dict[str, JsonValue]:
-        return {**self.body(), "hash": self.hash}
+        out = {**self.body(), "hash": self.hash}
+        if self.sig is not None:
+            out["sig"] = self.sig.to_json()
+        return out
+
+
+def _hash(body: dict[str, JsonValue], sig: EventSignature | None) -> str:
+    hashed = body if sig is None else {**body, "sig": sig.to_json()}
+    prev = str(body["prev_hash"])
+    return hashlib.sha256(prev.encode("ascii") + canonical.encode(hashed)).hexdigest()
 
 
 def event_hash(
@@ -60,17 +142,18 @@ def event_hash(
     subject: str,
     payload: Mapping[str, JsonValue],
     prev_hash: str,
+    sig: EventSignature | None = None,
 ) -> str:
-    body = {
-        "seq": seq,
-        "at": at,
-        "actor": actor,
-        "kind": kind,
-        "subject": subject,
-        "payload": dict(payload),
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical.encode(body)).hexdigest()
+    body = _body(
+        seq=seq,
+        at=at,
+        actor=actor,
+        kind=kind,
+        subject=subject,
+        payload=payload,
+        prev_hash=prev_hash,
+    )
+    return _hash(body, sig)
 
 
 def seal(
@@ -82,9 +165,10 @@ def seal(
     subject: str,
     payload: Mapping[str, JsonValue],
     prev_hash: str,
+    signer: KeyPair | None = None,
 ) -> Event:
-    """Build an event with its hash."""
-    digest = event_hash(
+    """Build an event, signed by ``signer`` (unsigned only if None), with its hash."""
+    event = Event(
         seq=seq,
         at=at,
         actor=actor,
@@ -92,17 +176,12 @@ def seal(
         subject=subject,
         payload=payload,
         prev_hash=prev_hash,
+        hash="",
     )
-    return Event(
-        seq=seq,
-        at=at,
-        actor=actor,
-        kind=kind,
-        subject=subject,
-        payload=payload,
-        prev_hash=prev_hash,
-        hash=digest,
-    )
+    if signer is not None:
+        sig = EventSignature(keyid=signer.keyid, sig=signer.sign(event.signed_message()))
+        event = replace(event, sig=sig)
+    return replace(event, hash=_hash(event.body(), event.sig))
 
 
 def verify_chain(events: Iterable[Event], *, start_hash: str = GENESIS, start_seq: int = 1) -> int:
@@ -123,16 +202,7 @@ def verify_chain(events: Iterable[Event], *, start_hash: str = GENESIS, start_se
             raise ChainBroken(
                 f"ledger seq {event.seq}: prev_hash does not match seq {event.seq - 1}"
             )
-        actual = event_hash(
-            seq=event.seq,
-            at=event.at,
-            actor=event.actor,
-            kind=event.kind,
-            subject=event.subject,
-            payload=event.payload,
-            prev_hash=event.prev_hash,
-        )
-        if actual != event.hash:
+        if _hash(event.body(), event.sig) != event.hash:
             raise ChainBroken(f"ledger seq {event.seq}: contents were edited (hash mismatch)")
         prev = event.hash
         expected_seq += 1

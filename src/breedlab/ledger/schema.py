@@ -50,6 +50,9 @@ events = Table(
     Column("payload", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    # The actor's signature over the event (canonical JSON {"keyid", "sig"}); NULL only
+    # for events written before signatures existed (chain.py).
+    Column("sig", Text, nullable=True),
 )
 
 # One row: the chain's head. Appenders lock it (SELECT ... FOR UPDATE on PostgreSQL;

@@ -10,7 +10,7 @@ other databases the head row is locked with ``SELECT ... FOR UPDATE``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from breedlab.canonical import JsonValue
 from breedlab.clock import Clock, format_time
 from breedlab.errors import ChainBroken, ConfigError, IntegrityError, LabError, NotFound
 from breedlab.ledger import projections, schema
-from breedlab.ledger.chain import GENESIS, Event, seal, verify_chain
+from breedlab.ledger.chain import GENESIS, Event, EventSignature, seal, verify_chain
+from breedlab.signing.keys import KeyPair
 
 __all__ = ["Ledger", "Reader", "Txn", "VerifyReport"]
 
@@ -84,7 +85,14 @@ def _row_event(row: Row[Any]) -> Event:
         payload = canonical.decode(row.payload.encode("utf-8"))
     except IntegrityError as e:
         raise ChainBroken(f"ledger seq {row.seq}: payload is not canonical JSON") from e
+    sig = None
+    if row.sig is not None:
+        try:
+            sig = EventSignature.from_json(canonical.decode(row.sig.encode("utf-8")))
+        except IntegrityError as e:
+            raise ChainBroken(f"ledger seq {row.seq}: {e.message}") from e
     return Event(
+        sig=sig,
         seq=row.seq,
         at=row.at,
         actor=row.actor,
@@ -194,6 +202,25 @@ class Reader:
         t = schema.lineage
         return [str(r.child) for r in self.conn.execute(select(t).where(t.c.parent == package_id))]
 
+    def event_hashes(self, limit: int | None = None) -> list[bytes]:
+        """The raw hashes of the first ``limit`` events (all if None): Merkle leaves."""
+        query = select(schema.events.c.hash).order_by(schema.events.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        return [bytes.fromhex(h) for (h,) in self.conn.execute(query)]
+
+    def last_checkpoint_size(self) -> int:
+        """How many events the latest checkpoint covers (0: none yet)."""
+        t = schema.checkpoints
+        value = self.conn.execute(select(func.max(t.c.tree_size))).scalar_one_or_none()
+        return 0 if value is None else int(value)
+
+    def last_event_kind(self) -> str | None:
+        t = schema.events
+        return self.conn.execute(
+            select(t.c.kind).order_by(t.c.seq.desc()).limit(1)
+        ).scalar_one_or_none()
+
     def event_count(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(schema.events)).scalar_one())
 
@@ -222,9 +249,19 @@ class Txn(Reader):
         return self._head
 
     def append(
-        self, kind: str, subject: str, payload: Mapping[str, JsonValue], *, actor: str
+        self,
+        kind: str,
+        subject: str,
+        payload: Mapping[str, JsonValue],
+        *,
+        signer: KeyPair | None,
+        actor: str | None = None,
     ) -> Event:
-        """Append one event (hash-chained) and apply its projection.
+        """Append one event (hash-chained, signed by ``signer``) and apply its projection.
+
+        ``actor`` (default: the signer's key name) is a label; who made the change is the
+        signature. Only attack tests and pre-signature history have ``signer=None``:
+        verification refuses an unsigned state change.
 
         Raises:
             Conflict: the projection refused (e.g. an alias compare-and-swap lost).
@@ -233,11 +270,12 @@ class Txn(Reader):
         ev = seal(
             seq=seq + 1,
             at=format_time(self.clock.now()),
-            actor=actor,
+            actor=actor or (signer.name if signer is not None else "unknown"),
             kind=kind,
             subject=subject,
             payload=payload,
             prev_hash=prev,
+            signer=signer,
         )
         self._write(ev)
         return ev
@@ -264,6 +302,9 @@ class Txn(Reader):
                 "payload": canonical.encode(dict(ev.payload)).decode("utf-8"),
                 "prev_hash": ev.prev_hash,
                 "hash": ev.hash,
+                "sig": None
+                if ev.sig is None
+                else canonical.encode(ev.sig.to_json()).decode("ascii"),
             },
         )
         projections.apply(self.conn, ev)
@@ -286,6 +327,9 @@ class Ledger:
         self.clock = clock
         self.engine = open_engine(url)
         self._lock_head = self.engine.dialect.name != "sqlite"
+        #: Called with the events of every committed transaction that appended some
+        #: (the lab writes its automatic checkpoints from here).
+        self.after_commit: Callable[[Sequence[Event]], None] | None = None
 
     @classmethod
     def sqlite(cls, path: Path, clock: Clock) -> Ledger:
@@ -309,9 +353,12 @@ class Ledger:
         """A writing transaction; commits on success, rolls back on any exception."""
         try:
             with self.engine.begin() as conn:
-                yield Txn(conn, self.clock, self._lock_head)
+                tx = Txn(conn, self.clock, self._lock_head)
+                yield tx
         except OperationalError as e:
             raise LabError(f"ledger database error: {e.orig}") from e
+        if tx.appended and self.after_commit is not None:
+            self.after_commit(tuple(tx.appended))
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Reader]:
@@ -324,10 +371,16 @@ class Ledger:
             raise LabError(f"ledger database error: {e.orig}") from e
 
     def append(
-        self, kind: str, subject: str, payload: Mapping[str, JsonValue], *, actor: str
+        self,
+        kind: str,
+        subject: str,
+        payload: Mapping[str, JsonValue],
+        *,
+        signer: KeyPair | None,
+        actor: str | None = None,
     ) -> Event:
         with self.transaction() as tx:
-            return tx.append(kind, subject, payload, actor=actor)
+            return tx.append(kind, subject, payload, signer=signer, actor=actor)
 
     def verify_chain(self) -> VerifyReport:
         """Recompute the hash chain, the head row and every projection.

@@ -28,13 +28,17 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 class Role(Choice):
     """Who a key speaks for (seed, stage 0: named owners for model, evaluation, security,
-    production); ``lab`` signs the ledger's checkpoints."""
+    production); ``lab`` endorses keys and signs the ledger's checkpoints; ``factory`` is
+    the lab's own automation: it signs what operators make and what the challenger loop
+    and the serving controller record. What each role may do is
+    :mod:`breedlab.authority`'s table."""
 
     MODEL = "model"
     EVALUATION = "evaluation"
     SECURITY = "security"
     PRODUCTION = "production"
     LAB = "lab"
+    FACTORY = "factory"
 
 
 def check_key_name(name: str) -> str:

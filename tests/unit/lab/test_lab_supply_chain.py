@@ -120,18 +120,24 @@ def test_alias_moves_are_compare_and_swap_and_the_history_is_the_ledger(
 
 def test_only_approved_unrevoked_verified_models_become_champion(lab: Lab, tmp_path: Path) -> None:
     a, b = _two_models(lab, tmp_path)
+    with pytest.raises(PolicyError, match="moves only by promotion or rollback"):
+        lab.set_alias("digits", "champion", str(a), key="pat")
     with pytest.raises(PolicyError, match="release approval"):
-        lab.set_alias("digits", "champion", str(a))
+        lab.promote("digits", str(a), key="pat")
     lab.approve(str(a), purpose="parent", key="alice")
     with pytest.raises(PolicyError, match="release approval"):
-        lab.set_alias("digits", "champion", str(a))
+        lab.promote("digits", str(a), key="pat")
     lab.approve(str(a), purpose="release", key="pat")
-    lab.set_alias("digits", "champion", str(a))
+    with pytest.raises(PolicyError, match="'model'"):  # promotions are a production act
+        lab.promote("digits", str(a), key="alice")
+    first = lab.promote("digits", str(a), key="pat")
+    assert first.payload["previous"] is None
     lab.approve(str(b), purpose="release", key="pat")
     lab.revoke(str(b), reason="bad data")
     with pytest.raises(PolicyError, match="revoked"):
-        lab.set_alias("digits", "champion", str(b), expect=str(a))
+        lab.promote("digits", str(b), key="pat")
     assert lab.alias("digits", "champion") == a
+    lab.verify_ledger()
 
 
 def test_signing_and_approving_record_who_vouches(lab: Lab, tmp_path: Path) -> None:
@@ -172,7 +178,7 @@ def test_the_champion_is_reconstructed_from_the_store_with_the_same_id(
 ) -> None:
     a, _ = _two_models(lab, tmp_path)
     lab.approve(str(a), purpose="release", key="pat")
-    lab.set_alias("digits", "champion", str(a))
+    lab.promote("digits", str(a), key="pat")
     rebuilt = lab.reconstruct("digits@champion", out=tmp_path / "rebuilt")
     assert rebuilt.match and rebuilt.recomputed == str(a)
     assert (tmp_path / "rebuilt" / "sub" / "notes.txt").read_text() == "a"
@@ -192,7 +198,8 @@ def test_checkpoints_sign_the_tree_head_and_verify(lab: Lab, tmp_path: Path) -> 
 
 def test_keys_are_trusted_through_the_ledger_and_revocation_is_recorded(lab: Lab) -> None:
     names = {k.name: k for k in lab.keys()}
-    assert set(names) == {"lab", "alice", "erin", "sam", "pat"}
+    assert set(names) == {"lab", "factory", "alice", "erin", "sam", "pat"}
+    assert names["factory"].role == "factory"
     assert names["pat"].role == "production" and names["pat"].has_private
     with pytest.raises(Conflict):
         lab.generate_key("pat", "production")

@@ -26,7 +26,7 @@ def test_a_new_ledger_is_migrated_and_refuses_edits(tmp_path: Path) -> None:
     ledger = Ledger.sqlite(tmp_path / "ledger.db", FixedClock())
     ledger.create()
     ledger.create()  # idempotent
-    ledger.append("test.appended", "s", {"i": 1}, actor="t")
+    ledger.append("test.appended", "s", {"i": 1}, signer=None, actor="t")
     ledger.close()
     db = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
     try:
@@ -45,9 +45,9 @@ def test_a_ledger_from_before_migrations_is_upgraded_in_place(tmp_path: Path) ->
     schema.metadata.create_all(engine)  # how ledgers were created before migrations
     engine.dispose()
     old = Ledger(url, FixedClock())
-    old.append("test.appended", "s", {"i": 1}, actor="t")
+    old.append("test.appended", "s", {"i": 1}, signer=None, actor="t")
     old.create()
-    old.append("test.appended", "s", {"i": 2}, actor="t")
+    old.append("test.appended", "s", {"i": 2}, signer=None, actor="t")
     assert old.verify_chain().events == 2
     with old.engine.connect() as conn:
         assert migrations.current(conn) == migrations.HEAD

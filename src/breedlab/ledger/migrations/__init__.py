@@ -16,7 +16,7 @@ from sqlalchemy import Connection, inspect, text
 __all__ = ["HEAD", "current", "upgrade"]
 
 #: The newest revision; a database at HEAD is opened without loading Alembic at all.
-HEAD = "0003"
+HEAD = "0004"
 _LOCK_KEY = 0x6272_6565_646C_6162 & 0x7FFF_FFFF_FFFF_FFFF  # "breedlab", as a bigint
 
 

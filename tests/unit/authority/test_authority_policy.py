@@ -1,0 +1,217 @@
+"""The authority table (pure): who may make which change, and the promotion rule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from breedlab.authority import RULES, Approval, AuthorityState, Signer, authorize
+from breedlab.authority.policy import (
+    EnvelopeFacts,
+    Facts,
+    PackageFacts,
+    PromotionFacts,
+    approval_problems,
+    promotion_problems,
+)
+from breedlab.digest import Digest
+from breedlab.ledger import Event
+from breedlab.registry.manifest import RiskTier
+from breedlab.release.state import ReleaseState
+from breedlab.signing.keys import Role
+
+SRC = Path(__file__).resolve().parents[3] / "src" / "breedlab"
+PKG = "sha256:" + "1" * 64
+OTHER = "sha256:" + "2" * 64
+
+
+def signer(role: Role, keyid: str = "k" * 64) -> Signer:
+    return Signer(keyid=keyid, name=role.value, role=role)
+
+
+def event(
+    kind: str, payload: dict[str, object], *, seq: int = 10, subject: str = "digits"
+) -> Event:
+    return Event(
+        seq=seq,
+        at="2026-01-01T00:00:00.000000Z",
+        actor="t",
+        kind=kind,
+        subject=subject,
+        payload=payload,  # type: ignore[arg-type]
+        prev_hash="0" * 64,
+        hash="1" * 64,
+    )
+
+
+def test_every_kind_the_lab_writes_has_a_rule() -> None:
+    # Event kinds are written as string literals where they are appended.
+    kinds = set()
+    for path in [*SRC.joinpath("lab").glob("*.py"), *SRC.joinpath("http").glob("*.py")]:
+        kinds |= set(
+            re.findall(
+                r'"((?:key|package|alias|checkpoint|ledger|round|candidate|decision|failures|'
+                r'release)\.[a-z_]+)"',
+                path.read_text(),
+            )
+        )
+    kinds.discard("ledger.db")  # a file name, not a kind
+    assert len(kinds) > 20
+    assert kinds <= set(RULES), kinds - set(RULES)
+
+
+def test_an_unknown_kind_is_refused_whoever_signs_it() -> None:
+    for role in Role:
+        why = authorize(AuthorityState(), event("package.noted", {}), signer(role), Facts())
+        assert why is not None and "not a kind" in why
+
+
+@pytest.mark.parametrize(
+    ("kind", "allowed"),
+    [
+        ("key.added", {Role.LAB}),
+        ("checkpoint.signed", {Role.LAB}),
+        ("decision.made", {Role.FACTORY}),
+        ("release.canary_passed", {Role.FACTORY}),
+        ("release.promoted", {Role.PRODUCTION}),
+        ("package.approved", {Role.MODEL, Role.EVALUATION, Role.SECURITY, Role.PRODUCTION}),
+        ("package.revoked", {Role.LAB, Role.SECURITY, Role.PRODUCTION}),
+    ],
+)
+def test_roles_outside_the_table_are_refused(kind: str, allowed: set[Role]) -> None:
+    assert RULES[kind].roles == frozenset(allowed)
+    for role in set(Role) - allowed:
+        why = authorize(AuthorityState(), event(kind, {}), signer(role), Facts())
+        assert why is not None and f"has role '{role}'" in why
+
+
+def _approval_state() -> AuthorityState:
+    state = AuthorityState()
+    state.packages[PKG] = PackageFacts(
+        id=PKG, kind="model", capability="digits", risk_tier=RiskTier.LOW
+    )
+    return state
+
+
+def _approval(keyid: str, role: str, *, signers: set[str], predicate_role: str) -> tuple:
+    ev = event(
+        "package.approved",
+        {"package": PKG, "purpose": "release", "keyid": keyid, "role": role, "envelope": "x"},
+    )
+    facts = Facts(
+        envelope=EnvelopeFacts(
+            signers=frozenset(signers),
+            package=PKG,
+            predicate={"purpose": "release", "role": predicate_role},
+        )
+    )
+    return ev, facts
+
+
+def test_an_approval_counts_only_for_the_key_that_signed_it_in_its_real_role() -> None:
+    alice = signer(Role.MODEL, "a" * 64)
+    state = _approval_state()
+    ok_ev, ok_facts = _approval("a" * 64, "model", signers={"a" * 64}, predicate_role="model")
+    assert authorize(state, ok_ev, alice, ok_facts) is None
+    state.apply(ok_ev, alice, ok_facts)
+    assert state.valid_approvals(PKG, "release") == (
+        Approval(keyid="a" * 64, role=Role.MODEL, purpose="release", seq=10),
+    )
+    # the row names another key; the row claims another role; the envelope claims one
+    for keyid, role, predicate_role, match in [
+        ("s" * 64, "security", "security", "names key"),
+        ("a" * 64, "security", "model", "claims role 'security'"),
+        ("a" * 64, "model", "security", "envelope claims role 'security'"),
+    ]:
+        ev, facts = _approval(keyid, role, signers={"a" * 64}, predicate_role=predicate_role)
+        why = authorize(state, ev, alice, facts)
+        assert why is not None and match in why, why
+    # an envelope someone else signed
+    ev, facts = _approval("a" * 64, "model", signers={"s" * 64}, predicate_role="model")
+    assert "not signed by" in str(authorize(state, ev, alice, facts))
+
+
+def test_a_revoked_keys_approvals_stop_counting_from_its_revocation() -> None:
+    alice = signer(Role.MODEL, "a" * 64)
+    state = _approval_state()
+    ev, facts = _approval("a" * 64, "model", signers={"a" * 64}, predicate_role="model")
+    state.apply(ev, alice, facts)
+    state.apply(event("key.revoked", {"keyid": "a" * 64, "name": "alice"}, seq=11), None, Facts())
+    assert state.valid_approvals(PKG, "release") == ()
+
+
+def _approvals(*pairs: tuple[str, Role]) -> tuple[Approval, ...]:
+    return tuple(Approval(keyid=k, role=r, purpose="release", seq=1) for k, r in pairs)
+
+
+@pytest.mark.parametrize(
+    ("tier", "approvals", "expected"),
+    [
+        (RiskTier.LOW, (), ["no valid release approval"]),
+        (RiskTier.LOW, (("alice", Role.MODEL),), []),  # the proposer may, at low risk
+        (RiskTier.MEDIUM, (("alice", Role.MODEL),), ["other than the proposer"]),
+        (RiskTier.MEDIUM, (("pat", Role.PRODUCTION),), []),
+        (RiskTier.HIGH, (("pat", Role.PRODUCTION),), ["'security' key"]),
+        (RiskTier.HIGH, (("alice", Role.MODEL), ("sam", Role.SECURITY)), []),
+        (RiskTier.HIGH, (("alice", Role.SECURITY),), ["other than the proposer"]),
+    ],
+)
+def test_approvals_by_risk_tier(
+    tier: RiskTier, approvals: tuple[tuple[str, Role], ...], expected: list[str]
+) -> None:
+    problems = approval_problems(tier, _approvals(*approvals), frozenset({"alice"}), PKG)
+    assert len(problems) == len(expected)
+    for problem, fragment in zip(problems, expected, strict=True):
+        assert fragment in problem
+
+
+def _promotion(**changes: object) -> PromotionFacts:
+    base: dict[str, object] = {
+        "package": PKG,
+        "tier": RiskTier.LOW,
+        "approvals": _approvals(("pat", Role.PRODUCTION)),
+        "proposers": frozenset({"alice"}),
+        "revoked": False,
+        "first": False,
+        "release": ReleaseState(
+            capability="digits",
+            shadowed=frozenset({Digest.parse(PKG)}),
+            passed=frozenset({Digest.parse(PKG)}),
+        ),
+        "bred": False,
+        "recommended": False,
+    }
+    return PromotionFacts(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_a_promotion_needs_shadow_canary_and_a_recommendation_for_a_bred_candidate() -> None:
+    assert promotion_problems(_promotion()) == []
+    bare = ReleaseState(capability="digits")
+    assert [p for p in promotion_problems(_promotion(release=bare)) if "shadow" in p]
+    assert [p for p in promotion_problems(_promotion(release=bare)) if "canary" in p]
+    assert promotion_problems(_promotion(release=bare, first=True)) == []  # nothing to compare
+    assert "never recommended" in promotion_problems(_promotion(bred=True))[0]
+    assert promotion_problems(_promotion(bred=True, recommended=True)) == []
+    assert "revoked" in promotion_problems(_promotion(revoked=True))[0]
+    denied = ReleaseState(capability="digits").step(
+        event("candidate.archived", {"package": PKG, "outcome": "retire"})
+    )
+    assert "deny-list" in promotion_problems(_promotion(first=True, release=denied))[0]
+
+
+def test_champion_moves_only_by_promotion_or_rollback_by_a_production_key() -> None:
+    state = _approval_state()
+    state.approvals[PKG] = list(_approvals(("pat", Role.PRODUCTION)))
+    move = {"capability": "digits", "alias": "champion", "old": None, "new": PKG, "reason": ""}
+    pat = signer(Role.PRODUCTION)
+    assert authorize(state, event("alias.moved", {**move, "via": "promote"}), pat, Facts()) is None
+    assert "outside a promotion" in str(authorize(state, event("alias.moved", move), pat, Facts()))
+    alice = signer(Role.MODEL)
+    why = authorize(state, event("alias.moved", {**move, "via": "promote"}), alice, Facts())
+    assert "'production' key" in str(why)
+    rollback = {**move, "new": OTHER, "via": "rollback"}
+    assert "only to digits@previous" in str(
+        authorize(state, event("alias.moved", rollback), pat, Facts())
+    )
