@@ -10,7 +10,9 @@ Then, in the same run:
 - import: ``Lab.import_path`` of the file, each run into a fresh lab (median);
 - verify: ``Lab.verify([pkg])``, which re-hashes the stored blob (median);
 - ledger: events/s appended one per transaction (durable: SQLite WAL, synchronous=FULL)
-  and in transactions of 100 and 1000 events;
+  and in transactions of 100 and 1000 events, unsigned (the baseline) and signed by the
+  factory key, and the verification rate of the signed ledger (``--ledger-only``: just
+  these);
 - with ``--what-if``: alternative copy loops measured on the same file, to show what a
   change to ``FileBlobStore.put_stream`` would buy (nothing in src/ is changed).
 
@@ -20,6 +22,7 @@ and ratios; asserts nothing about time. Deletes its files afterwards.
 
     .venv/bin/python benchmarks/ingest.py [--size-mib 1024] [--runs 3] [--dir DIR]
                                           [--events 500] [--what-if] [--keep]
+                                          [--ledger-only]
 
 Targets (the supply-chain issue): import >= 0.8x and verify >= 0.9x the hashlib rate;
 >= 5,000 ledger events/s in batches.
@@ -46,6 +49,7 @@ import numpy as np
 
 from breedlab.capabilities import contract_path
 from breedlab.lab import Lab
+from breedlab.signing.keys import KeyPair
 
 GB = 1e9
 MIB = 1 << 20
@@ -243,31 +247,64 @@ def what_if(source: Path, work: Path, runs: int, hash_rate: float, size: int) ->
 # -- ledger --------------------------------------------------------------------------------
 
 
-def ledger_rates(work: Path, events: int) -> None:
-    lab = fresh_lab(work / "ledger-lab")
-    with lab:
-        start = time.perf_counter()
-        for i in range(events):
-            lab.ledger.append("bench.tick", f"tick:{i}", {"i": i, "batch": 1}, actor="bench")
-        single = events / (time.perf_counter() - start)
-        print(f"ledger append, 1 event per transaction    {single:8,.0f} events/s ({events})")
-        for batch, transactions in ((100, 20), (1000, 5)):
+def _append_rates(lab: Lab, events: int, signer: KeyPair | None, rounds: int) -> list[float]:
+    """events/s: 1 per transaction, then 100 and 1000 per transaction (each the median
+    of ``rounds``). Every event is a ``candidate.scored`` record, signed by ``signer``."""
+    rates: list[float] = []
+    for batch, transactions in ((1, events), (100, 20), (1000, 5)):
+        runs = []
+        for r in range(rounds):
             start = time.perf_counter()
             for t in range(transactions):
                 with lab.ledger.transaction() as tx:
                     for i in range(batch):
                         tx.append(
-                            "bench.tick", f"tick:{t}:{i}", {"i": i, "batch": batch}, actor="bench"
+                            "candidate.scored",
+                            f"bench:{r}:{t}:{i}",
+                            {"i": i, "batch": batch},
+                            signer=signer,
+                            actor="bench",
                         )
-            rate = batch * transactions / (time.perf_counter() - start)
-            print(
-                f"ledger append, {batch:>4} events per transaction {rate:8,.0f} events/s "
-                f"({batch * transactions})"
-            )
-        start = time.perf_counter()
-        report = lab.verify_ledger()
-        took = time.perf_counter() - start
-        print(f"ledger verify                             {report.events / took:8,.0f} events/s")
+            runs.append(batch * transactions / (time.perf_counter() - start))
+        rates.append(statistics.median(runs))
+    return rates
+
+
+def ledger_rates(work: Path, events: int, rounds: int = 3) -> None:
+    """Ledger appends, unsigned (the format before signed events: the baseline) and
+    signed by the factory key, in the same run; then verification of the signed ledger
+    (chain, projections, every signature and its authority, checkpoints)."""
+    lab = fresh_lab(work / "ledger-lab")
+    with lab:
+        lab.ledger.after_commit = None  # raw appends: no automatic checkpoints here
+        unsigned = _append_rates(lab, events, None, rounds)
+    lab = fresh_lab(work / "ledger-signed")
+    with lab:
+        lab.ledger.after_commit = None
+        factory = lab.factory_signer()
+        signed = _append_rates(lab, events, factory, rounds)
+        lab.ledger.after_commit = lab._after_commit  # as a lab runs: a checkpoint every 100
+        with_checkpoints = _append_rates(lab, events, factory, 1)
+        print(f"ledger append (events/s, median of {rounds})   unsigned     signed   ratio")
+        for (label, u, s_), cp in zip(
+            zip(("1 per transaction", "100 per transaction", "1000 per transaction"),
+                unsigned, signed, strict=True),
+            with_checkpoints,
+            strict=True,
+        ):  # fmt: skip
+            print(f"  {label:<28} {u:10,.0f} {s_:10,.0f}   {s_ / u:5.2f}x   "
+                  f"(+ automatic checkpoints: {cp:,.0f})")  # fmt: skip
+        print("  target: >= 5,000 signed events/s in batches of 100")
+        runs = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            report = lab.verify_ledger()
+            runs.append(time.perf_counter() - start)
+        took = statistics.median(runs)
+        print(
+            f"ledger verify (chain, projections, signatures, authority, checkpoints): "
+            f"{report.events:,} events in {took:.2f} s = {report.events / took:,.0f} events/s"
+        )
 
 
 def main() -> None:
@@ -279,9 +316,19 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where to work (a temp dir)")
     parser.add_argument("--what-if", action="store_true", help="also time other copy loops")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--ledger-only", action="store_true", help="only the ledger figures (no 1 GiB file)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="breedlab-ingest-", dir=args.dir))
+    if args.ledger_only:
+        try:
+            print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}\n")
+            ledger_rates(work, args.events)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         source = work / "model.safetensors"
         start = time.perf_counter()

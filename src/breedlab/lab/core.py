@@ -64,6 +64,7 @@ from breedlab.lab.verification import (
 from breedlab.lab.witness import Witness, check_witness
 from breedlab.lab.workspace import Workspace
 from breedlab.ledger import Event, Ledger, Reader, Txn
+from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
 from breedlab.registry.blobs import BlobStore, open_blob_store
@@ -119,6 +120,7 @@ class Lab:
         self.ledger.after_commit = self._after_commit
         self.workspace = Workspace(config.work_dir, self.blobs)
         self._unanchored = False  # this Lab appended events no checkpoint covers yet
+        self._frontier: Frontier | None = None  # the tree its last checkpoint signed
         self._checkpoint_lock = threading.Lock()
 
     def executor(self, workers: int | None = None) -> Executor:
@@ -1031,19 +1033,21 @@ class Lab:
                 f"{name!r} has role '{role}'"
             )
         with self.ledger.transaction() as tx:
-            leaves = tx.event_hashes()
-            root_hex = merkle_root(leaves).hex()
-            payload = checkpoint_payload(
-                lab=self.config.name, tree_size=len(leaves), root_hex=root_hex
-            )
+            size = tx.locked_head()[0]
+            cached = self._frontier
+            if cached is None or cached.size > size:
+                cached = Frontier()
+            frontier = cached.copy().extend(tx.event_hashes(after=cached.size))
+            root_hex = frontier.root().hex()
+            payload = checkpoint_payload(lab=self.config.name, tree_size=size, root_hex=root_hex)
             envelope = self.blobs.put_bytes(
                 dsse.sign(CHECKPOINT_PAYLOAD_TYPE, payload, signer).to_bytes()
             )
-            return tx.append(
+            ev = tx.append(
                 "checkpoint.signed",
-                f"tree:{len(leaves)}",
+                f"tree:{size}",
                 {
-                    "tree_size": len(leaves),
+                    "tree_size": size,
                     "root": root_hex,
                     "key": name,
                     "keyid": signer.keyid,
@@ -1052,6 +1056,10 @@ class Lab:
                 signer=signer,
                 actor=self.actor,
             )
+        # Read the next checkpoint's leaves from here on (the events before are fixed:
+        # an edit to them is what verification reports).
+        self._frontier = frontier
+        return ev
 
     def witness_export(self, path: Path) -> Witness:
         """Write the latest signed tree head to ``path`` for safekeeping outside the lab

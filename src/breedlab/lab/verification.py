@@ -33,7 +33,7 @@ from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, IntegrityError, LabError
 from breedlab.lab.values import CheckpointInfo, Problem
 from breedlab.ledger import Reader
-from breedlab.ledger.merkle import root as merkle_root
+from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore
 from breedlab.registry.manifest import Manifest
 from breedlab.signing import dsse
@@ -267,15 +267,22 @@ def check_checkpoints(blobs: BlobStore, r: Reader) -> list[CheckpointInfo]:
     rows = r.checkpoints()
     if not rows:
         return []
-    leaves = [bytes.fromhex(e.hash) for e in r.events()]
+    leaves = r.event_hashes()
+    # One pass over the leaves: the root at every checkpointed size (checkpoints grow
+    # with their seq, so a frontier extended in order reaches each size in turn).
+    roots: dict[int, str] = {}
+    frontier = Frontier()
+    for size in sorted({int(row.tree_size) for row in rows if 0 <= row.tree_size <= len(leaves)}):
+        frontier.extend(leaves[frontier.size : size])
+        roots[size] = frontier.root().hex()
     endorsed, _ = key_endorsements(blobs, r)
     out: list[CheckpointInfo] = []
     for row in rows:
         key = r.key_by_id(row.keyid)
         name = str(key.name) if key is not None else row.keyid[:12]
-        if row.tree_size > len(leaves) or row.tree_size >= row.seq:
+        if row.tree_size > len(leaves) or row.tree_size >= row.seq or row.tree_size < 0:
             raise IntegrityError(f"checkpoint at seq {row.seq} covers events that do not exist")
-        want = merkle_root(leaves[: row.tree_size]).hex()
+        want = roots[int(row.tree_size)]
         if want != row.root:
             raise IntegrityError(
                 f"checkpoint at seq {row.seq}: Merkle root over {row.tree_size} events differs "

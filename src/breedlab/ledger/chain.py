@@ -26,11 +26,12 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from json.encoder import encode_basestring as _str  # the escaping json.dumps uses
 
 from breedlab import canonical
 from breedlab.canonical import JsonValue
-from breedlab.errors import ChainBroken, IntegrityError
+from breedlab.errors import ChainBroken, IntegrityError, InvalidRequest
 from breedlab.signing.dsse import pae
 from breedlab.signing.keys import KeyPair
 
@@ -58,6 +59,11 @@ class EventSignature:
 
     def to_json(self) -> dict[str, JsonValue]:
         return {"keyid": self.keyid, "sig": base64.b64encode(self.sig).decode("ascii")}
+
+    def canonical(self) -> str:
+        """``canonical.encode(self.to_json())``, written out (what is stored and hashed)."""
+        b64 = base64.b64encode(self.sig).decode("ascii")
+        return f'{{"keyid":{_str(self.keyid)},"sig":{_str(b64)}}}'
 
     @classmethod
     def from_json(cls, obj: object) -> EventSignature:
@@ -103,6 +109,9 @@ class Event:
     prev_hash: str
     hash: str
     sig: EventSignature | None = None
+    # The payload's canonical bytes, when already known (sealed here, or read from a
+    # row): saves encoding it again. Never compared; derived from ``payload``.
+    payload_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def body(self) -> dict[str, JsonValue]:
         """What the signature covers: everything but ``sig`` and ``hash``."""
@@ -116,9 +125,30 @@ class Event:
             prev_hash=self.prev_hash,
         )
 
+    def canonical_payload(self) -> bytes:
+        if self.payload_json is not None:
+            return self.payload_json
+        return canonical.encode(dict(self.payload))
+
+    def _parts(self) -> tuple[str, str]:
+        return _body_parts(
+            seq=self.seq,
+            at=self.at,
+            actor=self.actor,
+            kind=self.kind,
+            subject=self.subject,
+            payload_json=self.canonical_payload(),
+            prev_hash=self.prev_hash,
+        )
+
     def signed_message(self) -> bytes:
         """The bytes an event signature signs: DSSE PAE over the canonical body."""
-        return pae(EVENT_PAYLOAD_TYPE, canonical.encode(self.body()))
+        head, tail = self._parts()
+        return pae(EVENT_PAYLOAD_TYPE, (head + tail).encode("utf-8"))
+
+    def computed_hash(self) -> str:
+        """``sha256(prev_hash || canonical(body + sig))``: what ``hash`` must be."""
+        return _hash(self.prev_hash, *self._parts(), self.sig)
 
     def to_json(self) -> dict[str, JsonValue]:
         out = {**self.body(), "hash": self.hash}
@@ -127,10 +157,34 @@ class Event:
         return out
 
 
-def _hash(body: dict[str, JsonValue], sig: EventSignature | None) -> str:
-    hashed = body if sig is None else {**body, "sig": sig.to_json()}
-    prev = str(body["prev_hash"])
-    return hashlib.sha256(prev.encode("ascii") + canonical.encode(hashed)).hexdigest()
+def _body_parts(
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    kind: str,
+    subject: str,
+    payload_json: bytes,
+    prev_hash: str,
+) -> tuple[str, str]:
+    """``canonical.encode(body)`` in two pieces, built from the payload's canonical bytes:
+    everything up to ``seq``, and ``subject`` with the closing brace -- a signature goes
+    between them, as ``sig`` sorts there. The same bytes as the canonical encoder (keys
+    in code-point order, strings escaped by the function json.dumps uses; a test checks),
+    without encoding the payload a second time."""
+    if type(seq) is not int:
+        raise InvalidRequest(f"an event's seq is an integer (got {seq!r})")
+    head = (
+        f'{{"actor":{_str(actor)},"at":{_str(at)},"kind":{_str(kind)},"payload":'
+        f'{payload_json.decode("utf-8")},"prev_hash":{_str(prev_hash)},"seq":{seq}'
+    )
+    return head, f',"subject":{_str(subject)}}}'
+
+
+def _hash(prev_hash: str, head: str, tail: str, sig: EventSignature | None) -> str:
+    signed = "" if sig is None else f',"sig":{sig.canonical()}'
+    data = prev_hash + head + signed + tail
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
 def event_hash(
@@ -144,7 +198,7 @@ def event_hash(
     prev_hash: str,
     sig: EventSignature | None = None,
 ) -> str:
-    body = _body(
+    event = Event(
         seq=seq,
         at=at,
         actor=actor,
@@ -152,8 +206,10 @@ def event_hash(
         subject=subject,
         payload=payload,
         prev_hash=prev_hash,
+        hash="",
+        sig=sig,
     )
-    return _hash(body, sig)
+    return event.computed_hash()
 
 
 def seal(
@@ -167,7 +223,11 @@ def seal(
     prev_hash: str,
     signer: KeyPair | None = None,
 ) -> Event:
-    """Build an event, signed by ``signer`` (unsigned only if None), with its hash."""
+    """Build an event, signed by ``signer`` (unsigned only if None), with its hash.
+
+    Raises:
+        InvalidRequest: the payload is not canonical JSON material (a float, ...).
+    """
     event = Event(
         seq=seq,
         at=at,
@@ -177,11 +237,14 @@ def seal(
         payload=payload,
         prev_hash=prev_hash,
         hash="",
+        payload_json=canonical.encode(dict(payload)),
     )
+    head, tail = event._parts()  # encoded once, for the signature and the hash
+    sig = None
     if signer is not None:
-        sig = EventSignature(keyid=signer.keyid, sig=signer.sign(event.signed_message()))
-        event = replace(event, sig=sig)
-    return replace(event, hash=_hash(event.body(), event.sig))
+        message = pae(EVENT_PAYLOAD_TYPE, (head + tail).encode("utf-8"))
+        sig = EventSignature(keyid=signer.keyid, sig=signer.sign(message))
+    return replace(event, sig=sig, hash=_hash(prev_hash, head, tail, sig))
 
 
 def verify_chain(events: Iterable[Event], *, start_hash: str = GENESIS, start_seq: int = 1) -> int:
@@ -202,7 +265,7 @@ def verify_chain(events: Iterable[Event], *, start_hash: str = GENESIS, start_se
             raise ChainBroken(
                 f"ledger seq {event.seq}: prev_hash does not match seq {event.seq - 1}"
             )
-        if _hash(event.body(), event.sig) != event.hash:
+        if event.computed_hash() != event.hash:
             raise ChainBroken(f"ledger seq {event.seq}: contents were edited (hash mismatch)")
         prev = event.hash
         expected_seq += 1

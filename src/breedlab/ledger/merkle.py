@@ -13,9 +13,16 @@ to prove that the ledger was only appended to since.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["consistency_proof", "leaf_hash", "node_hash", "root", "verify_consistency"]
+__all__ = [
+    "Frontier",
+    "consistency_proof",
+    "leaf_hash",
+    "node_hash",
+    "root",
+    "verify_consistency",
+]
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -26,21 +33,49 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def root(leaves: Sequence[bytes]) -> bytes:
-    """The Merkle Tree Hash of ``leaves`` (RFC 6962 §2.1), computed bottom-up in O(n).
+class Frontier:
+    """A growing tree's compact range: the roots of its perfect subtrees, left to right
+    (at most log2(n) of them). Appending is amortised O(1) and the head is O(log n), so
+    a process that signs a checkpoint every N events reads only the new events."""
 
-    Pairing left to right and carrying an odd last node up unchanged yields exactly the
-    RFC's recursive split at the largest power of two below n.
-    """
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    level = [leaf_hash(leaf) for leaf in leaves]
-    while len(level) > 1:
-        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
+    __slots__ = ("_nodes", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._nodes: list[tuple[int, bytes]] = []  # (height, subtree root)
+
+    def append(self, leaf: bytes) -> None:
+        height, node = 0, leaf_hash(leaf)
+        while self._nodes and self._nodes[-1][0] == height:
+            node = node_hash(self._nodes.pop()[1], node)
+            height += 1
+        self._nodes.append((height, node))
+        self.size += 1
+
+    def extend(self, leaves: Iterable[bytes]) -> Frontier:
+        for leaf in leaves:
+            self.append(leaf)
+        return self
+
+    def root(self) -> bytes:
+        """The Merkle Tree Hash of every leaf so far (RFC 6962 §2.1): the subtree roots
+        folded from the right, which is the RFC's split at the largest power of two."""
+        if not self._nodes:
+            return hashlib.sha256(b"").digest()
+        acc = self._nodes[-1][1]
+        for _, node in reversed(self._nodes[:-1]):
+            acc = node_hash(node, acc)
+        return acc
+
+    def copy(self) -> Frontier:
+        other = Frontier()
+        other.size, other._nodes = self.size, list(self._nodes)
+        return other
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """The Merkle Tree Hash of ``leaves`` (RFC 6962 §2.1), in O(n)."""
+    return Frontier().extend(leaves).root()
 
 
 def _largest_power_below(n: int) -> int:

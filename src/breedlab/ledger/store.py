@@ -93,6 +93,7 @@ def _row_event(row: Row[Any]) -> Event:
             raise ChainBroken(f"ledger seq {row.seq}: {e.message}") from e
     return Event(
         sig=sig,
+        payload_json=row.payload.encode("utf-8"),  # canonical: decode() checked it
         seq=row.seq,
         at=row.at,
         actor=row.actor,
@@ -202,11 +203,10 @@ class Reader:
         t = schema.lineage
         return [str(r.child) for r in self.conn.execute(select(t).where(t.c.parent == package_id))]
 
-    def event_hashes(self, limit: int | None = None) -> list[bytes]:
-        """The raw hashes of the first ``limit`` events (all if None): Merkle leaves."""
-        query = select(schema.events.c.hash).order_by(schema.events.c.seq)
-        if limit is not None:
-            query = query.limit(limit)
+    def event_hashes(self, *, after: int = 0) -> list[bytes]:
+        """The raw hashes of the events after seq ``after``, in order: Merkle leaves."""
+        t = schema.events
+        query = select(t.c.hash).where(t.c.seq > after).order_by(t.c.seq)
         return [bytes.fromhex(h) for (h,) in self.conn.execute(query)]
 
     def last_checkpoint_size(self) -> int:
@@ -247,6 +247,10 @@ class Txn(Reader):
             else:
                 self._head = (int(row.seq), str(row.hash))
         return self._head
+
+    def locked_head(self) -> tuple[int, str]:
+        """The head this transaction extends, locked against other writers."""
+        return self._current_head()
 
     def append(
         self,
@@ -299,18 +303,25 @@ class Txn(Reader):
                 "actor": ev.actor,
                 "kind": ev.kind,
                 "subject": ev.subject,
-                "payload": canonical.encode(dict(ev.payload)).decode("utf-8"),
+                "payload": ev.canonical_payload().decode("utf-8"),
                 "prev_hash": ev.prev_hash,
                 "hash": ev.hash,
-                "sig": None
-                if ev.sig is None
-                else canonical.encode(ev.sig.to_json()).decode("ascii"),
+                "sig": None if ev.sig is None else ev.sig.canonical(),
             },
         )
         projections.apply(self.conn, ev)
-        self.conn.execute(_MOVE_HEAD, {"new_seq": ev.seq, "new_hash": ev.hash})
-        self._head = (ev.seq, ev.hash)
+        self._head = (ev.seq, ev.hash)  # the head row is written once, by flush()
         self.appended.append(ev)
+
+    def head(self) -> tuple[int, str]:
+        """The head, including this transaction's own appends."""
+        return self._current_head()
+
+    def flush(self) -> None:
+        """Move the head row to the last append (once per transaction, before commit)."""
+        if self.appended:
+            seq, hash_ = self._current_head()
+            self.conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": hash_})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -355,6 +366,7 @@ class Ledger:
             with self.engine.begin() as conn:
                 tx = Txn(conn, self.clock, self._lock_head)
                 yield tx
+                tx.flush()
         except OperationalError as e:
             raise LabError(f"ledger database error: {e.orig}") from e
         if tx.appended and self.after_commit is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -86,14 +86,14 @@ class KeyPair:
 
     name: str
     private: Ed25519PrivateKey
+    # Derived once: every ledger event names its signer's key id.
+    public: Ed25519PublicKey = field(init=False, repr=False, compare=False)
+    keyid: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def public(self) -> Ed25519PublicKey:
-        return self.private.public_key()
-
-    @property
-    def keyid(self) -> str:
-        return key_id(self.public)
+    def __post_init__(self) -> None:
+        public = self.private.public_key()
+        object.__setattr__(self, "public", public)
+        object.__setattr__(self, "keyid", key_id(public))
 
     @property
     def public_raw(self) -> bytes:

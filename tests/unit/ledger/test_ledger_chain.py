@@ -74,3 +74,47 @@ def test_merkle_root_follows_rfc_6962(leaves: list[bytes]) -> None:
 
 def test_merkle_root_of_the_empty_tree_is_the_hash_of_nothing() -> None:
     assert root([]).hex() == hashlib.sha256(b"").hexdigest()
+
+
+_TEXT = st.text(max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    st.integers(min_value=1, max_value=2**62),
+    _TEXT,
+    _TEXT,
+    _TEXT,
+    st.dictionaries(_TEXT, _JSON, max_size=4),
+    st.booleans(),
+)
+def test_the_hashed_bytes_are_exactly_canonical_json_of_the_body_and_signature(
+    seq: int, actor: str, kind: str, subject: str, payload: dict[str, object], signed: bool
+) -> None:
+    from breedlab.canonical import encode
+    from breedlab.ledger.chain import EventSignature
+
+    sig = EventSignature(keyid="ab" * 32, sig=bytes(range(64))) if signed else None
+    ev = Event(
+        seq=seq, at="2026-01-01T00:00:00.000000Z", actor=actor, kind=kind, subject=subject,
+        payload=payload, prev_hash="0" * 64, hash="", sig=sig,
+    )  # fmt: skip
+    body = ev.body()
+    if sig is not None:
+        body["sig"] = sig.to_json()
+    expected = hashlib.sha256(b"0" * 64 + encode(body)).hexdigest()
+    assert ev.computed_hash() == expected
+
+
+@given(st.binary(min_size=64, max_size=64), st.text(alphabet="0123456789abcdef", max_size=64))
+def test_a_stored_signature_is_canonical_json(sig: bytes, keyid: str) -> None:
+    from breedlab.canonical import decode, encode
+    from breedlab.ledger.chain import EventSignature
+
+    stored = EventSignature(keyid=keyid, sig=sig)
+    assert stored.canonical().encode() == encode(stored.to_json())
+    assert EventSignature.from_json(decode(stored.canonical().encode())) == stored

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pymerkle import InmemoryTree
 
 from breedlab.ledger.merkle import (
+    Frontier,
     consistency_proof,
     leaf_hash,
     node_hash,
@@ -99,3 +100,20 @@ def test_equal_sizes_need_equal_roots_and_an_empty_proof() -> None:
     assert not verify_consistency(7, 7, r, root(DATA[:6]), [])
     with pytest.raises(ValueError, match="old size 0"):
         consistency_proof(DATA, 0)
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=40), st.data())
+def test_a_frontier_extended_in_pieces_gives_the_root_of_every_prefix(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
+    frontier = Frontier()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(leaves)), max_size=5)))
+    for cut in [*cuts, len(leaves)]:
+        if cut < frontier.size:
+            continue
+        snapshot = frontier.copy()
+        frontier.extend(leaves[frontier.size : cut])
+        assert frontier.size == cut
+        expected = _oracle(leaves[:cut]).get_root(cut) if cut else root([])
+        assert frontier.root() == expected
+        assert snapshot.copy().extend(leaves[snapshot.size : cut]).root() == frontier.root()
