@@ -23,6 +23,7 @@ from sklearn.datasets import load_digits
 
 from breedlab.capabilities import contract_path
 from breedlab.families.torch_family import build_module, save_torch_model
+from breedlab.http.routing import Router
 from breedlab.lab import Lab
 
 CONFIG = {"architecture": "mlp", "classes": 10, "hidden": [32], "inputs": 64}
@@ -141,6 +142,18 @@ def serving(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def shadow(lab: Lab, router: Router, pkg: str, n: int = 60) -> None:
+    """Start a shadow of ``pkg`` and mirror ``n`` requests to it through ``router``."""
+    from breedlab.lab import release as controller
+
+    controller.start_shadow(lab, "digits", pkg)
+    route = router.refresh().routes["digits"]
+    assert router.mirror.wait_ready()
+    for i in range(n):
+        router.predict(route, unit=f"s{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
+    router.mirror.flush()
 
 
 def body(i: int, *, unit: str | None = None, label: bool = True) -> dict[str, object]:

@@ -26,7 +26,7 @@ from breedlab.http.routing import Router
 from breedlab.lab import Lab
 from breedlab.lab import release as controller
 from breedlab.release import CanaryPolicy, ExposureCap, MinimumDwell
-from release_lab import body, release_lab
+from release_lab import body, release_lab, shadow
 
 NO_DWELL = MinimumDwell(min_time=timedelta(0), min_requests=0)
 
@@ -38,15 +38,6 @@ def lab_ids(tmp_path: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
         lab.approve(ids[name], purpose="release", key="pat")
     yield lab, ids
     lab.close()
-
-
-def _shadow(lab: Lab, router: Router, pkg: str, n: int = 60) -> None:
-    controller.start_shadow(lab, "digits", pkg)
-    route = router.refresh().routes["digits"]
-    assert router.mirror.wait_ready()
-    for i in range(n):
-        router.predict(route, unit=f"s{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
-    router.mirror.flush()
 
 
 def _ask(router: Router, unit: str, i: int) -> str:
@@ -67,7 +58,7 @@ def _canary(lab: Lab, pkg: str, cap: ExposureCap) -> Iterator[Router]:
     """A router serving a 100% canary of ``pkg`` (stages need 20 requests) under ``cap``."""
     router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
     try:
-        _shadow(lab, router, pkg)
+        shadow(lab, router, pkg)
         controller.start_canary(lab, "digits", percent=100, cap=cap, stage_min=20)
         yield router
     finally:
@@ -103,7 +94,7 @@ def test_start_canary_refuses_a_cap_below_the_stage_minimum(
     lab, ids = lab_ids
     router = Router(lab)
     try:
-        _shadow(lab, router, ids["good"])
+        shadow(lab, router, ids["good"])
         with pytest.raises(InvalidRequest, match="would stop every stage"):
             controller.start_canary(lab, "digits", cap=ExposureCap(requests=10), stage_min=20)
         assert controller.release_state(lab, "digits").canary is None  # nothing recorded
@@ -168,7 +159,7 @@ def test_a_units_cap_bounds_the_distinct_units_a_stage_exposes(
 
 
 def _promote(lab: Lab, router: Router, pkg: str, baking: timedelta) -> None:
-    _shadow(lab, router, pkg)
+    shadow(lab, router, pkg)
     controller.start_canary(lab, "digits", percent=100, stage_min=20)
     for i in range(400):
         _ask(router, f"p-{pkg[:8]}-{i}", i)
@@ -231,7 +222,7 @@ def test_the_shadow_process_runs_at_idle_priority_and_times_a_sample_of_its_pair
     lab, ids = lab_ids
     router = Router(lab)
     try:
-        _shadow(lab, router, ids["good"], n=200)
+        shadow(lab, router, ids["good"], n=200)
         pid = router.mirror.pid
         assert pid is not None
         if hasattr(os, "SCHED_IDLE"):
@@ -311,7 +302,7 @@ def test_a_shadow_process_that_dies_is_started_again_after_a_backoff(
     lab, ids = lab_ids
     router = Router(lab)
     try:
-        _shadow(lab, router, ids["good"], n=10)
+        shadow(lab, router, ids["good"], n=10)
         first = router.mirror.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)

@@ -33,7 +33,7 @@ from breedlab.authority.policy import (
     may,
     promotion_problems,
 )
-from breedlab.authority.replay import AuthorityReport, envelope_facts, replay
+from breedlab.authority.replay import AuthorityReport, Replayer, envelope_facts, replay
 
 __all__ = [
     "KEY_PAYLOAD_TYPE",
@@ -44,6 +44,7 @@ __all__ = [
     "KeyRing",
     "KeyState",
     "PromotionFacts",
+    "Replayer",
     "Rule",
     "Signer",
     "approval_problems",

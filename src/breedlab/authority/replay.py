@@ -19,7 +19,7 @@ cannot add a change that passes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -35,8 +35,8 @@ from breedlab.authority.policy import (
 )
 from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, IntegrityError, LabError, UnauthorizedChange
-from breedlab.ledger import Event, Reader
-from breedlab.ledger.merkle import root as merkle_root
+from breedlab.ledger import GENESIS, Event, Reader, verify_chain
+from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore
 from breedlab.registry.manifest import Manifest, RiskTier
 from breedlab.signing import dsse
@@ -48,7 +48,7 @@ from breedlab.signing.statements import (
     Statement,
 )
 
-__all__ = ["AuthorityReport", "envelope_facts", "replay"]
+__all__ = ["AuthorityReport", "Replayer", "check_pinned", "envelope_facts", "replay"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,8 +178,115 @@ def _legacy_signer(ring: KeyRing, ev: Event, facts: Facts) -> Signer | None:
         return None
 
 
+def check_pinned(first: Event | None, pinned: str | None) -> None:
+    """The ledger's first event adds the pinned lab key (nothing to check if unpinned).
+
+    Raises:
+        ChainBroken: it adds another key, or is not a key at all: a rebuilt ledger.
+    """
+    if pinned is None:
+        return
+    found = str(first.payload.get("keyid", "")) if first and first.kind == "key.added" else ""
+    if found != pinned:
+        raise ChainBroken(
+            f"ledger seq 1: the ledger's first key is {found[:16] or 'missing'}, not the "
+            f"pinned lab key {pinned[:16]} (breedlab.toml [signing] lab_key_id): this "
+            "ledger was rebuilt under another key"
+        )
+
+
+class Replayer:
+    """The replay, event by event: feed it the ledger in order (all at once, or a little
+    at a time, as a server does when the head moves); it raises at the first problem.
+
+    It also checks the chain (seq, ``prev_hash``, hash) of what it is fed, so a reader
+    that feeds it only new events verifies them completely.
+    """
+
+    def __init__(self, blobs: BlobStore, *, pinned: str | None = None) -> None:
+        self.blobs = blobs
+        self.pinned = pinned
+        self.ring = KeyRing(blobs)
+        self.state = AuthorityState()
+        self.pending: list[Event] = []  # unsigned events waiting for an attestation
+        self.frontier = Frontier()  # the tree of every event fed so far
+        self.head = GENESIS
+        self.signed = self.attested = 0
+
+    @property
+    def count(self) -> int:
+        return self.frontier.size
+
+    def feed(self, events: Iterable[Event]) -> None:
+        """Check and fold ``events``, which continue what was fed before.
+
+        Raises:
+            ChainBroken: they do not continue the chain, or the first key is not the
+                pinned lab key, or an attestation's root is wrong.
+            UnauthorizedChange: a signature by a key untrusted at that seq, or a change
+                that key's role may not make.
+        """
+        for ev in events:
+            verify_chain([ev], start_hash=self.head, start_seq=self.count + 1)
+            self._one(ev)
+            self.head = ev.hash
+
+    def _one(self, ev: Event) -> None:
+        if ev.seq == 1:
+            check_pinned(ev, self.pinned)
+        facts = _facts(self.blobs, self.ring, ev)
+        signer: Signer | None = None
+        if ev.sig is None:
+            self.pending.append(ev)
+            signer = _legacy_signer(self.ring, ev, facts)
+        else:
+            signer = _signer(self.ring, ev)
+            why = authorize(self.state, ev, signer, facts)
+            if why is not None:
+                raise UnauthorizedChange(f"ledger seq {ev.seq} ({ev.kind}): {why}")
+            self.signed += 1
+            if ev.kind == "ledger.attested":
+                self._attest(ev)
+        self.frontier.append(bytes.fromhex(ev.hash))
+        if ev.kind in KEY_KINDS:
+            self.ring.apply(ev)
+        self.state.apply(ev, signer, facts)
+
+    def _attest(self, ev: Event) -> None:
+        """A ``ledger.attested`` event vouches for every event before it: their Merkle
+        root must be the one it signed."""
+        size = int(str(ev.payload.get("tree_size", -1)))
+        if size != self.count or self.frontier.root().hex() != ev.payload.get("root"):
+            raise ChainBroken(
+                f"ledger seq {ev.seq}: the attestation's Merkle root does not match the "
+                f"{self.count} events before it"
+            )
+        self.attested += len(self.pending)
+        self.pending.clear()
+
+    def settled(self) -> AuthorityReport:
+        """What was checked, once every unsigned event is vouched for.
+
+        Raises:
+            UnauthorizedChange: an unsigned change that no attestation covers.
+        """
+        if self.pending:
+            first = self.pending[0]
+            raise UnauthorizedChange(
+                f"ledger seq {first.seq} ({first.kind}): not signed, and no lab attestation "
+                "vouches for it (an unsigned change written around breedlab)"
+            )
+        return AuthorityReport(
+            events=self.count,
+            signed=self.signed,
+            attested=self.attested,
+            first_key=self.ring.first,
+            state=self.state,
+        )
+
+
 def replay(r: Reader, blobs: BlobStore, *, pinned: str | None = None) -> AuthorityReport:
-    """Check every event's signature and authority, in chain order.
+    """Check every event's chain link, signature and authority, in chain order.
 
     ``pinned`` is the lab key id kept outside the ledger (``breedlab.toml``): the
     ledger's first key must be that key.
@@ -187,60 +294,9 @@ def replay(r: Reader, blobs: BlobStore, *, pinned: str | None = None) -> Authori
     Raises:
         UnauthorizedChange: an unsigned change that no attestation covers, a signature by
             a key untrusted at that seq, or a change that key's role may not make.
-        ChainBroken: the first key is not the pinned lab key; a bad attestation.
-        IntegrityError: a blob the replay needs is missing or corrupt.
+        ChainBroken: a broken link; the first key is not the pinned lab key; a bad
+            attestation.
     """
-    ring = KeyRing(blobs)
-    state = AuthorityState()
-    pending: list[Event] = []  # unsigned events waiting for an attestation
-    leaves: list[bytes] = []
-    signed = attested = count = 0
-    for ev in r.events():
-        count += 1
-        if count == 1 and pinned is not None:
-            first = str(ev.payload.get("keyid", "")) if ev.kind == "key.added" else ""
-            if first != pinned:
-                raise ChainBroken(
-                    f"ledger seq 1: the ledger's first key is {first[:16] or 'missing'}, not "
-                    f"the pinned lab key {pinned[:16]} (breedlab.toml [signing] lab_key_id): "
-                    "this ledger was rebuilt under another key"
-                )
-        facts = _facts(blobs, ring, ev)
-        signer: Signer | None = None
-        if ev.sig is None:
-            pending.append(ev)
-            signer = _legacy_signer(ring, ev, facts)
-        else:
-            signer = _signer(ring, ev)
-            why = authorize(state, ev, signer, facts)
-            if why is not None:
-                raise UnauthorizedChange(f"ledger seq {ev.seq} ({ev.kind}): {why}")
-            signed += 1
-            if ev.kind == "ledger.attested":
-                attested += _attest(ev, leaves, pending)
-                pending.clear()
-        leaves.append(bytes.fromhex(ev.hash))
-        if ev.kind in KEY_KINDS:
-            ring.apply(ev)
-        state.apply(ev, signer, facts)
-    if pending:
-        first_unsigned = pending[0]
-        raise UnauthorizedChange(
-            f"ledger seq {first_unsigned.seq} ({first_unsigned.kind}): not signed, and no lab "
-            "attestation vouches for it (an unsigned change written around breedlab)"
-        )
-    return AuthorityReport(
-        events=count, signed=signed, attested=attested, first_key=ring.first, state=state
-    )
-
-
-def _attest(ev: Event, leaves: list[bytes], pending: list[Event]) -> int:
-    """A ``ledger.attested`` event vouches for the first ``tree_size`` events: their
-    Merkle root must be the one it signed, and it must cover every unsigned one."""
-    size = int(str(ev.payload.get("tree_size", -1)))
-    if size != len(leaves) or merkle_root(leaves).hex() != ev.payload.get("root"):
-        raise ChainBroken(
-            f"ledger seq {ev.seq}: the attestation's Merkle root does not match the "
-            f"{len(leaves)} events before it"
-        )
-    return len(pending)
+    replayer = Replayer(blobs, pinned=pinned)
+    replayer.feed(r.events())
+    return replayer.settled()

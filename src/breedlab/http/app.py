@@ -215,6 +215,11 @@ def create_app(
     Gauge(
         "breedlab_shadow_restarts", "Shadow process restarts after it died", registry=registry
     ).set_function(lambda: float(router.mirror.restarts))
+    Gauge(
+        "breedlab_ledger_refused",
+        "1 while the newest ledger events do not verify (the last verified table serves)",
+        registry=registry,
+    ).set_function(lambda: float(router.refused is not None))
 
     def on_pair(capability: str, pair: Any) -> None:
         latency.labels(capability, "shadow").observe(pair.shadow_latency_s or 0.0)
@@ -305,8 +310,10 @@ def create_app(
         table = router.refresh()
         return {
             "ok": bool(table.routes),
-            "seq": table.seq,
+            "seq": table.seq,  # the verified ledger head the table was built from
             "champions": {c: str(r.champion.package) for c, r in table.routes.items()},
+            # newer ledger events that did not verify (the table above goes on serving)
+            "refused": router.refused,
         }
 
     guard = [Depends(admin)]

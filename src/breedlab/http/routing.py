@@ -26,9 +26,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from breedlab.authority import Replayer
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
-from breedlab.errors import InvalidRequest, LabError
+from breedlab.errors import IntegrityError, InvalidRequest, LabError
 from breedlab.http.shadow_process import (
     JOB,
     READY,
@@ -43,7 +44,6 @@ from breedlab.lab.release import (
     ServedModel,
     load_served,
     pair_record,
-    release_state,
     shadow_log,
 )
 from breedlab.registry.manifest import RiskTier
@@ -453,6 +453,10 @@ def _size_pipe(fd: int, maxsize: int, frame: int) -> int:
     return max(1, min(maxsize, capacity // frame))
 
 
+def _target(pid: str | None) -> Digest | None:
+    return None if pid is None else Digest.parse(pid)
+
+
 def _head_reader(lab: Lab) -> Callable[[], int]:
     """The ledger head seq, cheaply: a read-only SQLite connection per thread."""
     url = lab.config.ledger_sqlalchemy_url
@@ -509,6 +513,11 @@ class Router:
         self._head = _head_reader(lab)
         self.mirror = ShadowMirror(maxsize=shadow_queue)
         self.events: list[dict[str, object]] = []  # aborts and stage moves, for metrics
+        # The server follows only what verifies: every new event's chain link, signature
+        # and authority are checked before an alias move is served (DESIGN §13).
+        self._verified = Replayer(lab.blobs, pinned=lab.config.lab_key_id or None)
+        self.refused: str | None = None  # why the ledger's newest events are not followed
+        self._refused_head: int | None = None
         self.table = RoutingTable(seq=-1)
         self.refresh()
 
@@ -522,18 +531,40 @@ class Router:
         return self._models[pid]
 
     def refresh(self, *, force: bool = False) -> RoutingTable:
-        """The current table, rebuilt first if the ledger head moved (or ``force``)."""
+        """The current table, rebuilt first if the ledger head moved (or ``force``).
+
+        New events are verified first (chain, signatures, authority). If they do not
+        verify, the table of the last verified head goes on serving and ``refused`` says
+        why; a server that starts on a ledger that does not verify refuses to start.
+
+        Raises:
+            IntegrityError: at start only, the ledger does not verify.
+        """
         head = self._head()
         table = self.table
-        if head == table.seq and not force and not self._expired(table):
+        unchanged = head in (table.seq, self._refused_head)
+        if unchanged and not force and not self._expired(table):
             return table
         with self._rebuild_lock:
             head = self._head()
             if head == self.table.seq and not force and not self._expired(self.table):
                 return self.table
-            self.table = self._build(head)  # one reference swap
+            try:
+                self._verify_new()
+            except IntegrityError as e:
+                if self.table.seq < 0:
+                    raise
+                self.refused, self._refused_head = e.message, head
+                return self.table
+            self.refused = self._refused_head = None
+            self.table = self._build(self._verified.count)  # one reference swap
             self._retarget(self.table)
             return self.table
+
+    def _verify_new(self) -> None:
+        with self.lab.ledger.reader() as r:
+            self._verified.feed(r.events(after=self._verified.count))
+        self._verified.settled()
 
     def _expired(self, table: RoutingTable) -> bool:
         return table.expires is not None and self.lab.clock.monotonic() >= table.expires
@@ -542,13 +573,12 @@ class Router:
         routes: dict[str, CapabilityRoute] = {}
         now, mono = self.lab.clock.now(), self.lab.clock.monotonic()
         expires: float | None = None
-        for info in self.lab.capabilities():
-            cap = info.manifest.capability
-            champion = self._model(self.lab.alias(cap, "champion"))
+        verified = self._verified.state  # aliases and release state as verified
+        for cap, tier in sorted(verified.tiers.items()):
+            champion = self._model(_target(verified.aliases.get((cap, "champion"))))
             if champion is None:
                 continue
-            _, contract = self.lab.capability(cap)
-            state = release_state(self.lab, cap)
+            state = verified.release_of(cap)
             run = None
             if state.cohort is not None and state.canary_seq is not None:
                 run = self._runs.get(state.canary_seq)
@@ -565,12 +595,12 @@ class Router:
             previous = None
             if state.baking(now) and state.baking_until is not None:
                 # The old champion stays warm (loaded) until its baking period ends.
-                previous = self._model(self.lab.alias(cap, "previous"))
+                previous = self._model(_target(verified.aliases.get((cap, "previous"))))
                 left = mono + (state.baking_until - now).total_seconds()
                 expires = left if expires is None else min(expires, left)
             routes[cap] = CapabilityRoute(
                 capability=cap,
-                risk_tier=contract.risk_tier,
+                risk_tier=tier,
                 champion=champion,
                 previous=previous,
                 shadow=self._model(state.shadow),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from breedlab import canonical
 from breedlab.authority import RULES, may, replay
+from breedlab.authority.replay import check_pinned
 from breedlab.canonical import JsonValue
 from breedlab.clock import Clock, SystemClock
 from breedlab.config import CONFIG_NAME, LabConfig, default_config_text, load_config
@@ -988,6 +989,7 @@ class Lab:
         proved = None
         with self.ledger.reader() as r:
             try:
+                check_pinned(next(r.events(), None), pinned)  # a rebuilt ledger, named first
                 check_key_endorsements(self.blobs, r)
                 # Checkpoints before signatures: an edit under a signed tree head is
                 # reported as what it is (a rewritten history); one after the last
