@@ -450,6 +450,16 @@ def _release_tour(
     )
     if "factory" not in shown.signed_by or not shown.approvals:
         raise LabError("the champion is not signed by the factory and approved")
+    witness = lab.config.work_dir / "witness.json"  # a real one is kept outside the lab
+    seen = lab.witness_export(witness)
+    lab.set_alias("digits", "demo-end", str(shown.info.id), key="pat")
+    proved = lab.verify_ledger(witness=witness)
+    say(
+        "witness",
+        f"signed tree head of {seen.tree_size} events exported; after more events the "
+        f"ledger is proved an extension of it: {proved.witness}",
+        "breedlab ledger witness export FILE && breedlab ledger verify --witness FILE",
+    )
     criteria = controller.exit_criteria(lab, "digits")
     for crit in criteria:
         say(

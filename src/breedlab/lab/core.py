@@ -1108,7 +1108,9 @@ class Lab:
         """
         with self.ledger.reader() as r:
             lab_key = self._endorser(r)
-            unsigned = sum(1 for e in r.events() if e.sig is None)
+            attested = [e.seq for e in r.events(kinds=("ledger.attested",))]
+            after = attested[-1] if attested else 0  # what an attestation covers already
+            unsigned = sum(1 for e in r.events(after=after) if e.sig is None)
             has_factory = r.key(self.config.factory_key) is not None
             first = r.all_keys()[0] if r.all_keys() else None
         if not has_factory:
