@@ -220,8 +220,9 @@ def small_lab(tmp_path: Path) -> Iterator[Lab]:
         lab.generate_key("pat", "production")
         lab.add_capability(contract_path("digits"))
         info = lab.import_path(
-            make_model_dir(tmp_path, "m"), kind="model", capability="digits", license="MIT"
-        )
+            make_model_dir(tmp_path, "m"), kind="model", capability="digits", license="MIT",
+            sign_with="alice",
+        )  # fmt: skip
         lab.approve(str(info.id), purpose="release", key="pat")
         lab.promote("digits", str(info.id), key="pat")
         yield lab

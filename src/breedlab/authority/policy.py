@@ -163,6 +163,8 @@ def promotion_problems(f: PromotionFacts) -> list[str]:
     flip-flop freeze are time rules the release controller adds at promotion time."""
     pid = Digest.parse(f.package)
     problems = []
+    if not f.proposers:  # seed, stage 0: one signed champion package
+        problems.append(f"{pid.short} is signed by nobody; a champion is signed ('breedlab sign')")
     if f.revoked:
         problems.append(f"{pid.short} is revoked")
     if pid in f.release.deny:

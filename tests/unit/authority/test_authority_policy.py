@@ -188,6 +188,7 @@ def _promotion(**changes: object) -> PromotionFacts:
 
 def test_a_promotion_needs_shadow_canary_and_a_recommendation_for_a_bred_candidate() -> None:
     assert promotion_problems(_promotion()) == []
+    assert "signed by nobody" in promotion_problems(_promotion(proposers=frozenset()))[0]
     bare = ReleaseState(capability="digits")
     assert [p for p in promotion_problems(_promotion(release=bare)) if "shadow" in p]
     assert [p for p in promotion_problems(_promotion(release=bare)) if "canary" in p]
@@ -204,6 +205,7 @@ def test_a_promotion_needs_shadow_canary_and_a_recommendation_for_a_bred_candida
 def test_champion_moves_only_by_promotion_or_rollback_by_a_production_key() -> None:
     state = _approval_state()
     state.approvals[PKG] = list(_approvals(("pat", Role.PRODUCTION)))
+    state.signers[PKG] = {"alice"}
     move = {"capability": "digits", "alias": "champion", "old": None, "new": PKG, "reason": ""}
     pat = signer(Role.PRODUCTION)
     assert authorize(state, event("alias.moved", {**move, "via": "promote"}), pat, Facts()) is None

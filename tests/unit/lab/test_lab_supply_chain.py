@@ -128,11 +128,15 @@ def test_only_approved_unrevoked_verified_models_become_champion(lab: Lab, tmp_p
     with pytest.raises(PolicyError, match="release approval"):
         lab.promote("digits", str(a), key="pat")
     lab.approve(str(a), purpose="release", key="pat")
+    with pytest.raises(PolicyError, match="signed by nobody"):  # stage 0: a signed champion
+        lab.promote("digits", str(a), key="pat")
+    lab.sign(str(a), key="alice")
     with pytest.raises(PolicyError, match="'model'"):  # promotions are a production act
         lab.promote("digits", str(a), key="alice")
     first = lab.promote("digits", str(a), key="pat")
     assert first.payload["previous"] is None
     lab.approve(str(b), purpose="release", key="pat")
+    lab.sign(str(b), key="alice")
     lab.revoke(str(b), reason="bad data")
     with pytest.raises(PolicyError, match="revoked"):
         lab.promote("digits", str(b), key="pat")
@@ -177,6 +181,7 @@ def test_the_champion_is_reconstructed_from_the_store_with_the_same_id(
     lab: Lab, tmp_path: Path
 ) -> None:
     a, _ = _two_models(lab, tmp_path)
+    lab.sign(str(a), key="alice")
     lab.approve(str(a), purpose="release", key="pat")
     lab.promote("digits", str(a), key="pat")
     rebuilt = lab.reconstruct("digits@champion", out=tmp_path / "rebuilt")
