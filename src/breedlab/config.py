@@ -26,6 +26,8 @@ release_key = ""               # a 'production' key for release actions when non
 
 [release]
 seal_every = 200               # shadow/canary records sealed into the store at least this often
+shadow_priority = "idle"       # idle: the shadow process gets only CPU nobody else wants
+                               # (it may starve on a saturated host); normal: it competes
 
 [executor]
 kind = "local"                 # local | ray
@@ -56,7 +58,7 @@ _ALLOWED: dict[str, dict[str, type]] = {
     "store": {"url": str, "endpoint": str, "region": str},
     "ledger": {"url": str, "checkpoint_every": int},
     "signing": {"checkpoint_key": str, "lab_key_id": str, "factory_key": str, "release_key": str},
-    "release": {"seal_every": int},
+    "release": {"seal_every": int, "shadow_priority": str},
     "executor": {"kind": str, "workers": int, "ray_address": str},
 }
 
@@ -76,6 +78,7 @@ class LabConfig:
     factory_key: str = "factory"
     release_key: str = ""
     seal_every: int = 200
+    shadow_priority: str = "idle"
     executor: str = "local"
     workers: int = 2
     ray_address: str = ""
@@ -171,6 +174,9 @@ def load_config(root: Path) -> LabConfig:
     for key in ("ledger.checkpoint_every", "release.seal_every"):
         if values.get(key, 1) < (0 if key.startswith("ledger") else 1):
             raise ConfigError(f"{path}: '{key}' is too small")
+    priority = values.get("release.shadow_priority", "idle")
+    if priority not in ("idle", "normal"):
+        raise ConfigError(f"{path}: 'release.shadow_priority' must be 'idle' or 'normal'")
     pinned = values.get("signing.lab_key_id", "")
     if pinned and not re.fullmatch(r"[0-9a-f]{64}", pinned):
         raise ConfigError(f"{path}: 'signing.lab_key_id' must be 64 lowercase hex digits")
@@ -188,6 +194,7 @@ def load_config(root: Path) -> LabConfig:
         factory_key=values.get("signing.factory_key", "factory"),
         release_key=values.get("signing.release_key", ""),
         seal_every=values.get("release.seal_every", 200),
+        shadow_priority=priority,
         executor=executor,
         workers=workers,
         ray_address=values.get("executor.ray_address", ""),

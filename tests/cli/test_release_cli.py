@@ -89,7 +89,7 @@ def test_breedlab_serve_binds_loopback_and_creates_a_private_admin_token(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a cold start under load: imports, models
         while True:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)

@@ -26,7 +26,7 @@ from breedlab.lab import Lab
 from breedlab.lab import release as controller
 from breedlab.lab.evidence import read_evidence, sealed_segments
 from breedlab.release import CanaryPolicy, ShadowGate
-from release_lab import body, release_lab, shadow
+from release_lab import body, release_lab, release_settings, shadow
 
 #: A fault drill: the broken candidate must reach the canary for its guardrails to act.
 DRILL_GATE = ShadowGate(min_pairs=1, min_agreement=0.0, max_p50_ratio=1e9, max_p95_ratio=1e9)
@@ -37,8 +37,7 @@ SEAL_EVERY = 25
 def lab_ids(tmp_path: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
     lab, ids = release_lab(tmp_path)
     lab.close()
-    config = tmp_path / "lab" / "breedlab.toml"  # seal often, to see it happen
-    config.write_text(config.read_text() + f"\n[release]\nseal_every = {SEAL_EVERY}\n")
+    release_settings(tmp_path / "lab", seal_every=SEAL_EVERY)  # seal often, to see it happen
     lab = Lab.open(tmp_path / "lab")
     for name in ("good", "good2", "broken"):
         lab.approve(ids[name], purpose="release", key="pat")

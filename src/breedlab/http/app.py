@@ -74,7 +74,7 @@ def serving(app: FastAPI, *, host: str = "127.0.0.1") -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a generous bound: a loaded host starts slowly
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise LabError("the HTTP server did not start")

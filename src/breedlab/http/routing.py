@@ -128,10 +128,12 @@ class ShadowMirror:
         *,
         maxsize: int = 256,
         on_pair: Callable[[str, ShadowPair], None] | None = None,
+        idle: bool = True,
     ) -> None:
         if maxsize < 1:
             raise InvalidRequest(f"the shadow queue holds at least one mirror (got {maxsize})")
         self._maxsize = maxsize
+        self.idle = idle  # SCHED_IDLE (the default) or normal priority
         self._bound = maxsize
         self._drops: list[tuple[EvidenceLog, dict[str, JsonValue]]] = []
         self._lock = threading.Lock()
@@ -217,6 +219,7 @@ class ShadowMirror:
                     json.dumps(specs),
                     str(jobs_r),
                     str(results_w),
+                    "idle" if self.idle else "normal",
                 ],
                 pass_fds=(jobs_r, results_w),
                 stdin=subprocess.DEVNULL,
@@ -230,7 +233,8 @@ class ShadowMirror:
         finally:  # the child's ends: it holds its own copies
             os.close(jobs_r)
             os.close(results_w)
-        idle_priority(proc.pid)  # before the child's own imports, not after them
+        if self.idle:
+            idle_priority(proc.pid)  # before the child's own imports, not after them
         os.set_blocking(jobs_w, False)  # a write that cannot complete fails, never waits
         self._ready = threading.Event()
         with self._lock:
@@ -242,7 +246,7 @@ class ShadowMirror:
         )
         self._collector.start()
 
-    def wait_ready(self, timeout: float = 60.0) -> bool:
+    def wait_ready(self, timeout: float = 120.0) -> bool:
         """Wait until the shadow process has loaded its models (False: none, or not yet)."""
         proc = self._proc
         deadline = time.monotonic() + timeout
@@ -511,7 +515,7 @@ class Router:
         self._flip_lock = threading.Lock()
         self._flips = 0
         self._head = _head_reader(lab)
-        self.mirror = ShadowMirror(maxsize=shadow_queue)
+        self.mirror = ShadowMirror(maxsize=shadow_queue, idle=lab.config.shadow_priority == "idle")
         self.events: list[dict[str, object]] = []  # aborts and stage moves, for metrics
         # The server follows only what verifies: every new event's chain link, signature
         # and authority are checked before an alias move is served (DESIGN §13).

@@ -193,9 +193,12 @@ def _serve(specs: list[ModelSpec], jobs_fd: int, results_fd: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``SPEC JOBS_FD RESULTS_FD``: serve shadow jobs until the jobs pipe closes."""
-    idle_priority()  # before the heavy imports, not after them
-    spec_json, jobs_fd, results_fd = argv if argv is not None else sys.argv[1:4]
+    """``SPEC JOBS_FD RESULTS_FD [idle|normal]``: serve shadow jobs until the jobs pipe
+    closes (at idle priority unless told ``normal``)."""
+    args = list(argv if argv is not None else sys.argv[1:5])
+    if (args[3] if len(args) > 3 else "idle") == "idle":
+        idle_priority()  # before the heavy imports, not after them
+    spec_json, jobs_fd, results_fd = args[:3]
     specs = [
         (str(f), str(fam), tuple(str(x) for x in labels), int(size))
         for f, fam, labels, size in json.loads(spec_json)
