@@ -60,6 +60,11 @@ def test_shadow_replay_and_exit_criteria_through_the_cli(
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["answered"] == 40 and float(report["agreement"]["estimate"]) > 0.9
+    # the same report as a table (it crashed on the flip matrix once there was data)
+    code = main(["shadow", "replay", "digits", str(log), "--package", ids["broken"][:16]])
+    out = capsys.readouterr().out
+    assert code == 0 and "flips (champion->shadow)" in " ".join(out.split())
+    assert "->" in out.split("flips", 1)[1]  # a damaged head flips labels
     assert main(["exit-criteria", "digits", "--json"]) == 1  # no round, no promotion yet
     criteria = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert criteria["verify hashes"]["passed"] is True

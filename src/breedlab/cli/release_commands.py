@@ -77,7 +77,8 @@ def _report_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
             return "no data"
         return f"{float(r['ratio']):.2f} [{float(r['low']):.2f}, {float(r['high']):.2f}]"
 
-    flips = ", ".join(f"{c['primary']}->{c['shadow']}: {c['count']}" for c in record["flips"])
+    # the flip matrix's record is [primary, shadow, count] rows
+    flips = ", ".join(f"{primary}->{shadow}: {n}" for primary, shadow, n in record["flips"])
     return [
         ("mirrored", str(record["mirrored"])),
         ("dropped", str(record["dropped"])),
