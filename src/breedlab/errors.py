@@ -14,7 +14,8 @@ one exit code (``breedlab.cli.shell.EXIT_CODES``). Causes are kept apart::
     │   ├── ChainBroken              the ledger's hash chain, a checkpoint or a witness breaks
     │   └── UnauthorizedChange       a ledger event unsigned, or signed by a key not allowed
     ├── PolicyError               6  a rule said no (untrusted key, revoked, unapproved)
-    └── Conflict                  7  a concurrent change won (alias compare-and-swap lost)
+    ├── Conflict                  7  a concurrent change won (alias compare-and-swap lost)
+    └── Unavailable               8  not servable now (a capability's models failed to load)
 
 Exit code 2 is left to the CLI library for usage errors. Foreign exceptions are wrapped
 at the seam where they enter (``raise InvalidRequest(...) from e``).
@@ -34,6 +35,7 @@ __all__ = [
     "PolicyError",
     "SignatureInvalid",
     "UnauthorizedChange",
+    "Unavailable",
 ]
 
 
@@ -106,3 +108,10 @@ class Conflict(LabError):
     """A concurrent change won: an alias moved since you read it. Re-read and retry."""
 
     code = "conflict"
+
+
+class Unavailable(LabError):
+    """Not servable right now: a capability's models failed to verify or load (the
+    server goes on serving the others). Retry after fixing what the message names."""
+
+    code = "unavailable"

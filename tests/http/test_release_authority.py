@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from breedlab.capabilities import contract_path
 from breedlab.digest import Digest
-from breedlab.errors import UnauthorizedChange
+from breedlab.errors import IntegrityError, UnauthorizedChange
 from breedlab.http import create_app
 from breedlab.http.routing import Router
 from breedlab.lab import Lab
@@ -254,3 +256,49 @@ def test_a_champion_row_edited_without_an_event_is_not_served(
         assert router.refused is None
     finally:
         router.close()
+
+
+# -- one capability's failure never takes the others down -----------------------------------
+
+
+def test_a_capability_whose_champion_stops_loading_is_degraded_and_the_others_serve(
+    tmp_path: Path,
+) -> None:
+    lab, ids = release_lab(tmp_path)
+    try:
+        text = contract_path("digits").read_text().replace('name = "digits"', 'name = "other"')
+        (tmp_path / "other.toml").write_text(text)
+        lab.add_capability(tmp_path / "other.toml", sign_with="alice")
+        other = lab.import_path(
+            tmp_path / "models" / "good2", kind="model", capability="other", license="MIT",
+            family="torch", sign_with="alice", name="other-model",
+        )  # fmt: skip
+        lab.approve(str(other.id), purpose="release", key="pat")
+        lab.promote("other", str(other.id), key="pat")
+        app = create_app(lab, token="t")
+        with TestClient(app) as c:
+            assert c.post("/v1/other/predict", json=body(0)).status_code == 200
+            weights = lab.blobs.path(
+                next(f.digest for f in other.manifest.files if f.path == "model.safetensors")
+            )
+            weights.chmod(0o644)
+            weights.write_bytes(b"\x00" * 64)  # the disk under one champion goes bad
+            app.state.router._models.clear()  # a cold load, as after a restart
+            lab.set_alias("digits", "nightly", ids["good"])  # the ledger head moves
+
+            served = c.post("/v1/digits/predict", json=body(1))
+            assert served.status_code == 200 and served.json()["package"] == ids["champion"]
+            health = c.get("/healthz").json()
+            assert "other" in health["degraded"] and health["champions"]["digits"]
+            # the last good route of 'other' goes on serving what it had loaded before
+            assert "other" in health["champions"]
+        with pytest.raises(IntegrityError, match="corrupt"):
+            controller.load_served(lab, other.id)
+        fresh = create_app(lab, token="t")  # a restart: nothing good to keep for 'other'
+        with TestClient(fresh) as c:
+            refused = c.post("/v1/other/predict", json=body(0))
+            assert refused.status_code == 503 and refused.json()["error"] == "unavailable"
+            assert c.post("/v1/digits/predict", json=body(0)).status_code == 200
+            assert "other" in c.get("/healthz").json()["degraded"]
+    finally:
+        lab.close()

@@ -25,6 +25,7 @@ from breedlab.errors import (
     LabError,
     NotFound,
     PolicyError,
+    Unavailable,
 )
 from breedlab.lab import Lab
 
@@ -46,6 +47,7 @@ EXIT_CODES: tuple[tuple[type[LabError], int], ...] = (
     (IntegrityError, 5),
     (PolicyError, 6),
     (Conflict, 7),
+    (Unavailable, 8),
 )
 
 console = Console(highlight=False)

@@ -42,6 +42,7 @@ from breedlab.errors import (
     LabError,
     NotFound,
     PolicyError,
+    Unavailable,
 )
 from breedlab.http.routing import Router
 from breedlab.lab import release as controller
@@ -62,6 +63,7 @@ ERROR_STATUS: tuple[tuple[type[LabError], int], ...] = (
     (PolicyError, 403),
     (Conflict, 409),
     (IntegrityError, 500),
+    (Unavailable, 503),
 )
 TOKEN_FILE = "admin.token"
 
@@ -276,6 +278,10 @@ def create_app(
         table = router.refresh()
         route = table.routes.get(capability)
         if route is None:
+            if capability in router.degraded:
+                raise Unavailable(
+                    f"capability {capability!r} cannot be served: {router.degraded[capability]}"
+                )
             raise NotFound(f"no champion serves capability {capability!r}")
         low = (body.risk or ("low" if route.risk_tier is RiskTier.LOW else "high")) == "low"
         before = router.mirror.mirrored, router.mirror.dropped
@@ -314,6 +320,9 @@ def create_app(
             "champions": {c: str(r.champion.package) for c, r in table.routes.items()},
             # newer ledger events that did not verify (the table above goes on serving)
             "refused": router.refused,
+            # capabilities whose newest models failed (their last good route, if any,
+            # goes on serving; the others are not affected)
+            "degraded": dict(router.degraded),
         }
 
     guard = [Depends(admin)]

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -457,6 +458,15 @@ def _size_pipe(fd: int, maxsize: int, frame: int) -> int:
     return max(1, min(maxsize, capacity // frame))
 
 
+#: What loading one capability's models can raise: breedlab's own errors, and what a
+#: model library raises on a file it cannot use (reported, never fatal to the server).
+_LOAD_ERRORS = (LabError, OSError, RuntimeError, ValueError, KeyError, TypeError)
+
+
+def _message(error: BaseException) -> str:
+    return error.message if isinstance(error, LabError) else f"{type(error).__name__}: {error}"
+
+
 def _target(pid: str | None) -> Digest | None:
     return None if pid is None else Digest.parse(pid)
 
@@ -521,6 +531,7 @@ class Router:
         # and authority are checked before an alias move is served (DESIGN §13).
         self._verified = Replayer(lab.blobs, pinned=lab.config.lab_key_id or None)
         self.refused: str | None = None  # why the ledger's newest events are not followed
+        self.degraded: dict[str, str] = {}  # capability -> why its new route failed
         self._refused_head: int | None = None
         self.table = RoutingTable(seq=-1)
         self.refresh()
@@ -574,48 +585,32 @@ class Router:
         return table.expires is not None and self.lab.clock.monotonic() >= table.expires
 
     def _build(self, head: int) -> RoutingTable:
+        """A table for every capability with a champion. One capability whose models do
+        not verify or load keeps its last good route (or none) and is reported in
+        ``degraded``: it never takes the other capabilities down."""
         routes: dict[str, CapabilityRoute] = {}
+        degraded: dict[str, str] = {}
         now, mono = self.lab.clock.now(), self.lab.clock.monotonic()
         expires: float | None = None
         verified = self._verified.state  # aliases and release state as verified
         for cap, tier in sorted(verified.tiers.items()):
-            champion = self._model(_target(verified.aliases.get((cap, "champion"))))
-            if champion is None:
+            try:
+                route, until = self._route(cap, tier, now, mono)
+            except _LOAD_ERRORS as e:
+                degraded[cap] = _message(e)
+                last = self.table.routes.get(cap)
+                if last is not None:
+                    routes[cap] = last
                 continue
-            state = verified.release_of(cap)
-            run = None
-            if state.cohort is not None and state.canary_seq is not None:
-                run = self._runs.get(state.canary_seq)
-                if run is None:
-                    run = CanaryRun(
-                        self.lab,
-                        state,
-                        policy=self.canary_policy,
-                        srm_min_units=self.srm_min_units,
-                    )
-                    self._runs[state.canary_seq] = run
-                if run.finished is not None or run.capped:
-                    run = None
-            previous = None
-            if state.baking(now) and state.baking_until is not None:
-                # The old champion stays warm (loaded) until its baking period ends.
-                previous = self._model(_target(verified.aliases.get((cap, "previous"))))
-                left = mono + (state.baking_until - now).total_seconds()
-                expires = left if expires is None else min(expires, left)
-            routes[cap] = CapabilityRoute(
-                capability=cap,
-                risk_tier=tier,
-                champion=champion,
-                previous=previous,
-                shadow=self._model(state.shadow),
-                shadow_seq=state.shadow_seq,
-                shadow_log=None
-                if state.shadow_seq is None
-                else shadow_log(self.lab, cap, state.shadow_seq),
-                shadow_sample=state.shadow_sample,
-                canary=self._model(state.canary) if run is not None else None,
-                canary_run=run,
-            )
+            if route is None:
+                continue
+            if until is not None:
+                expires = until if expires is None else min(expires, until)
+            try:
+                route = self._with_challengers(route)
+            except _LOAD_ERRORS as e:  # the champion serves; the challenger waits
+                degraded[cap] = f"shadow/canary not loaded: {_message(e)}"
+            routes[cap] = route
         # Keep loaded only what this table serves: a baked previous champion, a stopped
         # shadow or an ended canary is released here (requests in flight keep theirs).
         served = {
@@ -625,7 +620,54 @@ class Router:
             if m is not None
         }
         self._models = {p: m for p, m in self._models.items() if p in served}
+        self.degraded = degraded
         return RoutingTable(seq=head, routes=routes, expires=expires)
+
+    def _route(
+        self, cap: str, tier: RiskTier, now: datetime, mono: float
+    ) -> tuple[CapabilityRoute | None, float | None]:
+        """The champion (and the previous one while it bakes) of ``cap``; when the
+        baking period ends, on the monotonic clock."""
+        verified = self._verified.state
+        champion = self._model(_target(verified.aliases.get((cap, "champion"))))
+        if champion is None:
+            return None, None
+        state = verified.release_of(cap)
+        previous, until = None, None
+        if state.baking(now) and state.baking_until is not None:
+            # The old champion stays warm (loaded) until its baking period ends.
+            previous = self._model(_target(verified.aliases.get((cap, "previous"))))
+            until = mono + (state.baking_until - now).total_seconds()
+        route = CapabilityRoute(
+            capability=cap, risk_tier=tier, champion=champion, previous=previous
+        )
+        return route, until
+
+    def _with_challengers(self, route: CapabilityRoute) -> CapabilityRoute:
+        """``route`` with its shadow and running canary, if the release state has them."""
+        cap = route.capability
+        state = self._verified.state.release_of(cap)
+        run = None
+        if state.cohort is not None and state.canary_seq is not None:
+            run = self._runs.get(state.canary_seq)
+            if run is None:
+                run = CanaryRun(
+                    self.lab, state, policy=self.canary_policy, srm_min_units=self.srm_min_units
+                )
+                self._runs[state.canary_seq] = run
+            if run.finished is not None or run.capped:
+                run = None
+        return replace(
+            route,
+            shadow=self._model(state.shadow),
+            shadow_seq=state.shadow_seq,
+            shadow_log=None
+            if state.shadow_seq is None
+            else shadow_log(self.lab, cap, state.shadow_seq),
+            shadow_sample=state.shadow_sample,
+            canary=self._model(state.canary) if run is not None else None,
+            canary_run=run,
+        )
 
     def _retarget(self, table: RoutingTable) -> None:
         """Start, restart or stop the shadow process to match the table's shadows."""
