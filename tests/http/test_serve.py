@@ -109,7 +109,7 @@ def test_the_openapi_schema_lists_every_route_and_metrics_count_per_role(
         assert path in paths, path
     predict = schema["paths"]["/v1/{capability}/predict"]["post"]
     assert "PredictRequest" in json.dumps(predict["requestBody"])
-    assert 'breedlab_requests_total{capability="digits",role="champion"}' in metrics
+    assert 'breedlab_requests_total{capability="digits",outcome="ok",role="champion"}' in metrics
     assert 'breedlab_latency_seconds_bucket{capability="digits"' in metrics
     assert "breedlab_shadow_up " in metrics and "breedlab_shadow_restarts 0.0" in metrics
     assert health["ok"] is True

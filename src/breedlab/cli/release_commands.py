@@ -42,6 +42,10 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    max_body: Annotated[
+        int,
+        typer.Option("--max-body", min=1024, help="Largest request body in bytes (413 above)."),
+    ] = 1 << 20,
 ) -> None:
     """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token."""
     import gc
@@ -57,7 +61,7 @@ def serve(
     with open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)
         console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
-        app = create_app(lab, release_key=release_key)
+        app = create_app(lab, release_key=release_key, max_body=max_body)
         # Libraries and loaded models live as long as the server: move them out of the
         # collector's reach, so a gen-2 pass scans only what requests allocate (a pass
         # over torch's heap took 20-160 ms here, stalling every request thread).

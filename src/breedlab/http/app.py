@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,6 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breedlab.clock import format_time
 from breedlab.errors import (
@@ -44,6 +46,7 @@ from breedlab.errors import (
     PolicyError,
     Unavailable,
 )
+from breedlab.http.limits import BodyLimit
 from breedlab.http.routing import Router
 from breedlab.lab import release as controller
 from breedlab.registry.manifest import RiskTier
@@ -54,7 +57,14 @@ if TYPE_CHECKING:
 
     from breedlab.lab import Lab
 
-__all__ = ["ERROR_STATUS", "TOKEN_FILE", "create_app", "ensure_admin_token", "serving"]
+__all__ = [
+    "ERROR_STATUS",
+    "MAX_BODY_BYTES",
+    "TOKEN_FILE",
+    "create_app",
+    "ensure_admin_token",
+    "serving",
+]
 
 #: One table from error family to HTTP status (STYLE rule 11).
 ERROR_STATUS: tuple[tuple[type[LabError], int], ...] = (
@@ -110,13 +120,49 @@ def ensure_admin_token(keys_dir: Path) -> Path:
     return path
 
 
+#: Request bodies above this many bytes are refused before they are read (413).
+MAX_BODY_BYTES = 1 << 20
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable code and one line saying what was wrong."""
+
+    error: str
+    message: str
+
+
+#: The statuses a route may answer besides 200, documented in the OpenAPI schema.
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in (
+        (404, "no such capability, package or run"),
+        (413, f"the body is larger than the limit ({MAX_BODY_BYTES} bytes by default)"),
+        (422, "a bad body: a field named, one line"),
+        (503, "the capability's models cannot be loaded now (the others serve)"),
+    )
+}
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    401: {"model": ErrorBody, "description": "no or a wrong admin bearer token"},
+    403: {"model": ErrorBody, "description": "refused by policy"},
+    409: {"model": ErrorBody, "description": "a concurrent change won; re-read and retry"},
+}
+
+
 class PredictRequest(BaseModel):
     """One request: the cohort unit, the input vector, optionally its label and risk."""
 
     model_config = ConfigDict(extra="forbid")
     unit: str = Field(min_length=1, max_length=256)
-    inputs: list[float] = Field(min_length=1, max_length=65536)
-    label: str | None = None
+    inputs: list[float] = Field(
+        min_length=1,
+        max_length=65536,
+        description="As many numbers as the capability's input shape (64 for digits), "
+        "each within the contract's range.",
+    )
+    label: str | None = Field(
+        default=None, max_length=256, description="The true label, one of the capability's."
+    )
     risk: Literal["low", "high"] | None = None
 
 
@@ -179,11 +225,13 @@ def create_app(
     shadow_queue: int = 256,
     srm_min_units: int = 200,
     release_key: str | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The app over an open lab. ``token`` defaults to the lab's admin token file.
 
     ``release_key`` names the production key that signs admin actions when a request
-    names none (default: ``[signing] release_key``). ``faults`` injects errors per role
+    names none (default: ``[signing] release_key``); ``max_body`` bounds a request body
+    in bytes (refused with 413 before it is read). ``faults`` injects errors per role
     (``{"canary": 0.05}``) for abort drills.
     """
     secret = token or ensure_admin_token(lab.config.keys_dir).read_text("utf-8").strip()
@@ -196,7 +244,11 @@ def create_app(
     )
     registry = CollectorRegistry()
     requests = Counter(
-        "breedlab_requests", "Predict requests", ["capability", "role"], registry=registry
+        "breedlab_requests",
+        "Predict requests by who answered and the outcome (ok; invalid: the client's "
+        "fault; error: the model's or the server's)",
+        ["capability", "role", "outcome"],
+        registry=registry,
     )
     errors = Counter(
         "breedlab_errors", "Failed requests", ["capability", "role"], registry=registry
@@ -225,7 +277,7 @@ def create_app(
 
     def on_pair(capability: str, pair: Any) -> None:
         latency.labels(capability, "shadow").observe(pair.shadow_latency_s or 0.0)
-        requests.labels(capability, "shadow").inc()
+        requests.labels(capability, "shadow", "error" if pair.shadow_error else "ok").inc()
         if pair.shadow_error:
             shadow_errors.inc()
             errors.labels(capability, "shadow").inc()
@@ -237,12 +289,13 @@ def create_app(
         yield
         router.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs from the installed package: no CDN, works offline
         title="breedlab",
         version="1",
         description="Serving with shadow, canary, promotion and rollback (DESIGN §11).",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=max_body)
     app.state.router = router
     app.state.lab = lab
 
@@ -253,9 +306,25 @@ def create_app(
         )
 
     @app.exception_handler(RequestValidationError)
-    async def bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        capability = request.path_params.get("capability")
+        if capability is not None and request.url.path.endswith("/predict"):
+            requests.labels(capability, "champion", "invalid").inc()
         return JSONResponse(
             {"error": InvalidRequest.code, "message": _one_line(exc)}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own answers (no such route, a method not allowed, a body that
+        # is not JSON) in the same shape as every other error.
+        code = {404: NotFound.code, 405: "method_not_allowed"}.get(
+            exc.status_code, InvalidRequest.code
+        )
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail).replace("\n", " ")},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -273,7 +342,7 @@ def create_app(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    @app.post("/v1/{capability}/predict", response_model=PredictResponse)
+    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=_ERRORS)
     def predict(capability: str, body: PredictRequest) -> PredictResponse:
         table = router.refresh()
         route = table.routes.get(capability)
@@ -287,16 +356,25 @@ def create_app(
         before = router.mirror.mirrored, router.mirror.dropped
         t0 = time.perf_counter()
         try:
+            if body.label is not None and body.label not in route.champion.labels:
+                raise InvalidRequest(
+                    f"label: {body.label[:40]!r} is not one of {capability}'s labels "
+                    f"({', '.join(route.champion.labels[:12])})"
+                )
             answer = router.predict(
                 route, unit=body.unit, inputs=body.inputs, truth=body.label, low_risk=low
             )
+        except InvalidRequest:  # the client's fault: not a model error
+            requests.labels(capability, "champion", "invalid").inc()
+            raise
         except LabError:
+            requests.labels(capability, "champion", "error").inc()
             errors.labels(capability, "champion").inc()
             raise
         role = answer.role
         if answer.canary_failed:
             errors.labels(capability, "canary").inc()
-        requests.labels(capability, role).inc()
+        requests.labels(capability, role, "ok").inc()
         latency.labels(capability, role).observe(time.perf_counter() - t0)
         mirrored.inc(router.mirror.mirrored - before[0])
         dropped.inc(router.mirror.dropped - before[1])
@@ -327,7 +405,7 @@ def create_app(
 
     guard = [Depends(admin)]
 
-    @app.post("/admin/{capability}/shadow/start", dependencies=guard)
+    @app.post("/admin/{capability}/shadow/start", dependencies=guard, responses=_ADMIN_ERRORS)
     def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
         ev = controller.start_shadow(
             lab, capability, body.package, sample=body.sample, key=body.key or release_key
@@ -336,20 +414,20 @@ def create_app(
         router.mirror.wait_ready()  # mirroring starts once the shadow process has its models
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
-    @app.post("/admin/{capability}/shadow/stop", dependencies=guard)
+    @app.post("/admin/{capability}/shadow/stop", dependencies=guard, responses=_ADMIN_ERRORS)
     def shadow_stop(capability: str) -> dict[str, Any]:
         router.mirror.flush()
         ev = controller.stop_shadow(lab, capability, key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
-    @app.get("/admin/{capability}/shadow/report", dependencies=guard)
+    @app.get("/admin/{capability}/shadow/report", dependencies=guard, responses=_ADMIN_ERRORS)
     def shadow_report(capability: str) -> dict[str, Any]:
         router.mirror.flush()
         pid, report = controller.shadow_report(lab, capability)
         return {"package": str(pid), **report.to_record()}
 
-    @app.post("/admin/{capability}/canary/start", dependencies=guard)
+    @app.post("/admin/{capability}/canary/start", dependencies=guard, responses=_ADMIN_ERRORS)
     def canary_start(capability: str, body: CanaryStart | None = None) -> dict[str, Any]:
         router.mirror.flush()
         body = body or CanaryStart()
@@ -364,13 +442,13 @@ def create_app(
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, "package": ev.payload["package"]}
 
-    @app.post("/admin/{capability}/canary/stop", dependencies=guard)
+    @app.post("/admin/{capability}/canary/stop", dependencies=guard, responses=_ADMIN_ERRORS)
     def canary_stop(capability: str) -> dict[str, Any]:
         ev = controller.stop_canary(lab, capability, reason="stopped by an admin", key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
-    @app.get("/admin/{capability}/status", dependencies=guard)
+    @app.get("/admin/{capability}/status", dependencies=guard, responses=_ADMIN_ERRORS)
     def status(capability: str) -> dict[str, Any]:
         table = router.refresh()
         route = table.routes.get(capability)
@@ -401,7 +479,7 @@ def create_app(
             "events": router.events[-20:],
         }
 
-    @app.post("/admin/{capability}/promote", dependencies=guard)
+    @app.post("/admin/{capability}/promote", dependencies=guard, responses=_ADMIN_ERRORS)
     def promote(capability: str, body: Promote) -> dict[str, Any]:
         ev = lab.promote(
             capability,
@@ -412,7 +490,7 @@ def create_app(
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
-    @app.post("/admin/{capability}/rollback", dependencies=guard)
+    @app.post("/admin/{capability}/rollback", dependencies=guard, responses=_ADMIN_ERRORS)
     def rollback(capability: str) -> dict[str, Any]:
         # In process: the swap happens inside this request (DESIGN §11).
         def switch() -> None:

@@ -707,7 +707,13 @@ class Router:
         truth: str | None,
         low_risk: bool,
     ) -> Answer:
-        """Answer one request; feed the canary's monitors and the shadow mirror."""
+        """Answer one request; feed the canary's monitors and the shadow mirror.
+
+        Raises:
+            InvalidRequest: the inputs do not answer the contract (checked before any
+                model sees them: a bad request is never a canary's or shadow's fault).
+        """
+        route.champion.check(inputs)
         run = route.canary_run
         if run is not None and route.canary is not None and low_risk and run.contains(unit):
             if run.admit(unit):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,7 +37,14 @@ from breedlab.authority import (
 from breedlab.authority.policy import is_round
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
-from breedlab.errors import IntegrityError, InvalidRequest, LabError, NotFound, PolicyError
+from breedlab.errors import (
+    IntegrityError,
+    InvalidRequest,
+    LabError,
+    NotFound,
+    PolicyError,
+    Unavailable,
+)
 from breedlab.lab.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
 from breedlab.lab.values import ReleaseRecord
 from breedlab.lab.verification import valid_approvals
@@ -72,6 +80,9 @@ from breedlab.release.state import (
 from breedlab.signing.keys import KeyPair
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from breedlab.families import Model
     from breedlab.lab.core import Lab
 
@@ -154,25 +165,51 @@ class ServedModel:
     inputs: int
     folder: Path | None = None  # the materialised package: a shadow process loads it again
     family: str | None = None
+    bounds: tuple[float, float] | None = None  # the contract's input range, inclusive
 
     def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
         """The label and class probabilities for one input vector.
 
         Raises:
-            InvalidRequest: wrong length or non-finite values.
-            LabError: the model produced a malformed output.
+            InvalidRequest: wrong length, values outside the contract's range, or values
+                that are not finite float32 numbers (the field and index named).
+            Unavailable: the model produced a malformed or non-finite output for a
+                valid input (the model's fault, not the client's).
         """
-        if len(inputs) != self.inputs:
-            raise InvalidRequest(f"inputs must hold {self.inputs} numbers (got {len(inputs)})")
         import numpy as np
 
-        x = np.asarray([inputs], dtype=np.float32)
-        if not np.isfinite(x).all():
-            raise InvalidRequest("inputs must be finite numbers")
+        x = self.check(inputs)
         probs = self.model.predict_proba(x)[0]
         if probs.shape != (len(self.labels),) or not np.isfinite(probs).all():
-            raise LabError(f"model {self.package.short} returned a malformed output")
+            raise Unavailable(f"model {self.package.short} returned a malformed output")
         return self.labels[int(probs.argmax())], [float(v) for v in probs]
+
+    def check(self, inputs: Sequence[float]) -> npt.NDArray[np.float32]:
+        """The inputs as a batch of one, once they answer the contract.
+
+        Raises:
+            InvalidRequest: wrong length, non-finite float32 values, values out of range.
+        """
+        import numpy as np
+
+        if len(inputs) != self.inputs:
+            raise InvalidRequest(f"inputs must hold {self.inputs} numbers (got {len(inputs)})")
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused next
+            x = np.asarray([inputs], dtype=np.float32)
+        finite = np.isfinite(x[0])
+        if not finite.all():
+            at = int(np.argmin(finite))
+            raise InvalidRequest(f"inputs[{at}]: {inputs[at]!r} is not a finite float32 number")
+        if self.bounds is not None:
+            low, high = self.bounds
+            outside = (x[0] < low) | (x[0] > high)
+            if outside.any():
+                at = int(np.argmax(outside))
+                raise InvalidRequest(
+                    f"inputs[{at}]: {inputs[at]!r} is outside the contract's range "
+                    f"{low:g}..{high:g}"
+                )
+        return x
 
 
 def load_served(lab: Lab, package: Digest) -> ServedModel:
@@ -203,7 +240,26 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
         inputs=size,
         folder=folder,
         family=manifest.family,
+        bounds=input_bounds(contract.input_schema),
     )
+
+
+_RANGE = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*\.\.\s*(-?\d+(?:\.\d+)?)")
+
+
+def input_bounds(schema: Mapping[str, JsonValue]) -> tuple[float, float] | None:
+    """The contract's input range ``"LOW..HIGH ..."`` as numbers (None: not given).
+
+    Raises:
+        InvalidRequest: a range that is not ``LOW..HIGH`` with LOW <= HIGH.
+    """
+    text = schema.get("range")
+    if text is None:
+        return None
+    match = _RANGE.match(str(text))
+    if match is None or float(match[1]) > float(match[2]):
+        raise InvalidRequest(f"the contract's input range {text!r} is not 'LOW..HIGH'")
+    return float(match[1]), float(match[2])
 
 
 # ----------------------------------------------------------------------------- shadow
