@@ -8,6 +8,7 @@ verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, a
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +25,7 @@ from breedlab.cli import (
     release_commands,
     scale_commands,
 )
-from breedlab.cli.shell import err_console, exit_code_for
+from breedlab.cli.shell import err_console, exit_code_for, styled
 from breedlab.errors import LabError
 
 __all__ = ["app", "main"]
@@ -80,13 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     The CLI library handles usage errors itself (exit 2, with the usage line); every
     LabError becomes one line on stderr and its family's exit code.
     """
+    for stream in (sys.stdout, sys.stderr):  # a file name's undecodable bytes print escaped
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         app(args=argv, prog_name="breedlab")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except LabError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}", markup=True, soft_wrap=True)
+        err_console.print(styled(("bold red", "error:"), f" {e.message}"), soft_wrap=True)
         code = exit_code_for(e)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -12,7 +12,7 @@ from rich.status import Status
 from rich.table import Table
 
 from breedlab.cli.registry_commands import capability_app
-from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.cli.shell import console, open_lab, print_json, styled, table
 from breedlab.errors import InvalidRequest
 
 __all__ = ["register"]
@@ -74,7 +74,7 @@ def bootstrap(
             }
         )
     else:
-        console.print(f"[bold green]digits ready[/]: champion {result.champion.short}")
+        console.print(styled(("bold green", "digits ready"), f": champion {result.champion.short}"))
 
 
 def failures(
@@ -158,16 +158,22 @@ def round_(
         return
     console.print(scorecard_table(record))
     for f in record["failed"]:
-        console.print(f"[red]failed[/] {f['label']}: {f['failure']}: {f['reason']}")
+        console.print(styled(("red", "failed"), f" {f['label']}: {f['failure']}: {f['reason']}"))
     if result.winner is not None:
         console.print(
-            f"[bold green]decision[/] (seq {result.decision_seq}): "
-            f"{result.winner.short} → {capability}@shadow"
+            styled(
+                ("bold green", "decision"),
+                f" (seq {result.decision_seq}): ",
+                f"{result.winner.short} → {capability}@shadow",
+            )
         )
     else:
         console.print(
-            f"[bold]decision[/] (seq {result.decision_seq}): no winner; "
-            "every candidate archived with its reasons"
+            styled(
+                ("bold", "decision"),
+                f" (seq {result.decision_seq}): no winner; ",
+                "every candidate archived with its reasons",
+            )
         )
     console.print(f"explain: breedlab explain {result.decision_seq}    report: {result.report}")
 
@@ -184,11 +190,18 @@ def reproduce(
     if json_out:
         print_json(result.to_json())
     elif result.match:
-        console.print(f"[green]reproduced[/] {result.package[:19]} ({result.operator}): ids match")
+        console.print(
+            styled(
+                ("green", "reproduced"), f" {result.package[:19]} ({result.operator}): ids match"
+            )
+        )
     else:
         console.print(
-            f"[red]NOT reproduced[/] {result.package[:19]} ({result.operator}): "
-            f"got {result.recomputed or result.failure}"
+            styled(
+                ("red", "NOT reproduced"),
+                f" {result.package[:19]} ({result.operator}): ",
+                f"got {result.recomputed or result.failure}",
+            )
         )
     if not result.match:
         raise typer.Exit(5)
@@ -206,8 +219,11 @@ def explain(
         print_json({"seq": event.seq, "at": event.at, **record})
         return
     console.print(
-        f"[bold]{record['round']}[/] on {record['capability']} (decision seq {event.seq}, "
-        f"{event.at}); champion {str(record['champion'])[:19]}"
+        styled(
+            ("bold", f"{record['round']}"),
+            f" on {record['capability']} (decision seq {event.seq}, ",
+            f"{event.at}); champion {str(record['champion'])[:19]}",
+        )
     )
     winner = record.get("winner")
     console.print(f"action: {record['action']}" + (f" → {str(winner)[:19]}" if winner else ""))
@@ -221,8 +237,14 @@ def explain(
         label = names.get(d["candidate"], d["candidate"][:19])
         utility = d["assessment"]["decomposition"]["utility"]
         console.print(
-            f"\n[bold]{label}[/] {d['candidate'][:19]}: [bold]{d['outcome']}[/] "
-            f"(U = {float(utility):+.4f})"
+            styled(
+                "\n",
+                ("bold", f"{label}"),
+                f" {d['candidate'][:19]}: ",
+                ("bold", f"{d['outcome']}"),
+                " ",
+                f"(U = {float(utility):+.4f})",
+            )
         )
         for reason in d["reasons"]:
             console.print(f"  - {reason}", soft_wrap=True)
@@ -243,7 +265,7 @@ def explain(
             )
         console.print(t)
     for f in record["failed"]:
-        console.print(f"[red]failed[/] {f['label']}: {f['failure']}: {f['reason']}")
+        console.print(styled(("red", "failed"), f" {f['label']}: {f['failure']}: {f['reason']}"))
 
 
 def register(app: typer.Typer) -> None:

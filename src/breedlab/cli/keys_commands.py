@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.cli.shell import console, open_lab, print_json, styled, table
 
 __all__ = ["register"]
 
@@ -31,7 +31,11 @@ def generate(
     if json_out:
         print_json(info.to_json())
     else:
-        console.print(f"generated key [bold]{info.name}[/] ({info.role}) id {info.keyid[:16]}")
+        console.print(
+            styled(
+                "generated key ", ("bold", f"{info.name}"), f" ({info.role}) id {info.keyid[:16]}"
+            )
+        )
 
 
 @keys_app.command("list")
@@ -66,7 +70,13 @@ def endorse(
         print_json([i.to_json() for i in infos])
     else:
         for info in infos:
-            console.print(f"endorsed key [bold]{info.name}[/] ({info.role}) id {info.keyid[:16]}")
+            console.print(
+                styled(
+                    "endorsed key ",
+                    ("bold", f"{info.name}"),
+                    f" ({info.role}) id {info.keyid[:16]}",
+                )
+            )
 
 
 @keys_app.command("revoke")
@@ -82,7 +92,7 @@ def revoke(
     if json_out:
         print_json(info.to_json())
     else:
-        console.print(f"revoked key [bold]{info.name}[/]: {reason}")
+        console.print(styled("revoked key ", ("bold", f"{info.name}"), f": {reason}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from breedlab.cli.breeding_commands import scorecard_table
-from breedlab.cli.shell import console, lab_path, print_json
+from breedlab.cli.shell import console, lab_path, print_json, styled
 from breedlab.demo import Step, run_demo
 from breedlab.lab import Lab
 
@@ -31,7 +31,9 @@ def init(
     if json_out:
         print_json({"lab": str(lab.config.root), "name": lab.config.name, "lab_key_id": pinned})
     else:
-        console.print(f"initialised lab [bold]{lab.config.name}[/] at {lab.config.root}")
+        console.print(
+            styled("initialised lab ", ("bold", f"{lab.config.name}"), f" at {lab.config.root}")
+        )
         console.print(
             f"  lab key id {pinned}\n"
             "  (pinned in breedlab.toml; keep a copy elsewhere: 'breedlab ledger verify' "
@@ -54,10 +56,12 @@ def demo(
         if json_out:
             return
         if not step.title:
-            console.print(f"{'':>14}  [dim]{step.detail}[/]", soft_wrap=True)
+            console.print(styled(f"{'':>14}  ", ("dim", f"{step.detail}")), soft_wrap=True)
             return
-        console.print(f"[bold cyan]{step.title:>14}[/]  {step.detail}", soft_wrap=True)
-        console.print(f"{'':>14}  [dim]$ {step.command}[/]", soft_wrap=True)
+        console.print(
+            styled(("bold cyan", f"{step.title:>14}"), f"  {step.detail}"), soft_wrap=True
+        )
+        console.print(styled(f"{'':>14}  ", ("dim", f"$ {step.command}")), soft_wrap=True)
 
     summary = run_demo(path, show, workers=workers)
     elapsed = time.monotonic() - started
@@ -78,8 +82,11 @@ def demo(
     console.print()
     console.print(scorecard_table(summary.round))
     console.print(
-        f"[bold green]done[/] in {elapsed:.0f} s: {summary.steps} steps, "
-        f"{summary.events} ledger events."
+        styled(
+            ("bold green", "done"),
+            f" in {elapsed:.0f} s: {summary.steps} steps, ",
+            f"{summary.events} ledger events.",
+        )
     )
     console.print("Look next:")
     console.print(f"  the round report      {summary.report}")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.cli.shell import console, open_lab, print_json, styled, table
 
 __all__ = ["register"]
 
@@ -68,8 +68,11 @@ def verify(
         print_json({"ok": True, **report.to_json()})
         return
     console.print(
-        f"[green]ok[/] {report.events} events, head {report.head[:16]}: {report.signed} signed "
-        "by keys trusted then and allowed to make them"
+        styled(
+            ("green", "ok"),
+            f" {report.events} events, head {report.head[:16]}: {report.signed} signed ",
+            "by keys trusted then and allowed to make them",
+        )
         + (f", {report.attested} older ones vouched for by the lab key" if report.attested else "")
     )
     pin = "pinned in breedlab.toml" if report.pinned else "NOT pinned (set [signing] lab_key_id)"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.cli.shell import console, open_lab, print_json, styled, table
 from breedlab.errors import IntegrityError
 from breedlab.lab import PackageInfo
 from breedlab.lab.values import ReleaseRecord
@@ -30,9 +30,13 @@ def _size(n: int) -> str:
 def _print_info(info: PackageInfo, verb: str) -> None:
     m = info.manifest
     console.print(
-        f"{verb} [bold]{m.kind}[/] {m.name} for {m.capability}: {info.id}\n"
-        f"  {len(m.files)} file(s), {_size(m.total_size)}, license {m.license}, "
-        f"data class {m.data_class}, risk tier {m.risk_tier}"
+        styled(
+            f"{verb} ",
+            ("bold", f"{m.kind}"),
+            f" {m.name} for {m.capability}: {info.id}\n",
+            f"  {len(m.files)} file(s), {_size(m.total_size)}, license {m.license}, "
+            f"data class {m.data_class}, risk tier {m.risk_tier}",
+        )
     )
 
 
@@ -65,7 +69,7 @@ def capability_show(
         print_json({"package": str(info.id), "contract": contract.to_json()})
         return
     c = contract
-    console.print(f"[bold]{c.name}[/] ({c.task}) — {c.description}")
+    console.print(styled(("bold", f"{c.name}"), f" ({c.task}) — {c.description}"))
     console.print(f"  package      {info.id}")
     console.print(f"  data class   {c.data_class}    risk tier {c.risk_tier}")
     console.print(f"  labels       {', '.join(c.labels)}")
@@ -162,7 +166,7 @@ def show(
         print_json(d.to_json())
         return
     m = d.info.manifest
-    console.print(f"[bold]{m.name}[/] ({m.kind}, capability {m.capability})")
+    console.print(styled(("bold", f"{m.name}"), f" ({m.kind}, capability {m.capability})"))
     console.print(f"  id          {d.info.id}")
     console.print(f"  license     {m.license}   data class {m.data_class}   risk {m.risk_tier}")
     console.print(f"  provenance  {m.provenance}")
@@ -173,7 +177,7 @@ def show(
     console.print(f"  approvals   {approvals or '-'}")
     console.print(f"  aliases     {', '.join(d.aliases) or '-'}")
     if d.revoked:
-        console.print(f"  [bold red]REVOKED[/]     {d.revoked}")
+        console.print(styled("  ", ("bold red", "REVOKED"), f"     {d.revoked}"))
     t = table("path", "size", "sha256")
     for f in m.files:
         t.add_row(f.path, _size(f.size), f.sha256[:16])
@@ -287,20 +291,27 @@ def verify(
             if r.ok:
                 signed = f"signed by {', '.join(r.signed_by)}" if r.signed_by else "unsigned"
                 console.print(
-                    f"[green]ok[/]    {r.package[:19]} {r.name} ({r.files} files, {signed})"
+                    styled(
+                        ("green", "ok"),
+                        f"    {r.package[:19]} {r.name} ({r.files} files, {signed})",
+                    )
                 )
             else:
                 for p in r.problems:
                     console.print(
-                        f"[red]FAIL[/]  {r.package[:19]} {r.name}: {p.where}: {p.message}"
+                        styled(
+                            ("red", "FAIL"), f"  {r.package[:19]} {r.name}: {p.where}: {p.message}"
+                        )
                     )
         if store is not None:
             for p in store.problems:
-                console.print(f"[red]FAIL[/]  store: {p.where}: {p.message}")
+                console.print(styled(("red", "FAIL"), f"  store: {p.where}: {p.message}"))
             console.print(f"store: {store.objects} objects, {_size(store.bytes)} re-hashed")
         if evidence is not None:
             for p in evidence.problems:
-                console.print(f"[red]FAIL[/]  release evidence: {p.where}: {p.message}")
+                console.print(
+                    styled(("red", "FAIL"), f"  release evidence: {p.where}: {p.message}")
+                )
             console.print(f"release evidence: {evidence.segments} sealed segment(s) re-hashed")
         if ledger is not None:
             console.print(
@@ -308,8 +319,12 @@ def verify(
                 f"{len(ledger.checkpoints)} checkpoint(s) verified"
             )
         if ledger_problem is not None:
-            console.print(f"[red]FAIL[/]  ledger: {ledger_problem}")
-        console.print("[bold green]verified[/]" if ok else "[bold red]verification failed[/]")
+            console.print(styled(("red", "FAIL"), f"  ledger: {ledger_problem}"))
+        console.print(
+            styled(("bold green", "verified"))
+            if ok
+            else styled(("bold red", "verification failed"))
+        )
     if not ok:
         raise typer.Exit(5)
 
@@ -329,12 +344,12 @@ def lineage(
     if dot:
         typer.echo(graph.to_dot(), nl=False)
         return
-    console.print("[bold]ancestors[/] (the package first)")
+    console.print(styled(("bold", "ancestors"), " (the package first)"))
     for node in graph.ancestors:
         parents = ", ".join(p[:19] for p in node.parents) or "(source)"
         console.print(f"  {node.id[:19]} {node.name} [{node.kind}, {node.build_type}] <- {parents}")
         _release_lines(node.release)
-    console.print("[bold]descendants[/]")
+    console.print(styled(("bold", "descendants")))
     for node in graph.descendants:
         console.print(f"  {node.id[:19]} {node.name} [{node.kind}, {node.build_type}]")
         _release_lines(node.release)
@@ -360,9 +375,10 @@ def reconstruct(
     if json_out:
         print_json(rec.to_json())
     else:
-        verdict = "[green]ids match[/]" if rec.match else "[red]ids DIFFER[/]"
+        verdict = ("green", "ids match") if rec.match else ("red", "ids DIFFER")
         console.print(f"rebuilt {rec.files} file(s) into {rec.folder}")
-        console.print(f"  recorded   {rec.package}\n  recomputed {rec.recomputed}\n  {verdict}")
+        console.print(f"  recorded   {rec.package}\n  recomputed {rec.recomputed}")
+        console.print(styled("  ", verdict))
     if not rec.match:
         raise typer.Exit(5)
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, table
+from breedlab.cli.shell import console, open_lab, print_json, styled, table
 
 __all__ = ["register"]
 
@@ -337,7 +337,11 @@ def exit_criteria(
     else:
         t = table("criterion", "result", "evidence", title="v1 exit criteria")
         for c in results:
-            t.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.evidence)
+            t.add_row(
+                c.name,
+                styled(("green", "pass")) if c.passed else styled(("red", "FAIL")),
+                c.evidence,
+            )
         console.print(t)
     if not all(c.passed for c in results):
         raise typer.Exit(code=1)

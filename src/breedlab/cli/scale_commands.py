@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json
+from breedlab.cli.shell import console, open_lab, print_json, styled
 
 __all__ = ["register"]
 
@@ -43,8 +43,11 @@ def migrate(
         print_json(dataclasses.asdict(report))
         return
     console.print(
-        f"[green]ok[/] {report.objects} objects ({report.bytes} bytes) and {report.events} "
-        f"events copied to {report.target}, head {report.head[:16]}"
+        styled(
+            ("green", "ok"),
+            f" {report.objects} objects ({report.bytes} bytes) and {report.events} ",
+            f"events copied to {report.target}, head {report.head[:16]}",
+        )
     )
 
 

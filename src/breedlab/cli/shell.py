@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from breedlab.errors import (
     Conflict,
@@ -37,6 +38,7 @@ __all__ = [
     "lab_path",
     "open_lab",
     "print_json",
+    "styled",
     "table",
 ]
 
@@ -50,8 +52,21 @@ EXIT_CODES: tuple[tuple[type[LabError], int], ...] = (
     (Unavailable, 8),
 )
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# No markup: names, reasons, file paths and messages are user text and print as they are
+# ("[bold]" included); styles come only from :func:`styled`.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line from plain text and ``(style, text)`` pieces; nothing is markup."""
+    out = Text()
+    for part in parts:
+        if isinstance(part, tuple):
+            out.append(part[1], style=part[0])
+        else:
+            out.append(part)
+    return out
 
 
 def exit_code_for(error: LabError) -> int:

@@ -72,6 +72,12 @@ def check_relative_path(path: str) -> str:
         raise InvalidRequest(f"bad package path {path!r}: empty or longer than {_MAX_PATH}")
     if path.startswith("/") or "\\" in path or "\x00" in path:
         raise InvalidRequest(f"bad package path {path!r}: absolute, backslash or NUL")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system gave that are not UTF-8
+        raise InvalidRequest(
+            f"bad package path {path!r}: its name is not valid UTF-8; rename the file"
+        ) from None
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise InvalidRequest(f"bad package path {path!r}: path traversal ('{part}')")
