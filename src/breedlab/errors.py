@@ -40,13 +40,18 @@ __all__ = [
 
 
 class LabError(Exception):
-    """Root of every error breedlab raises on purpose."""
+    """Root of every error breedlab raises on purpose.
+
+    ``hint`` says what to do next when the message alone does not (a command to run, a
+    flag to pass); the CLI prints it on its own line and ``--json`` carries it.
+    """
 
     code = "lab_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
 
 
 class InvalidRequest(LabError):

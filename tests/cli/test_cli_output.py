@@ -37,7 +37,9 @@ def test_names_paths_and_reasons_print_literally_and_bytes_print_escaped(
                 "--license", "MIT", "--json"]  # fmt: skip
     assert main(imported) == 3  # a file name that is not UTF-8 is refused, shown escaped
     captured = capfd.readouterr()
-    assert "caf\\udce9.dat" in captured.err and "not valid UTF-8" in captured.err
+    error = json.loads(captured.err)  # --json: the error is one object on stderr
+    assert error["error"] == "invalid_request"
+    assert "caf\\udce9.dat" in error["message"] and "not valid UTF-8" in error["message"]
     assert "Traceback" not in captured.err
     Path(os.fsdecode(bytes(folder) + b"/caf\xe9.dat")).unlink()
     assert main(imported) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from breedlab.errors import InvalidRequest
+from breedlab.cli import main
+from breedlab.errors import InvalidRequest, NotFound
 from breedlab.http import routing, shadow_process
 from breedlab.http.routing import Router
 from breedlab.lab import Lab
@@ -196,6 +198,50 @@ def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
         assert controller.release_state(lab, "digits").baking_until is None
     finally:
         router.close()
+
+
+def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_its_stages(
+    lab_ids: tuple[Lab, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab, ids = lab_ids
+    good = lab.resolve(ids["good"])
+    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    try:
+        shadow(lab, router, ids["good"])
+        controller.start_canary(lab, "digits", percent=25, stage_min=20)  # stages 25%, 50%
+        for i in range(1000):
+            _ask(router, f"r-{i}", i)
+            if controller.release_state(lab, "digits").canary_passed:
+                break
+        reached = controller.canary_status(lab, "digits")
+        assert reached["status"] == "passed" and reached["stage"] == 1, reached
+        policy = controller.PromotionPolicy(dwell=NO_DWELL, baking=timedelta(0))
+        controller.promote(lab, "digits", ids["good"], policy=policy)
+        promoted = controller.canary_status(lab, "digits")
+        assert promoted["status"] == "promoted" and promoted["stage"] == 1
+        capsys.readouterr()
+        assert main(["--lab", str(lab.config.root), "rollback", "digits"]) == 0
+        out = capsys.readouterr().out  # the switch and this process's cold load, apart
+        assert re.search(r"switch +\d+\.\d{3} s .*cold load +\d+\.\d{3} s", out, re.DOTALL)
+        rolled = lab.events(kinds=("release.rolled_back",))[-1]
+    finally:
+        router.close()
+    status = controller.canary_status(lab, "digits")
+    assert status["package"] == str(good)
+    assert status["stage"] == reached["stage"]  # not reset to stage 0
+    assert status["status"] == "rolled back"
+    assert status["since"] == {"event": "release.rolled_back", "seq": rolled.seq}
+    stale = controller.stale_release_aliases(lab, "digits")
+    assert lab.alias("digits", "shadow") == good and lab.alias("digits", "canary") == good
+    assert stale == {"shadow": stale["canary"], "canary": stale["canary"]}
+    assert stale["canary"] == f"rolled back at seq {rolled.seq}"
+    with pytest.raises(NotFound, match=r"still names .* whose run ended \(rolled back at seq"):
+        controller.stop_shadow(lab, "digits")
+    lab.close()
+    assert main(["--lab", str(lab.config.root), "show", str(good)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "digits@shadow (stale: rolled back at seq" in out
+    assert "digits@canary (stale: rolled back at seq" in out
 
 
 def test_a_zero_baking_period_keeps_nothing_warm(

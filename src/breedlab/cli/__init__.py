@@ -9,6 +9,7 @@ verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, a
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -75,6 +76,19 @@ scale_commands.register(app)
 release_commands.register(app)
 
 
+def _report(error: LabError, *, as_json: bool) -> None:
+    """One error on stderr: a line (and a ``hint:`` line), or with ``--json`` one object."""
+    if as_json:
+        body = {"error": error.code, "message": error.message}
+        if error.hint:
+            body["hint"] = error.hint
+        sys.stderr.write(json.dumps(body, sort_keys=True) + "\n")
+        return
+    err_console.print(styled(("bold red", "error:"), f" {error.message}"), soft_wrap=True)
+    if error.hint:
+        err_console.print(styled(("bold", "hint:"), f" {error.hint}"), soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with the one error boundary; returns (and exits with) the exit code.
 
@@ -90,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except LabError as e:
-        err_console.print(styled(("bold red", "error:"), f" {e.message}"), soft_wrap=True)
+        _report(e, as_json="--json" in (sys.argv[1:] if argv is None else argv))
         code = exit_code_for(e)
     except KeyboardInterrupt:
         err_console.print("interrupted")

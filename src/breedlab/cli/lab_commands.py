@@ -10,8 +10,6 @@ import typer
 
 from breedlab.cli.breeding_commands import scorecard_table
 from breedlab.cli.shell import console, lab_path, print_json, styled
-from breedlab.demo import Step, run_demo
-from breedlab.lab import Lab
 
 __all__ = ["register"]
 
@@ -25,6 +23,8 @@ def init(
     """Create a lab: config, object store, ledger, keys folder, the lab key (pinned in
     breedlab.toml) and the factory key. Keep the printed lab key id outside the lab."""
     target = path or lab_path(ctx)
+    from breedlab.lab import Lab
+
     lab = Lab.init(target, name=name)
     lab.close()
     pinned = lab.config.lab_key_id
@@ -32,7 +32,11 @@ def init(
         print_json({"lab": str(lab.config.root), "name": lab.config.name, "lab_key_id": pinned})
     else:
         console.print(
-            styled("initialised lab ", ("bold", f"{lab.config.name}"), f" at {lab.config.root}")
+            styled(
+                "initialised a lab at ",
+                ("bold", str(lab.config.root)),
+                f" (name {lab.config.name!r})",
+            )
         )
         console.print(
             f"  lab key id {pinned}\n"
@@ -51,6 +55,8 @@ def demo(
     failure clusters, one full breeding round, the decision explained, verification, then
     shadow, canary (a faulty one aborted automatically), promotion, rollback, exit criteria."""
     started = time.monotonic()
+
+    from breedlab.demo import Step, run_demo
 
     def show(step: Step) -> None:
         if json_out:

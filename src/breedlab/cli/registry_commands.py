@@ -4,14 +4,16 @@ lineage, reconstruct (seed, stages 0-1)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from breedlab.cli.shell import console, open_lab, print_json, styled, table
 from breedlab.errors import IntegrityError
-from breedlab.lab import PackageInfo
-from breedlab.lab.values import ReleaseRecord
+
+if TYPE_CHECKING:  # the lab loads lazily: `breedlab --help` starts fast
+    from breedlab.lab import PackageInfo
+    from breedlab.lab.values import ReleaseRecord
 
 __all__ = ["register"]
 
@@ -160,10 +162,18 @@ def show(
     json_out: JsonFlag = False,
 ) -> None:
     """Show a package: manifest, signatures, approvals, aliases, lineage."""
+    from breedlab.lab.release import stale_release_aliases
+
     with open_lab(ctx) as lab:
         d = lab.show(package)
+        cap = d.info.manifest.capability
+        stale = {  # a shadow/canary alias whose run ended (promoted, rolled back, stopped)
+            f"{cap}@{alias}": why
+            for alias, why in stale_release_aliases(lab, cap).items()
+            if f"{cap}@{alias}" in d.aliases
+        }
     if json_out:
-        print_json(d.to_json())
+        print_json({**d.to_json(), "stale_aliases": stale})
         return
     m = d.info.manifest
     console.print(styled(("bold", f"{m.name}"), f" ({m.kind}, capability {m.capability})"))
@@ -175,7 +185,8 @@ def show(
     console.print(f"  signed by   {', '.join(d.signed_by) or '- (unsigned)'}")
     approvals = ", ".join(f"{a.purpose} by {a.key} ({a.role})" for a in d.approvals)
     console.print(f"  approvals   {approvals or '-'}")
-    console.print(f"  aliases     {', '.join(d.aliases) or '-'}")
+    shown = [f"{a} (stale: {stale[a]})" if a in stale else a for a in d.aliases]
+    console.print(f"  aliases     {', '.join(shown) or '-'}")
     if d.revoked:
         console.print(styled("  ", ("bold red", "REVOKED"), f"     {d.revoked}"))
     t = table("path", "size", "sha256")

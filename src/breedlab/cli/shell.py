@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +28,9 @@ from breedlab.errors import (
     PolicyError,
     Unavailable,
 )
-from breedlab.lab import Lab
+
+if TYPE_CHECKING:  # the lab (SQLAlchemy, numpy) loads with the first command that opens one
+    from breedlab.lab import Lab
 
 __all__ = [
     "EXIT_CODES",
@@ -87,6 +89,8 @@ def lab_path(ctx: typer.Context) -> Path:
 
 @contextmanager
 def open_lab(ctx: typer.Context) -> Iterator[Lab]:
+    from breedlab.lab import Lab
+
     lab = Lab.open(lab_path(ctx))
     try:
         yield lab

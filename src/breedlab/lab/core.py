@@ -1205,6 +1205,16 @@ class Lab:
                     f"alias {alias!r} takes models, and {pid.short} is a {manifest.kind}"
                 )
             self._require_intact(r, pid)
+            current = r.alias(capability, alias)
+        if current != expected:  # a stale read, told apart from a lost race (the CAS below)
+            now = Digest.parse(current).short if current else "nothing"
+            raise Conflict(
+                f"{capability}@{alias} points at {now}, not "
+                f"{Digest.parse(expected).short if expected else 'nothing'}",
+                hint=f"to move it from {now}, pass --expect {current}"
+                if current
+                else "it is unset: omit --expect",
+            )
         with self.ledger.transaction() as tx:
             return _alias_move(
                 self._move_alias(tx, capability, alias, pid, expected, reason, signer=signer)

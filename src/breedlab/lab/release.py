@@ -319,7 +319,9 @@ def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
     signer = lab.release_signer(key, "release.shadow_stopped")
     state = release_state(lab, capability)
     if state.shadow is None or state.shadow_seq is None:
-        raise NotFound(f"no shadow is running for {capability}")
+        raise NotFound(
+            f"no shadow is running for {capability}{_ended_because(lab, capability, 'shadow')}"
+        )
     sealed = shadow_log(lab, capability, state.shadow_seq).seal()
     return _append(
         lab,
@@ -328,6 +330,38 @@ def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
         {"package": str(state.shadow), "evidence": list(sealed)},
         signer=signer,
     )
+
+
+def stale_release_aliases(lab: Lab, capability: str) -> dict[str, str]:
+    """``shadow``/``canary`` aliases that still name a package whose run has ended (by a
+    stop, an abort, or the package's promotion, perhaps rolled back since), each with why.
+
+    The alias keeps its target, as history; this marks it stale (issue 10)."""
+    state = release_state(lab, capability)
+    active = {"shadow": state.shadow, "canary": state.canary}
+    ends = [e for e in lab.events(kinds=_RUN_ENDS) if e.subject == capability]
+    out: dict[str, str] = {}
+    for alias, running in active.items():
+        target = lab.alias(capability, alias)
+        if target is None or target == running:
+            continue
+        mine = [e for e in ends if str(target) in (e.payload.get("package"), e.payload.get("from"))]
+        why = (
+            f"{mine[-1].kind.removeprefix('release.').replace('_', ' ')} at seq {mine[-1].seq}"
+            if mine
+            else "no run is active"
+        )
+        out[alias] = why
+    return out
+
+
+def _ended_because(lab: Lab, capability: str, alias: str) -> str:
+    stale = stale_release_aliases(lab, capability)
+    if alias not in stale:
+        return ""
+    target = lab.alias(capability, alias)
+    assert target is not None  # stale aliases name a package
+    return f"; {capability}@{alias} still names {target.short}, whose run ended ({stale[alias]})"
 
 
 def shadow_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
@@ -798,7 +832,13 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         )
         if e.subject == capability
     ]
-    stage = state.stage if state.canary_seq == last.seq else 0
+    pkg = str(last.payload["package"])
+    reached = [
+        int(str(e.payload["stage"]))
+        for e in lab.events(after=last.seq, kinds=("release.canary_stage",))
+        if e.subject == capability and e.payload.get("canary") == last.seq
+    ]
+    stage = state.stage if state.canary_seq == last.seq else max(reached, default=0)
     policy = CanaryPolicy()
     replayed = CanaryStage.start(policy, at=0.0)
     for i, rec in enumerate(canary_log(lab, capability, last.seq).read()):
@@ -809,7 +849,16 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         e.payload.get("canary") == last.seq
         for e in lab.events(after=last.seq, kinds=("release.canary_passed",))
     )
-    if passed:
+    fate = [  # what became of a passed canary's package: promoted, then maybe rolled back
+        e
+        for e in lab.events(after=last.seq, kinds=("release.promoted", "release.rolled_back"))
+        if e.subject == capability
+        and pkg in (e.payload.get("package"), e.payload.get("from"))
+        and not (e.kind == "release.rolled_back" and e.payload.get("package") == pkg)
+    ]
+    if passed and fate:
+        status = "rolled back" if fate[-1].kind == "release.rolled_back" else "promoted"
+    elif passed:
         status = "passed"
     elif state.canary_seq == last.seq:
         status = "running"
@@ -819,7 +868,7 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         status = "ended"
     out: dict[str, JsonValue] = {
         "capability": capability,
-        "package": str(last.payload["package"]),
+        "package": pkg,
         "status": status,
         "stage": stage,
         "weight": repr(ramp[min(stage, len(ramp) - 1)]),
@@ -828,6 +877,8 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         "guardrails": {n: s.to_record() for n, s in replayed.statuses().items()},
     }
     out["exposure_cap"] = ExposureCap.from_record(last.payload.get("exposure_cap")).to_record()
+    if fate:
+        out["since"] = {"event": fate[-1].kind, "seq": fate[-1].seq}
     if ended and ended[-1].kind == "release.canary_aborted":
         out["abort"] = dict(ended[-1].payload)
     elif ended:
@@ -896,6 +947,23 @@ def promotion_facts(lab: Lab, capability: str, pid: Digest) -> PromotionFacts:
     )
 
 
+def _promotion_hint(capability: str, pid: Digest, problems: list[str]) -> str | None:
+    """The next command for the first unmet condition a user can act on."""
+    text = " ".join(problems)
+    if "'security' key" in text:
+        return f"a security key holder runs: breedlab approve {pid} --purpose release --key KEY"
+    if "approval" in text:
+        return (
+            "a key other than the package's signer runs: "
+            f"breedlab approve {pid} --purpose release --key KEY"
+        )
+    if "shadow" in text:
+        return f"run it in shadow first: breedlab shadow start {capability} {pid} --key KEY"
+    if "canary" in text:
+        return f"pass every canary stage first: breedlab canary start {capability} --key KEY"
+    return None
+
+
 def promote(
     lab: Lab,
     capability: str,
@@ -952,7 +1020,10 @@ def promote(
     if frozen.frozen and not (approved and frozen.since and max(approved) > frozen.since):
         problems.extend(frozen.reasons)
     if problems:
-        raise PolicyError(f"cannot promote {pid.short}: " + "; ".join(problems))
+        raise PolicyError(
+            f"cannot promote {pid.short}: " + "; ".join(problems),
+            hint=_promotion_hint(capability, pid, problems),
+        )
     evidence = _release_evidence(lab, capability, pid)
     prev = lab.alias(capability, "previous")
     reason = f"promotion of {pid.short}"
@@ -1090,6 +1161,13 @@ def rollback(
 # ------------------------------------------------------------------ release evidence
 
 _JOINED = (*RELEASE_KINDS, "decision.made")
+_RUN_ENDS = (
+    "release.shadow_stopped",
+    "release.canary_aborted",
+    "release.canary_stopped",
+    "release.promoted",
+    "release.rolled_back",
+)
 
 
 def release_records(lab: Lab, packages: Iterable[str]) -> dict[str, tuple[ReleaseRecord, ...]]:

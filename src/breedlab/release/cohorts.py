@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
 
-from scipy import stats
-
 from breedlab.errors import InvalidRequest
 
 __all__ = [
@@ -246,6 +244,8 @@ def sample_ratio_check(
             counts=tuple(counts),
             weights=shares,
         )
+    from scipy import stats
+
     if len(counts) == 2:
         p_value = float(stats.binomtest(counts[0], total, shares[0]).pvalue)
     else:

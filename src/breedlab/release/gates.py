@@ -50,15 +50,25 @@ class ShadowGate:
         reasons: list[str] = []
         if report.answered < self.min_pairs:
             reasons.append(f"{report.answered} answered pairs, the gate needs {self.min_pairs}")
-        if report.agreement is None or report.agreement.low < self.min_agreement:
-            low = "no data" if report.agreement is None else f"{report.agreement.low:.3f}"
-            reasons.append(f"agreement lower bound {low} is below {self.min_agreement}")
-        if report.latency_p50 is None or report.latency_p50.ratio > self.max_p50_ratio:
-            ratio = "no data" if report.latency_p50 is None else f"{report.latency_p50.ratio:.2f}"
-            reasons.append(f"p50 latency ratio {ratio} is above {self.max_p50_ratio}")
-        if report.latency_p95 is None or report.latency_p95.ratio > self.max_p95_ratio:
-            ratio = "no data" if report.latency_p95 is None else f"{report.latency_p95.ratio:.2f}"
-            reasons.append(f"p95 latency ratio {ratio} is above {self.max_p95_ratio}")
+        if report.agreement is None:
+            reasons.append(
+                f"no answered pairs yet: agreement is unknown (its lower bound must reach "
+                f"{self.min_agreement})"
+            )
+        elif report.agreement.low < self.min_agreement:
+            reasons.append(
+                f"agreement lower bound {report.agreement.low:.3f} is below {self.min_agreement}"
+            )
+        for name, ratio, limit in (
+            ("p50", report.latency_p50, self.max_p50_ratio),
+            ("p95", report.latency_p95, self.max_p95_ratio),
+        ):
+            if ratio is None:
+                reasons.append(
+                    f"no timed pairs yet: the {name} latency ratio is unknown (at most {limit})"
+                )
+            elif ratio.ratio > limit:
+                reasons.append(f"{name} latency ratio {ratio.ratio:.2f} is above {limit}")
         shadow = 0.0 if report.shadow_errors is None else report.shadow_errors.estimate
         primary = 0.0 if report.primary_errors is None else report.primary_errors.estimate
         if shadow - primary > self.max_error_excess:

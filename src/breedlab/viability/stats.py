@@ -34,7 +34,6 @@ from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats as _scipy_stats
 
 from breedlab.errors import InvalidRequest
 
@@ -93,6 +92,8 @@ def clopper_pearson(k: int, n: int, *, alpha: float) -> Bounds:
     """
     _check_counts(k, n)
     _check_alpha(alpha)
+    from scipy import stats as _scipy_stats
+
     lower = 0.0 if k == 0 else float(_scipy_stats.beta.ppf(alpha, k, n - k + 1))
     upper = 1.0 if k == n else float(_scipy_stats.beta.ppf(1 - alpha, k + 1, n - k))
     return Bounds(lower=lower, upper=upper)
@@ -140,6 +141,8 @@ def mcnemar_exact(b: int, c: int) -> McNemar:
     m = b + c
     if m == 0:
         return McNemar(b=b, c=c, p_greater=1.0, p_less=1.0, p_two_sided=1.0)
+
+    from scipy import stats as _scipy_stats
 
     def p(alternative: str) -> float:
         return float(_scipy_stats.binomtest(c, m, 0.5, alternative=alternative).pvalue)

@@ -1,0 +1,90 @@
+"""Every error says what to do next (issue 10): a stale alias read names what the alias
+points at and the ``--expect`` to pass, a refused promotion names the ``approve`` command,
+the shadow gate says "no pairs yet" instead of "no data is below 0.8", and ``--json``
+turns an error into one ``{"error", "message"}`` object on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from breedlab.cli import main
+from breedlab.release.gates import ShadowGate
+from breedlab.release.shadow_stats import summarise_shadow
+from builders import make_model_dir
+
+
+@pytest.fixture
+def cli_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    lab = tmp_path / "lab"
+    monkeypatch.setenv("BREEDLAB_LAB", str(lab))
+    assert main(["init"]) == 0
+    assert main(["keys", "generate", "alice", "--role", "model"]) == 0
+    assert main(["keys", "generate", "pat", "--role", "production"]) == 0
+    from breedlab.capabilities import contract_path
+
+    assert main(["capability", "add", str(contract_path("digits"))]) == 0
+    return lab
+
+
+def _import(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    src = make_model_dir(tmp_path, name, content=name.encode())
+    assert main(["import", str(src), "--kind", "model", "--capability", "digits",
+                 "--license", "MIT", "--sign-with", "alice", "--json"]) == 0  # fmt: skip
+    return str(json.loads(capsys.readouterr().out)["id"])
+
+
+def test_a_stale_alias_read_names_the_target_and_the_expect_to_pass(
+    cli_lab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _import(tmp_path, "a", capsys), _import(tmp_path, "b", capsys)
+    assert main(["alias", "set", "digits", "staging", a]) == 0
+    capsys.readouterr()
+    assert main(["alias", "set", "digits", "staging", b]) == 7  # no --expect: must be unset
+    err = capsys.readouterr().err
+    assert "someone moved it" not in err  # nobody did
+    assert f"points at {a[:19]}" in err and "not nothing" in err
+    assert f"hint: to move it from {a[:19]}, pass --expect {a}" in " ".join(err.split())
+    assert main(["alias", "set", "digits", "staging", b, "--expect", b]) == 7
+    assert "--expect " + a in " ".join(capsys.readouterr().err.split())
+    assert main(["alias", "set", "digits", "staging", b, "--expect", a]) == 0  # as hinted
+
+
+def test_a_refused_promotion_names_the_approval_command(
+    cli_lab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pid = _import(tmp_path, "m", capsys)
+    assert main(["promote", "digits", pid, "--key", "pat"]) == 6
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no valid release approval" in err
+    assert f"hint: a key other than the package's signer runs: breedlab approve {pid} " in err
+    assert "--purpose release --key KEY" in err
+
+
+def test_errors_are_json_objects_on_stderr_with_json(
+    cli_lab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pid = _import(tmp_path, "m", capsys)
+    assert main(["promote", "digits", pid, "--key", "pat", "--json"]) == 6
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    body = json.loads(captured.err)
+    assert body["error"] == "policy_refused"
+    assert body["message"].startswith("cannot promote")
+    assert "breedlab approve" in body["hint"]
+    assert main(["show", "deadbeef", "--json"]) == 4
+    body = json.loads(capsys.readouterr().err)
+    assert body["error"] == "not_found" and "hint" not in body
+
+
+def test_the_shadow_gate_says_no_pairs_yet_rather_than_no_data_below_a_number() -> None:
+    empty = summarise_shadow([], seed=0)
+    result = ShadowGate().check(empty)
+    assert not result.passed
+    text = "; ".join(result.reasons)
+    assert "no data is below" not in text and "no data" not in text
+    assert "no answered pairs yet: agreement is unknown" in text
+    assert "no timed pairs yet: the p50 latency ratio is unknown" in text
