@@ -6,6 +6,8 @@ turns an error into one ``{"error", "message"}`` object on stderr."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,18 @@ def test_the_shadow_gate_says_no_pairs_yet_rather_than_no_data_below_a_number() 
     assert "no data is below" not in text and "no data" not in text
     assert "no answered pairs yet: agreement is unknown" in text
     assert "no timed pairs yet: the p50 latency ratio is unknown" in text
+
+
+def test_help_and_startup_import_no_lab_torch_scipy_or_sqlalchemy() -> None:
+    """Fast start without a timed assertion: what ``breedlab --help`` imports, counted."""
+    code = (
+        "import sys\n"
+        "from breedlab.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "heavy = ('scipy', 'torch', 'sqlalchemy', 'numpy', 'breedlab.lab')\n"
+        "print('heavy:' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1] == "heavy:"
