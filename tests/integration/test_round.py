@@ -44,6 +44,9 @@ def _kinds(lab: Lab) -> list[str]:
 
 def test_a_round_records_every_step_in_the_ledger(bred: tuple[Lab, RoundResult]) -> None:
     lab, result = bred
+    started = lab.events(kinds=("round.started",))
+    assert started[0].payload["round"] == result.round_id == "round-1"  # seq is the reference
+    assert result.report.endswith("reports/digits/round-1.html")
     kinds = _kinds(lab)
     for kind in (
         "round.started",
@@ -146,6 +149,8 @@ def test_a_failing_operator_run_is_recorded_and_the_round_goes_on(
     bred: tuple[Lab, RoundResult],
 ) -> None:
     lab, _ = bred
+    earlier = len([e for e in lab.events(kinds=("round.started",)) if e.subject == "digits"])
+    heard: list[str] = []
 
     def plans(parents: Any, cluster: Any, data: Any, seed: int) -> list[Plan]:
         return [
@@ -172,7 +177,13 @@ def test_a_failing_operator_run_is_recorded_and_the_round_goes_on(
         failure_cluster=None,
         operators=["quantize"],
         executor=LocalExecutor(2),
+        progress=heard.append,
     )
+    evaluated = [m for m in heard if m.startswith("evaluate ")]  # one line per job, as it ends
+    assert len(evaluated) == 4 and all("scored in" in m for m in evaluated)  # A/A x3 + int8
+    assert result.round_id == f"round-{earlier + 1}"  # numbered per capability, not by seq
+    event, _ = lab.decision(result.round_id)
+    assert event.seq == result.decision_seq and event.payload["round"] == result.round_id
     [failed] = result.record["failed"]
     assert failed["label"] == "quantize/int3" and "int3" in failed["reason"]
     assert len(result.record["candidates"]) == 1

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
-from rich.status import Status
 from rich.table import Table
 
 from breedlab.cli.registry_commands import capability_app
-from breedlab.cli.shell import console, open_lab, print_json, styled, table
+from breedlab.cli.shell import console, open_lab, print_json, progress, styled, table
 from breedlab.errors import InvalidRequest
 
 __all__ = ["register"]
@@ -21,20 +19,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 Workers = Annotated[
     int | None, typer.Option("--workers", help="Parallel sandbox jobs (default: config).")
 ]
-
-
-@contextmanager
-def _progress(quiet: bool, title: str) -> Iterator[Any]:
-    if quiet:
-        yield lambda _message: None
-        return
-    with Status(title, console=console) as status:
-
-        def say(message: str) -> None:
-            console.print(f"  {message}", soft_wrap=True)
-            status.update(f"{title} — {message}")
-
-        yield say
 
 
 @capability_app.command("bootstrap")
@@ -53,7 +37,7 @@ def bootstrap(
     """Set up a built-in capability: contract, data splits, trained champion, suite."""
     if name != "digits":
         raise InvalidRequest(f"no built-in capability {name!r}; built in: digits")
-    with open_lab(ctx) as lab, _progress(json_out, "bootstrapping digits") as say:
+    with open_lab(ctx) as lab, progress(json_out, "bootstrapping digits") as say:
         result = lab.bootstrap_digits(
             model_key=model_key,
             evaluation_key=evaluation_key,
@@ -84,7 +68,7 @@ def failures(
     json_out: JsonFlag = False,
 ) -> None:
     """Mine failure clusters from the champion's errors on the dev split."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx) as lab, progress(json_out, f"mining failures of {capability}"):
         clusters = lab.failures(capability, workers=workers)
     if json_out:
         print_json([c.to_json() for c in clusters])
@@ -136,7 +120,7 @@ def round_(
 ) -> None:
     """Run one breeding round: generate in the sandbox, evaluate, decide, shadow or archive."""
     ops = None if operators is None else [o.strip() for o in operators.split(",") if o.strip()]
-    with open_lab(ctx) as lab, _progress(json_out, f"breeding {capability}") as say:
+    with open_lab(ctx) as lab, progress(json_out, f"breeding {capability}") as say:
         result = lab.run_round(
             capability,
             failure_cluster=failure_cluster,
@@ -185,7 +169,7 @@ def reproduce(
     json_out: JsonFlag = False,
 ) -> None:
     """Re-run a package's recorded operator in a fresh sandbox and compare ids."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx) as lab, progress(json_out, f"reproducing {package} in a fresh sandbox"):
         result = lab.reproduce(package, workers=workers)
     if json_out:
         print_json(result.to_json())
@@ -209,7 +193,12 @@ def reproduce(
 
 def explain(
     ctx: typer.Context,
-    decision: Annotated[str, typer.Argument(help="Decision seq, round-N, or 'latest'.")],
+    decision: Annotated[
+        str,
+        typer.Argument(
+            help="Decision seq, round-N (CAP/round-N if two capabilities have one), or 'latest'."
+        ),
+    ],
     json_out: JsonFlag = False,
 ) -> None:
     """Explain a decision from the ledger alone: outcome, reasons, metric verdicts, utility."""

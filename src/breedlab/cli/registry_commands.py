@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, styled, table
+from breedlab.cli.shell import console, open_lab, print_json, progress, styled, table
 from breedlab.errors import IntegrityError
 
 if TYPE_CHECKING:  # the lab loads lazily: `breedlab --help` starts fast
@@ -265,13 +265,12 @@ def verify(
     json_out: JsonFlag = False,
 ) -> None:
     """Re-hash files, check manifests, signatures, revocations (and with --all, everything)."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx) as lab, progress(json_out, "verifying"):
         results = lab.verify(packages or ())
-        store = lab.verify_store() if all_ else None
-        evidence = lab.verify_evidence() if all_ else None
-        ledger_problem = None
-        ledger = None
+        store = evidence = ledger = ledger_problem = None
         if all_:
+            store = lab.verify_store()
+            evidence = lab.verify_evidence()
             try:
                 ledger = lab.verify_ledger()
             except IntegrityError as e:
@@ -381,7 +380,7 @@ def reconstruct(
     json_out: JsonFlag = False,
 ) -> None:
     """Rebuild a package's folder from the store and re-derive its id from the files."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx) as lab, progress(json_out, f"rebuilding {package} from the store"):
         rec = lab.reconstruct(package, out=out)
     if json_out:
         print_json(rec.to_json())

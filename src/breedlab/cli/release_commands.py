@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, styled, table
+from breedlab.cli.shell import console, open_lab, print_json, progress, styled, table
 
 __all__ = ["register"]
 
@@ -337,7 +337,7 @@ def exit_criteria(
     json_out: JsonFlag = False,
 ) -> None:
     """The seed's v1 exit criteria, pass/fail with evidence; exits non-zero if any fails."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx) as lab, progress(json_out, f"checking the exit criteria of {capability}"):
         results = lab.exit_criteria(capability, workers=workers)
     if json_out:
         print_json([c.to_json() for c in results])

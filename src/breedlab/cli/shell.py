@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -40,6 +41,7 @@ __all__ = [
     "lab_path",
     "open_lab",
     "print_json",
+    "progress",
     "styled",
     "table",
 ]
@@ -96,6 +98,27 @@ def open_lab(ctx: typer.Context) -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+@contextmanager
+def progress(quiet: bool, title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the elapsed time while a long command works, and a
+    ``say(message)`` that prints each step (a finished job) as a line; silent with
+    ``--json`` (``quiet``), so stdout stays one JSON document."""
+    if quiet:
+        yield lambda _message: None
+        return
+    text = TextColumn("{task.description}", markup=False)  # user text: never markup
+    with Progress(
+        SpinnerColumn(), text, TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(title, total=None)
+
+        def say(message: str) -> None:
+            bar.console.print(f"  {message}", soft_wrap=True)
+            bar.update(task, description=f"{title}: {message}")
+
+        yield say
 
 
 def print_json(value: Any) -> None:

@@ -493,31 +493,38 @@ def run_round(
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
     factory = lab.factory_signer()
-    started = lab.ledger.append(
-        "round.started",
-        capability,
-        {
-            "capability": capability,
-            "champion": str(champion),
-            "parents": [str(p) for p in parents],
-            "failure_cluster": None if failure_cluster is None else str(failure_cluster),
-            "operators": allowed,
-            "suite": str(suite_id),
-            "seed": seed,
-            "plans": [p.to_json() for p in plans],
-        },
-        signer=factory,
-        actor=lab.actor,
-    )
-    round_id = f"round-{started.seq}"
-    say(f"{round_id}: {len(plans)} operator runs from {len(parents)} approved parent(s)")
+    with lab.ledger.transaction() as tx:  # numbered under the head lock: no two alike
+        tx.locked_head()
+        number = 1 + sum(1 for _ in tx.events(kinds=("round.started",), subject=capability))
+        round_id = f"round-{number}"
+        started = tx.append(
+            "round.started",
+            capability,
+            {
+                "round": round_id,
+                "capability": capability,
+                "champion": str(champion),
+                "parents": [str(p) for p in parents],
+                "failure_cluster": None if failure_cluster is None else str(failure_cluster),
+                "operators": allowed,
+                "suite": str(suite_id),
+                "seed": seed,
+                "plans": [p.to_json() for p in plans],
+            },
+            signer=factory,
+            actor=lab.actor,
+        )
+    runs = f"{len(plans)} operator runs from {len(parents)} approved parent(s)"
+    say(f"{capability} {round_id} (seq {started.seq}): {runs}")
     generated = run_plans(lab, plans, contract, executor=executor, round_id=round_id, progress=say)
     candidates: list[tuple[Generated, Digest]] = [
         (g, pid) for g in generated for pid in g.candidates
     ]
     say(f"{round_id}: evaluating the champion (x3, the A/A no-op) and {len(candidates)} candidates")
     models = [champion, champion, champion, *(pid for _, pid in candidates)]
-    evaluations = evaluate_models(lab, models, suite_id, executor=executor, round_id=round_id)
+    evaluations = evaluate_models(
+        lab, models, suite_id, executor=executor, round_id=round_id, progress=say
+    )
     check_comparable(evaluations)
     aa = evaluations[:3]
     if not all(e.ok for e in aa):

@@ -1425,8 +1425,8 @@ class Lab:
             seed=seed,
             progress=progress,
         )
-        reports = self.config.root / "reports"
-        reports.mkdir(exist_ok=True)
+        reports = self.config.root / "reports" / capability  # rounds are numbered per capability
+        reports.mkdir(parents=True, exist_ok=True)
         path = reports / f"{result.round_id}.html"
         path.write_text(render_round_report(result.record), "utf-8")
         return RoundResult(
@@ -1449,7 +1449,8 @@ class Lab:
 
     def decision(self, ref: str) -> tuple[Event, dict[str, JsonValue]]:
         """A ``decision.made`` event and its record: ``latest``, the event's seq,
-        ``round-N``, or a prefix of the record's digest.
+        ``round-N`` (``CAP/round-N`` when two capabilities have one), or a prefix of the
+        record's digest.
 
         Raises:
             NotFound: no such decision. InvalidRequest: an ambiguous digest prefix.
@@ -1459,8 +1460,17 @@ class Lab:
             found = events[-1:]
         elif ref.isdigit():
             found = [e for e in events if e.seq == int(ref)]
-        elif ref.startswith("round-"):
-            found = [e for e in events if e.payload.get("round") == ref]
+        elif "round-" in ref:
+            cap, _, round_id = ref.rpartition("/")
+            found = [
+                e for e in events if e.payload.get("round") == round_id and cap in ("", e.subject)
+            ]
+            if len({e.subject for e in found}) > 1:
+                names = ", ".join(sorted(f"{e.subject}/{round_id}" for e in found))
+                raise InvalidRequest(
+                    f"{ref} names a round of more than one capability",
+                    hint=f"name one of: {names}",
+                )
         else:
             prefix = parse_prefix(ref)
             found = [

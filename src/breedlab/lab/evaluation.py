@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,8 +81,10 @@ def evaluate_models(
     *,
     executor: Executor,
     round_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Evaluation]:
-    """Score each model (a model may appear twice: the A/A re-runs) on the suite."""
+    """Score each model (a model may appear twice: the A/A re-runs) on the suite;
+    ``progress`` hears of each job as it ends."""
     spec = load_suite(lab, suite_id)
     data_inputs = []
     labels: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
@@ -120,7 +122,17 @@ def evaluate_models(
             )
         )
     budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
-    outcomes = executor.run(jobs)
+    names = [lab.manifest(m).name for m in models]
+
+    def done(index: int, outcome: Outcome) -> None:
+        if progress is not None:
+            state = "scored" if outcome.ok else f"FAILED ({outcome.failure}: {outcome.reason})"
+            finished = f"{index + 1}/{len(models)}"
+            progress(
+                f"evaluate {names[index]} ({finished}): {state} in {outcome.wall_seconds:.1f} s"
+            )
+
+    outcomes = executor.run(jobs, on_done=done)
     return [
         _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
         for model, outcome in zip(models, outcomes, strict=True)

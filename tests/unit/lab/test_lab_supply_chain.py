@@ -106,7 +106,7 @@ def test_alias_moves_are_compare_and_swap_and_the_history_is_the_ledger(
 ) -> None:
     a, b = _two_models(lab, tmp_path)
     lab.set_alias("digits", "staging", str(a))
-    with pytest.raises(Conflict, match="someone moved it"):
+    with pytest.raises(Conflict, match=f"points at {str(a)[:19]}, not nothing"):
         lab.set_alias("digits", "staging", str(b))  # stale: expected unset
     with pytest.raises(Conflict):
         lab.set_alias("digits", "staging", str(b), expect=str(b))
