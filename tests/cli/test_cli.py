@@ -43,6 +43,20 @@ def test_every_command_has_help_text() -> None:
         assert code == 0, name
 
 
+def test_help_shows_arguments_in_capitals_and_no_value_beside_a_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, _ in _commands():
+        capsys.readouterr()
+        assert main([*name.split(), "--help"]) == 0
+        out = capsys.readouterr().out
+        usage = out.splitlines()[0]
+        assert "{" not in usage and not re.search(r"\b[a-z_]+\b$", usage.split("]")[-1]), usage
+        assert "<bool>" not in out, f"'breedlab {name} --help' shows <bool> beside a flag"
+    assert main(["ledger", "witness", "export", "--help"]) == 0
+    assert "Usage: breedlab ledger witness export [OPTIONS] FILE" in capsys.readouterr().out
+
+
 def test_every_command_is_in_the_readme() -> None:
     text = README.read_text()
     for name, _ in _commands():

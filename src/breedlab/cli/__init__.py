@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.core import Command
+from typer._click.decorators import help_option
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from breedlab import __version__
 from breedlab.cli import (
@@ -31,6 +34,8 @@ from breedlab.errors import LabError
 
 __all__ = ["app", "main"]
 
+HELP_NAMES = ["-h", "--help"]
+
 app = typer.Typer(
     name="breedlab",
     help="A conservative, offline model breeding lab: signed registry, sandboxed operators, "
@@ -38,7 +43,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # help text is plain: docstring line breaks are not kept
+    context_settings={"help_option_names": HELP_NAMES},
 )
 
 
@@ -89,6 +95,37 @@ def _report(error: LabError, *, as_json: bool) -> None:
         err_console.print(styled(("bold", "hint:"), f" {error.hint}"), soft_wrap=True)
 
 
+class _Argument(TyperArgument):
+    """An argument shown as ``NAME`` (``[NAME]`` when optional) in the usage line, where
+    typer 0.29 writes ``{name}``."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def _plain_help(command: Command) -> Command:
+    """Usage lines people read: arguments in capitals, and no ``<bool>`` beside a flag
+    (``--json``, ``--help``) -- a flag takes no value."""
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            param.__class__ = _Argument
+            param.metavar = param.metavar or (param.name or "").upper()
+        elif isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+    if command.add_help_option and command._help_option is None:  # made here, not lazily
+        help_option(HELP_NAMES)(command)
+        made = command.params.pop()
+        assert isinstance(made, TyperOption)
+        made.metavar = ""
+        command._help_option = made
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _plain_help(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with the one error boundary; returns (and exits with) the exit code.
 
@@ -99,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
-        app(args=argv, prog_name="breedlab")
+        _plain_help(typer.main.get_command(app))(args=argv, prog_name="breedlab")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

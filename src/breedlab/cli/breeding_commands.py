@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from breedlab.cli.registry_commands import capability_app
-from breedlab.cli.shell import console, open_lab, print_json, progress, styled, table
+from breedlab.cli.shell import console, open_lab, print_json, progress, short_ids, styled, table
 from breedlab.errors import InvalidRequest
 
 __all__ = ["register"]
@@ -236,7 +236,7 @@ def explain(
             )
         )
         for reason in d["reasons"]:
-            console.print(f"  - {reason}", soft_wrap=True)
+            console.print(f"  - {short_ids(reason)}")
         t = table("metric", "verdict", "Δ", "interval", "margin", "term")
         terms = {x["metric"]: x["value"] for x in d["assessment"]["decomposition"]["terms"]}
         for m in d["assessment"]["metrics"]:

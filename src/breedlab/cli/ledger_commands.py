@@ -8,8 +8,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.padding import Padding
+from rich.text import Text
 
-from breedlab.cli.shell import console, open_lab, print_json, styled, table
+from breedlab.cli.shell import (
+    brief,
+    console,
+    open_lab,
+    print_json,
+    short_id,
+    short_ids,
+    styled,
+    table,
+    when,
+)
 
 __all__ = ["register"]
 
@@ -30,21 +42,36 @@ def show(
     ctx: typer.Context,
     after: Annotated[int, typer.Option("--after", help="Only events after this seq.")] = 0,
     kind: Annotated[list[str] | None, typer.Option("--kind", help="Only these kinds.")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Whole payloads (indented JSON), ids in full.")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Print ledger events in order."""
+    """Print ledger events in order: a line each, then its payload in brief (ids short,
+    nested values summarised; --full for everything, --json for scripts)."""
     with open_lab(ctx) as lab:
         events = lab.events(after=after, kinds=tuple(kind or ()))
         names = {k.keyid: k.name for k in lab.keys()}
     if json_out:
         print_json([e.to_json() for e in events])
         return
-    t = table("seq", "at", "actor", "signed by", "kind", "subject", "payload")
     for e in events:
-        payload = json.dumps(dict(e.payload), sort_keys=True)
-        signer = "-" if e.sig is None else names.get(e.sig.keyid, e.sig.keyid[:12])
-        t.add_row(str(e.seq), e.at[:19], e.actor, signer, e.kind, e.subject[:24], payload[:80])
-    console.print(t)
+        signer = "unsigned" if e.sig is None else names.get(e.sig.keyid, e.sig.keyid[:12])
+        console.print(
+            styled(
+                ("bold", f"{e.seq:>5}"),
+                f"  {e.at[:10]} {e.at[11:19]}  ",
+                ("bold", e.kind),
+                f"  {e.subject if full else short_ids(e.subject)}",
+                f"  (signed by {signer}, actor {e.actor})",
+            ),
+            overflow="fold",
+        )
+        if full:
+            body = json.dumps(dict(e.payload), indent=2, sort_keys=True)
+            console.print(Padding(Text(body), (0, 0, 0, 7), expand=False), soft_wrap=True)
+        elif e.payload:
+            console.print(Padding(Text(brief(e.payload)), (0, 0, 0, 7), expand=False))
 
 
 @ledger_app.command("verify")
@@ -184,9 +211,8 @@ def alias_history(
         return
     t = table("seq", "at", "actor", "alias", "from", "to", "reason")
     for m in moves:
-        t.add_row(
-            str(m.seq), m.at[:19], m.actor, m.alias, (m.old or "-")[:19], m.new[:19], m.reason
-        )
+        old = "-" if m.old is None else short_id(m.old)
+        t.add_row(str(m.seq), when(m.at), m.actor, m.alias, old, short_id(m.new), m.reason)
     console.print(t)
 
 

@@ -3,12 +3,24 @@ lineage, reconstruct (seed, stages 0-1)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, progress, styled, table
+from breedlab.cli.shell import (
+    console,
+    fields,
+    open_lab,
+    print_json,
+    progress,
+    short_id,
+    short_ids,
+    styled,
+    table,
+    when,
+)
 from breedlab.errors import IntegrityError
 
 if TYPE_CHECKING:  # the lab loads lazily: `breedlab --help` starts fast
@@ -18,6 +30,7 @@ if TYPE_CHECKING:  # the lab loads lazily: `breedlab --help` starts fast
 __all__ = ["register"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+FullFlag = Annotated[bool, typer.Option("--full", help="Ids in full (default: 12 digits).")]
 capability_app = typer.Typer(help="Capability contracts (stage 0).", no_args_is_help=True)
 
 
@@ -62,33 +75,42 @@ def capability_add(
 def capability_show(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Capability name.")],
+    full: FullFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Show a capability's current contract."""
+    """Show a capability's current contract (--json for the contract itself)."""
     with open_lab(ctx) as lab:
         info, contract = lab.capability(name)
     if json_out:
         print_json({"package": str(info.id), "contract": contract.to_json()})
         return
-    c = contract
+    c, b, o = contract, contract.budget, contract.owners
     console.print(styled(("bold", f"{c.name}"), f" ({c.task}) — {c.description}"))
-    console.print(f"  package      {info.id}")
-    console.print(f"  data class   {c.data_class}    risk tier {c.risk_tier}")
-    console.print(f"  labels       {', '.join(c.labels)}")
-    console.print(f"  input        {dict(c.input_schema)}")
-    console.print(f"  output       {dict(c.output_schema)}")
-    console.print(f"  baseline     {dict(c.baseline)}")
-    b = c.budget
-    console.print(
-        f"  budget       latency p95 {b.latency_p95_ms} ms, memory {b.memory_mib} MiB, "
-        f"size {b.size_mib} MiB"
+    fields(
+        ("package", str(info.id) if full else short_id(info.id)),
+        ("data class", f"{c.data_class}, risk tier {c.risk_tier}"),
+        ("labels", ", ".join(c.labels)),
+        ("input", _pairs(c.input_schema)),
+        ("output", _pairs(c.output_schema)),
+        ("baseline", _pairs(c.baseline)),
+        (
+            "budget",
+            f"latency p95 {b.latency_p95_ms} ms, memory {b.memory_mib} MiB, size {b.size_mib} MiB",
+        ),
+        (
+            "owners",
+            f"model {o.model}, evaluation {o.evaluation}, security {o.security}, "
+            f"production {o.production}",
+        ),
+        ("operators", ", ".join(c.allowed_operators)),
     )
-    o = c.owners
-    console.print(
-        f"  owners       model {o.model}, evaluation {o.evaluation}, security {o.security}, "
-        f"production {o.production}"
+
+
+def _pairs(mapping: Mapping[str, object]) -> str:
+    """``key value`` pairs for people (``--json`` has the structure)."""
+    return ", ".join(
+        f"{k} {' x '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in mapping.items()
     )
-    console.print(f"  operators    {', '.join(c.allowed_operators)}")
 
 
 def import_package(
@@ -146,7 +168,7 @@ def packages(
     for i in infos:
         m = i.manifest
         t.add_row(
-            i.id.short,
+            short_id(i.id),
             m.kind,
             m.name,
             m.capability,
@@ -159,6 +181,7 @@ def packages(
 def show(
     ctx: typer.Context,
     package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    full: FullFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Show a package: manifest, signatures, approvals, aliases, lineage."""
@@ -176,19 +199,22 @@ def show(
         print_json({**d.to_json(), "stale_aliases": stale})
         return
     m = d.info.manifest
+    ident = str if full else short_id
     console.print(styled(("bold", f"{m.name}"), f" ({m.kind}, capability {m.capability})"))
-    console.print(f"  id          {d.info.id}")
-    console.print(f"  license     {m.license}   data class {m.data_class}   risk {m.risk_tier}")
-    console.print(f"  provenance  {m.provenance}")
-    console.print(f"  parents     {', '.join(p.short for p in m.parents) or '-'}")
-    console.print(f"  children    {', '.join(c[:19] for c in d.children) or '-'}")
-    console.print(f"  signed by   {', '.join(d.signed_by) or '- (unsigned)'}")
     approvals = ", ".join(f"{a.purpose} by {a.key} ({a.role})" for a in d.approvals)
-    console.print(f"  approvals   {approvals or '-'}")
     shown = [f"{a} (stale: {stale[a]})" if a in stale else a for a in d.aliases]
-    console.print(f"  aliases     {', '.join(shown) or '-'}")
+    fields(
+        ("id", ident(d.info.id)),
+        ("license", f"{m.license}, data class {m.data_class}, risk tier {m.risk_tier}"),
+        ("provenance", ident(m.provenance) if m.provenance else "-"),
+        ("parents", ", ".join(ident(p) for p in m.parents) or "-"),
+        ("children", ", ".join(ident(c) for c in d.children) or "-"),
+        ("signed by", ", ".join(d.signed_by) or "- (unsigned)"),
+        ("approvals", approvals or "-"),
+        ("aliases", ", ".join(shown) or "-"),
+    )
     if d.revoked:
-        console.print(styled("  ", ("bold red", "REVOKED"), f"     {d.revoked}"))
+        console.print(styled("  ", ("bold red", "REVOKED"), f"  {d.revoked}"))
     t = table("path", "size", "sha256")
     for f in m.files:
         t.add_row(f.path, _size(f.size), f.sha256[:16])
@@ -197,7 +223,7 @@ def show(
         r = table("seq", "at", "release evidence", "sealed blobs", title="release")
         for rec in d.release:
             blobs = ", ".join(e[7:19] for e in rec.evidence) or "-"
-            r.add_row(str(rec.seq), rec.at[:19], rec.summary, blobs)
+            r.add_row(str(rec.seq), when(rec.at), short_ids(rec.summary), blobs)
         console.print(r)
 
 

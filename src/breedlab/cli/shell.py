@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -35,15 +37,20 @@ if TYPE_CHECKING:  # the lab (SQLAlchemy, numpy) loads with the first command th
 
 __all__ = [
     "EXIT_CODES",
+    "brief",
     "console",
     "err_console",
     "exit_code_for",
+    "fields",
     "lab_path",
     "open_lab",
     "print_json",
     "progress",
+    "short_id",
+    "short_ids",
     "styled",
     "table",
+    "when",
 ]
 
 #: One table from error family to exit code. 2 is click's usage error.
@@ -121,12 +128,74 @@ def progress(quiet: bool, title: str) -> Iterator[Callable[[str], None]]:
         yield say
 
 
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
+_HEX64 = re.compile(r"\b([0-9a-f]{16})[0-9a-f]{48}\b")  # key ids, public keys
+
+
+def short_ids(text: str) -> str:
+    """Every full ``sha256:`` id in ``text`` cut to its 12-digit short form (what
+    ``show`` and every ``PKG`` argument accept as a prefix), and a key id or public key
+    to 16 digits (as ``keys list`` shows them)."""
+    return _HEX64.sub(r"\1", _DIGEST.sub(r"\1", text))
+
+
+def brief(payload: Mapping[str, Any]) -> str:
+    """A payload in one wrappable line: ``key=value`` pairs, ids short, a nested object
+    as ``{a, b}`` (its keys) and a list as ``[n]`` unless it is short."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(str(k) for k in v) + "}"
+        if isinstance(v, list):
+            inner = ", ".join(value(x) for x in v)
+            return f"[{inner}]" if len(v) <= 4 and len(inner) <= 60 else f"[{len(v)} items]"
+        return short_ids(v if isinstance(v, str) else json.dumps(v))
+
+    return "  ".join(f"{k}={value(v)}" for k, v in sorted(payload.items()))
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+#: Columns that hold an id or a number: never wrapped (ids are shown short, see
+#: :func:`short_id`, so they fit). Every other column wraps at spaces, so on a narrow
+#: terminal the text around them gives way and no id is ever split.
+_WHOLE = frozenset({"id", "seq", "from", "to", "key id", "cluster", "sha256", "n", "size"})
+
+
 def table(*columns: str, title: str | None = None) -> Table:
-    t = Table(title=title, show_edge=False, header_style="bold")
+    t = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style="bold",
+    )
     for column in columns:
-        t.add_column(column, overflow="fold")
+        if column in _WHOLE:
+            t.add_column(column, no_wrap=True)
+        else:
+            t.add_column(column, overflow="fold")
     return t
+
+
+def short_id(digest: object) -> str:
+    """A package id as 12 hex digits (a prefix every ``PKG`` argument accepts)."""
+    return str(digest).removeprefix("sha256:")[:12]
+
+
+def fields(*rows: tuple[str, str]) -> None:
+    """Label/value lines, the values wrapping under themselves, never under the labels."""
+    grid = Table.grid(padding=(0, 2), pad_edge=True)
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        grid.add_row(label, value)
+    console.print(grid)
+
+
+def when(at: str) -> str:
+    """An event time as ``YYYY-MM-DD HH:MM:SS`` (UTC), for a table cell."""
+    return at[:19].replace("T", " ")
