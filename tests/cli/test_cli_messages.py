@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import builders
 from breedlab.cli import main
 from breedlab.release.gates import ShadowGate
 from breedlab.release.shadow_stats import summarise_shadow
@@ -20,15 +21,7 @@ from builders import make_model_dir
 
 @pytest.fixture
 def cli_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    lab = tmp_path / "lab"
-    monkeypatch.setenv("BREEDLAB_LAB", str(lab))
-    assert main(["init"]) == 0
-    assert main(["keys", "generate", "alice", "--role", "model"]) == 0
-    assert main(["keys", "generate", "pat", "--role", "production"]) == 0
-    from breedlab.capabilities import contract_path
-
-    assert main(["capability", "add", str(contract_path("digits"))]) == 0
-    return lab
+    return builders.cli_lab(tmp_path, monkeypatch, ("alice", "model"), ("pat", "production"))
 
 
 def _import(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> str:

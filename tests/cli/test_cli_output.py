@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from breedlab.cli import main
-from builders import make_model_dir
+from builders import cli_lab, make_model_dir
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -28,12 +28,7 @@ def _folder(tmp_path: Path) -> Path:
 def test_names_paths_and_reasons_print_literally_and_bytes_print_escaped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    lab = tmp_path / "lab"
-    monkeypatch.setenv("BREEDLAB_LAB", str(lab))
-    assert main(["init"]) == 0
-    from breedlab.capabilities import contract_path
-
-    assert main(["capability", "add", str(contract_path("digits"))]) == 0
+    cli_lab(tmp_path, monkeypatch)
     capfd.readouterr()
     folder = _folder(tmp_path)
     imported = ["import", str(folder), "--kind", "dataset", "--capability", "digits",
@@ -65,13 +60,7 @@ def test_names_paths_and_reasons_print_literally_and_bytes_print_escaped(
 def test_at_80_columns_lines_fit_and_no_id_is_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    lab = tmp_path / "lab"
-    monkeypatch.setenv("BREEDLAB_LAB", str(lab))
-    assert main(["init"]) == 0
-    assert main(["keys", "generate", "alice", "--role", "model"]) == 0
-    from breedlab.capabilities import contract_path
-
-    assert main(["capability", "add", str(contract_path("digits"))]) == 0
+    lab = cli_lab(tmp_path, monkeypatch, ("alice", "model"))
     ids = []
     for name in ("a-model-with-a-rather-long-name", "b"):
         capfd.readouterr()
