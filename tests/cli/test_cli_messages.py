@@ -98,3 +98,33 @@ def test_help_and_startup_import_no_lab_torch_scipy_or_sqlalchemy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip().splitlines()[-1] == "heavy:"
+
+
+def test_json_output_gives_numbers_as_numbers_and_labels_as_text(
+    cli_lab: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["capability", "show", "digits", "--json"]) == 0
+    contract = json.loads(capsys.readouterr().out)["contract"]
+    assert contract["budget"] == {"latency_p95_ms": 5, "memory_mib": 512, "size_mib": 5}
+    assert contract["baseline"]["value"] == 0.95
+    assert contract["labels"] == [str(d) for d in range(10)]  # class names stay text
+    assert main(["ledger", "show", "--json"]) == 0  # events exactly as recorded (and signed)
+    events = json.loads(capsys.readouterr().out)
+    added = next(e for e in events if e["kind"] == "package.registered")
+    assert isinstance(added["payload"]["size"], int)
+
+
+def test_as_numbers_converts_decimal_text_only() -> None:
+    from breedlab.cli.shell import as_numbers
+
+    record = {
+        "p": "0.25", "n": "12", "neg": "-3.5e-2", "inf": "inf", "nan": "nan", "zero": "0",
+        "lead": "007", "hex": "1e9f", "id": "sha256:12", "label": "7", "labels": ["1", "2"],
+        "nested": [{"x": "1.50"}, "text"],
+    }  # fmt: skip
+    assert as_numbers(record) == {
+        "p": 0.25, "n": 12, "neg": -0.035, "inf": "inf", "nan": "nan", "zero": 0,
+        "lead": "007", "hex": "1e9f", "id": "sha256:12", "label": "7", "labels": ["1", "2"],
+        "nested": [{"x": 1.5}, "text"],
+    }  # fmt: skip

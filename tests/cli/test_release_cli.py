@@ -90,11 +90,16 @@ def test_breedlab_serve_binds_loopback_and_creates_a_private_admin_token(
         port = s.getsockname()[1]
     cli = [sys.executable, "-c", "from breedlab.cli import main; main()"]
     proc = subprocess.Popen(
-        [*cli, "--lab", str(root / "lab"), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
+        [*cli, "--lab", str(root / "lab"), "serve", "--port", str(port), "--json"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
+        assert proc.stdout is not None
+        started = json.loads(proc.stdout.readline())  # one JSON line, then only warnings
+        assert started["url"] == f"http://127.0.0.1:{port}" and started["pid"] == proc.pid
+        assert started["admin_token_file"] == str(root / "lab" / "keys" / "admin.token")
         deadline = time.monotonic() + 300  # a cold start under load: imports, models
         while True:
             try:
@@ -111,4 +116,4 @@ def test_breedlab_serve_binds_loopback_and_creates_a_private_admin_token(
         assert r.status_code == 200 and r.json()["champion"] == ids["champion"]
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=60)  # reaps it and closes its stdout

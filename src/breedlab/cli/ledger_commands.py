@@ -53,7 +53,7 @@ def show(
         events = lab.events(after=after, kinds=tuple(kind or ()))
         names = {k.keyid: k.name for k in lab.keys()}
     if json_out:
-        print_json([e.to_json() for e in events])
+        print_json([e.to_json() for e in events], numbers=False)  # exactly as recorded
         return
     for e in events:
         signer = "unsigned" if e.sig is None else names.get(e.sig.keyid, e.sig.keyid[:12])

@@ -46,9 +46,15 @@ def serve(
         int,
         typer.Option("--max-body", min=1024, help="Largest request body in bytes (413 above)."),
     ] = 1 << 20,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print where it serves as one JSON line; log only warnings."),
+    ] = False,
 ) -> None:
     """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token."""
     import gc
+    import json
+    import os
     import sys
 
     import uvicorn
@@ -60,14 +66,19 @@ def serve(
     sys.setswitchinterval(0.0005)
     with open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)
-        console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
         app = create_app(lab, release_key=release_key, max_body=max_body)
+        if json_out:
+            where = {"url": f"http://{host}:{port}", "admin_token_file": str(token)}
+            sys.stdout.write(json.dumps({**where, "pid": os.getpid()}, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        else:
+            console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
         # Libraries and loaded models live as long as the server: move them out of the
         # collector's reach, so a gen-2 pass scans only what requests allocate (a pass
         # over torch's heap took 20-160 ms here, stalling every request thread).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="warning" if json_out else "info")
 
 
 def _report_rows(record: dict[str, Any]) -> list[tuple[str, str]]:

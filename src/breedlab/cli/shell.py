@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # the lab (SQLAlchemy, numpy) loads with the first command th
 
 __all__ = [
     "EXIT_CODES",
+    "TEXT_KEYS",
+    "as_numbers",
     "brief",
     "console",
     "err_console",
@@ -154,8 +156,33 @@ def brief(payload: Mapping[str, Any]) -> str:
     return "  ".join(f"{k}={value(v)}" for k, v in sorted(payload.items()))
 
 
-def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+#: Keys whose values are names, never numbers, even when they read like one: a class
+#: label "7", a package name, the labels of a shadow pair or a flip matrix.
+TEXT_KEYS = frozenset({"label", "labels", "flips", "name", "primary", "shadow", "truth"})
+
+
+def as_numbers(value: Any, *, keep: frozenset[str] = TEXT_KEYS) -> Any:
+    """``value`` with decimal strings turned into JSON numbers.
+
+    Ledger records keep numbers as exact decimal strings (canonical JSON has no floats);
+    ``--json`` output is for scripts, which want numbers. Values under ``keep`` stay
+    text, and so do ``inf``/``nan`` (JSON has no such numbers)."""
+    if isinstance(value, Mapping):
+        return {k: v if k in keep else as_numbers(v, keep=keep) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_numbers(v, keep=keep) for v in value]
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = float(value)
+        return int(value) if value.lstrip("-").isdigit() else number
+    return value
+
+
+def print_json(value: Any, *, numbers: bool = True) -> None:
+    """One JSON document on stdout, numbers as numbers (``numbers=False``: as recorded)."""
+    out = as_numbers(value) if numbers else value
+    sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
 
 
 #: Columns that hold an id or a number: never wrapped (ids are shown short, see
