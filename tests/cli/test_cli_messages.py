@@ -128,3 +128,28 @@ def test_as_numbers_converts_decimal_text_only() -> None:
         "lead": "007", "hex": "1e9f", "id": "sha256:12", "label": "7", "labels": ["1", "2"],
         "nested": [{"x": 1.5}, "text"],
     }  # fmt: skip
+
+
+def test_bootstrap_checks_each_key_has_the_role_it_signs_for(
+    cli_lab: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    bootstrap = ["capability", "bootstrap", "digits", "--model-key", "alice"]
+    assert main([*bootstrap, "--evaluation-key", "alice", "--production-key", "pat"]) == 6
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--evaluation-key 'alice' has role 'model', not 'evaluation'" in err
+    assert "hint: generate one: breedlab keys generate NAME --role evaluation" in err
+    assert main([*bootstrap, "--evaluation-key", "nobody", "--production-key", "pat"]) == 4
+
+
+def test_capability_add_takes_a_built_in_name_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no src/ here
+    monkeypatch.setenv("BREEDLAB_LAB", str(tmp_path / "lab"))
+    assert main(["init"]) == 0
+    capsys.readouterr()
+    assert main(["capability", "add", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["capability"] == "digits"
+    assert main(["capability", "add", "letters"]) == 4
+    assert "one of: digits" in capsys.readouterr().err

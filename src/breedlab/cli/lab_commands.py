@@ -102,6 +102,30 @@ def demo(
     console.print(f"  integrity             breedlab --lab {path} verify --all")
 
 
+def samples(
+    capability: Annotated[str, typer.Argument(help="A built-in capability (digits).")],
+    out: Annotated[Path, typer.Argument(help="Where to write them.")] = Path("."),
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Write sample folders to import: OUT/digits-data (a dataset) and OUT/my-model (a
+    small MLP trained here on it). No lab needed."""
+    from breedlab.lab.samples import write_samples
+
+    made = write_samples(capability, out)
+    if json_out:
+        print_json(
+            {
+                "data": str(made.data),
+                "model": str(made.model),
+                "train_accuracy": made.train_accuracy,
+            }
+        )
+        return
+    console.print(f"wrote {made.data} (a dataset) and {made.model} (a model)")
+    console.print(f"  the model is an MLP trained here: {made.train_accuracy:.1%} on its data")
+
+
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("demo")(demo)
+    app.command("samples")(samples)

@@ -58,13 +58,17 @@ def _print_info(info: PackageInfo, verb: str) -> None:
 @capability_app.command("add")
 def capability_add(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The contract, a .toml file.")],
+    contract: Annotated[
+        str, typer.Argument(help="A contract .toml file, or a built-in contract's name (digits).")
+    ],
     sign_with: Annotated[str | None, typer.Option("--sign-with", help="Sign with KEY.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Validate a capability contract and register it as a package."""
+    from breedlab.capabilities import resolve_contract
+
     with open_lab(ctx) as lab:
-        info = lab.add_capability(file, sign_with=sign_with)
+        info = lab.add_capability(resolve_contract(contract), sign_with=sign_with)
     if json_out:
         print_json(info.to_json())
     else:
@@ -129,6 +133,9 @@ def import_package(
         typer.Option("--parent", help="A package it was made from (repeatable)."),
     ] = None,
     sign_with: Annotated[str | None, typer.Option("--sign-with", help="Sign with KEY.")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the id (for ID=$(...)).")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Import files as a content-addressed package (checked fully before anything is written)."""
@@ -145,6 +152,8 @@ def import_package(
         )
     if json_out:
         print_json(info.to_json())
+    elif quiet:
+        console.print(str(info.id))
     else:
         _print_info(info, "imported" if info.created else "already stored:")
 

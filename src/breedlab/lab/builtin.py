@@ -23,7 +23,7 @@ from breedlab.canonical import JsonValue
 from breedlab.capabilities import contract_path
 from breedlab.datasets import write_dataset
 from breedlab.digest import Digest
-from breedlab.errors import LabError, NotFound
+from breedlab.errors import LabError, NotFound, PolicyError
 from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
 from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
 from breedlab.lab.breeding import Plan, run_plans
@@ -214,7 +214,22 @@ def bootstrap_digits(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> Bootstrap:
-    """Set up the built-in digits capability in ``lab`` (idempotent where it can be)."""
+    """Set up the built-in digits capability in ``lab`` (idempotent where it can be).
+
+    Raises:
+        PolicyError: a key of the wrong role (each signs what its role owns).
+    """
+    for key, role in (
+        (model_key, "model"),
+        (evaluation_key, "evaluation"),
+        (production_key, "production"),
+    ):
+        found = lab.key(key)  # NotFound names a missing key
+        if found.role != role:
+            raise PolicyError(
+                f"--{role}-key {key!r} has role {found.role!r}, not {role!r}",
+                hint=f"generate one: breedlab keys generate NAME --role {role}",
+            )
     say = progress or (lambda _m: None)
     try:
         contract_info, contract = lab.capability("digits")
