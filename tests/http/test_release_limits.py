@@ -208,6 +208,11 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
     router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
     try:
         shadow(lab, router, ids["good"])
+        capsys.readouterr()
+        assert main(["--lab", str(lab.config.root), "shadow", "report", "digits"]) == 0
+        said = " ".join(capsys.readouterr().out.split())
+        assert "the shadow runs: a pair counts here once" in said  # the log lags the server
+        assert "GET /admin/digits/status has the live count" in said
         controller.start_canary(lab, "digits", percent=25, stage_min=20)  # stages 25%, 50%
         for i in range(1000):
             _ask(router, f"r-{i}", i)

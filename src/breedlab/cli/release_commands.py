@@ -157,10 +157,12 @@ def shadow_stop(
 def shadow_report(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
     """Agreement, flip matrix, latency ratios, error rates, mirrored and dropped requests."""
     from breedlab.lab.release import read_shadow_pairs as report
+    from breedlab.lab.release import release_state
     from breedlab.release.shadow_stats import summarise_shadow
 
     with open_lab(ctx) as lab:
         pid, pairs, evidence = report(lab, capability)
+        running = release_state(lab, capability).shadow == pid
     rep = summarise_shadow(pairs, seed=0, resamples=2000)
     record = {
         "package": str(pid),
@@ -177,6 +179,11 @@ def shadow_report(ctx: typer.Context, capability: Cap, json_out: JsonFlag = Fals
             f"evidence: {evidence.sealed} record(s) sealed in {len(evidence.digests)} blob(s), "
             f"{evidence.unsealed} not sealed yet"
         )
+        if running:  # the server's own count runs ahead of its log: say so, and where
+            console.print(
+                "the shadow runs: a pair counts here once the shadow process answered and "
+                f"the server wrote it; GET /admin/{capability}/status has the live count"
+            )
 
 
 @shadow_app.command("replay")
