@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
 from breedlab.clock import format_time
 from breedlab.digest import Digest
@@ -254,6 +254,8 @@ def run_plans(
     factory = lab.factory_signer() if record else None
     results = []
     for plan, outcome in zip(plans, outcomes, strict=True):
+        # One step per plan: its packages and their candidate events, or its failure.
+        interrupts.check(f"recording {plan.label}" + (f" of {round_id}" if round_id else ""))
         if not outcome.ok:
             if record:
                 lab.ledger.append(
@@ -493,6 +495,7 @@ def run_round(
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
     factory = lab.factory_signer()
+    interrupts.check(f"starting a round of {capability}")
     started = lab.ledger.append(
         "round.started",
         capability,
@@ -515,6 +518,7 @@ def run_round(
     candidates: list[tuple[Generated, Digest]] = [
         (g, pid) for g in generated for pid in g.candidates
     ]
+    interrupts.check(f"evaluating the candidates of {round_id}")
     say(f"{round_id}: evaluating the champion (x3, the A/A no-op) and {len(candidates)} candidates")
     models = [champion, champion, champion, *(pid for _, pid in candidates)]
     evaluations = evaluate_models(lab, models, suite_id, executor=executor, round_id=round_id)
@@ -616,6 +620,9 @@ def run_round(
         "winner": None if winner is None else str(winner),
         "action": "shadow" if winner is not None else "archive",
     }
+    # The last safe point: the decision, the shadow move, the archived candidates and
+    # round.finished are one step (no interrupt splits them).
+    interrupts.check(f"recording the decision of {round_id}")
     blob = lab.blobs.put_bytes(canonical.encode(record))
     decided = lab.ledger.append(
         "decision.made",

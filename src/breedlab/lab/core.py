@@ -10,6 +10,7 @@ something missing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -17,9 +18,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.authority import RULES, may, replay
 from breedlab.authority.replay import check_pinned
 from breedlab.canonical import JsonValue
@@ -30,6 +31,7 @@ from breedlab.errors import (
     ChainBroken,
     Conflict,
     IntegrityError,
+    Interrupted,
     InvalidRequest,
     LabError,
     NotFound,
@@ -103,6 +105,33 @@ _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 RELEASE_ALIASES = ("champion", "previous", "shadow", "canary")
 #: Moved only by promotion and rollback (DESIGN §13).
 CHAMPION_ALIASES = ("champion", "previous")
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _interruptible(
+    command: Callable[Concatenate[Lab, _P], _R],
+) -> Callable[Concatenate[Lab, _P], _R]:
+    """A long command: SIGINT or SIGTERM stops it at its next safe point
+    (``breedlab.interrupts``), and the error names the last event recorded."""
+
+    @functools.wraps(command)
+    def run(lab: Lab, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with interrupts.stop_on_signals() as outermost:
+            try:
+                return command(lab, *args, **kwargs)
+            except Interrupted as e:
+                if not outermost:
+                    raise
+                with lab.ledger.reader() as r:
+                    seq, kind = r.head()[0], r.last_event_kind()
+                raise Interrupted(
+                    f"{e.message}; nothing was recorded after event {seq} ({kind})"
+                ) from None
+
+    return run
 
 
 class Lab:
@@ -1286,6 +1315,7 @@ class Lab:
             queue.extend(str(p) for p in manifest.parents) if up else queue.extend(r.children(pid))
         return order
 
+    @_interruptible
     def reconstruct(
         self, ref: str, *, out: Path | None = None, workers: int | None = None
     ) -> Reconstruction:
@@ -1351,6 +1381,7 @@ class Lab:
 
     # -- the challenger loop (seed, stage 2) --------------------------------------------------
 
+    @_interruptible
     def bootstrap_digits(
         self,
         *,
@@ -1374,12 +1405,14 @@ class Lab:
             progress=progress,
         )
 
+    @_interruptible
     def failures(self, capability: str, *, workers: int | None = None) -> list[Cluster]:
         """Mine the champion's failure clusters on dev and record each as a dataset."""
         from breedlab.lab.failures import mine_failures
 
         return mine_failures(self, capability, executor=self.executor(workers))
 
+    @_interruptible
     def run_round(
         self,
         capability: str,
@@ -1431,6 +1464,7 @@ class Lab:
             generated=result.generated,
         )
 
+    @_interruptible
     def reproduce(self, ref: str, *, workers: int | None = None) -> Reproduction:
         """Re-run the operator recorded in a package's provenance and compare ids."""
         from breedlab.lab.replay import reproduce
@@ -1562,6 +1596,7 @@ class Lab:
 
         return rollback(self, capability, key=key)
 
+    @_interruptible
     def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
         """The seed's v1 exit criteria, each pass/fail with evidence."""
         from breedlab.lab.release import exit_criteria

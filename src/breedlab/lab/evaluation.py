@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
 from breedlab.datasets import read_dataset
 from breedlab.digest import Digest
@@ -121,10 +121,13 @@ def evaluate_models(
         )
     budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
     outcomes = executor.run(jobs)
-    return [
-        _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
-        for model, outcome in zip(models, outcomes, strict=True)
-    ]
+    evaluations = []
+    for model, outcome in zip(models, outcomes, strict=True):
+        interrupts.check(f"recording the scorecard of {model.short}")
+        evaluations.append(
+            _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
+        )
+    return evaluations
 
 
 def _evaluation(
