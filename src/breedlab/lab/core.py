@@ -70,7 +70,7 @@ from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
-from breedlab.registry.blobs import BlobStore, open_blob_store
+from breedlab.registry.blobs import BlobStore, Leftover, open_blob_store
 from breedlab.registry.capability import Contract, parse_contract
 from breedlab.registry.licenses import check_license
 from breedlab.registry.manifest import DataClass, FileEntry, Kind, Manifest, RiskTier
@@ -152,6 +152,8 @@ class Lab:
         self._unanchored = False  # this Lab appended events no checkpoint covers yet
         self._frontier: Frontier | None = None  # the tree its last checkpoint signed
         self._checkpoint_lock = threading.Lock()
+        #: Temporary files of interrupted writes removed by open (reported by verify_store).
+        self._leftovers: tuple[Leftover, ...] = ()
 
     def executor(self, workers: int | None = None) -> Executor:
         """The configured executor (``[executor]`` in breedlab.toml)."""
@@ -195,10 +197,21 @@ class Lab:
 
     @classmethod
     def open(cls, path: Path, *, clock: Clock | None = None) -> Lab:
-        """Open the lab at ``path``. Raises ConfigError if there is none."""
+        """Open the lab at ``path``. Raises ConfigError if there is none.
+
+        Removes the temporary files that interrupted writes (a killed import) left in
+        the store -- never those of a write in progress in another process.
+        """
         lab = cls(load_config(path), clock=clock)
         lab.ledger.create()
+        lab._leftovers = lab._clean_temporary()
         return lab
+
+    def _clean_temporary(self) -> tuple[Leftover, ...]:
+        try:
+            return tuple(self.blobs.clean_temporary())
+        except OSError:  # a lab this user may read but not write: leave it be
+            return ()
 
     def close(self) -> None:
         """Sign a checkpoint over what this Lab appended (DESIGN §13: checkpoints are
@@ -972,7 +985,8 @@ class Lab:
         return results
 
     def verify_store(self) -> StoreReport:
-        """Re-hash every object in the store (referenced or not) and report bad ones."""
+        """Re-hash every object in the store (referenced or not) and report bad ones,
+        and the temporary files of interrupted writes removed since this Lab opened."""
         problems: list[Problem] = []
         count = 0
         total = 0
@@ -984,7 +998,18 @@ class Lab:
                 problems.append(Problem(where=f"object {digest.short}", message=e.message))
         for stray in self.blobs.strays():
             problems.append(Problem(where=stray, message="stray file in the object store"))
-        return StoreReport(objects=count, bytes=total, problems=tuple(problems))
+        cleaned = tuple(
+            Problem(
+                where=leftover.path,
+                message=(
+                    f"temporary file of an interrupted write ({leftover.size} bytes"
+                    + ("" if leftover.writer is None else f", by pid {leftover.writer}")
+                    + "), removed"
+                ),
+            )
+            for leftover in (*self._leftovers, *self._clean_temporary())
+        )
+        return StoreReport(objects=count, bytes=total, problems=tuple(problems), cleaned=cleaned)
 
     def verify_evidence(self) -> EvidenceReport:
         """Re-hash every sealed shadow and canary segment and compare each evidence file
