@@ -15,7 +15,7 @@ everything needed to explain it later from the ledger alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -239,9 +239,14 @@ def run_plans(
     progress: Progress | None = None,
     record: bool = True,
 ) -> list[Generated]:
-    """Run operator plans in the sandbox; register (``record``) or only store outputs."""
+    """Run operator plans in the sandbox; register (``record``) or only store outputs.
+
+    Each job runs under :data:`OPERATOR_LIMITS` with the lab's wall-clock limit
+    (``[sandbox] operator_wall_seconds``).
+    """
+    limits = replace(OPERATOR_LIMITS, wall_seconds=float(lab.config.operator_wall_seconds))
     jobs = [
-        (JobSpec(job=_job(lab, plan), limits=OPERATOR_LIMITS), lab.workspace.job_folder(plan.label))
+        (JobSpec(job=_job(lab, plan), limits=limits), lab.workspace.job_folder(plan.label))
         for plan in plans
     ]
 

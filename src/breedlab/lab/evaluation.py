@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,6 +92,7 @@ def evaluate_models(
         data_inputs.append(DataInput(id=ref, role=split, folder=folder))
         data = read_dataset(folder)
         labels[split] = (data.ids, data.y)
+    limits = replace(EVAL_LIMITS, wall_seconds=float(lab.config.evaluation_wall_seconds))
     jobs = []
     for model in models:
         manifest = lab.manifest(model)
@@ -113,9 +114,7 @@ def evaluate_models(
         )
         jobs.append(
             (
-                JobSpec(
-                    job=job, kind="evaluate", limits=EVAL_LIMITS, extra={"suite": spec.to_json()}
-                ),
+                JobSpec(job=job, kind="evaluate", limits=limits, extra={"suite": spec.to_json()}),
                 lab.workspace.job_folder(f"eval-{manifest.name}"),
             )
         )
