@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "breedlab"
 
 LAYERS = {
     "errors": 0, "choices": 0, "digest": 0, "canonical": 0, "clock": 0, "config": 0,
+    "interrupts": 0,
     "signing": 1,
     "jobs": 1, "tensors": 1,
     "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,

@@ -12,7 +12,8 @@ The map (seed "Minimal architecture"; DESIGN.md §2)::
     breedlab.lab         Lab: wires the components from the lab's config; THE library API
     breedlab.cli         the ``breedlab`` console script, a thin shell over Lab
 
-Base modules every component may use: ``errors``, ``digest``, ``canonical``, ``clock``.
+Base modules every component may use: ``errors``, ``digest``, ``canonical``, ``clock``,
+``interrupts`` (SIGINT/SIGTERM stop a long command at a safe point).
 Imports point down: base < signing < registry, ledger < factory, evaluator, viability,
 release < lab < cli.
 """

@@ -33,6 +33,10 @@ shadow_priority = "idle"       # idle: the shadow process gets only CPU nobody e
 kind = "local"                 # local | ray
 workers = 2
 ray_address = ""               # ray only: "" starts a private local cluster; else host:port
+
+[sandbox]
+operator_wall_seconds = 900    # wall-clock limit of one operator job: killed past it and
+evaluation_wall_seconds = 300  # recorded as a failed job (timeout), never a hang
 ```
 Unknown sections or keys are errors naming the key and the file. S3 credentials come
 from the environment (``AWS_ACCESS_KEY_ID``...), never from this file.
@@ -60,6 +64,7 @@ _ALLOWED: dict[str, dict[str, type]] = {
     "signing": {"checkpoint_key": str, "lab_key_id": str, "factory_key": str, "release_key": str},
     "release": {"seal_every": int, "shadow_priority": str},
     "executor": {"kind": str, "workers": int, "ray_address": str},
+    "sandbox": {"operator_wall_seconds": int, "evaluation_wall_seconds": int},
 }
 
 
@@ -82,6 +87,8 @@ class LabConfig:
     executor: str = "local"
     workers: int = 2
     ray_address: str = ""
+    operator_wall_seconds: int = 900
+    evaluation_wall_seconds: int = 300
 
     @property
     def store_path(self) -> Path:
@@ -177,6 +184,9 @@ def load_config(root: Path) -> LabConfig:
     priority = values.get("release.shadow_priority", "idle")
     if priority not in ("idle", "normal"):
         raise ConfigError(f"{path}: 'release.shadow_priority' must be 'idle' or 'normal'")
+    for key in ("sandbox.operator_wall_seconds", "sandbox.evaluation_wall_seconds"):
+        if values.get(key, 1) < 1:
+            raise ConfigError(f"{path}: '{key}' must be at least 1 (seconds)")
     pinned = values.get("signing.lab_key_id", "")
     if pinned and not re.fullmatch(r"[0-9a-f]{64}", pinned):
         raise ConfigError(f"{path}: 'signing.lab_key_id' must be 64 lowercase hex digits")
@@ -198,4 +208,6 @@ def load_config(root: Path) -> LabConfig:
         executor=executor,
         workers=workers,
         ray_address=values.get("executor.ray_address", ""),
+        operator_wall_seconds=values.get("sandbox.operator_wall_seconds", 900),
+        evaluation_wall_seconds=values.get("sandbox.evaluation_wall_seconds", 300),
     )

@@ -15,10 +15,12 @@ one exit code (``breedlab.cli.shell.EXIT_CODES``). Causes are kept apart::
     │   └── UnauthorizedChange       a ledger event unsigned, or signed by a key not allowed
     ├── PolicyError               6  a rule said no (untrusted key, revoked, unapproved)
     ├── Conflict                  7  a concurrent change won (alias compare-and-swap lost)
-    └── Unavailable               8  not servable now (a capability's models failed to load)
+    ├── Unavailable               8  not servable now (a capability's models failed to load)
+    └── Interrupted             130  SIGINT or SIGTERM stopped a long command at a safe point
 
-Exit code 2 is left to the CLI library for usage errors. Foreign exceptions are wrapped
-at the seam where they enter (``raise InvalidRequest(...) from e``).
+Exit code 2 is left to the CLI library for usage errors; 130 is the shell's 128 + SIGINT.
+Foreign exceptions are wrapped at the seam where they enter (``raise InvalidRequest(...)
+from e``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "Conflict",
     "DigestMismatch",
     "IntegrityError",
+    "Interrupted",
     "InvalidRequest",
     "LabError",
     "NotFound",
@@ -120,3 +123,11 @@ class Unavailable(LabError):
     server goes on serving the others). Retry after fixing what the message names."""
 
     code = "unavailable"
+
+
+class Interrupted(LabError):
+    """SIGINT or SIGTERM stopped a long command at its next safe point: running sandbox
+    jobs were killed and nothing was recorded after the last whole step (the message
+    names it). Run the command again."""
+
+    code = "interrupted"

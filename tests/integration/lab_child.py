@@ -9,6 +9,10 @@ python lab_child.py churn LAB SEED SCRATCH READY
     folder of several files, or a file of a few MiB so a kill lands mid-copy), sign
     and approve some, and move ``digits@latest`` and ``digits@approved`` to them with
     the right ``expect`` -- forever, until the parent kills the process.
+
+python lab_child.py put-stdin LAB
+    Open the lab and store what arrives on stdin as one blob: a write in progress for as
+    long as the parent keeps the pipe open (or kills the process).
 """
 
 from __future__ import annotations
@@ -102,8 +106,18 @@ def churn(lab_path: Path, seed: int, scratch: Path, ready: Path) -> int:
     return 0
 
 
+def put_stdin(lab_path: Path) -> int:
+    from breedlab.lab import Lab
+
+    with Lab.open(lab_path) as lab, open(sys.stdin.fileno(), "rb", buffering=0) as source:
+        print(lab.blobs.put_stream(source)[0], flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     mode, *rest = argv
+    if mode == "put-stdin":
+        return put_stdin(Path(rest[0]))
     if mode == "race":
         workdir, index = rest
         return race(Path(workdir), int(index))

@@ -3,12 +3,13 @@ never holds a corrupt object, a dangling alias or a broken chain.
 
 DESIGN §4: blobs are written to a temporary file, fsynced and linked into place (never
 overwritten); the ledger event comes last, in one transaction with its projections. A
-SIGKILL can leave temporary files under ``objects/tmp`` (which ``clean_temporary``
-removes) and unreferenced blobs (harmless), nothing else.
+SIGKILL can leave temporary files under ``objects/tmp`` (which the next ``Lab.open``
+removes and ``verify --all`` reports) and unreferenced blobs (harmless), nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from attack_lab import Fixture
 
+from breedlab.cli import main
 from breedlab.lab import Lab
 
 CHILD = Path(__file__).with_name("lab_child.py")
@@ -141,3 +143,42 @@ def test_kills_in_the_middle_of_writing_a_blob_never_break_the_lab(
 @pytest.mark.slow
 def test_many_more_kills_at_random_moments_never_break_the_lab(fx: Fixture, tmp_path: Path) -> None:
     churn_and_kill(fx, tmp_path, seed=37, kills=12, mid_copy=False)
+
+
+def test_a_killed_writers_temporary_file_is_removed_at_start_up_and_reported(
+    fx: Fixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 10: killed imports left ~250 MB in objects/tmp that nothing cleaned and
+    ``verify --all`` never reported. A write in progress in another process is kept."""
+    fx.lab.close()
+    writer = subprocess.Popen(
+        [sys.executable, str(CHILD), "put-stdin", str(fx.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert writer.stdin is not None
+    half = os.urandom(1 << 20)
+    writer.stdin.write(half)
+    writer.stdin.flush()
+    tmp = fx.root / "objects" / "tmp"
+    deadline = time.monotonic() + TIMEOUT
+    while not [p for p in tmp.iterdir() if p.stat().st_size == len(half)]:
+        assert writer.poll() is None, writer.communicate()[1].decode()
+        assert time.monotonic() < deadline, "the writer never wrote"
+        time.sleep(0.01)
+    [partial] = list(tmp.iterdir())
+    with Lab.open(fx.root) as lab:  # another process starts while the write goes on
+        assert lab.verify_store().cleaned == ()
+    assert partial.exists()
+    writer.kill()
+    writer.communicate(timeout=TIMEOUT)
+    assert partial.exists()  # the kill left it, as a killed import does
+    capsys.readouterr()
+    assert main(["--lab", str(fx.root), "verify", "--all", "--json"]) == 0
+    store = json.loads(capsys.readouterr().out)["store"]
+    assert store["problems"] == []
+    [cleaned] = store["cleaned"]
+    assert cleaned["where"] == str(partial)
+    assert f"({len(half)} bytes, by pid {writer.pid}), removed" in cleaned["message"]
+    assert list(tmp.iterdir()) == []

@@ -11,6 +11,7 @@ MODULES = [
     "breedlab.digest",
     "breedlab.canonical",
     "breedlab.clock",
+    "breedlab.interrupts",
     "breedlab.signing",
     "breedlab.authority",
     "breedlab.registry",

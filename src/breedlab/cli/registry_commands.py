@@ -351,6 +351,8 @@ def verify(
         if store is not None:
             for p in store.problems:
                 console.print(styled(("red", "FAIL"), f"  store: {p.where}: {p.message}"))
+            for p in store.cleaned:
+                console.print(styled(("yellow", "note"), f"  store: {p.where}: {p.message}"))
             console.print(f"store: {store.objects} objects, {_size(store.bytes)} re-hashed")
         if evidence is not None:
             for p in evidence.problems:

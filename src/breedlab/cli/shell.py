@@ -25,6 +25,7 @@ from rich.text import Text
 from breedlab.errors import (
     Conflict,
     IntegrityError,
+    Interrupted,
     InvalidRequest,
     LabError,
     NotFound,
@@ -63,6 +64,7 @@ EXIT_CODES: tuple[tuple[type[LabError], int], ...] = (
     (PolicyError, 6),
     (Conflict, 7),
     (Unavailable, 8),
+    (Interrupted, 130),  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 )
 
 # No markup: names, reasons, file paths and messages are user text and print as they are

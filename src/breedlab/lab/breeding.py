@@ -15,13 +15,13 @@ everything needed to explain it later from the ledger alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
 from breedlab.clock import format_time
 from breedlab.digest import Digest
@@ -239,9 +239,14 @@ def run_plans(
     progress: Progress | None = None,
     record: bool = True,
 ) -> list[Generated]:
-    """Run operator plans in the sandbox; register (``record``) or only store outputs."""
+    """Run operator plans in the sandbox; register (``record``) or only store outputs.
+
+    Each job runs under :data:`OPERATOR_LIMITS` with the lab's wall-clock limit
+    (``[sandbox] operator_wall_seconds``).
+    """
+    limits = replace(OPERATOR_LIMITS, wall_seconds=float(lab.config.operator_wall_seconds))
     jobs = [
-        (JobSpec(job=_job(lab, plan), limits=OPERATOR_LIMITS), lab.workspace.job_folder(plan.label))
+        (JobSpec(job=_job(lab, plan), limits=limits), lab.workspace.job_folder(plan.label))
         for plan in plans
     ]
 
@@ -254,6 +259,8 @@ def run_plans(
     factory = lab.factory_signer() if record else None
     results = []
     for plan, outcome in zip(plans, outcomes, strict=True):
+        # One step per plan: its packages and their candidate events, or its failure.
+        interrupts.check(f"recording {plan.label}" + (f" of {round_id}" if round_id else ""))
         if not outcome.ok:
             if record:
                 lab.ledger.append(
@@ -493,6 +500,7 @@ def run_round(
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
     factory = lab.factory_signer()
+    interrupts.check(f"starting a round of {capability}")
     with lab.ledger.transaction() as tx:  # numbered under the head lock: no two alike
         tx.locked_head()
         number = 1 + sum(1 for _ in tx.events(kinds=("round.started",), subject=capability))
@@ -520,6 +528,7 @@ def run_round(
     candidates: list[tuple[Generated, Digest]] = [
         (g, pid) for g in generated for pid in g.candidates
     ]
+    interrupts.check(f"evaluating the candidates of {round_id}")
     say(f"{round_id}: evaluating the champion (x3, the A/A no-op) and {len(candidates)} candidates")
     models = [champion, champion, champion, *(pid for _, pid in candidates)]
     evaluations = evaluate_models(
@@ -623,6 +632,9 @@ def run_round(
         "winner": None if winner is None else str(winner),
         "action": "shadow" if winner is not None else "archive",
     }
+    # The last safe point: the decision, the shadow move, the archived candidates and
+    # round.finished are one step (no interrupt splits them).
+    interrupts.check(f"recording the decision of {round_id}")
     blob = lab.blobs.put_bytes(canonical.encode(record))
     decided = lab.ledger.append(
         "decision.made",

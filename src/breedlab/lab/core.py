@@ -10,6 +10,7 @@ something missing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -17,9 +18,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.authority import RULES, may, replay
 from breedlab.authority.replay import check_pinned
 from breedlab.canonical import JsonValue
@@ -30,6 +31,7 @@ from breedlab.errors import (
     ChainBroken,
     Conflict,
     IntegrityError,
+    Interrupted,
     InvalidRequest,
     LabError,
     NotFound,
@@ -68,7 +70,7 @@ from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
-from breedlab.registry.blobs import BlobStore, open_blob_store
+from breedlab.registry.blobs import BlobStore, Leftover, open_blob_store
 from breedlab.registry.capability import Contract, parse_contract
 from breedlab.registry.licenses import check_license
 from breedlab.registry.manifest import DataClass, FileEntry, Kind, Manifest, RiskTier
@@ -105,6 +107,33 @@ RELEASE_ALIASES = ("champion", "previous", "shadow", "canary")
 CHAMPION_ALIASES = ("champion", "previous")
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _interruptible(
+    command: Callable[Concatenate[Lab, _P], _R],
+) -> Callable[Concatenate[Lab, _P], _R]:
+    """A long command: SIGINT or SIGTERM stops it at its next safe point
+    (``breedlab.interrupts``), and the error names the last event recorded."""
+
+    @functools.wraps(command)
+    def run(lab: Lab, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with interrupts.stop_on_signals() as outermost:
+            try:
+                return command(lab, *args, **kwargs)
+            except Interrupted as e:
+                if not outermost:
+                    raise
+                with lab.ledger.reader() as r:
+                    seq, kind = r.head()[0], r.last_event_kind()
+                raise Interrupted(
+                    f"{e.message}; nothing was recorded after event {seq} ({kind})"
+                ) from None
+
+    return run
+
+
 class Lab:
     """A breedlab lab on disk (embedded default: files + SQLite)."""
 
@@ -123,6 +152,8 @@ class Lab:
         self._unanchored = False  # this Lab appended events no checkpoint covers yet
         self._frontier: Frontier | None = None  # the tree its last checkpoint signed
         self._checkpoint_lock = threading.Lock()
+        #: Temporary files of interrupted writes removed by open (reported by verify_store).
+        self._leftovers: tuple[Leftover, ...] = ()
 
     def executor(self, workers: int | None = None) -> Executor:
         """The configured executor (``[executor]`` in breedlab.toml)."""
@@ -166,10 +197,21 @@ class Lab:
 
     @classmethod
     def open(cls, path: Path, *, clock: Clock | None = None) -> Lab:
-        """Open the lab at ``path``. Raises ConfigError if there is none."""
+        """Open the lab at ``path``. Raises ConfigError if there is none.
+
+        Removes the temporary files that interrupted writes (a killed import) left in
+        the store -- never those of a write in progress in another process.
+        """
         lab = cls(load_config(path), clock=clock)
         lab.ledger.create()
+        lab._leftovers = lab._clean_temporary()
         return lab
+
+    def _clean_temporary(self) -> tuple[Leftover, ...]:
+        try:
+            return tuple(self.blobs.clean_temporary())
+        except OSError:  # a lab this user may read but not write: leave it be
+            return ()
 
     def close(self) -> None:
         """Sign a checkpoint over what this Lab appended (DESIGN §13: checkpoints are
@@ -943,7 +985,8 @@ class Lab:
         return results
 
     def verify_store(self) -> StoreReport:
-        """Re-hash every object in the store (referenced or not) and report bad ones."""
+        """Re-hash every object in the store (referenced or not) and report bad ones,
+        and the temporary files of interrupted writes removed since this Lab opened."""
         problems: list[Problem] = []
         count = 0
         total = 0
@@ -955,7 +998,18 @@ class Lab:
                 problems.append(Problem(where=f"object {digest.short}", message=e.message))
         for stray in self.blobs.strays():
             problems.append(Problem(where=stray, message="stray file in the object store"))
-        return StoreReport(objects=count, bytes=total, problems=tuple(problems))
+        cleaned = tuple(
+            Problem(
+                where=leftover.path,
+                message=(
+                    f"temporary file of an interrupted write ({leftover.size} bytes"
+                    + ("" if leftover.writer is None else f", by pid {leftover.writer}")
+                    + "), removed"
+                ),
+            )
+            for leftover in (*self._leftovers, *self._clean_temporary())
+        )
+        return StoreReport(objects=count, bytes=total, problems=tuple(problems), cleaned=cleaned)
 
     def verify_evidence(self) -> EvidenceReport:
         """Re-hash every sealed shadow and canary segment and compare each evidence file
@@ -1296,6 +1350,7 @@ class Lab:
             queue.extend(str(p) for p in manifest.parents) if up else queue.extend(r.children(pid))
         return order
 
+    @_interruptible
     def reconstruct(
         self, ref: str, *, out: Path | None = None, workers: int | None = None
     ) -> Reconstruction:
@@ -1361,6 +1416,7 @@ class Lab:
 
     # -- the challenger loop (seed, stage 2) --------------------------------------------------
 
+    @_interruptible
     def bootstrap_digits(
         self,
         *,
@@ -1384,12 +1440,14 @@ class Lab:
             progress=progress,
         )
 
+    @_interruptible
     def failures(self, capability: str, *, workers: int | None = None) -> list[Cluster]:
         """Mine the champion's failure clusters on dev and record each as a dataset."""
         from breedlab.lab.failures import mine_failures
 
         return mine_failures(self, capability, executor=self.executor(workers))
 
+    @_interruptible
     def run_round(
         self,
         capability: str,
@@ -1441,6 +1499,7 @@ class Lab:
             generated=result.generated,
         )
 
+    @_interruptible
     def reproduce(self, ref: str, *, workers: int | None = None) -> Reproduction:
         """Re-run the operator recorded in a package's provenance and compare ids."""
         from breedlab.lab.replay import reproduce
@@ -1582,6 +1641,7 @@ class Lab:
 
         return rollback(self, capability, key=key)
 
+    @_interruptible
     def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
         """The seed's v1 exit criteria, each pass/fail with evidence."""
         from breedlab.lab.release import exit_criteria

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
 from breedlab.datasets import read_dataset
 from breedlab.digest import Digest
@@ -94,6 +94,7 @@ def evaluate_models(
         data_inputs.append(DataInput(id=ref, role=split, folder=folder))
         data = read_dataset(folder)
         labels[split] = (data.ids, data.y)
+    limits = replace(EVAL_LIMITS, wall_seconds=float(lab.config.evaluation_wall_seconds))
     jobs = []
     for model in models:
         manifest = lab.manifest(model)
@@ -115,9 +116,7 @@ def evaluate_models(
         )
         jobs.append(
             (
-                JobSpec(
-                    job=job, kind="evaluate", limits=EVAL_LIMITS, extra={"suite": spec.to_json()}
-                ),
+                JobSpec(job=job, kind="evaluate", limits=limits, extra={"suite": spec.to_json()}),
                 lab.workspace.job_folder(f"eval-{manifest.name}"),
             )
         )
@@ -133,10 +132,13 @@ def evaluate_models(
             )
 
     outcomes = executor.run(jobs, on_done=done)
-    return [
-        _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
-        for model, outcome in zip(models, outcomes, strict=True)
-    ]
+    evaluations = []
+    for model, outcome in zip(models, outcomes, strict=True):
+        interrupts.check(f"recording the scorecard of {model.short}")
+        evaluations.append(
+            _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
+        )
+    return evaluations
 
 
 def _evaluation(

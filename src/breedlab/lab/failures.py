@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from breedlab import interrupts
 from breedlab.canonical import JsonValue
 from breedlab.datasets import read_dataset, write_dataset
 from breedlab.digest import Digest
@@ -127,6 +128,8 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
             )
         )
     found.sort(key=lambda f: -f[0])
+    # The clusters and failures.mined are one step: recorded whole or not at all.
+    interrupts.check(f"recording the failure clusters of {capability}")
     clusters = []
     with tempfile.TemporaryDirectory(prefix="breedlab-cluster-") as scratch:
         for severity, name, description, meta, x, y, ids in found:

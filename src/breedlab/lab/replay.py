@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from breedlab import interrupts
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, LabError
@@ -101,6 +102,7 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
         return Reproduction(
             package=str(package), operator=plan.operator, recomputed=None, failure=generated.failure
         )
+    interrupts.check(f"recording the reproduction of {package.short}")
     recomputed = next((pid for out, pid in generated.packages if out.folder == output), None)
     result = Reproduction(
         package=str(package),

@@ -240,12 +240,15 @@ class StoreReport:
     objects: int
     bytes: int
     problems: tuple[Problem, ...]
+    #: Temporary files of interrupted writes, removed (findings, not failures).
+    cleaned: tuple[Problem, ...] = ()
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
             "objects": self.objects,
             "bytes": self.bytes,
             "problems": [p.to_json() for p in self.problems],
+            "cleaned": [p.to_json() for p in self.cleaned],
         }
 
 

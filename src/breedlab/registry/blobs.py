@@ -4,8 +4,13 @@
 streams into a temporary file on the same filesystem while hashing (one read pass),
 fsyncs it, marks it read-only and ``os.link``s it to its final name -- a link never
 replaces an existing name, so a stored blob is never overwritten -- then fsyncs the
-directory. A crash at any point leaves either no object or a complete one; stray
-temporary files are removed by :meth:`FileBlobStore.clean_temporary`.
+directory. A crash at any point leaves either no object or a complete one.
+
+A crash can leave the temporary file (``tmp/in-<pid>-<random>``, up to the size of
+what was being imported). Its writer holds an exclusive ``flock`` on it from creation
+until the name is gone, so :meth:`FileBlobStore.clean_temporary` (run when a lab is
+opened) removes only files nobody holds whose writer, named by the pid, is not running:
+another process's write in progress is never taken away.
 
 Every read verifies the digest. Note: file modes do not stop root; immutability rests
 on verification, which catches any change.
@@ -16,6 +21,8 @@ the S3 store (scale-out); :func:`open_blob_store` picks one from a lab's store U
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import mmap
@@ -26,6 +33,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -36,6 +44,7 @@ __all__ = [
     "WRITEBACK_WINDOW",
     "BlobStore",
     "FileBlobStore",
+    "Leftover",
     "MemoryBlobStore",
     "open_blob_store",
 ]
@@ -44,6 +53,16 @@ __all__ = [
 WRITEBACK_WINDOW = 32 << 20
 _EARLY_WRITEBACK = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 _KERNEL_COPY = hasattr(os, "copy_file_range")
+_TMP_PREFIX = "in-"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leftover:
+    """A temporary file an interrupted write left behind (and that was removed)."""
+
+    path: str
+    size: int  # bytes
+    writer: int | None  # the pid that wrote it, when its name says
 
 
 class BlobStore(Protocol):
@@ -81,8 +100,8 @@ class BlobStore(Protocol):
         """Where something that is not a well-placed blob sits (paths or keys)."""
         ...
 
-    def clean_temporary(self) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
+    def clean_temporary(self) -> list[Leftover]:
+        """Remove leftovers of interrupted writes (never a live write's); returns them."""
         ...
 
 
@@ -158,6 +177,46 @@ def _kernel_copy(source: int, out: int) -> tuple[str, int]:
     return h.hexdigest(), copied
 
 
+def _writer(name: str) -> int | None:
+    """The pid in a temporary file's name (``in-<pid>-<random>``), if it has one."""
+    pid, sep, _ = name.removeprefix(_TMP_PREFIX).partition("-")
+    return int(pid) if sep and name.startswith(_TMP_PREFIX) and pid.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _stale(path: Path) -> Leftover | None:
+    """``path`` as a leftover if it is a regular file no live write holds, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None  # gone meanwhile, or not a file a write leaves
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # its writer holds it
+        writer = _writer(path.name)
+        # Unlocked but its writer runs: created an instant ago, not locked yet.
+        if writer is not None and _running(writer):
+            return None
+        return Leftover(path=str(path), size=info.st_size, writer=writer)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -181,21 +240,27 @@ class FileBlobStore:
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
 
-    def clean_temporary(self) -> int:
-        """Remove temporary files left by interrupted writes; returns how many."""
-        count = 0
-        if self._tmp.is_dir():
-            for leftover in self._tmp.iterdir():
-                leftover.unlink(missing_ok=True)
-                count += 1
-        return count
+    def clean_temporary(self) -> list[Leftover]:
+        """Remove the temporary files of interrupted writes: those no writer holds
+        (``flock``) whose writing process is gone. Returns what was removed."""
+        removed: list[Leftover] = []
+        if not self._tmp.is_dir():
+            return removed
+        for entry in sorted(self._tmp.iterdir()):
+            leftover = _stale(entry)
+            if leftover is not None:
+                entry.unlink(missing_ok=True)
+                removed.append(leftover)
+        return removed
 
     def put_stream(self, stream: BinaryIO) -> tuple[Digest, int]:
         self.ensure()
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="in-")
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=f"{_TMP_PREFIX}{os.getpid()}-")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "r+b", buffering=0) as out:
+                # Held until the name is gone: no cleaner takes a write in progress.
+                fcntl.flock(out.fileno(), fcntl.LOCK_EX)
                 source = _regular_file_descriptor(stream)
                 if source is not None and _KERNEL_COPY:
                     hex_, size = _kernel_copy(source, out.fileno())
@@ -203,9 +268,10 @@ class FileBlobStore:
                     hex_, size = self._copy_loop(stream, out)
                 if self.durable:
                     os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)
-            digest = Digest(hex_)
-            self._link(tmp, digest)
+                os.fchmod(out.fileno(), 0o444)
+                digest = Digest(hex_)
+                self._link(tmp, digest)
+                tmp.unlink()
             return digest, size
         finally:
             tmp.unlink(missing_ok=True)
@@ -380,5 +446,5 @@ class MemoryBlobStore:
     def strays(self) -> list[str]:
         return []
 
-    def clean_temporary(self) -> int:
-        return 0
+    def clean_temporary(self) -> list[Leftover]:
+        return []

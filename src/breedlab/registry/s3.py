@@ -29,6 +29,8 @@ from breedlab.errors import ConfigError, DigestMismatch, InvalidRequest, LabErro
 if TYPE_CHECKING:
     from obstore.store import S3Store
 
+    from breedlab.registry.blobs import Leftover
+
 __all__ = ["S3BlobStore"]
 
 #: Streams up to this size are spooled in memory; larger ones go to a temporary file.
@@ -200,6 +202,6 @@ class S3BlobStore:
         """Every key under the prefix that is not a well-placed blob."""
         return sorted(k for k in self._keys() if self._well_placed(k) is None)
 
-    def clean_temporary(self) -> int:
+    def clean_temporary(self) -> list[Leftover]:
         """Nothing to clean: an interrupted write leaves no object (one atomic PUT)."""
-        return 0
+        return []

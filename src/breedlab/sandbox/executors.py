@@ -4,7 +4,8 @@
 still its own sandboxed process (:func:`breedlab.sandbox.runner.run_job`), so the pool
 only schedules. ``ray`` (scale-out) runs the same function as Ray tasks.
 Results come back in submission order; ``on_done`` hears about each as it finishes, for
-progress displays.
+progress displays. An interrupt (``breedlab.interrupts``) kills the running jobs, starts
+no queued one and raises :class:`~breedlab.errors.Interrupted`.
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ class LocalExecutor:
             futures = {
                 pool.submit(run_job, spec, folder): i for i, (spec, folder) in enumerate(jobs)
             }
-            for future in as_completed(futures):
-                index = futures[future]
-                outcome = future.result()
-                results[index] = outcome
-                if on_done is not None:
-                    on_done(index, outcome)
+            try:
+                for future in as_completed(futures):
+                    index = futures[future]
+                    outcome = future.result()
+                    results[index] = outcome
+                    if on_done is not None:
+                        on_done(index, outcome)
+            except BaseException:  # Interrupted, or a bug: start no queued job
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         return [r for r in results if r is not None]
 
 

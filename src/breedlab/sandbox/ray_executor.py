@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from breedlab import interrupts
 from breedlab.errors import ConfigError, LabError
 from breedlab.sandbox.executors import OnDone
 from breedlab.sandbox.runner import JobSpec, Outcome, run_job
@@ -38,6 +39,8 @@ __all__ = ["RayExecutor", "shutdown"]
 
 #: Memory for the private cluster's object store: only specs and outcomes pass through it.
 OBJECT_STORE_BYTES = 100 << 20
+#: How long the driver waits for a job before it looks for an interrupt again.
+_POLL_SECONDS = 0.5
 
 _lock = threading.Lock()
 _started_here = False
@@ -96,6 +99,14 @@ def shutdown() -> None:
             _started_here = False
 
 
+def _stop(ray: Any, busy: list[Any]) -> None:
+    """Kill the busy actors: their sandboxed jobs die with them (``PR_SET_PDEATHSIG``)."""
+    with _lock:
+        for actor in busy:
+            ray.kill(actor)
+        _actors.clear()  # a fresh pool next time
+
+
 class RayExecutor:
     """``workers`` long-lived Ray actors, each running one sandboxed job at a time."""
 
@@ -134,7 +145,11 @@ class RayExecutor:
                     index, (spec, folder) = waiting.pop(0)
                     worker = idle.pop()
                     pending[worker.run.remote(spec, str(folder))] = (index, worker)
-                done, _ = ray.wait(list(pending), num_returns=1)
+                # A bounded wait: this (main) thread runs the signal handlers in between.
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_SECONDS)
+                if interrupts.requested() is not None:
+                    _stop(ray, [worker for _, worker in pending.values()])
+                    interrupts.check("the next sandbox job")
                 for ref in done:
                     index, worker = pending.pop(ref)
                     outcome: Outcome = ray.get(ref)

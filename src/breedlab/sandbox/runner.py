@@ -4,7 +4,9 @@ The parent side (:func:`run_job`) lays out a job folder -- ``job.json`` (control
 the operator's reach), ``out/`` (the one writable folder), ``tmp/`` -- and starts
 ``python -I -B -m breedlab.sandbox.worker`` with a scrubbed environment (no inherited
 variables but a minimal PATH, locale, one-thread settings and offline switches), in its
-own session so a timeout can kill the whole process group. The worker confines itself
+own session so a timeout or an interrupt (``breedlab.interrupts``) can kill the whole
+process group; the worker dies with the thread that started it (``PR_SET_PDEATHSIG``),
+so a SIGKILLed lab leaves no orphan job behind. The worker confines itself
 before any job code runs (``breedlab.sandbox.worker``): an unshared network namespace
 where the OS allows, rlimits on address space, CPU time, file size and core dumps, one
 torch thread, and an audit hook that refuses sockets, subprocesses and any write outside
@@ -31,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from breedlab import canonical
+from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
+from breedlab.errors import Interrupted
 from breedlab.jobs import Job, OutputPackage
 
 __all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job"]
@@ -120,7 +123,12 @@ def run_job(spec: JobSpec, folder: Path) -> Outcome:
     """Run one job in a fresh sandbox process rooted at ``folder`` (created, must be new).
 
     ``spec.job.out_dir`` is ignored: the job writes to ``folder/out``.
+
+    Raises:
+        Interrupted: a stop was requested before the job started, or while it ran (its
+            process group is killed, its outcome discarded).
     """
+    interrupts.check(f"starting the sandbox job {folder.name}")
     folder.mkdir(parents=True, exist_ok=False)
     out_dir = folder / "out"
     tmp = folder / "tmp"
@@ -158,6 +166,7 @@ def run_job(spec: JobSpec, folder: Path) -> Outcome:
                 "breedlab.sandbox.worker",
                 str(folder / "job.json"),
                 str(write_fd),
+                str(os.getpid()),  # the worker dies with this process (PR_SET_PDEATHSIG)
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -168,13 +177,20 @@ def run_job(spec: JobSpec, folder: Path) -> Outcome:
             start_new_session=True,
         )
         os.close(write_fd)
-        try:
-            proc.wait(timeout=spec.limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
+        with interrupts.killing_on_interrupt(proc.pid):  # its own session: pgid == pid
+            try:
+                proc.wait(timeout=spec.limits.wall_seconds)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
     with os.fdopen(read_fd, "rb") as pipe:
         raw = pipe.read()
+    signal_name = interrupts.requested()
+    if signal_name is not None:
+        raise Interrupted(
+            f"interrupted ({signal_name}) while the sandbox job {folder.name} ran; "
+            "its process group was killed"
+        )
     wall = time.monotonic() - started
     log_text = log_path.read_text("utf-8", errors="replace")[-20_000:]
     result: dict[str, Any] = {}

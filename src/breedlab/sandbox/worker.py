@@ -1,12 +1,14 @@
 """The sandboxed side of a job: confine this process, run one job, report on a pipe.
 
-Run as ``python -I -m breedlab.sandbox.worker JOB_JSON RESULT_FD`` by
+Run as ``python -I -m breedlab.sandbox.worker JOB_JSON RESULT_FD PARENT_PID`` by
 :func:`breedlab.sandbox.runner.run_job` -- never by hand. In order, before any job code
-runs: unshare the network namespace (Linux, where permitted), set rlimits (address
-space, CPU seconds, file size, no core dumps), install an audit hook (PEP 578) that
-refuses sockets, new processes and writes outside the job's writable folders, then
-import the catalogue and run the job. The result is one JSON document written to the
-inherited pipe, so the job cannot forge it by writing files.
+runs: ask the kernel to SIGKILL this process when its parent dies (Linux
+``PR_SET_PDEATHSIG``; a parent already gone means exit at once), unshare the network
+namespace (Linux, where permitted), set rlimits (address space, CPU seconds, file size,
+no core dumps), install an audit hook (PEP 578) that refuses sockets, new processes
+and writes outside the job's writable folders, then import the catalogue and run the
+job. The result is one JSON document written to the inherited pipe, so the job cannot
+forge it by writing files.
 
 The audit hook is a tripwire, not a jail: native code can bypass it. The network
 namespace and rlimits are enforced by the kernel; root still bypasses file modes, which
@@ -20,6 +22,7 @@ import importlib
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 _CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -36,6 +40,23 @@ class SandboxViolation(PermissionError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when ``parent`` dies; False if it has died.
+
+    Linux delivers the signal when the parent *thread* that started this process ends;
+    the runner's thread waits for the job, so it outlives it. Elsewhere, a no-op (the
+    runner's wall-clock limit still applies while the parent lives).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    # Checked after the request: a parent that died before it was made is seen here.
+    return os.getppid() == parent
 
 
 def unshare_network() -> bool:
@@ -157,7 +178,9 @@ def _preload(kind: str, job: Any) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    control_path, fd_text = argv[0], argv[1]
+    control_path, fd_text, parent = argv[0], argv[1], int(argv[2])
+    if not die_with_parent(parent):
+        return 1  # an orphan from birth: nobody is waiting for the result
     result_fd = int(fd_text)
     result: dict[str, Any] = {"status": "error", "failure": "error", "reason": "not started"}
     tripwire: Tripwire | None = None

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -77,4 +82,49 @@ def test_stray_files_and_leftover_temporaries_are_found(tmp_path: Path) -> None:
     (tmp_path / "objects" / "sha256" / "ab" / "not-a-digest").write_bytes(b"?")
     (tmp_path / "objects" / "tmp" / "in-123").write_bytes(b"partial")
     assert [p.name for p in store.stray_files()] == ["not-a-digest"]
-    assert store.clean_temporary() == 1
+    assert [Path(left.path).name for left in store.clean_temporary()] == ["in-123"]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_only_temporaries_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "objects", durable=False)
+    store.ensure()
+    tmp = tmp_path / "objects" / "tmp"
+    dead = _dead_pid()
+    (tmp / f"in-{dead}-killed").write_bytes(b"half an import")
+    (tmp / f"in-{os.getpid()}-starting").write_bytes(b"")  # a live writer, not locked yet
+    held = tmp / f"in-{dead}-held"  # a writer in another pid namespace, say: its lock says
+    held.write_bytes(b"in progress")
+    with held.open("rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        removed = store.clean_temporary()
+    assert [(Path(r.path).name, r.size, r.writer) for r in removed] == [
+        (f"in-{dead}-killed", 14, dead)
+    ]
+    assert {p.name for p in tmp.iterdir()} == {f"in-{dead}-held", f"in-{os.getpid()}-starting"}
+
+
+def test_a_write_in_progress_keeps_its_temporary_file(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "objects", durable=False)
+    read_fd, write_fd = os.pipe()
+    result: list[Digest] = []
+    with os.fdopen(read_fd, "rb", buffering=0) as source:
+        writer = threading.Thread(target=lambda: result.append(store.put_stream(source)[0]))
+        writer.start()
+        os.write(write_fd, b"first half ")
+        tmp = tmp_path / "objects" / "tmp"
+        deadline = time.monotonic() + 60
+        while not (tmp.is_dir() and any(p.stat().st_size for p in tmp.iterdir())):
+            assert time.monotonic() < deadline, "the write never started"
+            time.sleep(0.01)
+        assert store.clean_temporary() == []
+        os.write(write_fd, b"second half")
+        os.close(write_fd)
+        writer.join(timeout=60)
+    assert result == [Digest.of(b"first half second half")]
+    assert list(tmp.iterdir()) == []

@@ -1,0 +1,64 @@
+"""Finding and waiting for processes in tests (Linux ``/proc``): sandbox workers of a
+folder, and whether a pid is gone. Waits poll with generous bounds, never tight ones."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["alive", "sandbox_workers", "wait_for_worker", "wait_gone"]
+
+#: Generous: the machine may be busy; a process that should die dies in well under this.
+BOUND_SECONDS = 60.0
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def sandbox_workers(under: Path) -> list[int]:
+    """Pids of running sandbox workers whose job folder is under ``under``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"breedlab.sandbox.worker" in argv and any(str(under).encode() in a for a in argv):
+            pid = int(entry.name)
+            if alive(pid):
+                found.append(pid)
+    return found
+
+
+def wait_for_worker(under: Path, parent: subprocess.Popen[bytes]) -> int:
+    """The pid of a sandbox worker under ``under``, once one runs (``parent`` must not
+    end first)."""
+    deadline = time.monotonic() + BOUND_SECONDS
+    while time.monotonic() < deadline:
+        workers = sandbox_workers(under)
+        if workers:
+            return workers[0]
+        if parent.poll() is not None:
+            _, err = parent.communicate()
+            raise AssertionError(f"the parent ended before any job ran: {err!r}")
+        time.sleep(0.05)
+    raise AssertionError(f"no sandbox worker started under {under}")
+
+
+def wait_gone(pid: int) -> bool:
+    """Poll until ``pid`` is gone; False if it still runs after the bound."""
+    deadline = time.monotonic() + BOUND_SECONDS
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return not alive(pid)
