@@ -255,13 +255,23 @@ def test_the_fuzz_skips_only_the_commands_that_run_until_stopped() -> None:
         ["ledger", "witness", "export", "{root}/[dir]"],
         ["ledger", "witness", "export", "{root}/never/made/w.json"],
         ["migrate", "{root}/copy", "--store", "{root}/a-file.txt"],
+        ["promote", "digits", "abcd", "--baking", "99999999999999999999"],
     ],
-    ids=["witness-is-a-folder", "export-onto-a-folder", "export-into-no-folder", "store-is-a-file"],
+    ids=[
+        "witness-is-a-folder",
+        "export-onto-a-folder",
+        "export-into-no-folder",
+        "store-is-a-file",
+        "baking-overflows",
+    ],
 )
 def test_the_crashes_the_fuzz_found_are_one_line_errors(
     lab: dict[str, Any], args: list[str]
 ) -> None:
     argv = ["--lab", str(lab["lab"]), *(a.format(root=lab["root"]) for a in args)]
-    code, _, err = _run(argv)  # these raised IsADirectory/FileNotFound/NotADirectoryError
-    assert code == 3 and err.startswith("error: cannot "), err
+    code, _, err = _run(argv)  # these raised IsADirectory/FileNotFound/NotADirectory/Overflow
+    if args[0] == "promote":  # refused by the option's range: a usage error
+        assert code == 2 and "--baking" in err, err
+    else:
+        assert code == 3 and err.startswith("error: cannot "), err
     assert not (lab["root"] / "copy").exists()  # a refused migration leaves nothing
