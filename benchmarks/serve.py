@@ -9,22 +9,33 @@
 2. An injected canary fault (5% of the canary's answers fail): requests until the
    automatic abort and time to mitigate, over repeated drills, each with a new artifact
    (an aborted id is deny-listed). Targets: median <= 100 requests; mitigation <= 50 ms.
+3. Oversized bodies (issue 10): the primary load and a ``/healthz`` probe, alone and
+   while other clients keep sending bodies far over the server's limit (``--oversize-mb``,
+   alternately with a ``Content-Length`` and chunked, each resent as soon as it is
+   refused). The p99 of predicts and of ``/healthz`` with and without the senders (medians
+   over alternating phases, and their ratios), and the server's resident memory (VmRSS)
+   before, during (the most seen) and after. Target: the limit keeps RSS flat and the
+   refusals cheap.
 
-Usage: ``.venv/bin/python benchmarks/serve.py [--rate 150] [--seconds 8] [--drills 15]``.
-Nothing is sent anywhere but 127.0.0.1.
+Usage: ``.venv/bin/python benchmarks/serve.py [--rate 150] [--seconds 8] [--drills 15]
+[--parts primary,oversize,drills]``. Nothing is sent anywhere but 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +60,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _load(
-    url: str, bodies: Path, *, rate: float, seconds: float, threads: int = 8
-) -> dict[str, Any]:
-    """Open-loop load: ``rate`` requests/s over ``threads`` clients, from a lean process."""
-    out = subprocess.run(
-        [sys.executable, str(LOADGEN), url, str(rate), str(seconds), str(threads), str(bodies)],
-        check=True,
-        capture_output=True,
-        text=True,
+def _start_load(
+    url: str, bodies: Path | None, *, rate: float, seconds: float, threads: int = 8
+) -> subprocess.Popen[str]:
+    """Open-loop load: ``rate`` requests/s over ``threads`` clients, from a lean process
+    (``bodies`` None: ``GET /healthz``)."""
+    args = [url, str(rate), str(seconds), str(threads), str(bodies or "-")]
+    return subprocess.Popen(
+        [sys.executable, str(LOADGEN), *args], stdout=subprocess.PIPE, text=True
     )
-    result = json.loads(out.stdout)
+
+
+def _finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"the load generator failed ({proc.returncode})")
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def _load(
+    url: str, bodies: Path | None, *, rate: float, seconds: float, threads: int = 8
+) -> dict[str, Any]:
+    return _summary(_finish(_start_load(url, bodies, rate=rate, seconds=seconds, threads=threads)))
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
     latencies = result["latencies_s"]
     q = statistics.quantiles(latencies, n=100)
     return {
@@ -94,9 +119,10 @@ def _pooled_p99_ratio(
     return ratio(list(range(n))), draws_[int(0.05 * draws)], draws_[int(0.95 * draws) - 1]
 
 
-def primary_path(
-    lab_path: Path, good: str, *, rate: float, seconds: float, reps: int
-) -> dict[str, object]:
+@contextlib.contextmanager
+def _server(lab_path: Path, rate: float) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """``breedlab serve`` in a process of its own, started and warmed up: its URL, the
+    process and a file of request bodies."""
     port = _free_port()
     cli = [sys.executable, "-c", "from breedlab.cli import main; main()"]
     proc = subprocess.Popen(  # exactly what `breedlab serve` runs
@@ -119,6 +145,16 @@ def primary_path(
         bodies = lab_path.parent / "bodies.json"
         bodies.write_text(json.dumps([body(i) for i in range(512)]), "utf-8")
         _load(url, bodies, rate=rate, seconds=1.0)  # warm up
+        yield url, proc, bodies
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def primary_path(
+    lab_path: Path, good: str, *, rate: float, seconds: float, reps: int
+) -> dict[str, object]:
+    with _server(lab_path, rate) as (url, _, bodies):
         token = (lab_path / "keys" / "admin.token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
         without: list[dict[str, Any]] = []
@@ -126,21 +162,19 @@ def primary_path(
         # Alternate the phases (A B A B ...): the host is shared, its noise drifts.
         for _ in range(reps):
             without.append(_load(url, bodies, rate=rate, seconds=seconds))
-            r = httpx.post(
-                f"{url}/admin/digits/shadow/start", json={"package": good}, headers=headers
+            r = httpx.post(  # answers once the shadow process has loaded: a loaded host is slow
+                f"{url}/admin/digits/shadow/start",
+                json={"package": good},
+                headers=headers,
+                timeout=120,
             )
             r.raise_for_status()
             with_shadow.append(_load(url, bodies, rate=rate, seconds=seconds))
             report = httpx.get(f"{url}/admin/digits/shadow/report", headers=headers, timeout=60)
             shadow = report.json()
             httpx.post(f"{url}/admin/digits/shadow/stop", headers=headers).raise_for_status()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
-    def med(runs: list[dict[str, Any]], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
-
+    med = _median
     pooled, low, high = _pooled_p99_ratio(without, with_shadow)
 
     return {
@@ -162,6 +196,121 @@ def primary_path(
         },
         "last_shadow_mirrored": shadow["mirrored"],
         "last_shadow_dropped": shadow["dropped"],
+    }
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def _rss_kib(pid: int) -> int:
+    """The process's resident set (VmRSS), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user + system, /proc/PID/stat), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watch_rss(pid: int, rss: dict[str, Any], stop: threading.Event) -> None:
+    """Keep the most RSS seen in ``rss["during_max_kib"]`` until ``stop``."""
+    while not stop.wait(0.1):
+        rss["during_max_kib"] = max(rss["during_max_kib"], _rss_kib(pid))
+
+
+def oversized_bodies(
+    lab_path: Path, *, rate: float, seconds: float, reps: int, senders: int, mb: float
+) -> dict[str, object]:
+    """Predicts and /healthz, alone and beside clients sending bodies over the limit."""
+    probe_rate = 20.0
+    with _server(lab_path, rate) as (url, proc, bodies):
+        rss: dict[str, Any] = {"before_kib": _rss_kib(proc.pid), "during_max_kib": 0}
+        alone: list[dict[str, Any]] = []
+        beside: list[dict[str, Any]] = []
+        flood: list[dict[str, Any]] = []
+        after_phase: list[float] = []  # MiB after each phase: without, with, without, ...
+        for _ in range(reps):  # alternate (A B A B ...): the host's noise drifts
+            for oversize in (False, True):
+                senders_proc = None
+                if oversize:
+                    args = ["oversize", url, str(seconds + 0.6), str(senders), str(mb)]
+                    senders_proc = subprocess.Popen(
+                        [sys.executable, str(LOADGEN), *args], stdout=subprocess.PIPE, text=True
+                    )
+                    time.sleep(0.3)  # the senders are at it before the measured load starts
+                stop = threading.Event()
+                watcher = threading.Thread(target=_watch_rss, args=(proc.pid, rss, stop))
+                watcher.start()
+                cpu0 = _cpu_s(proc.pid)
+                load = _start_load(url, bodies, rate=rate, seconds=seconds)
+                health = _start_load(url, None, rate=probe_rate, seconds=seconds, threads=2)
+                phase: dict[str, Any] = {
+                    "predict": _summary(_finish(load)),
+                    "healthz": _summary(_finish(health)),
+                }
+                phase["server_cpu_s"] = _cpu_s(proc.pid) - cpu0
+                if senders_proc is not None:
+                    flood.append(_finish(senders_proc))
+                stop.set()
+                watcher.join()
+                (beside if oversize else alone).append(phase)
+                after_phase.append(round(_rss_kib(proc.pid) / 1024, 1))
+        time.sleep(1.0)
+        rss["after_kib"] = _rss_kib(proc.pid)
+
+    def side(runs: list[dict[str, Any]], route: str) -> dict[str, float]:
+        rows = [r[route] for r in runs]
+        keys = ("requests", "errors", "rps", "p50_ms", "p99_ms")
+        return {k: round(_median(rows, k), 3) for k in keys}
+
+    def ratio(route: str, key: str) -> dict[str, float]:
+        pairs = [b[route][key] / a[route][key] for a, b in zip(alone, beside, strict=True)]
+        return {
+            "of_medians": round(side(beside, route)[key] / side(alone, route)[key], 3),
+            "median_of_pairs": round(statistics.median(pairs), 3),
+        }
+
+    statuses: dict[str, int] = {}
+    for f in flood:
+        for status, n in f["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    return {
+        "offered_rps": rate,
+        "healthz_probe_rps": probe_rate,
+        "phases": reps,
+        "seconds_per_phase": seconds,
+        "oversized": {
+            "senders": senders,
+            "body_mb": mb,
+            "sent_per_phase_median": statistics.median(f["sent"] for f in flood),
+            "statuses": statuses,
+            "mb_written_per_phase_median": round(
+                statistics.median(f["bytes_out"] for f in flood) / (1 << 20), 1
+            ),
+        },
+        "without_oversized": {"predict": side(alone, "predict"), "healthz": side(alone, "healthz")},
+        "with_oversized": {"predict": side(beside, "predict"), "healthz": side(beside, "healthz")},
+        "p99_ratio": {"predict": ratio("predict", "p99_ms"), "healthz": ratio("healthz", "p99_ms")},
+        "server_cpu_s_per_phase_median": {
+            "without": round(statistics.median(r["server_cpu_s"] for r in alone), 2),
+            "with": round(statistics.median(r["server_cpu_s"] for r in beside), 2),
+        },
+        "p99_ms_each_phase": {
+            route: {
+                "without": [round(r[route]["p99_ms"], 2) for r in alone],
+                "with": [round(r[route]["p99_ms"], 2) for r in beside],
+            }
+            for route in ("predict", "healthz")
+        },
+        "server_rss_mib": {
+            **{k.removesuffix("_kib"): round(v / 1024, 1) for k, v in rss.items()},
+            "after_each_phase_without_with": after_phase,
+        },
     }
 
 
@@ -240,21 +389,39 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per phase")
     parser.add_argument("--reps", type=int, default=3, help="phases of each kind")
     parser.add_argument("--drills", type=int, default=15, help="canary fault drills")
+    parser.add_argument("--senders", type=int, default=2, help="oversized-body senders")
+    parser.add_argument("--oversize-mb", type=float, default=50.0, help="each oversized body")
+    parser.add_argument(
+        "--parts", default="primary,oversize,drills", help="which measurements, comma-separated"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    out: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="breedlab-bench-serve-") as tmp:
         root = Path(tmp)
         lab, ids = release_lab(root)
         lab.approve(ids["good"], purpose="release", key="pat")
         lab.close()
-        serving = primary_path(
-            root / "lab", ids["good"], rate=args.rate, seconds=args.seconds, reps=args.reps
-        )
-        with Lab.open(root / "lab") as lab:
-            drills = canary_drills(
-                lab, root / "models" / "champion", root / "variants", args.drills
+        if "primary" in parts:
+            out["primary_path"] = primary_path(
+                root / "lab", ids["good"], rate=args.rate, seconds=args.seconds, reps=args.reps
             )
+        if "oversize" in parts:
+            out["oversized_bodies"] = oversized_bodies(
+                root / "lab",
+                rate=args.rate,
+                seconds=args.seconds,
+                reps=args.reps,
+                senders=args.senders,
+                mb=args.oversize_mb,
+            )
+        if "drills" in parts:
+            with Lab.open(root / "lab") as lab:
+                out["canary_fault_5pct"] = canary_drills(
+                    lab, root / "models" / "champion", root / "variants", args.drills
+                )
     _ = CanaryPolicy  # the drills use the default guardrails
-    print(json.dumps({"primary_path": serving, "canary_fault_5pct": drills}, indent=2))
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

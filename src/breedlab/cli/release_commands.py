@@ -302,6 +302,7 @@ def promote(
         typer.Option(
             "--baking",
             min=0,
+            max=365 * 86400,  # breedlab.lab.release.MAX_BAKING (not imported: a fast start)
             help="Seconds servers keep the old champion loaded for a fast rollback.",
         ),
     ] = 3600,

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ERROR_STATUS",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "TOKEN_FILE",
     "create_app",
     "ensure_admin_token",
@@ -122,6 +123,9 @@ def ensure_admin_token(keys_dir: Path) -> Path:
 
 #: Request bodies above this many bytes are refused before they are read (413).
 MAX_BODY_BYTES = 1 << 20
+#: Request bodies whose arrays and objects nest deeper than this are refused before they
+#: are parsed (400). Every body the API takes nests two deep.
+MAX_JSON_DEPTH = 32
 
 
 class ErrorBody(BaseModel):
@@ -135,6 +139,7 @@ class ErrorBody(BaseModel):
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": what}
     for status, what in (
+        (400, f"a body that is not UTF-8 JSON, or nests deeper than {MAX_JSON_DEPTH} levels"),
         (404, "no such capability, package or run"),
         (413, f"the body is larger than the limit ({MAX_BODY_BYTES} bytes by default)"),
         (422, "a bad body: a field named, one line"),
@@ -202,9 +207,21 @@ class Promote(BaseModel):
     model_config = ConfigDict(extra="forbid")
     package: str = Field(min_length=4)
     baking_s: int | None = Field(
-        default=None, ge=0, description="Seconds the old champion stays loaded (default 3600)."
+        default=None,
+        ge=0,
+        le=int(controller.MAX_BAKING.total_seconds()),
+        description="Seconds the old champion stays loaded (default 3600).",
     )
     key: str | None = _KEY
+
+
+#: Every character str.splitlines() breaks at, written as its escape instead: an error
+#: message is one line even when it quotes a client's text (a capability named "a\nb").
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)
 
 
 def _one_line(exc: RequestValidationError) -> str:
@@ -213,7 +230,7 @@ def _one_line(exc: RequestValidationError) -> str:
         return "invalid request body"
     first = errors[0]
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return f"{where}: {first.get('msg', 'invalid')}".replace("\n", " ")
+    return _line(f"{where}: {first.get('msg', 'invalid')}")
 
 
 def create_app(
@@ -226,12 +243,14 @@ def create_app(
     srm_min_units: int = 200,
     release_key: str | None = None,
     max_body: int = MAX_BODY_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
 ) -> FastAPI:
     """The app over an open lab. ``token`` defaults to the lab's admin token file.
 
     ``release_key`` names the production key that signs admin actions when a request
     names none (default: ``[signing] release_key``); ``max_body`` bounds a request body
-    in bytes (refused with 413 before it is read). ``faults`` injects errors per role
+    in bytes (refused with 413 before it is read), ``max_depth`` the nesting of its arrays
+    and objects (refused with 400 before it is parsed). ``faults`` injects errors per role
     (``{"canary": 0.05}``) for abort drills.
     """
     secret = token or ensure_admin_token(lab.config.keys_dir).read_text("utf-8").strip()
@@ -295,14 +314,14 @@ def create_app(
         description="Serving with shadow, canary, promotion and rollback (DESIGN §11).",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(BodyLimit, limit=max_body, depth=max_depth)
     app.state.router = router
     app.state.lab = lab
 
     @app.exception_handler(LabError)
     async def lab_error(_: Request, exc: LabError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.code, "message": exc.message}, status_code=status_for(exc)
+            {"error": exc.code, "message": _line(exc.message)}, status_code=status_for(exc)
         )
 
     @app.exception_handler(RequestValidationError)
@@ -322,7 +341,7 @@ def create_app(
             exc.status_code, InvalidRequest.code
         )
         return JSONResponse(
-            {"error": code, "message": str(exc.detail).replace("\n", " ")},
+            {"error": code, "message": _line(str(exc.detail))},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

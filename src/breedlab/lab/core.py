@@ -1038,6 +1038,8 @@ class Lab:
                 seen = Witness.from_bytes(witness.read_bytes(), str(witness))
             except FileNotFoundError:
                 raise NotFound(f"no witness file {witness}") from None
+            except OSError as e:  # a folder, or not readable
+                raise InvalidRequest(f"cannot read witness file {witness}: {e.strerror}") from e
         report = self.ledger.verify_chain()
         pinned = self.config.lab_key_id or None
         proved = None
@@ -1123,6 +1125,7 @@ class Lab:
 
         Raises:
             PolicyError: the lab key is not at hand to sign a checkpoint.
+            InvalidRequest: ``path`` cannot be written.
         """
         with self.ledger.reader() as r:
             current = r.last_event_kind() == "checkpoint.signed"
@@ -1142,8 +1145,12 @@ class Lab:
             envelope=self.blobs.get_bytes(Digest.parse(row.envelope)),
         )
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(seen.to_bytes())
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(seen.to_bytes())
+            os.replace(tmp, path)
+        except OSError as e:  # no such folder, a folder in the way, not writable
+            tmp.unlink(missing_ok=True)
+            raise InvalidRequest(f"cannot write witness file {path}: {e.strerror}") from e
         return seen
 
     def sign_history(self) -> Event:

@@ -96,7 +96,10 @@ def migrate(
         os.chmod(target / "keys", 0o700)
         (target / CONFIG_NAME).write_text(text, "utf-8")
         with Lab(load_config(target), clock=lab.clock) as copy:
-            copy.blobs.ensure()
+            try:
+                copy.blobs.ensure()
+            except OSError as e:  # a file where the store's folder should be
+                raise InvalidRequest(f"cannot use {store_url} as a store: {e.strerror}") from e
             if next(iter(copy.blobs.digests()), None) is not None or copy.blobs.strays():
                 raise Conflict(f"the target store {store_url} is not empty; refusing to copy")
             copy.ledger.create()

@@ -900,6 +900,11 @@ def _flip_rule() -> FlipFlopRule:
     return FlipFlopRule(max_changes=3, window=timedelta(hours=24))
 
 
+#: The longest baking period a promotion may record (a longer one is refused: the
+#: period is added to the promotion's time when the ledger is replayed).
+MAX_BAKING = timedelta(days=365)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromotionPolicy:
     """DESIGN §10 oscillation controls applied at promotion, and the baking period the
@@ -911,8 +916,11 @@ class PromotionPolicy:
     baking: timedelta = DEFAULT_BAKING
 
     def __post_init__(self) -> None:
-        if self.baking < timedelta(0):
-            raise InvalidRequest(f"a baking period is not negative (got {self.baking})")
+        if not timedelta(0) <= self.baking <= MAX_BAKING:
+            raise InvalidRequest(
+                f"a baking period is not negative and at most {MAX_BAKING.days} days "
+                f"(got {self.baking})"
+            )
 
 
 def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
