@@ -235,7 +235,7 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
     size = math.prod(int(str(d)) for d in shape) if isinstance(shape, list) else 0
     return ServedModel(
         package=package,
-        model=load_model(folder, manifest.family),
+        model=load_model(folder, manifest.family, max_bytes=contract.budget.memory_bytes),
         labels=contract.labels,
         inputs=size,
         folder=folder,

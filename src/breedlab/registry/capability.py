@@ -44,6 +44,12 @@ class Budget:
     memory_mib: Decimal
     size_mib: Decimal
 
+    @property
+    def memory_bytes(self) -> int:
+        """``memory_mib`` in bytes: the bound on a model's float32 weights, checked from
+        its config before anything is allocated."""
+        return int(self.memory_mib * 2**20)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Owners:
