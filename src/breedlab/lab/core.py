@@ -36,6 +36,11 @@ from breedlab.errors import (
     PolicyError,
     UnauthorizedChange,
 )
+from breedlab.lab.conformance import (
+    check_answers_contract,
+    check_registered_model,
+    declared_family,
+)
 from breedlab.lab.values import (
     AliasMove,
     ApprovalInfo,
@@ -518,6 +523,10 @@ class Lab:
             klass = DataClass.parse(data_class) if isinstance(data_class, str) else data_class
         parent_ids = [self.resolve(p) for p in parents]
         files = source.scan(path)
+        if kind is Kind.MODEL:
+            family = family or declared_family(path)
+            if family is not None:  # a model that names a family must answer the contract
+                check_answers_contract(path, family, contract, what=f"model {path}")
         return self._register(
             files=files,
             kind=kind,
@@ -866,6 +875,8 @@ class Lab:
             for row in r.approvals(str(pid)):
                 if row.keyid == signer.keyid and row.purpose == purpose:
                     raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
+        if purpose == "release":
+            check_registered_model(self, pid)  # released means served: it must answer its contract
         manifest = self.manifest(pid)
         statement = Statement(
             subjects=(Subject(name=manifest.name, sha256=pid.hex),),
@@ -1205,6 +1216,7 @@ class Lab:
                     f"alias {alias!r} takes models, and {pid.short} is a {manifest.kind}"
                 )
             self._require_intact(r, pid)
+        check_registered_model(self, pid)
         with self.ledger.transaction() as tx:
             return _alias_move(
                 self._move_alias(tx, capability, alias, pid, expected, reason, signer=signer)

@@ -44,6 +44,7 @@ from breedlab.errors import (
     PolicyError,
     Unavailable,
 )
+from breedlab.lab.conformance import check_registered_model
 from breedlab.lab.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
 from breedlab.lab.values import ReleaseRecord
 from breedlab.lab.verification import valid_approvals
@@ -907,6 +908,7 @@ def promote(
         raise PolicyError(f"alias 'champion' takes models, and {pid.short} is a {manifest.kind}")
     with lab.ledger.reader() as r:
         lab._require_intact(r, pid)  # tampered: IntegrityError; revoked: PolicyError
+    check_registered_model(lab, pid)  # the champion is served: it must answer the contract
     old = lab.alias(capability, "champion")
     problems: list[str] = []
     if old == pid:
