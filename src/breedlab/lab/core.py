@@ -511,6 +511,9 @@ class Lab:
             InvalidRequest: refused source (traversal, pickle, empty), bad kind or license.
             NotFound: no such path or capability.
             PolicyError: the signing key is untrusted or revoked.
+            IntegrityError: a model that does not load or does not answer the capability's
+                contract (``lab.conformance``); InvalidRequest if it names no family and
+                its ``config.json`` declares none.
         """
         kind = Kind.parse(kind) if isinstance(kind, str) else kind
         if kind is Kind.CAPABILITY:
@@ -525,8 +528,13 @@ class Lab:
         files = source.scan(path)
         if kind is Kind.MODEL:
             family = family or declared_family(path)
-            if family is not None:  # a model that names a family must answer the contract
-                check_answers_contract(path, family, contract, what=f"model {path}")
+
+        def answers_contract(manifest: Manifest) -> None:
+            # The stored bytes are probed (not the source, which may change meanwhile).
+            if manifest.kind is Kind.MODEL:
+                folder = self.workspace.materialise(manifest.id, manifest)
+                check_answers_contract(folder, manifest.family, contract, what=f"model {path}")
+
         return self._register(
             files=files,
             kind=kind,
@@ -540,6 +548,7 @@ class Lab:
             parents=parent_ids,
             family=family,
             sign_with=sign_with,
+            check=answers_contract,
         )
 
     def _register(
@@ -559,7 +568,10 @@ class Lab:
         family: str | None = None,
         meta: dict[str, JsonValue] | None = None,
         sign_with: str | None = None,
+        check: Callable[[Manifest], None] | None = None,
     ) -> PackageInfo:
+        """Store a package and record it; ``check`` sees the stored manifest before it is
+        recorded (a refusal leaves only unreferenced blobs: the package does not exist)."""
         signer: KeyPair | None = None
         with self.ledger.reader() as r:
             if sign_with is not None:
@@ -580,6 +592,8 @@ class Lab:
             family=family,
             meta=meta,
         )
+        if check is not None:
+            check(manifest)
         return self._record_package(manifest, signer, registrar=registrar)
 
     def _store_package(

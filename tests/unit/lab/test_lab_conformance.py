@@ -15,7 +15,7 @@ from breedlab import canonical
 from breedlab.cli import main
 from breedlab.errors import IntegrityError, InvalidRequest
 from breedlab.families.torch_family import build_module, save_torch_model
-from breedlab.lab import Lab
+from breedlab.lab import Lab, conformance
 from builders import make_model_dir
 
 DIGITS = {"architecture": "mlp", "classes": 10, "hidden": [4], "inputs": 64}
@@ -80,26 +80,37 @@ def test_an_unloadable_folder_that_names_a_family_is_refused_at_import(
         _import(lab, folder, family="onnx")
 
 
-def _bytes_model(lab: Lab, tmp_path: Path) -> str:
+def test_a_model_without_a_family_is_refused_at_import_naming_the_flag(
+    lab: Lab, tmp_path: Path
+) -> None:
     folder = tmp_path / "bytes"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"weights")
-    return _import(lab, folder)  # no family: registered, but never releasable
+    before = (len(lab.events()), len(lab.packages()))
+    with pytest.raises(InvalidRequest, match=r"names no model family, .* --family torch"):
+        _import(lab, folder)
+    assert (len(lab.events()), len(lab.packages())) == before
+    lab.import_path(folder, kind="dataset", capability="digits", license="MIT")  # not a model
 
 
-def test_a_model_without_a_family_cannot_be_approved_for_release_or_take_an_alias(
-    lab: Lab, tmp_path: Path
+def test_a_registered_model_is_probed_again_before_release_and_every_alias_move(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pid = _bytes_model(lab, tmp_path)
-    lab.approve(pid, purpose="parent", key="alice")  # not a release: allowed
-    fix = r"names no model family, so it cannot be loaded or served; import it with --family"
-    with pytest.raises(InvalidRequest, match=fix):
-        lab.approve(pid, purpose="release", key="pat")
-    with pytest.raises(InvalidRequest, match=fix):
-        lab.set_alias("digits", "staging", pid)
-    with pytest.raises(InvalidRequest, match=fix):
-        lab.promote("digits", pid, key="pat")
-    assert lab.alias("digits", "staging") is None and lab.alias("digits", "champion") is None
+    pid = _import(lab, make_model_dir(tmp_path, "good"), sign_with="alice")
+    probed: list[str] = []
+    real = conformance.check_answers_contract
+
+    def spy(folder: Path, family: str | None, contract: Any, *, what: str) -> None:
+        probed.append(what)
+        real(folder, family, contract, what=what)
+
+    monkeypatch.setattr(conformance, "check_answers_contract", spy)
+    lab.approve(pid, purpose="parent", key="alice")
+    assert probed == []  # a parent approval serves nothing
+    lab.approve(pid, purpose="release", key="pat")
+    lab.set_alias("digits", "staging", pid)
+    lab.promote("digits", pid, key="pat")
+    assert len(probed) == 3 and all(w.startswith("model ") for w in probed)
 
 
 def test_a_model_answering_the_contract_is_approved_aliased_and_promoted(
