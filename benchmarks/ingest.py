@@ -360,8 +360,8 @@ def main() -> None:
             lab = fresh_lab(work / f"lab-{r}")
             os.sync()
             start = time.perf_counter()
-            info = lab.import_path(
-                source, kind="model", capability="digits", license="MIT", name="bench"
+            info = lab.import_path(  # bytes, not a model: a model is loaded and probed first
+                source, kind="dataset", capability="digits", license="MIT", name="bench"
             )
             import_times.append(time.perf_counter() - start)
             ids.add(str(info.id))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import builders
+from breedlab import canonical
 from breedlab.cli import main
 from breedlab.release.gates import ShadowGate
 from breedlab.release.shadow_stats import summarise_shadow
@@ -153,3 +154,22 @@ def test_capability_add_takes_a_built_in_name_from_any_folder(
     assert json.loads(capsys.readouterr().out)["capability"] == "digits"
     assert main(["capability", "add", "letters"]) == 4
     assert "one of: digits" in capsys.readouterr().err
+
+
+def test_import_of_a_model_names_its_family_or_says_which_flag_to_pass(
+    cli_lab: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_model_dir(tmp_path, "plain")
+    config = folder / "config.json"
+    declared = json.loads(config.read_text())
+    config.write_bytes(canonical.encode({k: v for k, v in declared.items() if k != "family"}))
+    args = ["import", str(folder), "--kind", "model", "--capability", "digits",
+            "--license", "MIT"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 3  # nothing says how to load it
+    assert "--family torch" in " ".join(capsys.readouterr().err.split())
+    assert main([*args, "--family", "torch"]) == 5  # the torch format declares itself
+    assert "is not a torch-family config" in capsys.readouterr().err
+    config.write_bytes(canonical.encode(declared))
+    assert main([*args, "--family", "torch", "-q"]) == 0  # loaded and probed as torch
+    assert capsys.readouterr().out.strip().startswith("sha256:")

@@ -154,12 +154,27 @@ class Fixture:
             db.execute("COMMIT")
 
 
-def _write_folder(folder: Path, files: dict[str, bytes]) -> Path:
+def write_folder(folder: Path, files: dict[str, bytes]) -> Path:
     for rel, data in files.items():
         target = folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return folder
+
+
+def torch_model_files(scratch: Path, name: str, width: int) -> dict[str, bytes]:
+    """A tiny real digits model's files (models must answer their contract to be released);
+    each model its own width, so that no two share a file blob."""
+    import torch
+
+    from breedlab.families.torch_family import build_module, save_torch_model
+
+    config = {"architecture": "mlp", "classes": 10, "hidden": [width], "inputs": 64}
+    with torch.random.fork_rng():
+        torch.manual_seed(width)
+        module = build_module(config)
+    save_torch_model(scratch / f"{name}-src", config, module)
+    return {f.name: f.read_bytes() for f in (scratch / f"{name}-src").iterdir()}
 
 
 def build_template(root: Path, scratch: Path) -> Ids:
@@ -179,7 +194,7 @@ def build_template(root: Path, scratch: Path) -> Ids:
         letters = lab.add_capability(letters_toml)
 
         dataset = lab.import_path(
-            _write_folder(
+            write_folder(
                 scratch / "digits-data",
                 {"data.safetensors": rng.randbytes(4096), "README.md": b"seeded bytes\n"},
             ),
@@ -187,11 +202,10 @@ def build_template(root: Path, scratch: Path) -> Ids:
             sign_with="erin",
         )  # fmt: skip
         model = lab.import_path(
-            _write_folder(
+            write_folder(
                 scratch / "digits-linear",
                 {
-                    "model.safetensors": rng.randbytes(8192),
-                    "config.json": b'{"architecture":"linear"}',
+                    **torch_model_files(scratch, "digits-linear", 4),
                     "notes/card.md": b"# digits-linear\n",
                 },
             ),
@@ -199,16 +213,16 @@ def build_template(root: Path, scratch: Path) -> Ids:
             parents=[str(dataset.id)], sign_with="alice",
         )  # fmt: skip
         wide = lab.import_path(
-            _write_folder(scratch / "digits-wide", {"model.safetensors": rng.randbytes(6000)}),
+            write_folder(scratch / "digits-wide", torch_model_files(scratch, "digits-wide", 8)),
             kind="model", capability="digits", license="MIT", name="digits-wide",
             sign_with="alice",
         )  # fmt: skip
         draft = lab.import_path(
-            _write_folder(scratch / "digits-draft", {"model.safetensors": rng.randbytes(3000)}),
+            write_folder(scratch / "digits-draft", torch_model_files(scratch, "digits-draft", 3)),
             kind="model", capability="digits", license="MIT", name="digits-draft",
         )  # fmt: skip
         letters_model = lab.import_path(
-            _write_folder(scratch / "letters-linear", {"model.safetensors": rng.randbytes(2000)}),
+            write_folder(scratch / "letters", torch_model_files(scratch, "letters", 5)),
             kind="model", capability="letters", license="MIT", name="letters-linear",
             sign_with="alice",
         )  # fmt: skip

@@ -77,7 +77,7 @@ def churn(lab_path: Path, seed: int, scratch: Path, ready: Path) -> int:
         source = _write_source(folder, rng)
         info = lab.import_path(
             source,
-            kind="model",
+            kind="dataset",  # random bytes: a model would have to answer the digits contract
             capability="digits",
             license="MIT",
             name=f"churn-{seed}-{n}",

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from attack_lab import Fixture
+from attack_lab import Fixture, torch_model_files, write_folder
 
 from breedlab.canonical import JsonValue
 from breedlab.capabilities import contract_path
@@ -259,9 +259,7 @@ def _high_tier_model(fx: Fixture, tmp_path: Path) -> str:
         "utf-8",
     )
     fx.lab.add_capability(contract, sign_with="alice")
-    folder = tmp_path / "vault-model"
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"\x01" * 512)
+    folder = write_folder(tmp_path / "vault-model", torch_model_files(tmp_path, "vault", 6))
     info = fx.lab.import_path(
         folder, kind="model", capability="vault", license="MIT", sign_with="alice"
     )

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attack_lab import Fixture
+from attack_lab import Fixture, torch_model_files, write_folder
 
 from breedlab.cli import main
 from breedlab.digest import Digest
@@ -95,9 +95,7 @@ def test_racing_alias_moves_with_the_same_expect_leave_exactly_one_winner(
     # Five approved models of digits: the champion, and four challengers to race with.
     extra = []
     for i in range(2):
-        folder = tmp_path / f"extra-{i}"
-        folder.mkdir()
-        (folder / "model.safetensors").write_bytes(bytes([i]) * 1000)
+        folder = write_folder(tmp_path / f"extra-{i}", torch_model_files(tmp_path, f"x{i}", 6 + i))
         info = fx.lab.import_path(
             folder, kind="model", capability="digits", license="MIT", name=f"extra-{i}"
         )

@@ -243,8 +243,8 @@ def test_reimporting_identical_content_does_not_hide_a_corrupt_blob(
     source.mkdir()
     (source / "model.safetensors").write_bytes(original)
 
-    again = fx.lab.import_path(
-        source, kind="model", capability="digits", license="MIT", name="digits-wide-again"
+    again = fx.lab.import_path(  # a dataset: a model would first be loaded (and refused)
+        source, kind="dataset", capability="digits", license="MIT", name="digits-wide-again"
     )
 
     bad = failed(fx.lab.verify([fx.ids.wide, str(again.id)]))

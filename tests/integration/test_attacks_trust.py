@@ -8,12 +8,11 @@ signed stop verifying; a revoked package cannot be a parent or a champion.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from attack_lab import Fixture
+from attack_lab import Fixture, torch_model_files, write_folder
 
 from breedlab.digest import Digest
 from breedlab.errors import (
@@ -50,10 +49,7 @@ def outsider(fx: Fixture, name: str = "mallory") -> KeyPair:
 
 
 def source(tmp_path: Path, name: str = "candidate") -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(os.urandom(512))
-    return folder
+    return write_folder(tmp_path / name, torch_model_files(tmp_path, name, 7))
 
 
 def state(fx: Fixture) -> tuple[int, int]:

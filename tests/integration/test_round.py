@@ -190,6 +190,41 @@ def test_a_failing_operator_run_is_recorded_and_the_round_goes_on(
     assert any(e.kind == "candidate.failed" for e in lab.events(after=result.decision_seq - 40))
 
 
+def test_a_plan_over_the_capabilitys_memory_budget_is_refused_before_anything_runs(
+    bred: tuple[Lab, RoundResult],
+) -> None:
+    # Issue 10: hidden [2**31] would ask for 161061273610 float32 parameters (600 GiB);
+    # digits' budget is memory_mib = 512. Refused from the config's arithmetic, not by
+    # a sandbox running out of memory.
+    lab, _ = bred
+    before = len(lab.events())
+
+    def plans(parents: Any, cluster: Any, data: Any, seed: int) -> list[Plan]:
+        return [
+            Plan(
+                operator="train",
+                label="train/huge",
+                params={"hidden": [2**31]},
+                parents=(),
+                data=(("train", data["train"]),),
+                seed=seed,
+            ),
+        ]
+
+    with pytest.raises(
+        InvalidRequest, match=r"plan train/huge: config 'hidden' .* over the budget of 512 MiB"
+    ):
+        run_round(
+            lab,
+            "digits",
+            plans_for=plans,
+            failure_cluster=None,
+            operators=None,
+            executor=LocalExecutor(1),
+        )
+    assert len(lab.events()) == before  # no round started, no job ran
+
+
 def test_results_from_different_suites_or_budgets_are_not_compared() -> None:
     class Card:
         def __init__(self, suite: str) -> None:

@@ -133,6 +133,15 @@ def import_package(
         typer.Option("--parent", help="A package it was made from (repeatable)."),
     ] = None,
     sign_with: Annotated[str | None, typer.Option("--sign-with", help="Sign with KEY.")] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family",
+            help="A model's family: torch | transformers (default: what its config.json "
+            "declares). A model is loaded and probed against its capability's contract.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the id (for ID=$(...)).")
     ] = False,
@@ -149,6 +158,7 @@ def import_package(
             name=name,
             sign_with=sign_with,
             parents=tuple(parent or ()),
+            family=family,
         )
     if json_out:
         print_json(info.to_json())

@@ -24,7 +24,11 @@ import numpy.typing as npt
 
 from breedlab.errors import IntegrityError, InvalidRequest
 
-__all__ = ["FAMILIES", "Family", "Model", "load_model"]
+__all__ = ["DEFAULT_MAX_BYTES", "FAMILIES", "Family", "Model", "load_model"]
+
+#: The float32 weight bytes a model's config may describe when no capability budget
+#: (``[budget] memory_mib``) is at hand; checked before anything is allocated.
+DEFAULT_MAX_BYTES = 2 << 30
 
 
 class Model(Protocol):
@@ -50,7 +54,10 @@ class Family(Protocol):
     @property
     def name(self) -> str: ...
 
-    def load(self, folder: Path) -> Model: ...
+    def load(self, folder: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Model:
+        """Load ``folder``, refusing a config that describes more than ``max_bytes`` of
+        float32 weights before anything is allocated."""
+        ...
 
 
 def _families() -> dict[str, Family]:
@@ -64,19 +71,23 @@ def _families() -> dict[str, Family]:
 FAMILIES: tuple[str, ...] = ("torch", "transformers")
 
 
-def load_model(folder: Path, family: str) -> Model:
+def load_model(folder: Path, family: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Model:
     """Load the model in ``folder`` with the named family.
+
+    ``max_bytes`` bounds the float32 weights the folder's config may describe (pass the
+    capability's memory budget when there is one); it is checked before any allocation.
 
     Raises:
         InvalidRequest: unknown family.
         IntegrityError: the folder is not a valid model of that family (missing, unreadable
-            or refused config, weights or tokenizer; weights that do not fit).
+            or refused config, weights or tokenizer; weights that do not fit; a config
+            over ``max_bytes``).
     """
     families = _families()
     if family not in families:
         raise InvalidRequest(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     try:
-        return families[family].load(folder)
+        return families[family].load(folder, max_bytes=max_bytes)
     except InvalidRequest as e:
         # The folder is the only input: a package whose config or weights a family cannot
         # read is stored data that is not what it claims (the torch family's config and

@@ -26,6 +26,7 @@ from torch import nn
 
 from breedlab import canonical
 from breedlab.errors import IntegrityError, InvalidRequest
+from breedlab.families import DEFAULT_MAX_BYTES
 
 __all__ = [
     "ARCHITECTURES",
@@ -36,6 +37,8 @@ __all__ = [
     "TorchFamily",
     "TorchModel",
     "build_module",
+    "check_size",
+    "parameter_count",
     "save_torch_model",
 ]
 
@@ -43,10 +46,18 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+_FLOAT32 = 4
+
+
 def _ints(config: Mapping[str, Any], key: str) -> list[int]:
     value = config.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
-        raise InvalidRequest(f"config '{key}' must be a list of positive integers")
+    # bool is an int to Python; a width of `true` is a bad type, not a width of 1.
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise InvalidRequest(f"config '{key}' must be a non-empty list of positive integers")
     return list(value)
 
 
@@ -55,6 +66,71 @@ def _int(config: Mapping[str, Any], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise InvalidRequest(f"config '{key}' must be a positive integer")
     return value
+
+
+def _linear_parameters(sizes: list[int]) -> int:
+    return sum(a * b + b for a, b in pairwise(sizes))
+
+
+def _mlp_parameters(config: Mapping[str, Any]) -> int:
+    sizes = [_int(config, "inputs"), *_ints(config, "hidden"), _int(config, "classes")]
+    return _linear_parameters(sizes)
+
+
+def _cnn_parameters(config: Mapping[str, Any]) -> int:
+    image, channels = _ints(config, "image"), _ints(config, "channels")
+    if len(image) != 2:
+        raise InvalidRequest("config 'image' must be [height, width]")
+    conv = sum(a * b * 9 + b for a, b in pairwise([1, *channels]))
+    flat = channels[-1] * (image[0] // 2) * (image[1] // 2)
+    sizes = [flat, *_ints(config, "hidden"), _int(config, "classes")]
+    return conv + _linear_parameters(sizes)
+
+
+#: Parameters of each architecture, computed from the config alone (nothing allocated).
+_PARAMETERS: Mapping[str, Callable[[Mapping[str, Any]], int]] = {
+    "mlp": _mlp_parameters,
+    "cnn": _cnn_parameters,
+}
+_SIZE_KEYS = ("inputs", "hidden", "channels", "image", "classes")
+
+
+def _largest(value: Any) -> int:
+    """The largest size in a validated size field (0 for a field the architecture lacks)."""
+    values = value if isinstance(value, list) else [value]
+    return max((v for v in values if isinstance(v, int)), default=0)
+
+
+def parameter_count(config: Mapping[str, Any]) -> int:
+    """The parameters ``config`` describes, by arithmetic: nothing is built or allocated.
+
+    Raises:
+        InvalidRequest: unknown architecture, or a size that is missing or not a positive
+            integer (``true`` is not one); the message names the field.
+    """
+    arch = config.get("architecture")
+    if not isinstance(arch, str) or arch not in _PARAMETERS:
+        raise InvalidRequest(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return _PARAMETERS[arch](config)
+
+
+def check_size(config: Mapping[str, Any], max_bytes: int) -> int:
+    """Refuse a config whose float32 weights exceed ``max_bytes``; its parameter count.
+
+    Run before anything is allocated (a ``hidden`` of 2**31 would ask for 512 GiB).
+
+    Raises:
+        InvalidRequest: as :func:`parameter_count`, or over budget (naming the largest
+            size field).
+    """
+    count = parameter_count(config)
+    if count * _FLOAT32 > max_bytes:
+        field = max(_SIZE_KEYS, key=lambda k: _largest(config.get(k)))
+        raise InvalidRequest(
+            f"config '{field}' {config[field]} makes {count} float32 parameters "
+            f"({count * _FLOAT32 / 2**20:.0f} MiB), over the budget of {max_bytes / 2**20:g} MiB"
+        )
+    return count
 
 
 class MLP(nn.Module):
@@ -121,12 +197,14 @@ ARCHITECTURES: Mapping[str, Callable[[Mapping[str, Any]], nn.Module]] = {
 }
 
 
-def build_module(config: Mapping[str, Any]) -> nn.Module:
-    """A freshly initialised module for ``config`` (seed torch first for determinism)."""
-    arch = config.get("architecture")
-    if arch not in ARCHITECTURES:
-        raise InvalidRequest(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[str(arch)](config)
+def build_module(config: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_BYTES) -> nn.Module:
+    """A freshly initialised module for ``config`` (seed torch first for determinism).
+
+    Raises:
+        InvalidRequest: as :func:`check_size`, checked before the module is built.
+    """
+    check_size(config, max_bytes)
+    return ARCHITECTURES[str(config["architecture"])](config)
 
 
 class TorchModel:
@@ -167,11 +245,15 @@ def read_config(folder: Path) -> dict[str, Any]:
 class TorchFamily:
     name = "torch"
 
-    def load(self, folder: Path) -> TorchModel:
+    def load(self, folder: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TorchModel:
+        """Build the architecture ``config.json`` names and fill it, strictly.
+
+        The config's sizes are checked against ``max_bytes`` before anything is built.
+        """
         from breedlab.tensors.quantized import load_state_dict
 
         config = read_config(folder)
-        module = build_module(config)
+        module = build_module(config, max_bytes=max_bytes)
         state = load_state_dict(folder / WEIGHTS_FILE)
         try:
             module.load_state_dict(state, strict=True)

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from breedlab.errors import IntegrityError, InvalidRequest
+from breedlab.families import DEFAULT_MAX_BYTES
 
 __all__ = ["TOKENIZER_FILES", "WEIGHTS_FILE", "TransformersFamily", "TransformersModel"]
 
@@ -163,7 +164,32 @@ def _weights(folder: Path) -> dict[str, Any]:
         raise IntegrityError(f"{weights} is not a readable safetensors file: {e}") from e
 
 
-def _build(folder: Path, config: Any, state: dict[str, Any], *, classifier: bool) -> Any:
+def _check_size(folder: Path, model_class: Any, config: Any, max_bytes: int) -> None:
+    """Refuse a config describing more than ``max_bytes`` of float32 weights.
+
+    Counted on a skeleton built on the meta device (shapes, no storage): transformers
+    would otherwise allocate and randomly fill any tensor the file lacks or misshapes, at
+    whatever size ``config.json`` asks for, before the strict check below refuses it.
+    """
+    import torch
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        with torch.device("meta"):
+            skeleton = model_class(config)
+    except (ValueError, TypeError, RuntimeError, AttributeError, StrictDataclassError) as e:
+        raise IntegrityError(f"{folder}/config.json does not describe a model: {e}") from e
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count * 4 > max_bytes:
+        raise IntegrityError(
+            f"{folder}/config.json describes {count} float32 parameters "
+            f"({count * 4 / 2**20:.0f} MiB), over the budget of {max_bytes / 2**20:g} MiB"
+        )
+
+
+def _build(
+    folder: Path, config: Any, state: dict[str, Any], *, classifier: bool, max_bytes: int
+) -> Any:
     import torch
     from huggingface_hub.errors import StrictDataclassError
     from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING
@@ -182,6 +208,7 @@ def _build(folder: Path, config: Any, state: dict[str, Any], *, classifier: bool
         named = [c for c in candidates if c.__name__ in (config.architectures or [])]
         candidates = (named or list(candidates))[0]
     model_class: Any = candidates
+    _check_size(folder, model_class, config, max_bytes)
     try:
         # No path: transformers sees only these tensors, never the folder's files. The
         # model is created on the meta device, so nothing is randomly initialised.
@@ -215,13 +242,14 @@ def _describe(kind: str, found: Any) -> str:
 class TransformersFamily:
     name = "transformers"
 
-    def load(self, folder: Path) -> TransformersModel:
+    def load(self, folder: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> TransformersModel:
         """Load a local Hugging Face folder, plain or breedlab-quantized.
 
         Raises:
             IntegrityError: no ``model.safetensors`` (a pickle checkpoint is never read),
                 an unusable or refused ``config.json``, missing or broken tokenizer files,
-                or weights that do not fit the config exactly.
+                weights that do not fit the config exactly, or a config that describes
+                more than ``max_bytes`` of float32 weights (checked before any allocation).
         """
         # Absolute, so that no relative name can ever be taken for a hub repo id.
         folder = Path(folder).absolute()
@@ -230,5 +258,5 @@ class TransformersFamily:
         config = _config(folder)
         classifier = _is_classifier(config)
         tokenizer = _tokenizer(folder, config)
-        model = _build(folder, config, _weights(folder), classifier=classifier)
+        model = _build(folder, config, _weights(folder), classifier=classifier, max_bytes=max_bytes)
         return TransformersModel(folder, model, tokenizer, classifier=classifier)

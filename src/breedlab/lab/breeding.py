@@ -14,6 +14,7 @@ everything needed to explain it later from the ledger alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -457,6 +458,31 @@ def _budget_vetoes(contract: Contract, evaluation: Evaluation) -> list[Veto]:
 # -- the round --------------------------------------------------------------------------------
 
 
+#: Operators that build a fresh model from their parameters (a fine-tune keeps its parent's).
+_FRESH_MODEL_OPERATORS = ("train", "distill")
+
+
+def _check_fresh_model_sizes(plans: Sequence[Plan], contract: Contract) -> None:
+    """Issue 10: sizes in model configs are bounded by the capability's budget before
+    anything is allocated, so a plan over ``budget.memory_mib`` stops the round here."""
+    if not contract.input_shape:
+        return
+    from breedlab.factory.operators.torch_models import check_params_size
+
+    for plan in plans:
+        fine_tune = plan.operator == "train" and plan.parents
+        if plan.operator in _FRESH_MODEL_OPERATORS and not fine_tune:
+            try:
+                check_params_size(
+                    plan.params,
+                    inputs=math.prod(contract.input_shape),
+                    classes=len(contract.labels),
+                    max_bytes=contract.budget.memory_bytes,
+                )
+            except InvalidRequest as e:
+                raise InvalidRequest(f"plan {plan.label}: {e.message}") from e
+
+
 def run_round(
     lab: Lab,
     capability: str,
@@ -499,6 +525,7 @@ def run_round(
     plans = [p for p in plans_for(parents, failure_cluster, data, seed) if p.operator in allowed]
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
+    _check_fresh_model_sizes(plans, contract)
     factory = lab.factory_signer()
     interrupts.check(f"starting a round of {capability}")
     with lab.ledger.transaction() as tx:  # numbered under the head lock: no two alike

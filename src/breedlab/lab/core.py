@@ -38,6 +38,11 @@ from breedlab.errors import (
     PolicyError,
     UnauthorizedChange,
 )
+from breedlab.lab.conformance import (
+    check_answers_contract,
+    check_registered_model,
+    declared_family,
+)
 from breedlab.lab.values import (
     AliasMove,
     ApprovalInfo,
@@ -548,6 +553,9 @@ class Lab:
             InvalidRequest: refused source (traversal, pickle, empty), bad kind or license.
             NotFound: no such path or capability.
             PolicyError: the signing key is untrusted or revoked.
+            IntegrityError: a model that does not load or does not answer the capability's
+                contract (``lab.conformance``); InvalidRequest if it names no family and
+                its ``config.json`` declares none.
         """
         kind = Kind.parse(kind) if isinstance(kind, str) else kind
         if kind is Kind.CAPABILITY:
@@ -560,6 +568,15 @@ class Lab:
             klass = DataClass.parse(data_class) if isinstance(data_class, str) else data_class
         parent_ids = [self.resolve(p) for p in parents]
         files = source.scan(path)
+        if kind is Kind.MODEL:
+            family = family or declared_family(path)
+
+        def answers_contract(manifest: Manifest) -> None:
+            # The stored bytes are probed (not the source, which may change meanwhile).
+            if manifest.kind is Kind.MODEL:
+                folder = self.workspace.materialise(manifest.id, manifest)
+                check_answers_contract(folder, manifest.family, contract, what=f"model {path}")
+
         return self._register(
             files=files,
             kind=kind,
@@ -573,6 +590,7 @@ class Lab:
             parents=parent_ids,
             family=family,
             sign_with=sign_with,
+            check=answers_contract,
         )
 
     def _register(
@@ -592,7 +610,10 @@ class Lab:
         family: str | None = None,
         meta: dict[str, JsonValue] | None = None,
         sign_with: str | None = None,
+        check: Callable[[Manifest], None] | None = None,
     ) -> PackageInfo:
+        """Store a package and record it; ``check`` sees the stored manifest before it is
+        recorded (a refusal leaves only unreferenced blobs: the package does not exist)."""
         signer: KeyPair | None = None
         with self.ledger.reader() as r:
             if sign_with is not None:
@@ -613,6 +634,8 @@ class Lab:
             family=family,
             meta=meta,
         )
+        if check is not None:
+            check(manifest)
         return self._record_package(manifest, signer, registrar=registrar)
 
     def _store_package(
@@ -908,6 +931,8 @@ class Lab:
             for row in r.approvals(str(pid)):
                 if row.keyid == signer.keyid and row.purpose == purpose:
                     raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
+        if purpose == "release":
+            check_registered_model(self, pid)  # released means served: it must answer its contract
         manifest = self.manifest(pid)
         statement = Statement(
             subjects=(Subject(name=manifest.name, sha256=pid.hex),),
@@ -1276,6 +1301,7 @@ class Lab:
                 if current
                 else "it is unset: omit --expect",
             )
+        check_registered_model(self, pid)
         with self.ledger.transaction() as tx:
             return _alias_move(
                 self._move_alias(tx, capability, alias, pid, expected, reason, signer=signer)

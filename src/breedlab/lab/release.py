@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +44,7 @@ from breedlab.errors import (
     PolicyError,
     Unavailable,
 )
+from breedlab.lab.conformance import check_registered_model
 from breedlab.lab.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
 from breedlab.lab.values import ReleaseRecord
 from breedlab.lab.verification import valid_approvals
@@ -231,35 +231,15 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
     folder = lab.workspace.materialise(package, manifest)
     if manifest.family is None:
         raise InvalidRequest(f"package {package.short} names no model family")
-    shape = contract.input_schema.get("shape", [])
-    size = math.prod(int(str(d)) for d in shape) if isinstance(shape, list) else 0
     return ServedModel(
         package=package,
-        model=load_model(folder, manifest.family),
+        model=load_model(folder, manifest.family, max_bytes=contract.budget.memory_bytes),
         labels=contract.labels,
-        inputs=size,
+        inputs=math.prod(contract.input_shape) if contract.input_shape else 0,
         folder=folder,
         family=manifest.family,
-        bounds=input_bounds(contract.input_schema),
+        bounds=contract.input_range,
     )
-
-
-_RANGE = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*\.\.\s*(-?\d+(?:\.\d+)?)")
-
-
-def input_bounds(schema: Mapping[str, JsonValue]) -> tuple[float, float] | None:
-    """The contract's input range ``"LOW..HIGH ..."`` as numbers (None: not given).
-
-    Raises:
-        InvalidRequest: a range that is not ``LOW..HIGH`` with LOW <= HIGH.
-    """
-    text = schema.get("range")
-    if text is None:
-        return None
-    match = _RANGE.match(str(text))
-    if match is None or float(match[1]) > float(match[2]):
-        raise InvalidRequest(f"the contract's input range {text!r} is not 'LOW..HIGH'")
-    return float(match[1]), float(match[2])
 
 
 # ----------------------------------------------------------------------------- shadow
@@ -1004,6 +984,7 @@ def promote(
         raise PolicyError(f"alias 'champion' takes models, and {pid.short} is a {manifest.kind}")
     with lab.ledger.reader() as r:
         lab._require_intact(r, pid)  # tampered: IntegrityError; revoked: PolicyError
+    check_registered_model(lab, pid)  # the champion is served: it must answer the contract
     old = lab.alias(capability, "champion")
     problems: list[str] = []
     if old == pid:

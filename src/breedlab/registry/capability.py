@@ -11,6 +11,7 @@ field and the file. The registry stores the TOML bytes as a ``capability`` packa
 from __future__ import annotations
 
 import enum
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -44,6 +45,12 @@ class Budget:
     memory_mib: Decimal
     size_mib: Decimal
 
+    @property
+    def memory_bytes(self) -> int:
+        """``memory_mib`` in bytes: the bound on a model's float32 weights, checked from
+        its config before anything is allocated."""
+        return int(self.memory_mib * 2**20)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Owners:
@@ -67,6 +74,8 @@ class Contract:
     budget: Budget
     owners: Owners
     allowed_operators: tuple[str, ...]
+    input_shape: tuple[int, ...]  # ``input.shape``; () when the contract gives none
+    input_range: tuple[float, float] | None  # ``input.range`` "LOW..HIGH ..."; None if absent
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
@@ -162,8 +171,54 @@ def _jsonable(value: Any, where: str, source: str) -> JsonValue:
     raise InvalidRequest(f"{source}: field '{where}' has an unsupported value ({value!r})")
 
 
+_RANGE = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*\.\.\s*(-?\d+(?:\.\d+)?)")
+_FLOAT32 = 4
+
+
+def _input_shape(fields: _Fields, budget: Budget) -> tuple[int, ...]:
+    """``input.shape``: positive int dimensions whose float32 input fits the memory budget."""
+    shape = fields.get("shape", list, required=False)
+    if shape is None:
+        return ()
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise fields.fail("shape", f"must be a non-empty list of integers ({shape!r})")
+    if any(d <= 0 for d in shape):
+        raise fields.fail("shape", f"must have positive dimensions ({shape!r})")
+    if math.prod(shape) * _FLOAT32 > budget.memory_bytes:
+        raise fields.fail(
+            "shape", f"{shape!r} does not fit the memory budget of {budget.memory_mib} MiB"
+        )
+    return tuple(shape)
+
+
+def _input_range(fields: _Fields) -> tuple[float, float] | None:
+    """``input.range``, ``"LOW..HIGH"`` with LOW <= HIGH and an optional description after."""
+    text = fields.get("range", str, required=False)
+    if text is None:
+        return None
+    match = _RANGE.match(text)
+    if match is None:
+        raise fields.fail("range", f"must read 'LOW..HIGH' ({text!r})")
+    low, high = float(match[1]), float(match[2])
+    if low > high:
+        raise fields.fail("range", f"has its minimum above its maximum ({text!r})")
+    return low, high
+
+
+def _output_classes(fields: _Fields, labels: tuple[str, ...]) -> None:
+    classes = fields.get("classes", int, required=False)
+    if classes is not None and classes != len(labels):
+        raise fields.fail("classes", f"is {classes} but 'labels' lists {len(labels)}")
+
+
 def parse_contract(data: bytes, source: str) -> Contract:
     """Validate a capability contract's TOML bytes.
+
+    Beyond presence and types: ``input.shape`` (when given) is positive integers whose
+    float32 input fits ``budget.memory_mib``; ``input.range`` (when given) reads
+    ``LOW..HIGH`` with LOW <= HIGH; ``output.classes`` (when given) counts the labels;
+    labels are non-empty and distinct. Other keys of ``[input]`` and ``[output]`` are
+    kept as written.
 
     Raises:
         InvalidRequest: not TOML, or a field is missing, unknown, or has a bad value; the
@@ -197,8 +252,11 @@ def parse_contract(data: bytes, source: str) -> Contract:
 
     input_schema = top.table_of("input")
     input_schema.text("type")
+    input_schema.text("dtype", required=False)
+    input_range = _input_range(input_schema)
     output_schema = top.table_of("output")
     output_schema.text("type")
+    _output_classes(output_schema, tuple(labels_raw))
 
     baseline = top.table_of("baseline")
     baseline.text("description")
@@ -213,6 +271,7 @@ def parse_contract(data: bytes, source: str) -> Contract:
         size_mib=budget_fields.number("size_mib"),
     )
     budget_fields.done()
+    input_shape = _input_shape(input_schema, budget)
 
     owner_fields = top.table_of("owners")
     owners = Owners(
@@ -243,4 +302,6 @@ def parse_contract(data: bytes, source: str) -> Contract:
         budget=budget,
         owners=owners,
         allowed_operators=tuple(operators),
+        input_shape=input_shape,
+        input_range=input_range,
     )

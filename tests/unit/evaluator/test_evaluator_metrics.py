@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, log_loss
 
 from breedlab.canonical import decode, encode
@@ -197,6 +198,54 @@ def test_ece_matches_a_hand_computed_case_with_n_not_divisible_by_the_bins() -> 
     correct = np.array([True, False, True, True, False])
     expected = 3 / 5 * abs(0.4 - 1 / 3) + 2 / 5 * abs(0.85 - 1.0)
     assert ece_equal_mass(conf, correct, num_bins=2) == pytest.approx(expected)
+
+
+def test_default_ece_uses_ten_equal_mass_bins_on_a_hand_computed_case() -> None:
+    # DESIGN.md §9: top-label ECE on 10 equal-mass bins. n = 20 distinct confidences
+    # 0.500, 0.525, ..., 0.975, so each bin is a consecutive pair, with mean confidence
+    # m_b = 0.5125 + 0.05·b. Even pairs are both right (gap 1 − m_b), odd pairs one right
+    # and one wrong (gap m_b − 0.5): under- and over-confident bins alternate, so any other
+    # binning (5, 9, 15 bins, equal width) mixes them and gives another number.
+    # ECE = Σ_b (2/20)·gap_b = (1.4375 + 1.3125) / 10.
+    conf = 0.5 + 0.025 * np.arange(20)
+    pair = np.arange(20) // 2
+    correct = (pair % 2 == 0) | (np.arange(20) % 2 == 0)
+    means = [0.5125 + 0.05 * b for b in range(10)]
+    expected = sum((1 - m) if b % 2 == 0 else (m - 0.5) for b, m in enumerate(means)) / 10
+    assert expected == pytest.approx(0.275)
+    order = np.random.default_rng(0).permutation(20)  # input order must not matter
+    assert ece_equal_mass(conf[order], correct[order]) == pytest.approx(expected, abs=1e-12)
+    scores = classification_scores(np.where(correct, 0, 1), np.stack([conf, 1 - conf], axis=1))
+    assert scores.ece == pytest.approx(expected, abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda per_bin: st.tuples(
+            st.lists(
+                st.floats(0, 1, allow_subnormal=False),
+                min_size=10 * per_bin,
+                max_size=10 * per_bin,
+                unique=True,
+            ),
+            st.lists(st.booleans(), min_size=10 * per_bin, max_size=10 * per_bin),
+        )
+    )
+)
+def test_default_ece_equals_sklearn_quantile_calibration_curve_with_ten_bins(
+    case: tuple[list[float], list[bool]],
+) -> None:
+    # An independent reference: sklearn's calibration_curve(strategy="quantile", n_bins=10)
+    # gives each bin's accuracy and mean confidence. With distinct confidences and n a
+    # multiple of 10, its percentile edges and the midpoint cuts split the same items,
+    # every bin holds n/10, so ECE is the plain mean of the 10 gaps.
+    conf, correct = np.array(case[0]), np.array(case[1], dtype=bool)
+    assume(correct.any() and not correct.all())  # calibration_curve needs both classes
+    prob_true, prob_pred = calibration_curve(correct, conf, n_bins=10, strategy="quantile")
+    assume(prob_true.shape == (10,))  # sklearn drops bins its float edges leave empty
+    expected = float(np.mean(np.abs(prob_true - prob_pred)))
+    assert ece_equal_mass(conf, correct) == pytest.approx(expected, abs=1e-9)
 
 
 def test_tied_confidences_across_a_cut_land_in_one_bin() -> None:

@@ -94,6 +94,75 @@ def test_int4_group32_round_trip_error_is_at_most_half_a_scale_per_group(
     assert bool((error <= scale.float() / 2 * (1 + 1e-5) + 1e-12).all())
 
 
+def test_int8_scales_and_codes_match_a_hand_computed_row() -> None:
+    # max|row| = 254, so s = 254 / 127 = 2 exactly; q = round(w / 2), ties to even.
+    w = torch.tensor([[254.0, -127.0, 3.0, 5.0], [0.0, 0.0, 0.0, 0.0]])
+    q, scale = quantize_int8_pc(w)
+    assert scale.tolist() == [2.0, 0.0]
+    assert q.tolist() == [[127, -64, 2, 2], [0, 0, 0, 0]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 70),
+    seed=st.integers(0, 2**32 - 1),
+    magnitude=st.sampled_from([1e-3, 1.0, 300.0]),
+)
+def test_int8_per_channel_equals_torchs_symmetric_per_channel_quantization(
+    rows: int, cols: int, seed: int, magnitude: float
+) -> None:
+    # The reference is torch's own observer and quantizer, with the restricted symmetric
+    # range [-127, 127] (DESIGN.md §8): scale = max|w_row| / 127, q = round(w / scale).
+    from torch.ao.quantization.observer import PerChannelMinMaxObserver
+
+    w = _randn(seed, rows, cols) * magnitude
+    observer = PerChannelMinMaxObserver(
+        ch_axis=0,
+        dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric,
+        quant_min=-127,
+        quant_max=127,
+    )
+    observer(w)
+    torch_scale, zero_point = observer.calculate_qparams()
+    assert not bool(zero_point.any())
+
+    q32, scale32 = quantize_int8_pc(w, scale_dtype=torch.float32)
+    torch.testing.assert_close(scale32, torch_scale.float(), rtol=1e-6, atol=0)
+    assert torch.equal(q32, _torch_int8_codes(w, scale32))
+
+    # fp16 scales: the smallest fp16 at or above torch's scale (rounded up, nothing clips).
+    q16, scale16 = quantize_int8_pc(w)
+    assert bool((scale16.float() >= torch_scale).all())
+    below = torch.nextafter(scale16, torch.zeros_like(scale16)).float()
+    assert bool((below < torch_scale).all())
+    assert torch.equal(q16, _torch_int8_codes(w, scale16.float()))
+
+
+def _torch_int8_codes(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """torch's per-channel fake quantization on [-127, 127], as int8 codes."""
+    # torch.quantize_per_channel is deprecated (a warning, an error here); its fake twin is not.
+    zero = torch.zeros(scale.shape, dtype=torch.int32)
+    fake = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+    safe = torch.where(scale > 0, scale, 1.0)
+    return torch.round(fake / safe[:, None]).to(torch.int8)
+
+
+def test_int4_group_scales_and_codes_match_a_hand_computed_row() -> None:
+    # One row of 40 inputs: group 1 is the first 32 (max 14, s = 2), group 2 the last 8
+    # padded with zeros (max 0.7, s = 0.1). Stored as q + 8, even index in the low nibble.
+    w = torch.zeros(1, 40)
+    w[0, 0], w[0, 1], w[0, 2] = 14.0, -3.0, 5.0
+    w[0, 32], w[0, 33] = -0.7, 0.25
+    packed, scale = quantize_int4_g32(w, scale_dtype=torch.float32)
+    torch.testing.assert_close(scale, torch.tensor([[2.0, 0.7 / 7]]), rtol=1e-7, atol=0)
+    codes = unpack_int4(packed)[0]
+    assert codes[:4].tolist() == [7, -2, 2, 0]  # 14/2, round(-1.5) = -2, round(2.5) = 2
+    assert codes[32:35].tolist() == [-7, 2, 0]  # -0.7/0.1, round(2.5) = 2
+    assert int(packed[0, 0]) == (7 + 8) | ((-2 + 8) << 4)
+
+
 def test_int4_packing_round_trips_every_value_two_per_byte() -> None:
     values = torch.arange(-8, 8, dtype=torch.int8).repeat(3, 2)  # [3, 32]
     packed = pack_int4(values)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from breedlab import canonical
 from breedlab.errors import IntegrityError, InvalidRequest
-from breedlab.families import FAMILIES, load_model
+from breedlab.families import FAMILIES, load_model, torch_family
 from breedlab.families.torch_family import TorchModel, build_module, save_torch_model
 from breedlab.tensors.quantized import quantize_file
 
@@ -180,7 +180,7 @@ def _config_text(text: str) -> Callable[[Path], None]:
         (_config_text('{"architecture": "mlp"'), "not canonical JSON"),
         (_config_text('{"family": "torch", "architecture": "mlp"}'), "not in canonical form"),
         (lambda f: _rewrite_config(f, family="transformers"), "not a torch-family config"),
-        (lambda f: _rewrite_config(f, hidden="32"), "'hidden' must be a list"),
+        (lambda f: _rewrite_config(f, hidden="32"), "'hidden' must be a non-empty list"),
         (lambda f: _rewrite_config(f, classes=0), "'classes' must be a positive integer"),
         (_no_weights, "cannot read safetensors file"),
         (_pickle_only, "cannot read safetensors file"),
@@ -233,3 +233,73 @@ def test_an_unknown_family_is_an_invalid_request(mlp: Path) -> None:
     assert FAMILIES == ("torch", "transformers")
     with pytest.raises(InvalidRequest, match="unknown model family 'onnx'"):
         load_model(mlp, "onnx")
+
+
+def _never_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make building any architecture fail the test: refusals must come before allocation."""
+
+    def built(*_: object, **__: object) -> None:
+        raise AssertionError("a module was built (and its weights allocated)")
+
+    monkeypatch.setattr(torch_family.MLP, "__init__", built)
+    monkeypatch.setattr(torch_family.CNN, "__init__", built)
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"hidden": [2147483648]}, r"config 'hidden' \[2147483648\] makes 161061273610 float32"),
+        ({"hidden": [32, 16], "inputs": 2**40}, r"config 'inputs' .* over the budget of 2048 MiB"),
+        ({"architecture": "cnn", "image": [8, 8], "channels": [2**31]}, r"config 'channels'"),
+        ({"hidden": [True]}, r"config 'hidden' must be a non-empty list of positive integers"),
+        ({"hidden": ["8"]}, r"config 'hidden' must be a non-empty list of positive integers"),
+        ({"hidden": [0]}, r"config 'hidden' must be a non-empty list of positive integers"),
+        ({"hidden": [-8]}, r"config 'hidden' must be a non-empty list of positive integers"),
+        ({"hidden": []}, r"config 'hidden' must be a non-empty list of positive integers"),
+        ({"hidden": 32}, r"config 'hidden' must be a non-empty list of positive integers"),
+        ({"inputs": True}, r"config 'inputs' must be a positive integer"),
+        ({"classes": "2"}, r"config 'classes' must be a positive integer"),
+    ],
+    ids=[
+        "hidden-2**31",
+        "inputs-2**40",
+        "channels-2**31",
+        "hidden-true",
+        "hidden-string",
+        "hidden-zero",
+        "hidden-negative",
+        "hidden-empty",
+        "hidden-not-a-list",
+        "inputs-true",
+        "classes-string",
+    ],
+)
+def test_config_sizes_are_bounded_and_typed_before_anything_is_allocated(
+    mlp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: dict[str, Any], match: str
+) -> None:
+    # Issue 10: `hidden: [2147483648]` asked for 512 GiB; `hidden: [true]` was a raw error.
+    folder = _copy(mlp, tmp_path / "huge")
+    _rewrite_config(folder, **values)
+    _never_built(monkeypatch)
+    with pytest.raises(IntegrityError, match=match):
+        load_model(folder, "torch")
+
+
+def test_a_capability_budget_bounds_the_config_and_names_the_field(
+    mlp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MLP 64 → 32 → 16 → 10: 64·32+32 + 32·16+16 + 16·10+10 = 2778 parameters, 11112 bytes.
+    assert torch_family.parameter_count(canonical.decode((mlp / "config.json").read_bytes())) == (
+        64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+    )
+    assert load_model(mlp, "torch", max_bytes=11112).parameter_count() == 2778
+    _never_built(monkeypatch)
+    with pytest.raises(IntegrityError, match=r"config 'inputs' 64 makes 2778 float32 parameters"):
+        load_model(mlp, "torch", max_bytes=11111)
+
+
+@pytest.mark.parametrize("config", [MLP, CNN], ids=["mlp", "cnn"])
+def test_the_counted_parameters_equal_the_built_modules(config: dict[str, Any]) -> None:
+    assert torch_family.parameter_count(config) == sum(
+        p.numel() for p in build_module(config).parameters()
+    )

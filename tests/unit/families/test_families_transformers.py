@@ -629,3 +629,31 @@ def test_minilm_int8_quantized_keeps_embeddings_within_0_999_cosine(
     # notes/operators.md §4 measured a mean of 0.9996 over 256 sentences
     assert cosine.mean() >= 0.999, cosine
     assert cosine.min() >= 0.998, cosine
+
+
+def test_a_config_over_the_budget_is_refused_before_transformers_allocates(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 10: sizes in configs are bounded before anything is allocated. With
+    # intermediate_size 2**28 the two layers' feed-forward weights alone are 2·2·32·2**28
+    # floats (128 GiB), which transformers would allocate and randomly fill for the
+    # misshapen tensors before reporting them.
+    folder = tmp_path / "huge"
+    shutil.copytree(tiny, folder)
+    edit_config(folder, lambda c: c.update(intermediate_size=2**28))
+
+    def built(*_: object, **__: object) -> NoReturn:
+        raise AssertionError("from_pretrained ran: weights were allocated")
+
+    monkeypatch.setattr(BertForSequenceClassification, "from_pretrained", built)
+    with pytest.raises(IntegrityError, match=r"config.json describes \d+ float32 parameters"):
+        load_model(folder, "transformers")
+
+
+def test_the_budget_bounds_a_transformers_model_at_its_exact_size(
+    tiny: Path, tiny_model: TransformersModel
+) -> None:
+    size = tiny_model.parameter_count() * 4
+    assert load_model(tiny, "transformers", max_bytes=size).parameter_count() * 4 == size
+    with pytest.raises(IntegrityError, match=r"over the budget of"):
+        load_model(tiny, "transformers", max_bytes=size - 1)

@@ -20,12 +20,13 @@ from breedlab.errors import InvalidRequest
 from breedlab.factory.operators.augmentation import image_shape
 from breedlab.factory.operators.fitting import Examples
 from breedlab.factory.operators.parameters import param_positive_int, param_sizes
-from breedlab.families.torch_family import ARCHITECTURES, TorchFamily, build_module
+from breedlab.families.torch_family import ARCHITECTURES, TorchFamily, build_module, check_size
 from breedlab.jobs import Job, ParentInput, param_str
 
 __all__ = [
     "ARCHITECTURE_PARAMS",
     "check_fits",
+    "check_params_size",
     "config_from_params",
     "fresh_module",
     "load_parent",
@@ -77,6 +78,18 @@ def config_from_params(
             if key in params:
                 raise InvalidRequest(f"parameter {key!r} is for architecture 'cnn', not {arch!r}")
     return config
+
+
+def check_params_size(
+    params: Mapping[str, JsonValue], *, inputs: int, classes: int, max_bytes: int
+) -> None:
+    """Refuse operator parameters whose fresh model would exceed ``max_bytes`` of float32
+    weights, by arithmetic on the config they make (nothing is built).
+
+    Raises:
+        InvalidRequest: as :func:`config_from_params`, or the size (naming the field).
+    """
+    check_size(config_from_params(params, inputs=inputs, classes=classes), max_bytes)
 
 
 def fresh_module(config: Mapping[str, Any], seed: int) -> nn.Module:
