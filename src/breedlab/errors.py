@@ -39,6 +39,7 @@ __all__ = [
     "SignatureInvalid",
     "UnauthorizedChange",
     "Unavailable",
+    "one_line",
 ]
 
 
@@ -131,3 +132,13 @@ class Interrupted(LabError):
     names it). Run the command again."""
 
     code = "interrupted"
+
+
+#: Every character str.splitlines() breaks at, written as its escape instead.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: an error message stays one line (in the CLI and in HTTP
+    bodies) even when it quotes a user's text or a library's multi-line message."""
+    return text.translate(_LINE_BREAKS)

@@ -173,3 +173,13 @@ def test_import_of_a_model_names_its_family_or_says_which_flag_to_pass(
     config.write_bytes(canonical.encode(declared))
     assert main([*args, "--family", "torch", "-q"]) == 0  # loaded and probed as torch
     assert capsys.readouterr().out.strip().startswith("sha256:")
+
+
+def test_an_error_is_one_line_whatever_text_it_quotes(
+    cli_lab: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["canary", "status", "a\nb\x1ec\u2028d"]) == 4
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert "a\\nb\\x1ec\\u2028d" in lines[0]

@@ -30,7 +30,7 @@ from breedlab.cli import (
     scale_commands,
 )
 from breedlab.cli.shell import err_console, exit_code_for, styled
-from breedlab.errors import LabError
+from breedlab.errors import LabError, one_line
 
 __all__ = ["app", "main"]
 
@@ -84,13 +84,14 @@ release_commands.register(app)
 
 def _report(error: LabError, *, as_json: bool) -> None:
     """One error on stderr: a line (and a ``hint:`` line), or with ``--json`` one object."""
+    message = one_line(error.message)  # one line, whatever it quotes
     if as_json:
-        body = {"error": error.code, "message": error.message}
+        body = {"error": error.code, "message": message}
         if error.hint:
             body["hint"] = error.hint
         sys.stderr.write(json.dumps(body, sort_keys=True) + "\n")
         return
-    err_console.print(styled(("bold red", "error:"), f" {error.message}"), soft_wrap=True)
+    err_console.print(styled(("bold red", "error:"), f" {message}"), soft_wrap=True)
     if error.hint:
         err_console.print(styled(("bold", "hint:"), f" {error.hint}"), soft_wrap=True)
 

@@ -45,6 +45,7 @@ from breedlab.errors import (
     NotFound,
     PolicyError,
     Unavailable,
+    one_line,
 )
 from breedlab.http.limits import BodyLimit
 from breedlab.http.routing import Router
@@ -215,22 +216,13 @@ class Promote(BaseModel):
     key: str | None = _KEY
 
 
-#: Every character str.splitlines() breaks at, written as its escape instead: an error
-#: message is one line even when it quotes a client's text (a capability named "a\nb").
-_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
-def _line(text: str) -> str:
-    return text.translate(_LINE_BREAKS)
-
-
 def _one_line(exc: RequestValidationError) -> str:
     errors = exc.errors()
     if not errors:
         return "invalid request body"
     first = errors[0]
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return _line(f"{where}: {first.get('msg', 'invalid')}")
+    return one_line(f"{where}: {first.get('msg', 'invalid')}")
 
 
 def create_app(
@@ -321,7 +313,7 @@ def create_app(
     @app.exception_handler(LabError)
     async def lab_error(_: Request, exc: LabError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.code, "message": _line(exc.message)}, status_code=status_for(exc)
+            {"error": exc.code, "message": one_line(exc.message)}, status_code=status_for(exc)
         )
 
     @app.exception_handler(RequestValidationError)
@@ -341,7 +333,7 @@ def create_app(
             exc.status_code, InvalidRequest.code
         )
         return JSONResponse(
-            {"error": code, "message": _line(str(exc.detail))},
+            {"error": code, "message": one_line(str(exc.detail))},
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
