@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from breedlab.cli import main
-from breedlab.errors import InvalidRequest, NotFound
+from breedlab.errors import InvalidRequest, NotFound, Unavailable
 from breedlab.http import routing, shadow_process
 from breedlab.http.routing import Router
 from breedlab.lab import Lab
 from breedlab.lab import release as controller
+from breedlab.lab.release import ServedModel
 from breedlab.release import CanaryPolicy, ExposureCap, MinimumDwell
 from release_lab import body, release_lab, shadow
 
@@ -247,6 +248,33 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
     out = " ".join(capsys.readouterr().out.split())
     assert "digits@shadow (stale: rolled back at seq" in out
     assert "digits@canary (stale: rolled back at seq" in out
+
+
+def test_a_canary_failure_counts_against_it_only_when_the_champion_answered_the_input(
+    lab_ids: tuple[Lab, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab, ids = lab_ids
+    with _canary(lab, ids["good"], ExposureCap()) as router:
+        router.faults["canary"] = 1.0  # every canary answer fails
+        route = router.refresh().routes["digits"]
+        run = route.canary_run
+        assert run is not None
+        units = (f"u{i}" for i in range(10_000))
+        unit = next(u for u in units if run.contains(u))
+        inputs = body(0)["inputs"]
+        before = run.stage.requests
+
+        def champion_fails(self: ServedModel, inputs: object) -> tuple[str, list[float]]:
+            raise Unavailable("the champion cannot answer this input either")
+
+        with monkeypatch.context() as m:  # an input no model answers: nobody's verdict
+            m.setattr(ServedModel, "predict", champion_fails)
+            with pytest.raises(Unavailable):
+                router.predict(route, unit=unit, inputs=inputs, truth=None, low_risk=True)  # type: ignore[arg-type]
+        assert run.stage.requests == before
+        answer = router.predict(route, unit=unit, inputs=inputs, truth=None, low_risk=True)  # type: ignore[arg-type]
+        assert answer.role == "champion" and answer.canary_failed  # the user got an answer
+        assert run.stage.requests == before + 1  # and the canary's failure was counted
 
 
 def test_a_zero_baking_period_keeps_nothing_warm(
