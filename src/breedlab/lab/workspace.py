@@ -2,7 +2,8 @@
 
 A package is copied out of the store into ``work/inputs/<id>/`` (verified while copying;
 an existing copy is re-hashed before reuse, so a tampered cache is rebuilt, never used).
-Each job gets a fresh folder under ``work/jobs/``. Everything under ``work/`` is scratch.
+Each job gets a fresh folder under ``work/jobs/``. Everything under ``work/`` is scratch;
+the staging folders a killed process left are removed when a lab opens.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from breedlab.digest import Digest, sha256_stream
-from breedlab.registry.blobs import BlobStore
+from breedlab.registry.blobs import BlobStore, Leftover, running
 from breedlab.registry.manifest import Manifest
 
 __all__ = ["Workspace"]
@@ -38,7 +39,8 @@ class Workspace:
             return folder
         if folder.exists():
             shutil.rmtree(folder)
-        staging = folder.with_name(f"{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+        # The writer's pid in the name: a staging folder whose writer died is a leftover.
+        staging = folder.with_name(f"{folder.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         staging.mkdir(parents=True)
         try:
             for entry in manifest.files:
@@ -55,6 +57,20 @@ class Workspace:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return folder
+
+    def clean_staging(self) -> list[Leftover]:
+        """Remove the staging folders of materialisations whose process died (a killed
+        round); a folder of a live process, or without a pid in its name, is kept."""
+        removed: list[Leftover] = []
+        inputs = self.root / "inputs"
+        for path in inputs.glob("*.tmp") if inputs.is_dir() else ():
+            pid_part = path.name.removesuffix(".tmp").rpartition(".")[2].partition("-")[0]
+            if not pid_part.isdigit() or running(int(pid_part)):
+                continue
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(Leftover(path=str(path), size=size, writer=int(pid_part)))
+        return removed
 
     @staticmethod
     def _intact(folder: Path, manifest: Manifest) -> bool:

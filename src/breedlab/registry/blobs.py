@@ -47,6 +47,7 @@ __all__ = [
     "Leftover",
     "MemoryBlobStore",
     "open_blob_store",
+    "running",
 ]
 
 #: Bytes written between early write-back hints (``posix_fadvise`` DONTNEED, Linux).
@@ -183,7 +184,8 @@ def _writer(name: str) -> int | None:
     return int(pid) if sep and name.startswith(_TMP_PREFIX) and pid.isdigit() else None
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -209,7 +211,7 @@ def _stale(path: Path) -> Leftover | None:
             return None  # its writer holds it
         writer = _writer(path.name)
         # Unlocked but its writer runs: created an instant ago, not locked yet.
-        if writer is not None and _running(writer):
+        if writer is not None and running(writer):
             return None
         return Leftover(path=str(path), size=info.st_size, writer=writer)
     finally:
