@@ -275,3 +275,14 @@ def test_the_crashes_the_fuzz_found_are_one_line_errors(
     else:
         assert code == 3 and err.startswith("error: cannot "), err
     assert not (lab["root"] / "copy").exists()  # a refused migration leaves nothing
+
+
+def test_a_failed_migration_into_an_empty_folder_keeps_the_folder(lab: dict[str, Any]) -> None:
+    """The fuzz's first CI run under load: a refused ``migrate`` into the fixture's empty
+    ``[dir]`` removed the folder itself (it was taken for one the migration made)."""
+    chosen = lab["root"] / "chosen-empty"
+    chosen.mkdir()
+    argv = ["--lab", str(lab["lab"]), "migrate", str(chosen)]
+    code, _, err = _run([*argv, "--store", str(lab["root"] / "a-file.txt")])
+    assert code == 3 and err.startswith("error: cannot "), err
+    assert chosen.is_dir() and not any(chosen.iterdir())  # emptied of what it wrote, kept

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -70,7 +69,7 @@ from breedlab.lab.verification import (
     trusted_keys,
 )
 from breedlab.lab.witness import Witness, check_witness
-from breedlab.lab.workspace import Workspace
+from breedlab.lab.workspace import Workspace, discard
 from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
@@ -1410,6 +1409,7 @@ class Lab:
         ):
             steps = replay_lineage(self, pid, executor=self.executor(workers))
             replayed = tuple((r.package, r.operator, r.recomputed) for r in steps)
+        existed = folder.exists()  # an empty folder the user made: on failure, emptied, kept
         folder.mkdir(parents=True, exist_ok=True)
         try:
             for entry in manifest.files:
@@ -1417,7 +1417,7 @@ class Lab:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.blobs.copy_to(entry.digest, target)
         except LabError:
-            shutil.rmtree(folder, ignore_errors=True)
+            discard(folder, existed=existed)
             raise
         rebuilt = []
         for f in source.scan(folder):

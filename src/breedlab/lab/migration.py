@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from breedlab.config import CONFIG_NAME, load_config
 from breedlab.errors import Conflict, InvalidRequest
+from breedlab.lab.workspace import discard
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab
@@ -88,6 +89,7 @@ def migrate(
     store = {"url": store_url, "endpoint": store_endpoint, "region": store_region}
     text = _target_config(lab.config.root, store, ledger_url)
     lab.ledger.verify_chain()  # 1. the source first: never spread a broken ledger
+    existed = target.exists()  # an empty folder the user made: on failure, emptied, kept
     target.mkdir(parents=True, exist_ok=True)
     try:
         for folder in ("objects", "work"):
@@ -124,7 +126,7 @@ def migrate(
             if (report.events, report.head) != source_head:
                 raise Conflict("the copied ledger does not end at the source's head")
     except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
+        discard(target, existed=existed)
         raise
     return MigrationReport(
         target=str(target),

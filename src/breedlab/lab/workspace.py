@@ -18,7 +18,17 @@ from breedlab.digest import Digest, sha256_stream
 from breedlab.registry.blobs import BlobStore, Leftover, running
 from breedlab.registry.manifest import Manifest
 
-__all__ = ["Workspace"]
+__all__ = ["Workspace", "discard"]
+
+
+def discard(folder: Path, *, existed: bool) -> None:
+    """Undo a failed write into ``folder``: remove it, or, when it ``existed`` before (an
+    empty folder the user chose), remove only what was written into it."""
+    for made in folder.iterdir() if existed else (folder,):
+        if made.is_dir() and not made.is_symlink():
+            shutil.rmtree(made, ignore_errors=True)
+        else:
+            made.unlink(missing_ok=True)
 
 
 class Workspace:
