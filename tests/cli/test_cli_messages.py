@@ -122,12 +122,12 @@ def test_as_numbers_converts_decimal_text_only() -> None:
     record = {
         "p": "0.25", "n": "12", "neg": "-3.5e-2", "inf": "inf", "nan": "nan", "zero": "0",
         "lead": "007", "hex": "1e9f", "id": "sha256:12", "label": "7", "labels": ["1", "2"],
-        "nested": [{"x": "1.50"}, "text"],
+        "nested": [{"x": "1.50"}, "text"], "huge": "1e999",
     }  # fmt: skip
     assert as_numbers(record) == {
         "p": 0.25, "n": 12, "neg": -0.035, "inf": "inf", "nan": "nan", "zero": 0,
         "lead": "007", "hex": "1e9f", "id": "sha256:12", "label": "7", "labels": ["1", "2"],
-        "nested": [{"x": 1.5}, "text"],
+        "nested": [{"x": 1.5}, "text"], "huge": "1e999",
     }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ The error boundary maps each error family to one exit code (DESIGN §12: 0 ok,
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -176,8 +177,10 @@ def as_numbers(value: Any, *, keep: frozenset[str] = TEXT_KEYS) -> Any:
     if isinstance(value, list | tuple):
         return [as_numbers(v, keep=keep) for v in value]
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        if value.lstrip("-").isdigit():
+            return int(value)
         number = float(value)
-        return int(value) if value.lstrip("-").isdigit() else number
+        return number if math.isfinite(number) else value  # "1e999": no JSON number
     return value
 
 
