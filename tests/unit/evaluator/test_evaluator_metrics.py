@@ -219,7 +219,7 @@ def test_default_ece_uses_ten_equal_mass_bins_on_a_hand_computed_case() -> None:
     assert scores.ece == pytest.approx(expected, abs=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # CI sees the same cases
 @given(
     st.integers(1, 12).flatmap(
         lambda per_bin: st.tuples(
