@@ -209,10 +209,11 @@ def show(
     with open_lab(ctx) as lab:
         d = lab.show(package)
         cap = d.info.manifest.capability
+        release = {f"{cap}@shadow", f"{cap}@canary"} & set(d.aliases)
         stale = {  # a shadow/canary alias whose run ended (promoted, rolled back, stopped)
             f"{cap}@{alias}": why
-            for alias, why in stale_release_aliases(lab, cap).items()
-            if f"{cap}@{alias}" in d.aliases
+            for alias, why in (stale_release_aliases(lab, cap) if release else {}).items()
+            if f"{cap}@{alias}" in release
         }
     if json_out:
         print_json({**d.to_json(), "stale_aliases": stale})

@@ -121,15 +121,13 @@ def evaluate_models(
             )
         )
     budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
-    names = [lab.manifest(m).name for m in models]
 
     def done(index: int, outcome: Outcome) -> None:
         if progress is not None:
+            name = jobs[index][0].job.parents[0].name
             state = "scored" if outcome.ok else f"FAILED ({outcome.failure}: {outcome.reason})"
             finished = f"{index + 1}/{len(models)}"
-            progress(
-                f"evaluate {names[index]} ({finished}): {state} in {outcome.wall_seconds:.1f} s"
-            )
+            progress(f"evaluate {name} ({finished}): {state} in {outcome.wall_seconds:.1f} s")
 
     outcomes = executor.run(jobs, on_done=done)
     evaluations = []

@@ -794,6 +794,14 @@ class CanaryRun:
         )
 
 
+#: What can follow a canary's start: its stages and end, and its package's promotion.
+_CANARY_SINCE = tuple(
+    k
+    for k in RELEASE_KINDS
+    if k not in ("release.shadow_started", "release.shadow_stopped", "release.canary_started")
+)
+
+
 def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
     """Stage, weight and the guardrails' statistics, replayed from the server's log.
 
@@ -805,19 +813,13 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
     if not started:
         raise NotFound(f"no canary for {capability}; run 'breedlab canary start {capability}'")
     last = started[-1]
-    ended = [
-        e
-        for e in lab.events(
-            after=last.seq, kinds=("release.canary_aborted", "release.canary_stopped")
-        )
-        if e.subject == capability
-    ]
     pkg = str(last.payload["package"])
-    reached = [
-        int(str(e.payload["stage"]))
-        for e in lab.events(after=last.seq, kinds=("release.canary_stage",))
-        if e.subject == capability and e.payload.get("canary") == last.seq
+    since = [  # everything that happened to this canary and its package, read once
+        e for e in lab.events(after=last.seq, kinds=_CANARY_SINCE) if e.subject == capability
     ]
+    ours = [e for e in since if e.payload.get("canary") == last.seq]
+    ended = [e for e in since if e.kind in ("release.canary_aborted", "release.canary_stopped")]
+    reached = [int(str(e.payload["stage"])) for e in ours if e.kind == "release.canary_stage"]
     stage = state.stage if state.canary_seq == last.seq else max(reached, default=0)
     policy = CanaryPolicy()
     replayed = CanaryStage.start(policy, at=0.0)
@@ -825,16 +827,12 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         if int(rec.get("stage", 0)) == stage:
             replayed = replayed.observe(CanaryObservation.from_record(rec), at=float(i))
     ramp = [float(str(w)) for w in last.payload["ramp"]]
-    passed = any(
-        e.payload.get("canary") == last.seq
-        for e in lab.events(after=last.seq, kinds=("release.canary_passed",))
-    )
+    passed = any(e.kind == "release.canary_passed" for e in ours)
     fate = [  # what became of a passed canary's package: promoted, then maybe rolled back
         e
-        for e in lab.events(after=last.seq, kinds=("release.promoted", "release.rolled_back"))
-        if e.subject == capability
-        and pkg in (e.payload.get("package"), e.payload.get("from"))
-        and not (e.kind == "release.rolled_back" and e.payload.get("package") == pkg)
+        for e in since
+        if (e.kind == "release.promoted" and e.payload.get("package") == pkg)
+        or (e.kind == "release.rolled_back" and e.payload.get("from") == pkg)
     ]
     if passed and fate:
         status = "rolled back" if fate[-1].kind == "release.rolled_back" else "promoted"

@@ -68,12 +68,18 @@ def test_a_model_over_the_capabilitys_memory_budget_is_refused_before_it_is_buil
         _import(lab, folder)
 
 
-def test_an_unloadable_folder_that_names_a_family_is_refused_at_import(
-    lab: Lab, tmp_path: Path
-) -> None:
+def _weights_only(tmp_path: Path) -> Path:
+    """A folder with bytes named like weights and nothing that says how to load them."""
     folder = tmp_path / "bytes"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"weights")
+    return folder
+
+
+def test_an_unloadable_folder_that_names_a_family_is_refused_at_import(
+    lab: Lab, tmp_path: Path
+) -> None:
+    folder = _weights_only(tmp_path)
     with pytest.raises(IntegrityError, match=r"has no config\.json"):
         _import(lab, folder, family="torch")
     with pytest.raises(InvalidRequest, match="unknown model family 'onnx'"):
@@ -83,9 +89,7 @@ def test_an_unloadable_folder_that_names_a_family_is_refused_at_import(
 def test_a_model_without_a_family_is_refused_at_import_naming_the_flag(
     lab: Lab, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "bytes"
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"weights")
+    folder = _weights_only(tmp_path)
     before = (len(lab.events()), len(lab.packages()))
     with pytest.raises(InvalidRequest, match=r"names no model family, .* --family torch"):
         _import(lab, folder)
