@@ -1,8 +1,8 @@
 """Authority: who may make which change, checked when it is made and replayed after
 (DESIGN §13; seed: "every artifact signed, every promotion controlled").
 
-- ``policy``: the one table (event kind -> roles and condition), the state it reads,
-  the promotion and approval rules (pure).
+- ``policy``: the one table (event kind -> roles and condition) and the state it reads;
+  the promotion and approval rules it applies are :mod:`breedlab.release.promotion` (pure).
 - ``keys``: which keys the lab trusts, seq by seq (lab-key endorsements, revocations).
 - ``replay``: verify every event's signature against the keys trusted at its seq and
   its authority against the table, in chain order.
@@ -30,8 +30,8 @@ from breedlab.authority.policy import (
     Signer,
     approval_problems,
     authorize,
+    gate_problems,
     may,
-    promotion_problems,
 )
 from breedlab.authority.replay import AuthorityReport, Replayer, envelope_facts, replay
 
@@ -50,10 +50,10 @@ __all__ = [
     "approval_problems",
     "authorize",
     "envelope_facts",
+    "gate_problems",
     "key_endorsements",
     "key_statement",
     "may",
-    "promotion_problems",
     "replay",
     "trusted_keys",
 ]

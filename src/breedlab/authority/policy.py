@@ -38,6 +38,13 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.ledger import Event
 from breedlab.registry.manifest import RiskTier
+from breedlab.release.promotion import (
+    TIER_RANK,
+    Approval,
+    PromotionFacts,
+    approval_problems,
+    gate_problems,
+)
 from breedlab.release.state import ReleaseState
 from breedlab.signing.keys import Role
 
@@ -55,9 +62,9 @@ __all__ = [
     "Signer",
     "approval_problems",
     "authorize",
+    "gate_problems",
     "is_round",
     "may",
-    "promotion_problems",
 ]
 
 APPROVERS = frozenset({Role.MODEL, Role.EVALUATION, Role.SECURITY, Role.PRODUCTION})
@@ -65,7 +72,6 @@ ANY = APPROVERS | {Role.LAB, Role.FACTORY}
 _LAB = frozenset({Role.LAB})
 _FACTORY = frozenset({Role.FACTORY})
 _PRODUCTION = frozenset({Role.PRODUCTION})
-_TIER_RANK = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2}
 #: Aliases that only a promotion or a rollback moves.
 CHAMPION_ALIASES = ("champion", "previous")
 
@@ -77,16 +83,6 @@ class Signer:
     keyid: str
     name: str
     role: Role
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Approval:
-    """An approval credited to the key that signed its envelope."""
-
-    keyid: str
-    role: Role
-    purpose: str
-    seq: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,67 +115,6 @@ class Facts:
 
     package: PackageFacts | None = None
     envelope: EnvelopeFacts | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PromotionFacts:
-    """Everything a promotion of ``package`` is judged on, at one point of the ledger."""
-
-    package: str
-    tier: RiskTier
-    approvals: tuple[Approval, ...]  # release approvals, valid at that point
-    proposers: frozenset[str]  # key ids that signed the package
-    revoked: bool
-    first: bool  # no champion yet: nothing to shadow or canary against
-    release: ReleaseState
-    bred: bool  # made by an operator in a round
-    recommended: bool  # the viability controller recommended it for shadow
-
-
-def approval_problems(
-    tier: RiskTier, approvals: tuple[Approval, ...], proposers: frozenset[str], package: str
-) -> list[str]:
-    """What the risk tier still needs, given valid release approvals (DESIGN §5; seed,
-    stage 7: high-risk changes always require independent review)."""
-    short = Digest.parse(package).short
-    problems = []
-    if not approvals:
-        problems.append(f"no valid release approval of {short}")
-    rank = _TIER_RANK[tier]
-    if rank >= 1 and not [a for a in approvals if a.keyid not in proposers]:
-        problems.append(
-            f"risk tier {tier.value}: a release approval from a key other than the proposer's "
-            "(the package's signer) is required"
-        )
-    if rank >= 2 and not [a for a in approvals if a.role is Role.SECURITY]:
-        problems.append(
-            f"risk tier {tier.value}: a release approval by a 'security' key is required"
-        )
-    return problems
-
-
-def promotion_problems(f: PromotionFacts) -> list[str]:
-    """Why ``f.package`` may not become champion (empty: it may). Dwell and the
-    flip-flop freeze are time rules the release controller adds at promotion time."""
-    pid = Digest.parse(f.package)
-    problems = []
-    if not f.proposers:  # seed, stage 0: one signed champion package
-        problems.append(f"{pid.short} is signed by nobody; a champion is signed ('breedlab sign')")
-    if f.revoked:
-        problems.append(f"{pid.short} is revoked")
-    if pid in f.release.deny:
-        problems.append(f"{pid.short} is on the deny-list of retired ids")
-    if not f.first:
-        if pid not in f.release.shadowed:
-            problems.append(f"{pid.short} never went through shadow")
-        if pid not in f.release.passed:
-            problems.append(f"{pid.short} has not passed every canary stage")
-    if f.bred and not f.recommended:
-        # seed, stage 5: the controller recommends; a bred candidate it did not
-        # recommend for shadow is not released, whatever its canary showed.
-        problems.append(f"the viability controller never recommended {pid.short} for shadow")
-    problems.extend(approval_problems(f.tier, f.approvals, f.proposers, f.package))
-    return problems
 
 
 def is_round(round_id: object) -> bool:
@@ -221,7 +156,7 @@ class AuthorityState:
         facts = self.packages.get(package)
         contract = self.tiers.get(capability, RiskTier.LOW)
         tier = contract
-        if facts is not None and _TIER_RANK[facts.risk_tier] > _TIER_RANK[tier]:
+        if facts is not None and TIER_RANK[facts.risk_tier] > TIER_RANK[tier]:
             tier = facts.risk_tier
         return PromotionFacts(
             package=package,
@@ -229,7 +164,7 @@ class AuthorityState:
             approvals=self.valid_approvals(package, "release"),
             proposers=frozenset(self.signers.get(package, ())),
             revoked=package in self.revoked,
-            first=(capability, "champion") not in self.aliases,
+            champion=self.aliases.get((capability, "champion")),
             release=self.release_of(capability),
             bred=package in self.bred,
             recommended=package in self.recommended,
@@ -372,8 +307,8 @@ def _champion_move(state: AuthorityState, ev: Event, signer: Signer) -> str | No
             return f"a promotion moves {cap}@previous only to the champion it replaces"
         return None
     if via == "promote" and alias == "champion":
-        problems = promotion_problems(state.promotion(new, cap))
-        return "; ".join(problems) or None
+        problems = gate_problems(state.promotion(new, cap))
+        return "; ".join(p.message for p in problems) or None
     if via == "rollback" and alias == "champion":
         release = state.release_of(cap)
         if new != previous:

@@ -22,17 +22,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from breedlab.authority import (
-    Approval,
-    PromotionFacts,
-    promotion_problems,
-    trusted_keys,
-)
+from breedlab.authority import Approval, trusted_keys
 from breedlab.authority.policy import is_round
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
@@ -60,12 +55,16 @@ from breedlab.release.canary import (
 from breedlab.release.cohorts import Cohort, Ramp, SrmVerdict, new_salt
 from breedlab.release.cohorts import sample_ratio_check as _srm
 from breedlab.release.gates import ShadowGate
-from breedlab.release.oscillation import (
-    ChampionChange,
-    ChangeKind,
-    FlipFlopRule,
-    MinimumDwell,
-    flip_flop,
+from breedlab.release.oscillation import ChangeKind
+from breedlab.release.promotion import (
+    MAX_BAKING,
+    TIER_RANK,
+    Problem,
+    PromotionFacts,
+    PromotionPolicy,
+    PromotionTiming,
+    Unmet,
+    promotion_problems,
 )
 from breedlab.release.recovery import Recovery
 from breedlab.release.sequential import Verdict
@@ -88,9 +87,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BAKING",
+    "MAX_BAKING",
     "RELEASE_KINDS",
     "CanaryRun",
     "Criterion",
+    "PromotionCase",
     "PromotionPolicy",
     "ReleaseState",
     "ServedModel",
@@ -98,7 +99,7 @@ __all__ = [
     "exit_criteria",
     "load_served",
     "promote",
-    "promotion_facts",
+    "promotion_case",
     "read_shadow_pairs",
     "release_records",
     "release_state",
@@ -113,9 +114,6 @@ __all__ = [
     "stop_shadow",
 ]
 
-_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-_TIERS = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2}
-
 
 # ------------------------------------------------------------------------------- state
 
@@ -124,8 +122,19 @@ def release_state(lab: Lab, capability: str) -> ReleaseState:
     """Fold the capability's release events (and the retire decisions) into a state."""
     with lab.ledger.reader() as r:
         events = list(r.events(kinds=(*RELEASE_KINDS, "candidate.archived")))
+    return _fold(capability, events)
+
+
+def _fold(capability: str, events: Iterable[Event]) -> ReleaseState:
+    """The capability's release state from events of any kinds and subjects."""
     return fold_release(
-        capability, (e for e in events if e.kind == "candidate.archived" or e.subject == capability)
+        capability,
+        (
+            e
+            for e in events
+            if e.kind == "candidate.archived"
+            or (e.kind in RELEASE_KINDS and e.subject == capability)
+        ),
     )
 
 
@@ -246,9 +255,15 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
 
 
 def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
+    return _recommended(lab.events(kinds=("decision.made",)), pid)
+
+
+def _recommended(events: Iterable[Event], pid: Digest) -> bool:
+    """Whether a ``decision.made`` among ``events`` recommended ``pid`` for shadow."""
     return any(
         (ev.payload.get("outcomes") or {}).get(str(pid)) == "shadow"
-        for ev in lab.events(kinds=("decision.made",))
+        for ev in events
+        if ev.kind == "decision.made"
     )
 
 
@@ -870,84 +885,95 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
 # -------------------------------------------------------------------------- promotion
 
 
-def _dwell() -> MinimumDwell:
-    return MinimumDwell(min_time=timedelta(seconds=30), min_requests=0)
-
-
-def _flip_rule() -> FlipFlopRule:
-    return FlipFlopRule(max_changes=3, window=timedelta(hours=24))
-
-
-#: The longest baking period a promotion may record (a longer one is refused: the
-#: period is added to the promotion's time when the ledger is replayed).
-MAX_BAKING = timedelta(days=365)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PromotionPolicy:
-    """DESIGN §10 oscillation controls applied at promotion, and the baking period the
-    promotion records. ``min_requests`` of the dwell is not enforced here: the lab does
-    not count served requests across processes."""
-
-    dwell: MinimumDwell = field(default_factory=_dwell)
-    flip_flop: FlipFlopRule = field(default_factory=_flip_rule)
-    baking: timedelta = DEFAULT_BAKING
-
-    def __post_init__(self) -> None:
-        if not timedelta(0) <= self.baking <= MAX_BAKING:
-            raise InvalidRequest(
-                f"a baking period is not negative and at most {MAX_BAKING.days} days "
-                f"(got {self.baking})"
-            )
-
-
 def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
     _, contract = lab.capability(capability)
     tiers = (contract.risk_tier, lab.manifest(pid).risk_tier)
-    return max(tiers, key=lambda t: _TIERS[t])
+    return max(tiers, key=lambda t: TIER_RANK[t])
 
 
-def promotion_facts(lab: Lab, capability: str, pid: Digest) -> PromotionFacts:
-    """What a promotion of ``pid`` is judged on now (the authority table judges the same
-    facts, replayed at the promotion's seq, when the ledger is verified)."""
+#: What a promotion reads from the ledger, in one pass.
+_PROMOTION_KINDS = (
+    *RELEASE_KINDS,
+    "candidate.archived",
+    "candidate.generated",
+    "decision.made",
+    "alias.moved",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromotionCase:
+    """A promotion of ``facts.package`` as the ledger has it now: the facts it is judged
+    on (the authority table judges the same facts, replayed at the promotion's seq, when
+    the ledger is verified), its timing, and the events they came from."""
+
+    facts: PromotionFacts
+    timing: PromotionTiming
+    events: tuple[Event, ...]
+
+
+def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
+    """Gather what a promotion of ``pid`` is judged on, reading the ledger once."""
     with lab.ledger.reader() as r:
         trusted = trusted_keys(r, lab.blobs)
         approvals = valid_approvals(lab.blobs, r, pid, purpose="release", trusted=trusted)
         proposers = frozenset(str(row.keyid) for row in r.signatures(str(pid)))
         revoked = r.revocation(str(pid)) is not None
-        first = r.alias(capability, "champion") is None
-    bred = any(
-        e.payload.get("package") == str(pid) and is_round(e.payload.get("round"))
-        for e in lab.events(kinds=("candidate.generated",))
-    )
-    return PromotionFacts(
+        champion = r.alias(capability, "champion")
+        approved = [event_time(r.event(a.seq)) for a in approvals]
+        events = tuple(r.events(kinds=_PROMOTION_KINDS))
+    moves = [
+        e
+        for e in events
+        if e.kind == "alias.moved"
+        and e.subject == capability
+        and e.payload.get("alias") == "champion"
+    ]
+    facts = PromotionFacts(
         package=str(pid),
         tier=_risk_tier(lab, capability, pid),
         approvals=approvals,
         proposers=proposers,
         revoked=revoked,
-        first=first,
-        release=release_state(lab, capability),
-        bred=bred,
-        recommended=_has_shadow_recommendation(lab, pid),
+        champion=champion,
+        release=_fold(capability, events),
+        bred=any(
+            e.kind == "candidate.generated"
+            and e.payload.get("package") == str(pid)
+            and is_round(e.payload.get("round"))
+            for e in events
+        ),
+        recommended=_recommended(events, pid),
     )
+    timing = PromotionTiming(
+        now=lab.clock.now(),
+        champion_since=event_time(moves[-1]) if moves else None,
+        approved_at=max(approved, default=None),
+    )
+    return PromotionCase(facts=facts, timing=timing, events=events)
 
 
-def _promotion_hint(capability: str, pid: Digest, problems: list[str]) -> str | None:
+def _promotion_hint(capability: str, pid: Digest, problems: list[Problem]) -> str | None:
     """The next command for the first unmet condition a user can act on."""
-    text = " ".join(problems)
-    if "'security' key" in text:
-        return f"a security key holder runs: breedlab approve {pid} --purpose release --key KEY"
-    if "approval" in text:
-        return (
-            "a key other than the package's signer runs: "
-            f"breedlab approve {pid} --purpose release --key KEY"
-        )
-    if "shadow" in text:
-        return f"run it in shadow first: breedlab shadow start {capability} {pid} --key KEY"
-    if "canary" in text:
-        return f"pass every canary stage first: breedlab canary start {capability} --key KEY"
-    return None
+    approve = f"breedlab approve {pid} --purpose release --key KEY"
+    hints = {
+        Unmet.NO_SECURITY_APPROVAL: f"a security key holder runs: {approve}",
+        Unmet.NO_APPROVAL: f"a key other than the package's signer runs: {approve}",
+        Unmet.NO_INDEPENDENT_APPROVAL: f"a key other than the package's signer runs: {approve}",
+        Unmet.NO_SHADOW: (
+            f"run it in shadow first: breedlab shadow start {capability} {pid} --key KEY"
+        ),
+        Unmet.NO_CANARY: (
+            f"pass every canary stage first: breedlab canary start {capability} --key KEY"
+        ),
+        Unmet.UNSIGNED: f"sign it first: breedlab sign {pid} --key KEY",
+        Unmet.FROZEN: f"a person lifts the freeze by approving it: {approve}",
+    }
+    order = list(hints)
+    actionable = sorted(
+        (p for p in problems if p.unmet in hints), key=lambda p: order.index(p.unmet)
+    )
+    return hints[actionable[0].unmet] if actionable else None
 
 
 def promote(
@@ -983,35 +1009,16 @@ def promote(
     with lab.ledger.reader() as r:
         lab._require_intact(r, pid)  # tampered: IntegrityError; revoked: PolicyError
     check_registered_model(lab, pid)  # the champion is served: it must answer the contract
-    old = lab.alias(capability, "champion")
-    problems: list[str] = []
-    if old == pid:
-        problems.append(f"{pid.short} is the champion already")
-    facts = promotion_facts(lab, capability, pid)
-    problems.extend(promotion_problems(facts))  # the authority table's own rule
-    now = lab.clock.now()
-    moves = [m for m in lab.alias_history(capability) if m.alias == "champion"]
-    if moves:
-        since = datetime.strptime(moves[-1].at, _TIME).replace(tzinfo=UTC)
-        dwell = policy.dwell.check(champion_since=min(since, now), now=now, requests=0)
-        if not dwell.satisfied:
-            problems.append(dwell.explanation)
-    approved = [event_time_of(lab, a.seq) for a in facts.approvals]
-    state = facts.release
-    history = (*state.changes, ChampionChange(at=now, champion=pid, kind=ChangeKind.PROMOTION))
-    frozen = flip_flop(
-        [c for i, c in enumerate(history) if i == 0 or c.champion != history[i - 1].champion],
-        rule=policy.flip_flop,
-        approved_at=max(approved) if approved else None,
-    )
-    if frozen.frozen and not (approved and frozen.since and max(approved) > frozen.since):
-        problems.extend(frozen.reasons)
+    case = promotion_case(lab, capability, pid)
+    facts = case.facts
+    problems = promotion_problems(facts, case.timing, policy)
     if problems:
         raise PolicyError(
-            f"cannot promote {pid.short}: " + "; ".join(problems),
+            f"cannot promote {pid.short}: " + "; ".join(p.message for p in problems),
             hint=_promotion_hint(capability, pid, problems),
         )
-    evidence = _release_evidence(lab, capability, pid)
+    old = None if facts.champion is None else Digest.parse(facts.champion)
+    evidence = _release_evidence(lab, capability, pid, case.events)
     prev = lab.alias(capability, "previous")
     reason = f"promotion of {pid.short}"
     swaps: list[tuple[str, Digest, Digest | None]] = [("champion", pid, old)]
@@ -1046,13 +1053,11 @@ def promote(
         )
 
 
-def event_time_of(lab: Lab, seq: int) -> datetime:
-    with lab.ledger.reader() as r:
-        return event_time(r.event(seq))
-
-
-def _release_evidence(lab: Lab, capability: str, pid: Digest) -> dict[str, JsonValue]:
+def _release_evidence(
+    lab: Lab, capability: str, pid: Digest, events: Iterable[Event]
+) -> dict[str, JsonValue]:
     """The sealed evidence of ``pid``'s latest shadow and canary runs (sealed now)."""
+    events = tuple(events)
     out: dict[str, JsonValue] = {}
     for stream, kind in (
         ("shadow", "release.shadow_started"),
@@ -1060,8 +1065,8 @@ def _release_evidence(lab: Lab, capability: str, pid: Digest) -> dict[str, JsonV
     ):
         runs = [
             e.seq
-            for e in lab.events(kinds=(kind,))
-            if e.subject == capability and e.payload.get("package") == str(pid)
+            for e in events
+            if e.kind == kind and e.subject == capability and e.payload.get("package") == str(pid)
         ]
         if runs:
             out[f"{stream}_evidence"] = list(evidence_log(lab, capability, stream, runs[-1]).seal())

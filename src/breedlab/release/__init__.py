@@ -11,6 +11,10 @@ I/O, no clock and no model code. Times and randomness come in as arguments. The 
                    matrix, latency ratios (seeded bootstrap), error rates, drops
     recovery       the moments of an abort or rollback and the recovery figures
     oscillation    DESIGN §10 controls: dead band, minimum dwell, deny-list, flip-flop freeze
+    promotion      every unmet condition of a promotion, from facts: the replayed gates
+                   (signed, shadow, canary, recommended, approvals by risk tier) and the
+                   time rules (dwell, flip-flop, dead band for automation)
+    state          the release state folded from a capability's release events
     canary         one ramp stage's four monitors over paired canary/champion observations,
                    and its exposure cap
     gates          the shadow gate to canary
@@ -52,9 +56,18 @@ from breedlab.release.oscillation import (
     FlipFlopRule,
     FlipFlopStatus,
     MinimumDwell,
-    PromotionCheck,
-    automatic_promotion,
     flip_flop,
+)
+from breedlab.release.promotion import (
+    MAX_BAKING,
+    Approval,
+    Problem,
+    PromotionFacts,
+    PromotionPolicy,
+    PromotionTiming,
+    Unmet,
+    gate_problems,
+    promotion_problems,
 )
 from breedlab.release.recovery import Recovery
 from breedlab.release.sequential import (
@@ -86,7 +99,9 @@ from breedlab.release.shadow_stats import (
 __all__ = [
     "DEFAULT_RAMP",
     "DEFAULT_RESAMPLES",
+    "MAX_BAKING",
     "SALT_BYTES",
+    "Approval",
     "BandVerdict",
     "CanaryObservation",
     "CanaryPolicy",
@@ -111,7 +126,10 @@ __all__ = [
     "MsprtGuardrail",
     "NoDataRule",
     "Pair",
-    "PromotionCheck",
+    "Problem",
+    "PromotionFacts",
+    "PromotionPolicy",
+    "PromotionTiming",
     "Proportion",
     "Ramp",
     "Recovery",
@@ -123,14 +141,16 @@ __all__ = [
     "SrmResult",
     "SrmVerdict",
     "Trigger",
+    "Unmet",
     "Verdict",
     "WorseWhen",
-    "automatic_promotion",
     "bucket",
     "combined_verdict",
     "flip_flop",
+    "gate_problems",
     "in_canary",
     "new_salt",
+    "promotion_problems",
     "ramp_from",
     "sample_ratio_check",
     "summarise_shadow",

@@ -2,14 +2,13 @@
 
 Owns the pure checks of DESIGN §10 (notes §6): the asymmetric dead band, the minimum
 dwell of a new champion, the deny-list of retired ids, the flip-flop detector that
-freezes automation until a human approves, and their conjunction for one automatic
-promotion. Leaves to others: the intervals fed to the dead band (the viability
-controller), reading champion history, retirements and approvals (the ledger), and
-acting on a verdict (the release controller). Non-inferiority against a fixed reference
+freezes automation until a human approves. Their conjunction for one promotion is
+:mod:`breedlab.release.promotion`. Leaves to others: the intervals fed to the dead band
+(the viability controller), reading champion history, retirements and approvals (the
+ledger), and acting on a verdict (the release controller). Non-inferiority against a fixed reference
 model is a gate of the viability controller, not a rule here.
 
-Every check fails closed: an automatic promotion happens only when each rule allows it,
-and the answer lists every rule that did not.
+Every check fails closed.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ __all__ = [
     "FlipFlopRule",
     "FlipFlopStatus",
     "MinimumDwell",
-    "PromotionCheck",
-    "automatic_promotion",
     "flip_flop",
 ]
 
@@ -303,38 +300,3 @@ def flip_flop(
         return FlipFlopStatus(frozen=False, since=None, reasons=())
     reasons.append("automation is frozen until a human approval is recorded")
     return FlipFlopStatus(frozen=True, since=since, reasons=tuple(reasons))
-
-
-# --------------------------------------------------------------- conjunction
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PromotionCheck:
-    """Whether automation may promote a candidate now; ``reasons`` names every blocker."""
-
-    allowed: bool
-    reasons: tuple[str, ...]
-
-
-def automatic_promotion(
-    candidate: Digest,
-    *,
-    band: BandVerdict,
-    deny_list: DenyList,
-    dwell: DwellStatus,
-    flip_flops: FlipFlopStatus,
-) -> PromotionCheck:
-    """All of DESIGN §10's oscillation controls for one automatic promotion (fail closed).
-
-    Stage gates and approvals by risk tier are separate checks of the controller.
-    """
-    reasons: list[str] = []
-    if band is not BandVerdict.PROMOTE:
-        reasons.append(f"dead band says {band.value}: the lower bound does not clear +eps_up")
-    if candidate in deny_list:
-        reasons.append(f"{candidate.short} is on the deny-list of retired ids")
-    if not dwell.satisfied:
-        reasons.append(dwell.explanation)
-    if flip_flops.frozen:
-        reasons.extend(flip_flops.reasons)
-    return PromotionCheck(allowed=not reasons, reasons=tuple(reasons))

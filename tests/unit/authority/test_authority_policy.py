@@ -1,4 +1,5 @@
-"""The authority table (pure): who may make which change, and the promotion rule."""
+"""The authority table (pure): who may make which change (the promotion rule it applies
+is tested in tests/unit/release/test_release_promotion.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,9 @@ from pathlib import Path
 import pytest
 
 from breedlab.authority import RULES, Approval, AuthorityState, Signer, authorize
-from breedlab.authority.policy import (
-    EnvelopeFacts,
-    Facts,
-    PackageFacts,
-    PromotionFacts,
-    approval_problems,
-    promotion_problems,
-)
-from breedlab.digest import Digest
+from breedlab.authority.policy import EnvelopeFacts, Facts, PackageFacts
 from breedlab.ledger import Event
 from breedlab.registry.manifest import RiskTier
-from breedlab.release.state import ReleaseState
 from breedlab.signing.keys import Role
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "breedlab"
@@ -144,62 +136,6 @@ def test_a_revoked_keys_approvals_stop_counting_from_its_revocation() -> None:
 
 def _approvals(*pairs: tuple[str, Role]) -> tuple[Approval, ...]:
     return tuple(Approval(keyid=k, role=r, purpose="release", seq=1) for k, r in pairs)
-
-
-@pytest.mark.parametrize(
-    ("tier", "approvals", "expected"),
-    [
-        (RiskTier.LOW, (), ["no valid release approval"]),
-        (RiskTier.LOW, (("alice", Role.MODEL),), []),  # the proposer may, at low risk
-        (RiskTier.MEDIUM, (("alice", Role.MODEL),), ["other than the proposer"]),
-        (RiskTier.MEDIUM, (("pat", Role.PRODUCTION),), []),
-        (RiskTier.HIGH, (("pat", Role.PRODUCTION),), ["'security' key"]),
-        (RiskTier.HIGH, (("alice", Role.MODEL), ("sam", Role.SECURITY)), []),
-        (RiskTier.HIGH, (("alice", Role.SECURITY),), ["other than the proposer"]),
-    ],
-)
-def test_approvals_by_risk_tier(
-    tier: RiskTier, approvals: tuple[tuple[str, Role], ...], expected: list[str]
-) -> None:
-    problems = approval_problems(tier, _approvals(*approvals), frozenset({"alice"}), PKG)
-    assert len(problems) == len(expected)
-    for problem, fragment in zip(problems, expected, strict=True):
-        assert fragment in problem
-
-
-def _promotion(**changes: object) -> PromotionFacts:
-    base: dict[str, object] = {
-        "package": PKG,
-        "tier": RiskTier.LOW,
-        "approvals": _approvals(("pat", Role.PRODUCTION)),
-        "proposers": frozenset({"alice"}),
-        "revoked": False,
-        "first": False,
-        "release": ReleaseState(
-            capability="digits",
-            shadowed=frozenset({Digest.parse(PKG)}),
-            passed=frozenset({Digest.parse(PKG)}),
-        ),
-        "bred": False,
-        "recommended": False,
-    }
-    return PromotionFacts(**{**base, **changes})  # type: ignore[arg-type]
-
-
-def test_a_promotion_needs_shadow_canary_and_a_recommendation_for_a_bred_candidate() -> None:
-    assert promotion_problems(_promotion()) == []
-    assert "signed by nobody" in promotion_problems(_promotion(proposers=frozenset()))[0]
-    bare = ReleaseState(capability="digits")
-    assert [p for p in promotion_problems(_promotion(release=bare)) if "shadow" in p]
-    assert [p for p in promotion_problems(_promotion(release=bare)) if "canary" in p]
-    assert promotion_problems(_promotion(release=bare, first=True)) == []  # nothing to compare
-    assert "never recommended" in promotion_problems(_promotion(bred=True))[0]
-    assert promotion_problems(_promotion(bred=True, recommended=True)) == []
-    assert "revoked" in promotion_problems(_promotion(revoked=True))[0]
-    denied = ReleaseState(capability="digits").step(
-        event("candidate.archived", {"package": PKG, "outcome": "retire"})
-    )
-    assert "deny-list" in promotion_problems(_promotion(first=True, release=denied))[0]
 
 
 def test_champion_moves_only_by_promotion_or_rollback_by_a_production_key() -> None:

@@ -19,7 +19,6 @@ from breedlab.release.oscillation import (
     FlipFlopRule,
     FlipFlopStatus,
     MinimumDwell,
-    automatic_promotion,
     flip_flop,
 )
 
@@ -180,29 +179,3 @@ def test_a_history_out_of_order_or_without_a_change_is_refused() -> None:
         FlipFlopRule(max_changes=0, window=DAY)
     with pytest.raises(InvalidRequest):
         ChampionChange(at=datetime(2026, 1, 1), champion=A, kind=ChangeKind.PROMOTION)
-
-
-# --------------------------------------------------------------- conjunction
-
-
-def test_automatic_promotion_needs_every_control_and_names_every_blocker() -> None:
-    dwell = MinimumDwell(min_time=DAY, min_requests=100)
-    met = dwell.check(champion_since=T0, now=T0 + 2 * DAY, requests=1_000)
-    unmet = dwell.check(champion_since=T0, now=T0 + timedelta(hours=1), requests=1_000)
-    calm = flip_flop([promoted(0, A)], rule=RULE)
-    frozen = flip_flop([promoted(0, A), promoted(1, B), promoted(2, A)], rule=RULE)
-    ok = automatic_promotion(
-        C, band=BandVerdict.PROMOTE, deny_list=DenyList(), dwell=met, flip_flops=calm
-    )
-    assert ok.allowed and ok.reasons == ()
-    blocked = automatic_promotion(
-        C,
-        band=BandVerdict.HOLD,
-        deny_list=DenyList.of([C]),
-        dwell=unmet,
-        flip_flops=frozen,
-    )
-    assert not blocked.allowed
-    text = " | ".join(blocked.reasons)
-    for needle in ("dead band says hold", "deny-list", "dwell not met", "frozen"):
-        assert needle in text
