@@ -77,3 +77,183 @@ def test_every_component_has_a_docstring_map() -> None:
     for init in SRC.rglob("__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc, f"{init} has no docstring"
+
+
+# ------------------------------------------------------------- inside components
+
+#: Import circles that exist today (issue 11 removes them; this list only shrinks). A
+#: module's own package ``__init__`` re-exporting it is a circle too: the fix is a base
+#: module both import.
+KNOWN_CIRCLES = [
+    {
+        "breedlab.families",
+        "breedlab.families.torch_family",
+        "breedlab.families.transformers_family",
+    },
+    {"breedlab.sandbox.executors", "breedlab.sandbox.ray_executor"},
+    {"breedlab.registry.blobs", "breedlab.registry.s3"},
+    {
+        "breedlab.viability",
+        "breedlab.viability.decision",
+        "breedlab.viability.demotion",
+        "breedlab.viability.gates",
+        "breedlab.viability.utility",
+    },
+    {"breedlab.ledger", "breedlab.ledger.projections", "breedlab.ledger.store"},
+    {"breedlab.report", "breedlab.report.html"},
+    {
+        "breedlab.lab.breeding",
+        "breedlab.lab.builtin",
+        "breedlab.lab.conformance",
+        "breedlab.lab.core",
+        "breedlab.lab.evaluation",
+        "breedlab.lab.evidence",
+        "breedlab.lab.failures",
+        "breedlab.lab.migration",
+        "breedlab.lab.recipes",
+        "breedlab.lab.release",
+        "breedlab.lab.replay",
+    },
+]  # fmt: skip
+
+#: Private names used across modules today (issue 11 removes them; only shrinks).
+KNOWN_PRIVATE_USES = {
+    ("breedlab.lab.breeding", "lab._record_package"),
+    ("breedlab.lab.breeding", "lab._store_package"),
+    ("breedlab.lab.builtin", "lab._register"),
+    ("breedlab.lab.core", "lab._add_key"),
+    ("breedlab.lab.core", "lab._clean_temporary"),
+    ("breedlab.lab.core", "lab._leftovers"),
+    ("breedlab.lab.failures", "lab._register"),
+    ("breedlab.lab.release", "lab._move_alias"),
+    ("breedlab.lab.release", "lab._require_intact"),
+    ("breedlab.cli", "command._help_option"),  # typer's, for plain help
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        name = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    """Every module's imports of other breedlab modules: at the top, inside functions
+    and under ``TYPE_CHECKING`` alike (a circle hidden in a function is still one)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return found
+
+
+def test_the_circle_finder_finds_a_circle_hidden_in_a_function() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _circles(graph) == [{"a", "b", "c"}]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_new_import_circles() -> None:
+    for circle in _circles(_graph()):
+        assert any(circle <= known for known in KNOWN_CIRCLES), (
+            f"an import circle: {sorted(circle)}"
+        )
+
+
+def test_no_new_private_names_across_modules() -> None:
+    """``from m import _x``, and ``obj._x`` where no class of the module defines ``_x``,
+    reach into another module's internals."""
+    uses = set()
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        own = (
+            {
+                n.name
+                for cls in ast.walk(tree)
+                if isinstance(cls, ast.ClassDef)
+                for n in ast.walk(cls)
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
+            | {
+                t.id
+                for cls in ast.walk(tree)
+                if isinstance(cls, ast.ClassDef)
+                for n in cls.body
+                if isinstance(n, ast.AnnAssign | ast.Assign)
+                for t in ([n.target] if isinstance(n, ast.AnnAssign) else n.targets)
+                if isinstance(t, ast.Name)
+            }
+            | {
+                n.attr
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == "self"
+                and isinstance(n.ctx, ast.Store)
+            }
+        )
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("breedlab"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        uses.add((name, f"from {node.module} import {alias.name}"))
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id not in {"self", "cls", "os", "sys"}
+                and node.attr not in own
+            ):
+                uses.add((name, f"{node.value.id}.{node.attr}"))
+    assert uses <= KNOWN_PRIVATE_USES, sorted(uses - KNOWN_PRIVATE_USES)
