@@ -4,6 +4,7 @@ DESIGN §7. A family is one module; operators and evaluators reach it through
 :func:`load_model` and the small :class:`Model` protocol, so a new family is one entry
 in :data:`FAMILIES`.
 
+- ``base``: the :class:`Model` and :class:`Family` protocols and the default budget.
 - ``torch_family``: registered architectures (``mlp``, ``cnn``) from ``config.json`` +
   ``model.safetensors`` (plain or weight-only quantized, dequantized on load).
 - ``transformers_family``: a local Hugging Face folder loaded with
@@ -15,49 +16,12 @@ from processes). Weights are only ever read with safetensors -- never unpickled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-import numpy.typing as npt
 
 from breedlab.errors import IntegrityError, InvalidRequest
+from breedlab.families.base import DEFAULT_MAX_BYTES, Family, Model
 
 __all__ = ["DEFAULT_MAX_BYTES", "FAMILIES", "Family", "Model", "load_model"]
-
-#: The float32 weight bytes a model's config may describe when no capability budget
-#: (``[budget] memory_mib``) is at hand; checked before anything is allocated.
-DEFAULT_MAX_BYTES = 2 << 30
-
-
-class Model(Protocol):
-    """A loaded model: a torch module plus how to turn inputs into class probabilities."""
-
-    @property
-    def family(self) -> str: ...
-
-    @property
-    def config(self) -> Mapping[str, Any]: ...
-
-    @property
-    def module(self) -> Any: ...
-
-    def predict_proba(self, x: Any) -> npt.NDArray[np.float64]:
-        """Class probabilities, shape (n, classes), float64, rows summing to 1."""
-        ...
-
-    def parameter_count(self) -> int: ...
-
-
-class Family(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    def load(self, folder: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Model:
-        """Load ``folder``, refusing a config that describes more than ``max_bytes`` of
-        float32 weights before anything is allocated."""
-        ...
 
 
 def _families() -> dict[str, Family]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from breedlab import canonical
 from breedlab.errors import IntegrityError, InvalidRequest
-from breedlab.families import DEFAULT_MAX_BYTES
+from breedlab.families.base import DEFAULT_MAX_BYTES
 
 __all__ = [
     "ARCHITECTURES",

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from breedlab.errors import IntegrityError, InvalidRequest
-from breedlab.families import DEFAULT_MAX_BYTES
+from breedlab.families.base import DEFAULT_MAX_BYTES
 
 __all__ = ["TOKENIZER_FILES", "WEIGHTS_FILE", "TransformersFamily", "TransformersModel"]
 

@@ -74,10 +74,11 @@ from breedlab.ledger import Event, Ledger, Reader, Txn
 from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
-from breedlab.registry.blobs import BlobStore, Leftover, open_blob_store
+from breedlab.registry.blobs import BlobStore, Leftover
 from breedlab.registry.capability import Contract, parse_contract
 from breedlab.registry.licenses import check_license
 from breedlab.registry.manifest import DataClass, FileEntry, Kind, Manifest, RiskTier
+from breedlab.registry.stores import open_blob_store
 from breedlab.signing import dsse
 from breedlab.signing.keys import KeyPair, Role, check_key_name, load_keypair
 from breedlab.signing.statements import (

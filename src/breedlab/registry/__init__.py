@@ -2,6 +2,7 @@
 
 - ``blobs``: write-once blob stores (files; in-memory twin for tests).
 - ``s3``: the same store on S3 or an S3-compatible server (scale-out; obstore).
+- ``stores``: which of the two a lab's ``[store] url`` names.
 - ``manifest``: the canonical manifest whose digest is a package id; kinds, classes, tiers.
 - ``source``: safe listing of what an import reads (refuses traversal, pickles, empties).
 - ``capability``: stage-0 capability contracts parsed from TOML.

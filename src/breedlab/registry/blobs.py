@@ -46,7 +46,6 @@ __all__ = [
     "FileBlobStore",
     "Leftover",
     "MemoryBlobStore",
-    "open_blob_store",
     "running",
 ]
 
@@ -104,18 +103,6 @@ class BlobStore(Protocol):
     def clean_temporary(self) -> list[Leftover]:
         """Remove leftovers of interrupted writes (never a live write's); returns them."""
         ...
-
-
-def open_blob_store(url: str, root: Path, *, endpoint: str = "", region: str = "") -> BlobStore:
-    """The store named by a lab's ``[store] url``: ``s3://bucket/prefix`` (the
-    ``breedlab[s3]`` extra), else a folder (relative to ``root``)."""
-    if url.startswith("s3://"):
-        from breedlab.registry.s3 import S3BlobStore
-
-        return S3BlobStore(url, endpoint=endpoint, region=region)
-    if "://" in url:
-        raise InvalidRequest(f"store url {url!r}: only a folder or s3://bucket/prefix")
-    return FileBlobStore((root / url).resolve())
 
 
 def _regular_file_descriptor(stream: BinaryIO) -> int | None:

@@ -9,8 +9,9 @@ import pytest
 
 from breedlab.config import load_config
 from breedlab.errors import ConfigError, InvalidRequest
-from breedlab.registry.blobs import FileBlobStore, open_blob_store
+from breedlab.registry.blobs import FileBlobStore
 from breedlab.registry.s3 import S3BlobStore
+from breedlab.registry.stores import open_blob_store
 
 
 def test_a_folder_url_is_a_file_store_relative_to_the_lab(tmp_path: Path) -> None:
