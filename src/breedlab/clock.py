@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FixedClock", "SystemClock", "format_time"]
+__all__ = ["TIME_FORMAT", "Clock", "FixedClock", "SystemClock", "format_time", "parse_time"]
+
+#: How every recorded time is written (and sorts as a string).
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class Clock(Protocol):
@@ -52,4 +55,13 @@ class FixedClock:
 
 def format_time(moment: datetime) -> str:
     """UTC ISO 8601 with microseconds and a ``Z`` suffix."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """A time written by :func:`format_time`, as an aware UTC datetime.
+
+    Raises:
+        ValueError: ``text`` is not in that format.
+    """
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)

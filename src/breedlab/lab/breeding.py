@@ -33,6 +33,7 @@ from breedlab.lab.verification import check_package
 from breedlab.registry import source
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import DataClass, Kind, Manifest, RiskTier
+from breedlab.report.record import ROUND_SCHEMA
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
 from breedlab.viability import (
@@ -72,7 +73,6 @@ __all__ = [
 ]
 
 OPERATOR_LIMITS = Limits(memory_mib=6144, cpu_seconds=900, file_mib=4096, wall_seconds=900.0)
-ROUND_SCHEMA = "breedlab.round/v1"
 _DATA_ORDER = {"train": 0, "fitness": 1, "cluster": 2}
 _CLASS_ORDER = [DataClass.PUBLIC, DataClass.INTERNAL, DataClass.CONFIDENTIAL, DataClass.RESTRICTED]
 

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from breedlab.canonical import JsonValue
-from breedlab.clock import format_time
+from breedlab.clock import format_time, parse_time
 from breedlab.errors import IntegrityError, InvalidRequest
 from breedlab.release._decimal import seconds_text
 
 __all__ = ["Recovery"]
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MOMENTS = ("t_onset", "t_detect", "t_switch", "t_verified")
 
 
@@ -122,10 +121,7 @@ class Recovery:
             IntegrityError: a derived figure disagrees with the timestamps.
         """
         try:
-            moments = {
-                name: datetime.strptime(str(record[name]), _TIME_FORMAT).replace(tzinfo=UTC)
-                for name in _MOMENTS
-            }
+            moments = {name: parse_time(str(record[name])) for name in _MOMENTS}
             value = cls(
                 **moments,
                 detection_requests=record["detection_latency_requests"],

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from breedlab.clock import parse_time
 from breedlab.digest import Digest
 from breedlab.ledger import Event
 from breedlab.release.canary import ExposureCap
@@ -43,12 +44,11 @@ RELEASE_KINDS = (
 #: previous champion stays warm for a baking period; SageMaker's blue fleet, Argo's
 #: scaleDownDelaySeconds). Rollback works after it too, with a cold load.
 DEFAULT_BAKING = timedelta(hours=1)
-_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def event_time(ev: Event) -> datetime:
     """An event's ``at`` as an aware datetime."""
-    return datetime.strptime(ev.at, _TIME).replace(tzinfo=UTC)
+    return parse_time(ev.at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
