@@ -316,6 +316,9 @@ def run_plans(
                 )
             packages.append((out, manifest.id))
         results.append(Generated(plan=plan, packages=tuple(packages)))
+    # Their outputs are in the store: the jobs' folders go (a failed job's log stays).
+    for (_, folder), generated in zip(jobs, results, strict=True):
+        lab.workspace.finish_job(folder, failed=generated.failure is not None)
     return results
 
 

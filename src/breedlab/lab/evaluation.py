@@ -131,11 +131,12 @@ def evaluate_models(
 
     outcomes = executor.run(jobs, on_done=done)
     evaluations = []
-    for model, outcome in zip(models, outcomes, strict=True):
+    for model, outcome, (_, folder) in zip(models, outcomes, jobs, strict=True):
         interrupts.check(f"recording the scorecard of {model.short}")
-        evaluations.append(
-            _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
-        )
+        evaluation = _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
+        evaluations.append(evaluation)
+        # Its outputs are in the store: the job's folder goes (a failed job's log stays).
+        lab.workspace.finish_job(folder, failed=not evaluation.ok)
     return evaluations
 
 
