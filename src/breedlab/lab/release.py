@@ -165,6 +165,7 @@ class ServedModel:
     inputs: int
     folder: Path | None = None  # the materialised package: a shadow process loads it again
     family: str | None = None
+    max_bytes: int | None = None  # the contract's memory budget it was loaded under
     bounds: tuple[float, float] | None = None  # the contract's input range, inclusive
 
     def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
@@ -231,13 +232,15 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
     folder = lab.workspace.materialise(package, manifest)
     if manifest.family is None:
         raise InvalidRequest(f"package {package.short} names no model family")
+    budget = contract.budget.memory_bytes
     return ServedModel(
         package=package,
-        model=load_model(folder, manifest.family, max_bytes=contract.budget.memory_bytes),
+        model=load_model(folder, manifest.family, max_bytes=budget),
         labels=contract.labels,
         inputs=math.prod(contract.input_shape) if contract.input_shape else 0,
         folder=folder,
         family=manifest.family,
+        max_bytes=budget,
         bounds=contract.input_range,
     )
 
