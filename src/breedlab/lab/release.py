@@ -72,6 +72,7 @@ from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
 from breedlab.release.state import (
     DEFAULT_BAKING,
+    MAX_BAKING,
     RELEASE_KINDS,
     ReleaseState,
     event_time,
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BAKING",
+    "MAX_BAKING",
     "RELEASE_KINDS",
     "CanaryRun",
     "Criterion",
@@ -879,11 +881,6 @@ def _dwell() -> MinimumDwell:
 
 def _flip_rule() -> FlipFlopRule:
     return FlipFlopRule(max_changes=3, window=timedelta(hours=24))
-
-
-#: The longest baking period a promotion may record (a longer one is refused: the
-#: period is added to the promotion's time when the ledger is replayed).
-MAX_BAKING = timedelta(days=365)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
