@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["alive", "sandbox_workers", "wait_for_worker", "wait_gone"]
+__all__ = ["alive", "descendants", "sandbox_workers", "wait_for_worker", "wait_gone"]
 
 #: Generous: the machine may be busy; a process that should die dies in well under this.
 BOUND_SECONDS = 60.0
@@ -20,6 +20,29 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below ``pid`` (children, theirs, ...) with its command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found: dict[int, str] = {}
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        try:
+            argv = (Path("/proc") / str(child) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        found[child] = argv.replace(b"\0", b" ").decode(errors="replace")[:120]
+        todo.extend(children.get(child, []))
+    return found
 
 
 def sandbox_workers(under: Path) -> list[int]:

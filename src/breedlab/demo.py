@@ -281,9 +281,10 @@ def _damaged(lab: Lab, champion: Digest, folder: Path) -> Path:
 
     from breedlab.families import load_model
     from breedlab.families.torch_family import save_torch_model
+    from breedlab.lab.evaluation import parent_input
 
-    manifest = lab.manifest(champion)
-    model = load_model(lab.workspace.materialise(champion, manifest), "torch")
+    parent = parent_input(lab, champion)  # bounded by the capability's budget
+    model = load_model(parent.folder, parent.family, max_bytes=parent.max_bytes)
     module = model.module
     with torch.no_grad():
         state = module.state_dict()
@@ -477,8 +478,10 @@ def _hand_approved(lab: Lab, champion: Digest) -> Digest:
 
     from breedlab.families import load_model
     from breedlab.families.torch_family import save_torch_model
+    from breedlab.lab.evaluation import parent_input
 
-    model = load_model(lab.workspace.materialise(champion, lab.manifest(champion)), "torch")
+    parent = parent_input(lab, champion)  # bounded by the capability's budget
+    model = load_model(parent.folder, parent.family, max_bytes=parent.max_bytes)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in model.module.parameters():

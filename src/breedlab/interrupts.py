@@ -12,6 +12,10 @@ The handlers replace whatever was there, ``SIG_IGN`` included: a shell starts a
 background command with SIGINT ignored, and ``kill -INT`` of a background round used to
 do nothing (issue 10). The previous handlers come back when the command ends.
 
+A library that installs its own handlers while a command runs (``ray.init`` makes
+SIGTERM exit at once, wherever it lands) is followed by :func:`reclaim`, which puts
+these back.
+
 Signal handlers are installed only by the main thread; elsewhere (a server's worker
 thread) :func:`stop_on_signals` changes nothing and the process's own handlers apply.
 The state is per process: sandbox jobs run in their own processes and are killed, never
@@ -29,7 +33,7 @@ from types import FrameType
 
 from breedlab.errors import Interrupted
 
-__all__ = ["check", "killing_on_interrupt", "requested", "stop_on_signals"]
+__all__ = ["check", "killing_on_interrupt", "reclaim", "requested", "stop_on_signals"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -70,6 +74,14 @@ def stop_on_signals() -> Iterator[bool]:
             signal.signal(sig, handler)
         _installed = False
         _requested.clear()
+
+
+def reclaim() -> None:
+    """Within :func:`stop_on_signals`, on the main thread: install this module's handlers
+    again, over whatever a library put there meanwhile; elsewhere, nothing."""
+    if _installed and threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, _handle)
 
 
 def requested() -> str | None:

@@ -38,12 +38,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParentInput:
-    """A parent model, materialised read-only."""
+    """A parent model, materialised read-only. ``max_bytes`` bounds the float32 weights
+    its config may describe: its capability's memory budget, checked by the family
+    before anything is allocated (no default, so no path loads it unbounded)."""
 
     id: str
     name: str
     family: str
     folder: Path
+    max_bytes: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +85,13 @@ class Job:
             "params": dict(self.params),
             "seed": self.seed,
             "parents": [
-                {"id": p.id, "name": p.name, "family": p.family, "folder": str(p.folder)}
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "family": p.family,
+                    "folder": str(p.folder),
+                    "max_bytes": p.max_bytes,
+                }
                 for p in self.parents
             ],
             "data": [{"id": d.id, "role": d.role, "folder": str(d.folder)} for d in self.data],
@@ -98,7 +107,11 @@ class Job:
             seed=int(obj["seed"]),
             parents=tuple(
                 ParentInput(
-                    id=p["id"], name=p["name"], family=p["family"], folder=Path(p["folder"])
+                    id=p["id"],
+                    name=p["name"],
+                    family=p["family"],
+                    folder=Path(p["folder"]),
+                    max_bytes=int(p["max_bytes"]),
                 )
                 for p in obj["parents"]
             ),

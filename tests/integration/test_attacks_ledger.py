@@ -17,7 +17,9 @@ import pytest
 from attack_lab import Fixture
 
 from breedlab import canonical
-from breedlab.errors import ChainBroken
+from breedlab.cli import main
+from breedlab.errors import ChainBroken, IntegrityError
+from breedlab.lab.release import release_state
 from breedlab.ledger import GENESIS, event_hash, merkle_root
 
 
@@ -337,3 +339,33 @@ def test_the_database_itself_refuses_to_edit_or_delete_events(fx: Fixture) -> No
     finally:
         db.close()
     assert fx.lab.verify_ledger().events == fx.last_seq()
+
+
+@pytest.mark.parametrize(
+    "baking_s",
+    [10**30, 10**12, -1, "soon", "3600.5", True],
+    ids=["overflows-timedelta", "overflows-datetime", "negative", "text", "fraction", "bool"],
+)
+def test_a_promotion_with_an_out_of_bound_or_malformed_baking_period_is_refused_naming_its_seq(
+    fx: Fixture, capsys: pytest.CaptureFixture[str], baking_s: object
+) -> None:
+    # Issue 10: replay read it as timedelta(seconds=int(str(baking_s))) -- an overflow
+    # traceback for a huge value, and a negative or boolean one taken as it came. The
+    # event is written directly, signed by a production key, as an old ledger holds it.
+    promoted = payload(fx, fx.seq_of("release.promoted"))
+    ev = fx.lab.ledger.append(
+        "release.promoted",
+        "digits",
+        {**promoted, "baking_s": baking_s},  # type: ignore[dict-item]
+        signer=fx.lab.release_signer("pat"),
+        actor="pat",
+    )
+    named = rf"ledger event {ev.seq} \(release\.promoted of digits\) records a baking period"
+    with pytest.raises(IntegrityError, match=named):
+        fx.lab.verify_ledger()
+    with pytest.raises(IntegrityError, match=named):
+        release_state(fx.lab, "digits")
+    capsys.readouterr()
+    assert main(["--lab", str(fx.root), "ledger", "verify"]) == 5
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"ledger event {ev.seq}" in " ".join(err.split())

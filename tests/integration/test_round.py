@@ -188,6 +188,19 @@ def test_a_failing_operator_run_is_recorded_and_the_round_goes_on(
     assert failed["label"] == "quantize/int3" and "int3" in failed["reason"]
     assert len(result.record["candidates"]) == 1
     assert any(e.kind == "candidate.failed" for e in lab.events(after=result.decision_seq - 40))
+    # Its job's folder is gone but for its log, kept for diagnosis; the others' are gone.
+    jobs = lab.config.work_dir / "jobs"
+    assert [p.name for p in jobs.iterdir()] == ["failed"]
+    newest = max((jobs / "failed").iterdir())  # numbered in the order they failed
+    assert newest.name.partition("-")[2].startswith("quantize-int3.")
+    assert "int3" in (newest / "log.txt").read_text()
+
+
+def test_a_round_leaves_no_job_folder_behind(bred: tuple[Lab, RoundResult]) -> None:
+    # Issue 10: every job's folder stayed under work/jobs (a round left 21, 3.4 MB).
+    lab, _ = bred
+    jobs = lab.config.work_dir / "jobs"
+    assert [p.name for p in jobs.iterdir() if p.name != "failed"] == []
 
 
 def test_a_plan_over_the_capabilitys_memory_budget_is_refused_before_anything_runs(

@@ -118,7 +118,10 @@ def round_(
     workers: Workers = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Run one breeding round: generate in the sandbox, evaluate, decide, shadow or archive."""
+    """Run one breeding round: generate in the sandbox, evaluate, decide, shadow or archive.
+
+    A failed job's log is kept in LAB/work/jobs/failed/ (the newest 5 failed jobs).
+    """
     ops = None if operators is None else [o.strip() for o in operators.split(",") if o.strip()]
     with open_lab(ctx) as lab, progress(json_out, f"breeding {capability}") as say:
         result = lab.run_round(

@@ -47,7 +47,7 @@ def evaluate_suite(job: Job, log: Log, extra: Mapping[str, Any]) -> dict[str, Js
     torch.set_num_threads(1)
     suite = SuiteSpec.from_json(extra["suite"])
     [parent] = job.parents
-    model = load_model(parent.folder, parent.family)
+    model = load_model(parent.folder, parent.family, max_bytes=parent.max_bytes)
     outputs: dict[str, np.ndarray] = {}
     for split in ("dev", "sealed"):
         data = read_dataset(job.dataset(split).folder)

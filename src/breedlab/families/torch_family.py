@@ -128,7 +128,7 @@ def check_size(config: Mapping[str, Any], max_bytes: int) -> int:
         field = max(_SIZE_KEYS, key=lambda k: _largest(config.get(k)))
         raise InvalidRequest(
             f"config '{field}' {config[field]} makes {count} float32 parameters "
-            f"({count * _FLOAT32 / 2**20:.0f} MiB), over the budget of {max_bytes / 2**20:g} MiB"
+            f"({count * _FLOAT32 / 2**20:.1f} MiB), over the budget of {max_bytes / 2**20:g} MiB"
         )
     return count
 

@@ -183,7 +183,7 @@ def _check_size(folder: Path, model_class: Any, config: Any, max_bytes: int) -> 
     if count * 4 > max_bytes:
         raise IntegrityError(
             f"{folder}/config.json describes {count} float32 parameters "
-            f"({count * 4 / 2**20:.0f} MiB), over the budget of {max_bytes / 2**20:g} MiB"
+            f"({count * 4 / 2**20:.1f} MiB), over the budget of {max_bytes / 2**20:g} MiB"
         )
 
 

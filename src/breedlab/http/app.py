@@ -5,13 +5,17 @@ may get the canary; a sampled share is mirrored to the shadow), ``GET /metrics``
 (Prometheus), ``GET /healthz``, and admin routes under ``/admin/{capability}/`` that need
 ``Authorization: Bearer <token>`` (the token file ``LAB/keys/admin.token``, created 0600
 on first serve). One error boundary: :data:`ERROR_STATUS` maps error families to HTTP
-statuses; a bad body is a 422 with a one-line reason, never a 500.
+statuses; a bad body is a 422 with a one-line reason, never a 500. What a client reads
+never shows the server's filesystem (:func:`public_message`): a package the lab
+materialised is named by its id, the lab's own folders as ``LAB/...``, any other path on
+this machine is hidden. The CLI, run by whoever owns the lab, keeps the paths.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 import threading
 import time
@@ -65,6 +69,7 @@ __all__ = [
     "TOKEN_FILE",
     "create_app",
     "ensure_admin_token",
+    "public_message",
     "serving",
 ]
 
@@ -106,6 +111,41 @@ def status_for(error: LabError) -> int:
         if isinstance(error, family):
             return status
     return 500
+
+
+#: An absolute path in a message: at its start or after a space, a quote, a bracket or "=".
+_ABSOLUTE = re.compile(r"(?<![^\s'\"(\[=])/[^\s'\"()\[\]<>,;]*")
+#: A package folder materialised for a job or a server: ``<32 hex>`` (a staging folder
+#: adds ``.<pid>-<random>.tmp``), then maybe a file inside it.
+_MATERIALISED = re.compile(r"([0-9a-f]{32})[^/]*(?:/(.+))?")
+
+
+def public_message(message: str, lab_root: Path) -> str:
+    """``message`` as an HTTP client may read it (issue 10: errors showed server paths).
+
+    A path under ``LAB/work/inputs/`` is the package materialised there: named by its
+    short id (and the file, if one is named); another path under the lab becomes
+    ``LAB/...``; any other absolute path whose top folder exists on this machine
+    (``/tmp/...``, ``/home/...``) becomes ``[server path]``. A path-like text that is no
+    path here (an HTTP route such as ``/v1/...``) is left as it is.
+    """
+    roots = list(dict.fromkeys((lab_root, lab_root.resolve())))
+
+    def public(match: re.Match[str]) -> str:
+        path = match.group(0)
+        for root in roots:
+            inputs, lab = f"{root}/work/inputs/", f"{root}/"
+            if path.startswith(inputs):
+                inside = _MATERIALISED.fullmatch(path.removeprefix(inputs))
+                if inside is not None:
+                    named = f"package sha256:{inside.group(1)[:12]}"
+                    return named + (f" ({inside.group(2)})" if inside.group(2) else "")
+            if path == str(root) or path.startswith(lab):
+                return "LAB" + path.removeprefix(str(root))
+        top = path[1:].partition("/")[0]
+        return "[server path]" if top and os.path.isdir(f"/{top}") else path
+
+    return _ABSOLUTE.sub(public, message)
 
 
 def ensure_admin_token(keys_dir: Path) -> Path:
@@ -310,10 +350,14 @@ def create_app(
     app.state.router = router
     app.state.lab = lab
 
+    def public(message: str) -> str:
+        return public_message(message, lab.config.root)
+
     @app.exception_handler(LabError)
     async def lab_error(_: Request, exc: LabError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.code, "message": one_line(exc.message)}, status_code=status_for(exc)
+            {"error": exc.code, "message": public(one_line(exc.message))},
+            status_code=status_for(exc),
         )
 
     @app.exception_handler(RequestValidationError)
@@ -408,10 +452,10 @@ def create_app(
             "seq": table.seq,  # the verified ledger head the table was built from
             "champions": {c: str(r.champion.package) for c, r in table.routes.items()},
             # newer ledger events that did not verify (the table above goes on serving)
-            "refused": router.refused,
+            "refused": None if router.refused is None else public(router.refused),
             # capabilities whose newest models failed (their last good route, if any,
             # goes on serving; the others are not affected)
-            "degraded": dict(router.degraded),
+            "degraded": {c: public(why) for c, why in router.degraded.items()},
         }
 
     guard = [Depends(admin)]

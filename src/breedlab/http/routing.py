@@ -202,7 +202,8 @@ class ShadowMirror:
         models = {m.package: m for pair in listed for m in pair}
         order = sorted(models)
         specs: list[ModelSpec] = [
-            (str(m.folder or ""), m.family or "", tuple(m.labels), m.inputs)
+            # A model the server did not load from a package has no budget: 0 refuses it.
+            (str(m.folder or ""), m.family or "", tuple(m.labels), m.inputs, m.max_bytes or 0)
             for m in (models[p] for p in order)
         ]
         frame = JOB.size + 8 * max(m.inputs for m in models.values())

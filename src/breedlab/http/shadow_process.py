@@ -4,7 +4,9 @@ Started by :class:`breedlab.http.routing.ShadowMirror` as ``python -I -B -c "fro
 breedlab.http.shadow_process import main; main()" SPEC JOBS_FD RESULTS_FD`` (a fresh
 interpreter: nothing of the server's ``__main__`` is imported again, as
 ``multiprocessing``'s spawn would). SPEC is a JSON list of models ``[folder, family,
-labels, input size]``; each is loaded here from its materialised package folder.
+labels, input size, max bytes]``; each is loaded here from its materialised package
+folder, bounded by its capability's memory budget (``max bytes``) as the server loaded it.
+A model that does not load answers every job as failed, and one line on stderr says why.
 
 Two pipes carry fixed binary frames -- nothing is pickled, in either direction:
 
@@ -48,8 +50,8 @@ __all__ = [
     "write_all",
 ]
 
-#: (folder, family, labels, input size)
-ModelSpec = tuple[str, str, tuple[str, ...], int]
+#: (folder, family, labels, input size, max bytes of float32 weights its config may describe)
+ModelSpec = tuple[str, str, tuple[str, ...], int, int]
 
 JOB = struct.Struct("<QHHH")
 RESULT = struct.Struct("<Qhdd")
@@ -147,11 +149,15 @@ def _serve(specs: list[ModelSpec], jobs_fd: int, results_fd: int) -> None:
     from breedlab.families import load_model
 
     models: list[tuple[Any, tuple[str, ...], int] | None] = []
-    for folder, family, labels, size in specs:
+    for folder, family, labels, size, max_bytes in specs:
         try:
-            models.append((load_model(Path(folder), family), tuple(labels), int(size)))
-        except Exception:  # noqa: BLE001 -- a model that will not load answers errors
+            model = load_model(Path(folder), family, max_bytes=max_bytes)
+        except Exception as e:  # noqa: BLE001 -- a model that will not load answers errors
+            message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+            print(f"breedlab shadow process: {message}", file=sys.stderr, flush=True)
             models.append(None)
+        else:
+            models.append((model, tuple(labels), int(size)))
 
     write_all(results_fd, RESULT.pack(READY, 0, 0.0, 0.0))
     buf = bytearray()
@@ -200,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         idle_priority()  # before the heavy imports, not after them
     spec_json, jobs_fd, results_fd = args[:3]
     specs = [
-        (str(f), str(fam), tuple(str(x) for x in labels), int(size))
-        for f, fam, labels, size in json.loads(spec_json)
+        (str(f), str(fam), tuple(str(x) for x in labels), int(size), int(max_bytes))
+        for f, fam, labels, size, max_bytes in json.loads(spec_json)
     ]
     with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
         _serve(specs, int(jobs_fd), int(results_fd))

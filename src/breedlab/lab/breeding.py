@@ -27,8 +27,14 @@ from breedlab.canonical import JsonValue
 from breedlab.clock import format_time
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, LabError, NotFound, PolicyError
-from breedlab.jobs import DataInput, Job, OutputPackage, ParentInput
-from breedlab.lab.evaluation import Evaluation, check_comparable, evaluate_models, load_suite
+from breedlab.jobs import DataInput, Job, OutputPackage
+from breedlab.lab.evaluation import (
+    Evaluation,
+    check_comparable,
+    evaluate_models,
+    load_suite,
+    parent_input,
+)
 from breedlab.lab.verification import check_package
 from breedlab.registry import source
 from breedlab.registry.capability import Contract
@@ -204,17 +210,7 @@ def store_outputs(
 
 
 def _job(lab: Lab, plan: Plan) -> Job:
-    parents = []
-    for pid in plan.parents:
-        manifest = lab.manifest(pid)
-        parents.append(
-            ParentInput(
-                id=str(pid),
-                name=manifest.name,
-                family=manifest.family or "torch",
-                folder=lab.workspace.materialise(pid, manifest),
-            )
-        )
+    parents = [parent_input(lab, pid) for pid in plan.parents]
     data = tuple(
         DataInput(id=str(d), role=role, folder=lab.workspace.materialise(d, lab.manifest(d)))
         for role, d in plan.data
@@ -316,6 +312,9 @@ def run_plans(
                 )
             packages.append((out, manifest.id))
         results.append(Generated(plan=plan, packages=tuple(packages)))
+    # Their outputs are in the store: the jobs' folders go (a failed job's log stays).
+    for (_, folder), generated in zip(jobs, results, strict=True):
+        lab.workspace.finish_job(folder, failed=generated.failure is not None)
     return results
 
 

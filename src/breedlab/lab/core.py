@@ -214,7 +214,7 @@ class Lab:
 
     def _clean_temporary(self) -> tuple[Leftover, ...]:
         try:
-            return (*self.blobs.clean_temporary(), *self.workspace.clean_staging())
+            return (*self.blobs.clean_temporary(), *self.workspace.clean_leftovers())
         except OSError:  # a lab this user may read but not write: leave it be
             return ()
 
@@ -1027,7 +1027,7 @@ class Lab:
             Problem(
                 where=leftover.path,
                 message=(
-                    f"left by an interrupted write ({leftover.size} bytes"
+                    f"left by an interrupted write or job ({leftover.size} bytes"
                     + ("" if leftover.writer is None else f", by pid {leftover.writer}")
                     + "), removed"
                 ),

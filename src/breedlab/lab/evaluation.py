@@ -39,6 +39,7 @@ __all__ = [
     "evaluate_models",
     "hardware_class",
     "load_suite",
+    "parent_input",
 ]
 
 EVAL_LIMITS = Limits(memory_mib=4096, cpu_seconds=300, file_mib=512, wall_seconds=300.0)
@@ -74,6 +75,20 @@ def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
     return SuiteSpec.from_bytes(lab.blobs.get_bytes(entry.digest))
 
 
+def parent_input(lab: Lab, model: Digest) -> ParentInput:
+    """A registered model as a job's input: materialised, and bounded by its capability's
+    memory budget (issue 10: jobs loaded every model within the families' 2 GiB default)."""
+    manifest = lab.manifest(model)
+    _, contract = lab.capability(manifest.capability)
+    return ParentInput(
+        id=str(model),
+        name=manifest.name,
+        family=manifest.family or "torch",
+        folder=lab.workspace.materialise(model, manifest),
+        max_bytes=contract.budget.memory_bytes,
+    )
+
+
 def evaluate_models(
     lab: Lab,
     models: Sequence[Digest],
@@ -97,27 +112,19 @@ def evaluate_models(
     limits = replace(EVAL_LIMITS, wall_seconds=float(lab.config.evaluation_wall_seconds))
     jobs = []
     for model in models:
-        manifest = lab.manifest(model)
-        folder = lab.workspace.materialise(model, manifest)
+        parent = parent_input(lab, model)
         job = Job(
             operator="suite",
             params={},
             seed=spec.seed,
-            parents=(
-                ParentInput(
-                    id=str(model),
-                    name=manifest.name,
-                    family=manifest.family or "torch",
-                    folder=folder,
-                ),
-            ),
+            parents=(parent,),
             data=tuple(data_inputs),
-            out_dir=folder,  # replaced by the sandbox
+            out_dir=parent.folder,  # replaced by the sandbox
         )
         jobs.append(
             (
                 JobSpec(job=job, kind="evaluate", limits=limits, extra={"suite": spec.to_json()}),
-                lab.workspace.job_folder(f"eval-{manifest.name}"),
+                lab.workspace.job_folder(f"eval-{parent.name}"),
             )
         )
     budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
@@ -131,11 +138,12 @@ def evaluate_models(
 
     outcomes = executor.run(jobs, on_done=done)
     evaluations = []
-    for model, outcome in zip(models, outcomes, strict=True):
+    for model, outcome, (_, folder) in zip(models, outcomes, jobs, strict=True):
         interrupts.check(f"recording the scorecard of {model.short}")
-        evaluations.append(
-            _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
-        )
+        evaluation = _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
+        evaluations.append(evaluation)
+        # Its outputs are in the store: the job's folder goes (a failed job's log stays).
+        lab.workspace.finish_job(folder, failed=not evaluation.ok)
     return evaluations
 
 

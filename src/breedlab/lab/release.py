@@ -57,7 +57,6 @@ from breedlab.release.cohorts import sample_ratio_check as _srm
 from breedlab.release.gates import ShadowGate
 from breedlab.release.oscillation import ChangeKind
 from breedlab.release.promotion import (
-    MAX_BAKING,
     TIER_RANK,
     Problem,
     PromotionFacts,
@@ -71,6 +70,7 @@ from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
 from breedlab.release.state import (
     DEFAULT_BAKING,
+    MAX_BAKING,
     RELEASE_KINDS,
     ReleaseState,
     event_time,
@@ -174,6 +174,7 @@ class ServedModel:
     inputs: int
     folder: Path | None = None  # the materialised package: a shadow process loads it again
     family: str | None = None
+    max_bytes: int | None = None  # the contract's memory budget it was loaded under
     bounds: tuple[float, float] | None = None  # the contract's input range, inclusive
 
     def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
@@ -240,13 +241,15 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
     folder = lab.workspace.materialise(package, manifest)
     if manifest.family is None:
         raise InvalidRequest(f"package {package.short} names no model family")
+    budget = contract.budget.memory_bytes
     return ServedModel(
         package=package,
-        model=load_model(folder, manifest.family, max_bytes=contract.budget.memory_bytes),
+        model=load_model(folder, manifest.family, max_bytes=budget),
         labels=contract.labels,
         inputs=math.prod(contract.input_shape) if contract.input_shape else 0,
         folder=folder,
         family=manifest.family,
+        max_bytes=budget,
         bounds=contract.input_range,
     )
 

@@ -28,7 +28,7 @@ from breedlab.release.oscillation import (
     MinimumDwell,
     flip_flop,
 )
-from breedlab.release.state import DEFAULT_BAKING, ReleaseState
+from breedlab.release.state import DEFAULT_BAKING, MAX_BAKING, ReleaseState
 from breedlab.signing.keys import Role
 
 __all__ = [
@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 TIER_RANK = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2}
-
-#: The longest baking period a promotion may record (a longer one is refused: the
-#: period is added to the promotion's time when the ledger is replayed).
-MAX_BAKING = timedelta(days=365)
 
 
 class Unmet(enum.Enum):

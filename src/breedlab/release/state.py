@@ -21,12 +21,20 @@ from datetime import datetime, timedelta
 
 from breedlab.clock import parse_time
 from breedlab.digest import Digest
+from breedlab.errors import IntegrityError
 from breedlab.ledger import Event
 from breedlab.release.canary import ExposureCap
 from breedlab.release.cohorts import DEFAULT_RAMP, Cohort, Ramp
 from breedlab.release.oscillation import ChampionChange, ChangeKind, DenyList
 
-__all__ = ["DEFAULT_BAKING", "RELEASE_KINDS", "ReleaseState", "event_time", "fold_release"]
+__all__ = [
+    "DEFAULT_BAKING",
+    "MAX_BAKING",
+    "RELEASE_KINDS",
+    "ReleaseState",
+    "event_time",
+    "fold_release",
+]
 
 RELEASE_KINDS = (
     "release.shadow_started",
@@ -44,11 +52,48 @@ RELEASE_KINDS = (
 #: previous champion stays warm for a baking period; SageMaker's blue fleet, Argo's
 #: scaleDownDelaySeconds). Rollback works after it too, with a cold load.
 DEFAULT_BAKING = timedelta(hours=1)
+#: The longest baking period a promotion may record: a longer one is refused when it is
+#: written (``PromotionPolicy``) and when it is replayed (:func:`_baking`).
+MAX_BAKING = timedelta(days=365)
 
 
 def event_time(ev: Event) -> datetime:
     """An event's ``at`` as an aware datetime."""
     return parse_time(ev.at)
+
+
+def _baking(ev: Event) -> timedelta:
+    """The baking period a ``release.promoted`` event recorded (``baking_s``, whole
+    seconds; absent before baking was recorded: :data:`DEFAULT_BAKING`).
+
+    An out-of-bound or malformed value is refused, not clamped: a promotion never writes
+    one (it refuses a period over :data:`MAX_BAKING`), so the event is not what a
+    promotion signed, and a clamped period would be a state that no promotion chose --
+    one the authority replay would then judge later moves against. Refusing names the
+    event for whoever investigates (and a huge value no longer overflows ``timedelta``).
+
+    Raises:
+        IntegrityError: not a whole number of seconds from 0 to MAX_BAKING; names the seq.
+    """
+    value = ev.payload.get("baking_s")
+    if value is None:
+        return DEFAULT_BAKING
+    limit = int(MAX_BAKING.total_seconds())
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        seconds = int(value)  # ``int(str(...))`` always read a string of digits too
+    if seconds is None or not 0 <= seconds <= limit:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise IntegrityError(
+            f"ledger event {ev.seq} ({ev.kind} of {ev.subject}) records a baking period "
+            f"of {shown} seconds; a promotion records a whole number from 0 to {limit} "
+            f"({MAX_BAKING.days} days)",
+            hint=f"no promotion writes this; see it with 'breedlab ledger show --after "
+            f"{ev.seq - 1} --full' and restore the ledger from a copy you trust",
+        )
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,8 +177,7 @@ class ReleaseState:
         if ev.kind == "release.canary_stopped":
             return self._no_canary()
         if ev.kind == "release.promoted" and pkg is not None:
-            baking_s = p.get("baking_s")  # absent before baking was recorded: the default
-            bake = DEFAULT_BAKING if baking_s is None else timedelta(seconds=int(str(baking_s)))
+            bake = _baking(ev)
             out = replace(
                 self,
                 changes=(

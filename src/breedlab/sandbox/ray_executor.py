@@ -10,9 +10,16 @@ Safe on a shared machine (notes/scale-out.md, "Ray gotchas"):
 
 - no address: a private cluster, ``ray.init(address="local")`` -- never an address file
   left by someone else's ``ray start`` -- bound to 127.0.0.1, no dashboard, no usage
-  stats; shut down at exit, and only because this process started it;
+  stats, token authentication on (``RAY_AUTH_MODE=token``, Ray's default for a new
+  cluster, set so that Ray does not warn about it on stderr); shut down at exit, and
+  only because this process started it;
 - an address: an existing cluster is joined, and left running at exit.
 - never ``ray stop`` (it kills every Ray process on the machine).
+
+An interrupt (``breedlab.interrupts``) is seen within :data:`_POLL_SECONDS`: the actors
+running jobs are killed (their sandboxed jobs die with them) and the run raises
+:class:`~breedlab.errors.Interrupted`. ``ray.init`` installs a SIGTERM handler that
+exits at once; the command's own handlers are put back after it.
 
 Job folders are plain paths: on a multi-machine cluster the lab's ``work/`` folder must
 be on a filesystem every node mounts at the same path. Specs and outcomes travel in
@@ -31,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from breedlab import interrupts
-from breedlab.errors import ConfigError, LabError
+from breedlab.errors import ConfigError, Interrupted, LabError
 from breedlab.sandbox.executors import OnDone
 from breedlab.sandbox.runner import JobSpec, Outcome, run_job
 
@@ -61,6 +68,7 @@ def _connect(address: str, cpus: int) -> Any:
     if not address:
         # Before importing Ray: local-only node (127.0.0.1, not the host's interface).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -84,6 +92,8 @@ def _connect(address: str, cpus: int) -> Any:
             atexit.register(shutdown)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot start or join the Ray cluster {address or 'local'}: {e}") from e
+    finally:
+        interrupts.reclaim()  # its SIGTERM handler would exit mid-step
     return ray
 
 
@@ -147,9 +157,13 @@ class RayExecutor:
                     pending[worker.run.remote(spec, str(folder))] = (index, worker)
                 # A bounded wait: this (main) thread runs the signal handlers in between.
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_SECONDS)
-                if interrupts.requested() is not None:
+                signal_name = interrupts.requested()
+                if signal_name is not None:
                     _stop(ray, [worker for _, worker in pending.values()])
-                    interrupts.check("the next sandbox job")
+                    raise Interrupted(
+                        f"interrupted ({signal_name}) with {len(pending)} sandbox job(s) "
+                        "running on Ray; their workers were killed"
+                    )
                 for ref in done:
                     index, worker = pending.pop(ref)
                     outcome: Outcome = ray.get(ref)

@@ -23,7 +23,6 @@ import contextlib
 import enum
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -273,8 +272,3 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def remove_job_folder(folder: Path) -> None:
-    """Delete a finished job's folder (its outputs must have been ingested)."""
-    shutil.rmtree(folder, ignore_errors=True)

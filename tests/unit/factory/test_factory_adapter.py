@@ -21,6 +21,7 @@ from breedlab.evaluator.digits import digits_splits
 from breedlab.evaluator.perturbations import GaussianNoise, perturb
 from breedlab.factory.operators import adapter, train
 from breedlab.factory.operators.adapter import ADAPTER_FILES, lora_targets
+from breedlab.families import DEFAULT_MAX_BYTES as BUDGET
 from breedlab.families.torch_family import TorchFamily, build_module
 from breedlab.jobs import DataInput, Job, OutputPackage, ParentInput
 
@@ -62,7 +63,11 @@ def champion(tmp_path_factory: pytest.TempPathFactory, data: dict[str, DataInput
     )
     train(job, _quiet)
     return ParentInput(
-        id="sha256:" + "c0" * 32, name="digits-mlp", family="torch", folder=out / "model"
+        id="sha256:" + "c0" * 32,
+        name="digits-mlp",
+        family="torch",
+        folder=out / "model",
+        max_bytes=BUDGET,
     )
 
 
@@ -230,7 +235,11 @@ def test_a_cnn_parent_gets_lora_on_its_convolutions_too(
     )
     train(job, _quiet)
     parent = ParentInput(
-        id="sha256:cnn", name="digits-cnn", family="torch", folder=tmp_path / "cnn" / "model"
+        id="sha256:cnn",
+        name="digits-cnn",
+        family="torch",
+        folder=tmp_path / "cnn" / "model",
+        max_bytes=BUDGET,
     )
     lora, _ = adapter(
         _job(tmp_path / "out", parent, (data["cluster"],), replay="0", epochs=2), _quiet
@@ -298,7 +307,9 @@ def test_bad_params_are_invalid_requests(
 def test_adapter_needs_one_torch_parent_a_cluster_and_replay_data(
     tmp_path: Path, champion: ParentInput, data: dict[str, DataInput]
 ) -> None:
-    hf = ParentInput(id="sha256:cd", name="minilm", family="transformers", folder=tmp_path)
+    hf = ParentInput(
+        id="sha256:cd", name="minilm", family="transformers", folder=tmp_path, max_bytes=BUDGET
+    )
     with pytest.raises(InvalidRequest, match="needs a torch-family parent"):
         adapter(_job(tmp_path, hf, (data["train"], data["cluster"])), _quiet)
     none = Job(operator="adapter", params={}, seed=0, data=(data["cluster"],), out_dir=tmp_path)

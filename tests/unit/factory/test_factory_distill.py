@@ -16,6 +16,7 @@ from breedlab.errors import InvalidRequest
 from breedlab.evaluator.digits import digits_splits
 from breedlab.factory.operators import distill, train
 from breedlab.factory.operators.distill import distillation_loss
+from breedlab.families import DEFAULT_MAX_BYTES as BUDGET
 from breedlab.families.torch_family import TorchFamily
 from breedlab.jobs import DataInput, Job, OutputPackage, ParentInput
 
@@ -45,7 +46,11 @@ def teacher(
     out = tmp_path_factory.mktemp("teacher")
     train(Job(operator="train", params={}, seed=3, data=data, out_dir=out), _quiet)
     return ParentInput(
-        id="sha256:" + "ab" * 32, name="digits-mlp", family="torch", folder=out / "model"
+        id="sha256:" + "ab" * 32,
+        name="digits-mlp",
+        family="torch",
+        folder=out / "model",
+        max_bytes=BUDGET,
     )
 
 
@@ -173,7 +178,9 @@ def test_distill_needs_exactly_one_torch_teacher_and_train_data(
     )  # fmt: skip
     with pytest.raises(InvalidRequest, match="exactly one parent, got 2"):
         distill(two, _quiet)
-    hf = ParentInput(id="sha256:cd", name="minilm", family="transformers", folder=tmp_path)
+    hf = ParentInput(
+        id="sha256:cd", name="minilm", family="transformers", folder=tmp_path, max_bytes=BUDGET
+    )
     with pytest.raises(InvalidRequest, match="needs a torch-family parent"):
         distill(_job(tmp_path, hf, data), _quiet)
     with pytest.raises(InvalidRequest, match="exactly one 'train' dataset"):

@@ -19,6 +19,7 @@ from breedlab.errors import InvalidRequest
 from breedlab.evaluator.digits import digits_splits
 from breedlab.factory.operators import train
 from breedlab.factory.operators.augmentation import Augment, augment_rows, noisy, shifted
+from breedlab.families import DEFAULT_MAX_BYTES as BUDGET
 from breedlab.families.torch_family import TorchFamily
 from breedlab.jobs import DataInput, Job, OutputPackage, ParentInput
 
@@ -206,7 +207,9 @@ def test_bad_params_are_invalid_requests(
 def test_train_refuses_two_parents_and_needs_a_train_dataset(
     tmp_path: Path, data: tuple[DataInput, DataInput]
 ) -> None:
-    parent = ParentInput(id="sha256:abc", name="champ", family="torch", folder=tmp_path)
+    parent = ParentInput(
+        id="sha256:abc", name="champ", family="torch", folder=tmp_path, max_bytes=BUDGET
+    )
     job = Job(
         operator="train", params={}, seed=0, parents=(parent, parent), data=data, out_dir=tmp_path
     )
@@ -224,7 +227,9 @@ def test_fine_tuning_from_a_parent_keeps_its_architecture_and_names_it(
     champion: tuple[Path, OutputPackage, float],
 ) -> None:
     out, _, _ = champion
-    parent = ParentInput(id="sha256:champ", name="champ", family="torch", folder=out / "model")
+    parent = ParentInput(
+        id="sha256:champ", name="champ", family="torch", folder=out / "model", max_bytes=BUDGET
+    )
     job = Job(
         operator="train",
         params={"epochs": 3, "augment": "noise", "hidden": [7]},

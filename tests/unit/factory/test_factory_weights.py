@@ -11,6 +11,7 @@ import torch
 from breedlab.errors import InvalidRequest
 from breedlab.evaluator.digits import digits_splits
 from breedlab.factory.operators import merge, quantize
+from breedlab.families import DEFAULT_MAX_BYTES as BUDGET
 from breedlab.families.torch_family import TorchFamily, build_module, save_torch_model
 from breedlab.jobs import Job, ParentInput
 
@@ -24,7 +25,9 @@ def _model(root: Path, name: str, hidden: list[int], seed: int) -> ParentInput:
     config = {"architecture": "mlp", "inputs": 64, "hidden": hidden, "classes": 10}
     folder = root / name
     save_torch_model(folder, config, build_module(config))
-    return ParentInput(id=f"sha256:{name}", name=name, family="torch", folder=folder)
+    return ParentInput(
+        id=f"sha256:{name}", name=name, family="torch", folder=folder, max_bytes=BUDGET
+    )
 
 
 def test_quantized_models_load_and_predict_like_their_parent(tmp_path: Path) -> None:

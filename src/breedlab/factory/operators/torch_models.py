@@ -117,8 +117,9 @@ def one_torch_parent(job: Job) -> ParentInput:
 
 
 def load_parent(parent: ParentInput) -> tuple[dict[str, Any], nn.Module]:
-    """The parent's config and module (eval mode; quantized weights are dequantized)."""
-    model = TorchFamily().load(parent.folder)
+    """The parent's config and module (eval mode; quantized weights are dequantized),
+    its config bounded by ``parent.max_bytes``."""
+    model = TorchFamily().load(parent.folder, max_bytes=parent.max_bytes)
     return dict(model.config), model.module
 
 
