@@ -33,13 +33,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.ledger import Event
 from breedlab.registry.manifest import RiskTier
-from breedlab.release.state import ReleaseState
 from breedlab.signing.keys import Role
+
+if TYPE_CHECKING:  # breedlab.release loads numpy (~0.17 s): imported by the first
+    from breedlab.release.state import ReleaseState  # release state, not by 'keys list'
 
 __all__ = [
     "ANY",
@@ -207,6 +210,8 @@ class AuthorityState:
     tiers: dict[str, RiskTier] = field(default_factory=dict)  # capability -> contract tier
 
     def release_of(self, capability: str) -> ReleaseState:
+        from breedlab.release.state import ReleaseState
+
         return self.release.get(capability) or ReleaseState(capability=capability)
 
     def valid_approvals(self, package: str, purpose: str) -> tuple[Approval, ...]:
