@@ -55,6 +55,7 @@ services:
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
 bench: venv
+	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/round.py
 	$(PY) benchmarks/merge.py

@@ -86,19 +86,38 @@ def test_the_shadow_gate_says_no_pairs_yet_rather_than_no_data_below_a_number() 
     assert "no timed pairs yet: the p50 latency ratio is unknown" in text
 
 
-def test_help_and_startup_import_no_lab_torch_scipy_or_sqlalchemy() -> None:
-    """Fast start without a timed assertion: what ``breedlab --help`` imports, counted."""
+HEAVY = ("scipy", "torch", "sqlalchemy", "numpy", "alembic")
+
+
+def _imported_heavy(*argv: str) -> tuple[str, ...]:
+    """What ``breedlab ARGV`` imports of :data:`HEAVY` (and of ``breedlab.lab``), run in a
+    fresh interpreter."""
     code = (
         "import sys\n"
         "from breedlab.cli import main\n"
-        "assert main(['--help']) == 0\n"
-        "heavy = ('scipy', 'torch', 'sqlalchemy', 'numpy', 'breedlab.lab')\n"
+        f"assert main({list(argv)!r}) == 0\n"
+        f"heavy = {(*HEAVY, 'breedlab.lab')!r}\n"
         "print('heavy:' + ','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    assert out.stdout.strip().splitlines()[-1] == "heavy:"
+    found = out.stdout.strip().splitlines()[-1].removeprefix("heavy:")
+    return tuple(found.split(",")) if found else ()
+
+
+def test_help_and_startup_import_no_lab_torch_scipy_or_sqlalchemy() -> None:
+    """Fast start without a timed assertion: what ``breedlab --help`` imports, counted."""
+    assert _imported_heavy("--help") == ()
+
+
+def test_listing_keys_loads_the_lab_but_no_sqlalchemy_numpy_scipy_or_torch(
+    cli_lab: Path,
+) -> None:
+    """Issue 10: ``keys list`` starts fast -- a read-only command reads a SQLite ledger with
+    ``sqlite3`` and imports nothing heavy (``benchmarks/startup.py`` times it)."""
+    assert _imported_heavy("keys", "list") == ("breedlab.lab",)
+    assert _imported_heavy("--lab", str(cli_lab), "keys", "list", "--json") == ("breedlab.lab",)
 
 
 def test_json_output_gives_numbers_as_numbers_and_labels_as_text(

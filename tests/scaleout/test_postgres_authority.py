@@ -15,7 +15,7 @@ from sqlalchemy import text
 from breedlab.canonical import JsonValue
 from breedlab.capabilities import contract_path
 from breedlab.clock import FixedClock
-from breedlab.errors import ChainBroken, UnauthorizedChange
+from breedlab.errors import ChainBroken, LabError, UnauthorizedChange
 from breedlab.lab import Lab
 from breedlab.ledger import Ledger
 from breedlab.signing.keys import KeyPair, load_keypair
@@ -190,3 +190,22 @@ def test_keys_made_outside_the_lab_sign_nothing_that_verifies_on_postgres(
         attacker.close()
 
     _refused_at(lab, ev.seq, "unknown key")
+
+
+def test_a_read_only_lab_on_postgres_reads_as_the_lab_does_and_refuses_to_write(
+    pg_lab: tuple[Lab, dict[str, str]],
+) -> None:
+    """A read-only command on a PostgreSQL lab reads through SQLAlchemy, with the same
+    queries (and typed records) as the sqlite3 path (decision record 0012)."""
+    lab, ids = pg_lab
+    with Lab.open(lab.config.root, read_only=True) as reading:
+        assert reading.keys() == lab.keys() and len(lab.keys()) == 6
+        assert reading.packages() == lab.packages()
+        assert reading.show(ids["champion"]) == lab.show(ids["champion"])
+        assert reading.alias_history("digits") == lab.alias_history("digits")
+        assert reading.events(kinds=("package.approved",)) == lab.events(
+            kinds=("package.approved",)
+        )
+        with pytest.raises(LabError, match="read-only"):
+            reading.revoke(ids["wide"], reason="not on a read-only lab")
+    assert lab.show(ids["wide"]).revoked is None

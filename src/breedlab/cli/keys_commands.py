@@ -41,7 +41,7 @@ def generate(
 @keys_app.command("list")
 def list_keys(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """List the lab's keys with their roles and status."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         keys = lab.keys()
     if json_out:
         print_json([k.to_json() for k in keys])

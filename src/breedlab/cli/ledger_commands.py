@@ -49,7 +49,7 @@ def show(
 ) -> None:
     """Print ledger events in order: a line each, then its payload in brief (ids short,
     nested values summarised; --full for everything, --json for scripts)."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         events = lab.events(after=after, kinds=tuple(kind or ()))
         names = {k.keyid: k.name for k in lab.keys()}
     if json_out:
@@ -204,7 +204,7 @@ def alias_history(
     json_out: JsonFlag = False,
 ) -> None:
     """Every alias move of a capability, from the ledger."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         moves = lab.alias_history(capability)
     if json_out:
         print_json([m.to_json() for m in moves])

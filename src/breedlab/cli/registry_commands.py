@@ -83,7 +83,7 @@ def capability_show(
     json_out: JsonFlag = False,
 ) -> None:
     """Show a capability's current contract (--json for the contract itself)."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         info, contract = lab.capability(name)
     if json_out:
         print_json({"package": str(info.id), "contract": contract.to_json()})
@@ -174,7 +174,7 @@ def packages(
     json_out: JsonFlag = False,
 ) -> None:
     """List registered packages."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         infos = lab.packages(capability=capability)
         aliases: dict[str, list[str]] = {}
         for info in infos:
@@ -206,7 +206,7 @@ def show(
     """Show a package: manifest, signatures, approvals, aliases, lineage."""
     from breedlab.lab.release import stale_release_aliases
 
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         d = lab.show(package)
         cap = d.info.manifest.capability
         release = {f"{cap}@shadow", f"{cap}@canary"} & set(d.aliases)
@@ -394,7 +394,7 @@ def lineage(
     dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz DOT.")] = False,
 ) -> None:
     """Show where a package came from (ancestors) and what was bred from it."""
-    with open_lab(ctx) as lab:
+    with open_lab(ctx, read_only=True) as lab:
         graph = lab.lineage(package)
     if json_out:
         print_json(graph.to_json())

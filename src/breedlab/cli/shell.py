@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -102,10 +101,12 @@ def lab_path(ctx: typer.Context) -> Path:
 
 
 @contextmanager
-def open_lab(ctx: typer.Context) -> Iterator[Lab]:
+def open_lab(ctx: typer.Context, *, read_only: bool = False) -> Iterator[Lab]:
+    """The lab; ``read_only`` for a command that only reads (a SQLite lab's ledger is
+    then read without loading SQLAlchemy: the command starts faster)."""
     from breedlab.lab import Lab
 
-    lab = Lab.open(lab_path(ctx))
+    lab = Lab.open(lab_path(ctx), read_only=read_only)
     try:
         yield lab
     finally:
@@ -120,6 +121,8 @@ def progress(quiet: bool, title: str) -> Iterator[Callable[[str], None]]:
     if quiet:
         yield lambda _message: None
         return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     text = TextColumn("{task.description}", markup=False)  # user text: never markup
     with Progress(
         SpinnerColumn(), text, TimeElapsedColumn(), console=console, transient=True

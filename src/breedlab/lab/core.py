@@ -70,7 +70,7 @@ from breedlab.lab.verification import (
 )
 from breedlab.lab.witness import Witness, check_witness
 from breedlab.lab.workspace import Workspace, discard
-from breedlab.ledger import Event, Ledger, Reader, Txn
+from breedlab.ledger import Event, KeyRecord, Ledger, Reader
 from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry import source
@@ -98,6 +98,7 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.migration import MigrationReport
     from breedlab.lab.release import Criterion
     from breedlab.lab.replay import Reproduction
+    from breedlab.ledger.engine import Txn
     from breedlab.release.canary import ExposureCap
     from breedlab.release.shadow_stats import ShadowReport
     from breedlab.sandbox.executors import Executor
@@ -142,7 +143,9 @@ def _interruptible(
 class Lab:
     """A breedlab lab on disk (embedded default: files + SQLite)."""
 
-    def __init__(self, config: LabConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: LabConfig, *, clock: Clock | None = None, read_only: bool = False
+    ) -> None:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.blobs: BlobStore = open_blob_store(
@@ -151,7 +154,7 @@ class Lab:
             endpoint=config.store_endpoint,
             region=config.store_region,
         )
-        self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock)
+        self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock, read_only=read_only)
         self.ledger.after_commit = self._after_commit
         self.workspace = Workspace(config.work_dir, self.blobs)
         self._unanchored = False  # this Lab appended events no checkpoint covers yet
@@ -201,13 +204,15 @@ class Lab:
         return lab
 
     @classmethod
-    def open(cls, path: Path, *, clock: Clock | None = None) -> Lab:
+    def open(cls, path: Path, *, clock: Clock | None = None, read_only: bool = False) -> Lab:
         """Open the lab at ``path``. Raises ConfigError if there is none.
 
         Removes the temporary files that interrupted writes (a killed import) left in
         the store -- never those of a write in progress in another process.
+        ``read_only``: for commands that only read; its ledger refuses to write and, in
+        SQLite, is read without loading SQLAlchemy (decision record 0012).
         """
-        lab = cls(load_config(path), clock=clock)
+        lab = cls(load_config(path), clock=clock, read_only=read_only)
         lab.ledger.create()
         lab._leftovers = lab._clean_temporary()
         return lab
@@ -322,17 +327,16 @@ class Lab:
         keys, _ = key_endorsements(self.blobs, r)
         return {k.keyid for k in keys.values() if k.endorsed_seq is not None}
 
-    def _key_info(self, row: object, endorsed: set[str]) -> KeyInfo:
-        name = str(row.name)  # type: ignore[attr-defined]
+    def _key_info(self, row: KeyRecord, endorsed: set[str]) -> KeyInfo:
         return KeyInfo(
-            endorsed=str(row.keyid) in endorsed,  # type: ignore[attr-defined]
-            name=name,
-            role=str(row.role),  # type: ignore[attr-defined]
-            keyid=str(row.keyid),  # type: ignore[attr-defined]
-            added_seq=int(row.added_seq),  # type: ignore[attr-defined]
-            revoked_seq=row.revoked_seq,  # type: ignore[attr-defined]
-            revoked_reason=row.revoked_reason,  # type: ignore[attr-defined]
-            has_private=(self.config.keys_dir / f"{name}.key").exists(),
+            endorsed=row.keyid in endorsed,
+            name=row.name,
+            role=row.role,
+            keyid=row.keyid,
+            added_seq=row.added_seq,
+            revoked_seq=row.revoked_seq,
+            revoked_reason=row.revoked_reason,
+            has_private=(self.config.keys_dir / f"{row.name}.key").exists(),
         )
 
     def keys(self) -> list[KeyInfo]:
@@ -710,13 +714,15 @@ class Lab:
         with self.ledger.transaction() as tx:
             row = tx.package(str(package))
             created = row is None
-            if created:
+            if row is not None:
+                seq = row.registered_seq
+            else:
                 for parent in manifest.parents:
                     if tx.package(str(parent)) is None:
                         raise NotFound(f"parent {parent} is not registered")
                     if (rev := tx.revocation(str(parent))) is not None:
                         raise PolicyError(f"parent {parent.short} is revoked: {rev.reason}")
-                tx.append(
+                seq = tx.append(
                     "package.registered",
                     str(package),
                     {
@@ -731,13 +737,12 @@ class Lab:
                     },
                     signer=registrar,
                     actor=self.actor,
-                )
+                ).seq
             if signer is not None and envelope_digest is not None:
                 already = {s.keyid for s in tx.signatures(str(package))}
                 if signer.keyid not in already:
                     self._append_signature(tx, package, signer, envelope_digest)
-            seq = tx.package(str(package)).registered_seq  # type: ignore[union-attr]
-        return PackageInfo(id=package, manifest=manifest, registered_seq=int(seq), created=created)
+        return PackageInfo(id=package, manifest=manifest, registered_seq=seq, created=created)
 
     def _store_file(self, f: source.SourceFile | tuple[str, bytes]) -> FileEntry:
         if isinstance(f, tuple):

@@ -16,7 +16,6 @@ written still counts (the chain orders both); a key revoked before cannot have s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -32,7 +31,7 @@ from breedlab.authority import (
 from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, IntegrityError, LabError
 from breedlab.lab.values import CheckpointInfo, Problem
-from breedlab.ledger import Reader
+from breedlab.ledger import ApprovalRecord, Reader
 from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore
 from breedlab.registry.manifest import Manifest
@@ -92,7 +91,7 @@ def valid_approvals(
 def _approval_problem(
     blobs: BlobStore,
     r: Reader,
-    row: Any,
+    row: ApprovalRecord,
     pid: Digest,
     trusted: Mapping[str, Ed25519PublicKey],
 ) -> str | None:
@@ -220,23 +219,24 @@ def check_package(
     if trusted is None:
         trusted = trusted_keys(r, blobs)
     signers: list[str] = []
-    for row in r.signatures(pid):
+    for signature in r.signatures(pid):
         try:
             names, _ = check_envelope(
                 blobs,
                 r,
-                row.envelope,
+                signature.envelope,
                 package=package,
                 predicate_type=SIGNATURE_PREDICATE,
                 trusted=trusted,
             )
             signers.extend(names)
         except LabError as e:
-            problems.append(Problem(where=f"signature {row.envelope[:19]}", message=e.message))
-    for row in r.approvals(pid):
-        why = _approval_problem(blobs, r, row, package, trusted)
+            where = f"signature {signature.envelope[:19]}"
+            problems.append(Problem(where=where, message=e.message))
+    for approval in r.approvals(pid):
+        why = _approval_problem(blobs, r, approval, package, trusted)
         if why is not None:
-            problems.append(Problem(where=f"approval {row.envelope[:19]}", message=why))
+            problems.append(Problem(where=f"approval {approval.envelope[:19]}", message=why))
 
     revoked = r.revocation(pid)
     if revoked is not None:

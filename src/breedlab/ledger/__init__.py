@@ -3,8 +3,14 @@
 - ``chain``: event hashing and chain verification (pure).
 - ``merkle``: RFC 6962 tree heads over event hashes (pure); checkpoints sign them.
 - ``schema``: the SQL tables (events plus projections: packages, aliases, keys, ...).
+- ``records``: the projection rows as typed, frozen values.
 - ``projections``: how each event kind changes the projections.
-- ``store``: :class:`Ledger` -- transactions, appends, queries, verification.
+- ``reader``: :class:`Reader` -- the queries, one set for every connection.
+- ``engine``: the SQLAlchemy side -- :class:`~breedlab.ledger.engine.Txn` (appends in
+  transactions), engines, reads of PostgreSQL.
+- ``store``: :class:`Ledger` -- opens the database, hands out readers and transactions,
+  verifies; a read-only SQLite ledger is read with ``sqlite3`` and never loads
+  SQLAlchemy (decision record 0012).
 - ``migrations``: the schema's Alembic revisions (SQLite and PostgreSQL), append-only
   triggers included; run by :meth:`Ledger.create`.
 """
@@ -13,14 +19,30 @@ from __future__ import annotations
 
 from breedlab.ledger.chain import GENESIS, Event, event_hash, verify_chain
 from breedlab.ledger.merkle import root as merkle_root
-from breedlab.ledger.store import Ledger, Reader, Txn, VerifyReport
+from breedlab.ledger.reader import Reader
+from breedlab.ledger.records import (
+    AliasRecord,
+    ApprovalRecord,
+    CheckpointRecord,
+    KeyRecord,
+    PackageRecord,
+    RevocationRecord,
+    SignatureRecord,
+)
+from breedlab.ledger.store import Ledger, VerifyReport
 
 __all__ = [
     "GENESIS",
+    "AliasRecord",
+    "ApprovalRecord",
+    "CheckpointRecord",
     "Event",
+    "KeyRecord",
     "Ledger",
+    "PackageRecord",
     "Reader",
-    "Txn",
+    "RevocationRecord",
+    "SignatureRecord",
     "VerifyReport",
     "event_hash",
     "merkle_root",

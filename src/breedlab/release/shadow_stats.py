@@ -18,13 +18,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
 from breedlab.errors import InvalidRequest
 from breedlab.release._decimal import float_text
+
+if TYPE_CHECKING:  # numpy is imported where latencies are resampled: the release
+    import numpy as np  # package's pure rules load without it (a fast CLI start)
+    import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -267,6 +269,8 @@ def _latency_ratios(
     resamples: int,
     seed: int,
 ) -> tuple[LatencyRatio, LatencyRatio]:
+    import numpy as np
+
     qs = np.array([0.5, 0.95])
     point = np.quantile(shadow, qs) / np.quantile(primary, qs)
     rng = np.random.default_rng(seed)
@@ -324,6 +328,8 @@ def summarise_shadow(
     latency_p50 = latency_p95 = None
     timed = [p for p in answered if p.timed]
     if timed:
+        import numpy as np
+
         primary = np.array([p.primary_latency_s for p in timed], dtype=np.float64)
         shadow = np.array([p.shadow_latency_s for p in timed], dtype=np.float64)
         latency_p50, latency_p95 = _latency_ratios(

@@ -13,7 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 from breedlab.clock import FixedClock
-from breedlab.ledger import Ledger, migrations, schema
+from breedlab.errors import LabError
+from breedlab.ledger import GENESIS, Ledger, migrations, schema
 
 
 def test_head_is_the_newest_revision() -> None:
@@ -39,13 +40,19 @@ def test_a_new_ledger_is_migrated_and_refuses_edits(tmp_path: Path) -> None:
         db.close()
 
 
-def test_a_ledger_from_before_migrations_is_upgraded_in_place(tmp_path: Path) -> None:
+def _ledger_from_before_migrations(tmp_path: Path) -> Ledger:
+    """A ledger made as ledgers were before migrations, with one event (not closed)."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    schema.metadata.create_all(engine)  # how ledgers were created before migrations
+    schema.metadata.create_all(engine)
     engine.dispose()
     old = Ledger(url, FixedClock())
     old.append("test.appended", "s", {"i": 1}, signer=None, actor="t")
+    return old
+
+
+def test_a_ledger_from_before_migrations_is_upgraded_in_place(tmp_path: Path) -> None:
+    old = _ledger_from_before_migrations(tmp_path)
     old.create()
     old.append("test.appended", "s", {"i": 2}, signer=None, actor="t")
     assert old.verify_chain().events == 2
@@ -64,3 +71,35 @@ def test_the_migrated_schema_is_the_schema_module(tmp_path: Path) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
     ledger.close()
     assert diff == [], "schema.py changed without a migration"
+
+
+def test_a_read_only_open_migrates_an_old_ledger_and_then_reads_it_with_sqlite3(
+    tmp_path: Path,
+) -> None:
+    old = _ledger_from_before_migrations(tmp_path)
+    old.close()
+    url = old.url
+    reading = Ledger(url, FixedClock(), read_only=True)
+    reading.create()  # not at HEAD: migrated, as any open migrates it
+    assert "engine" in vars(reading)  # ... which took SQLAlchemy
+    with reading.engine.connect() as conn:
+        assert migrations.current(conn) == migrations.HEAD
+    reading.close()
+    again = Ledger(url, FixedClock(), read_only=True)
+    again.create()  # at HEAD: only checked, with sqlite3
+    assert "engine" not in vars(again)
+    assert again.verify_chain().events == 1
+    with pytest.raises(LabError, match="read-only"):
+        again.append("test.appended", "s", {"i": 2}, signer=None, actor="t")
+    again.close()
+
+
+def test_a_read_only_open_of_a_missing_ledger_creates_it_as_any_open_does(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger.sqlite(tmp_path / "new.db", FixedClock(), read_only=True)
+    ledger.create()
+    with ledger.reader() as r:
+        assert r.head() == (0, GENESIS)
+    ledger.close()
+    assert (tmp_path / "new.db").exists()

@@ -10,18 +10,23 @@ Add a revision under ``versions/`` and move :data:`HEAD` with it (a test checks)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect, text
+if TYPE_CHECKING:  # SQLAlchemy loads with the first migration: HEAD is read without it
+    from sqlalchemy import Connection
 
 __all__ = ["HEAD", "current", "upgrade"]
 
-#: The newest revision; a database at HEAD is opened without loading Alembic at all.
+#: The newest revision; a database at HEAD is opened without loading Alembic at all (and
+#: a read-only SQLite ledger without SQLAlchemy: ``Ledger.create``).
 HEAD = "0004"
 _LOCK_KEY = 0x6272_6565_646C_6162 & 0x7FFF_FFFF_FFFF_FFFF  # "breedlab", as a bigint
 
 
 def current(conn: Connection) -> str | None:
     """The database's revision, or None if it has never been migrated."""
+    from sqlalchemy import inspect, text
+
     if not inspect(conn).has_table("alembic_version"):
         return None
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
@@ -29,6 +34,8 @@ def current(conn: Connection) -> str | None:
 
 def upgrade(conn: Connection) -> None:
     """Migrate the database of ``conn`` (inside its transaction) to :data:`HEAD`."""
+    from sqlalchemy import inspect, text
+
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     found = current(conn)
