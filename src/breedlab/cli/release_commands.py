@@ -33,7 +33,9 @@ canary_app.info.no_args_is_help = True
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
+    ] = 8000,
     release_key: Annotated[
         str | None,
         typer.Option(
@@ -46,39 +48,78 @@ def serve(
         int,
         typer.Option("--max-body", min=1024, help="Largest request body in bytes (413 above)."),
     ] = 1 << 20,
+    shadow_priority: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow-priority",
+            help="idle (only CPU nobody else wants) | normal (competes; keeps up on a busy "
+            "host). Default: [release] shadow_priority.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool,
-        typer.Option("--json", help="Print where it serves as one JSON line; log only warnings."),
+        typer.Option(
+            "--json",
+            help="Print one JSON line (url, pid, admin_token_file) once it listens; "
+            "log only warnings.",
+        ),
     ] = False,
 ) -> None:
-    """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token."""
+    """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token.
+
+    It listens before it says where (so the line, or the JSON line, means it accepts
+    connections); SIGTERM stops it cleanly (evidence sealed, exit 0).
+    """
     import gc
     import json
     import os
+    import signal
     import sys
+    import threading
 
     import uvicorn
 
-    from breedlab.http import create_app, ensure_admin_token
+    from breedlab.http import create_app, ensure_admin_token, listen
 
     # Hand the interpreter over more often than every 5 ms: request threads waiting on the
     # shadow worker or the event loop otherwise pay up to a whole interval in their p99.
     sys.setswitchinterval(0.0005)
-    with open_lab(ctx) as lab:
+    sock = listen(host, port)  # before the models load: a port in use fails at once
+    with sock, open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)
-        app = create_app(lab, release_key=release_key, max_body=max_body)
+        app = create_app(
+            lab, release_key=release_key, max_body=max_body, shadow_priority=shadow_priority
+        )
+        bound = sock.getsockname()[1]
+        url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
         if json_out:
-            where = {"url": f"http://{host}:{port}", "admin_token_file": str(token)}
-            sys.stdout.write(json.dumps({**where, "pid": os.getpid()}, sort_keys=True) + "\n")
+            where = {"url": url, "admin_token_file": str(token), "pid": os.getpid()}
+            sys.stdout.write(json.dumps(where, sort_keys=True) + "\n")
             sys.stdout.flush()
         else:
-            console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
+            console.print(f"serving on {url}; admin token in {token} (mode 0600)", soft_wrap=True)
         # Libraries and loaded models live as long as the server: move them out of the
         # collector's reach, so a gen-2 pass scans only what requests allocate (a pass
         # over torch's heap took 20-160 ms here, stalling every request thread).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port, log_level="warning" if json_out else "info")
+        config = uvicorn.Config(
+            app, host=host, port=bound, log_level="warning" if json_out else "info"
+        )
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again under the
+        # handler that was there before: this one makes that a clean exit (0).
+        stopped: list[int] = []
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:
+            before = signal.signal(signal.SIGTERM, lambda signum, _: stopped.append(signum))
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, before)
+    if stopped and not json_out:
+        console.print("stopped")
 
 
 def _report_rows(record: dict[str, Any]) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ Every route is parse, one call into the lab's release controller, render.
 
 from __future__ import annotations
 
-from breedlab.http.app import ERROR_STATUS, create_app, ensure_admin_token, serving
+from breedlab.http.app import ERROR_STATUS, create_app, ensure_admin_token, listen, serving
 from breedlab.http.routing import Router, RoutingTable
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "RoutingTable",
     "create_app",
     "ensure_admin_token",
+    "listen",
     "serving",
 ]
