@@ -2,8 +2,10 @@
 
 Modules: ``app`` (the FastAPI app: predict, metrics, health and admin routes; the one
 table from error family to HTTP status), ``routing`` (the immutable routing table, its
-atomic swap when an alias moves, the shadow mirror and the canary's automatic abort).
-Every route is parse, one call into the lab's release controller, render.
+atomic swap when an alias moves, the shadow mirror and the canary's automatic abort),
+``traffic`` (the client side: requests made from a dataset, sent to a server on loopback
+only, and their summary; ``breedlab traffic``). Every route is parse, one call into the
+lab's release controller, render.
 """
 
 from __future__ import annotations
