@@ -53,9 +53,17 @@ from typing import Any
 
 from breedlab.errors import ConfigError
 
-__all__ = ["CONFIG_NAME", "LabConfig", "default_config_text", "load_config"]
+__all__ = [
+    "CONFIG_NAME",
+    "SHADOW_PRIORITIES",
+    "LabConfig",
+    "default_config_text",
+    "load_config",
+]
 
 CONFIG_NAME = "breedlab.toml"
+#: ``[release] shadow_priority`` (and ``serve --shadow-priority``): idle or normal.
+SHADOW_PRIORITIES = ("idle", "normal")
 
 _ALLOWED: dict[str, dict[str, type]] = {
     "lab": {"name": str, "actor": str},
@@ -182,7 +190,7 @@ def load_config(root: Path) -> LabConfig:
         if values.get(key, 1) < (0 if key.startswith("ledger") else 1):
             raise ConfigError(f"{path}: '{key}' is too small")
     priority = values.get("release.shadow_priority", "idle")
-    if priority not in ("idle", "normal"):
+    if priority not in SHADOW_PRIORITIES:
         raise ConfigError(f"{path}: 'release.shadow_priority' must be 'idle' or 'normal'")
     for key in ("sandbox.operator_wall_seconds", "sandbox.evaluation_wall_seconds"):
         if values.get(key, 1) < 1:

@@ -219,26 +219,12 @@ def run_demo(
 
 
 def _digits_requests(lab: Lab, n: int) -> list[dict[str, object]]:
-    """Request bodies from the digits dev split, labels included (for the canary)."""
-    from breedlab.datasets import read_dataset
+    """``n`` request bodies from the digits dev split, labels included (for the canary),
+    as ``breedlab traffic digits`` sends them."""
+    from breedlab.http.traffic import dataset_requests, request_body
 
-    dev = lab.resolve("digits@dev") if lab.alias("digits", "dev") else None
-    if dev is None:
-        from sklearn.datasets import load_digits
-
-        data = load_digits()
-        xs, ys = data.data, data.target
-    else:
-        ds = read_dataset(lab.workspace.materialise(dev, lab.manifest(dev)))
-        xs, ys = ds.x, ds.y
-    return [
-        {
-            "unit": f"user-{i}",
-            "inputs": [float(v) for v in xs[i % len(xs)]],
-            "label": str(ys[i % len(ys)]),
-        }
-        for i in range(n)
-    ]
+    _, items = dataset_requests(lab, "digits")
+    return [request_body(items, i) for i in range(n)]
 
 
 def _until(

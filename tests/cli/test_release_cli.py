@@ -117,3 +117,58 @@ def test_breedlab_serve_binds_loopback_and_creates_a_private_admin_token(
     finally:
         proc.terminate()
         proc.communicate(timeout=60)  # reaps it and closes its stdout
+
+
+def test_serve_on_port_0_says_where_once_it_listens_and_stops_cleanly_on_sigterm(
+    lab_dir: tuple[Path, dict[str, str]],
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    root, ids = lab_dir
+    cli = [
+        sys.executable,
+        "-c",
+        "from breedlab.cli import main; main()",
+        "--lab",
+        str(root / "lab"),
+    ]
+    proc = subprocess.Popen(
+        [*cli, "serve", "--port", "0", "--json", "--shadow-priority", "normal"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        started = json.loads(proc.stdout.readline())
+        port = int(started["url"].rsplit(":", 1)[1])
+        assert port != 0 and started["url"] == f"http://127.0.0.1:{port}"
+        # It listened before it said where: the first try connects (no retry loop).
+        health = httpx.get(f"{started['url']}/healthz", timeout=300, trust_env=False)
+        assert health.json()["champions"]["digits"] == ids["champion"]
+        # That port is taken now: a second server says so in one line, before loading.
+        second = subprocess.run(
+            [*cli, "serve", "--port", str(port)], capture_output=True, text=True, timeout=300
+        )
+        assert second.returncode == 3
+        assert second.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+        assert "hint: choose another --port (--port 0 takes any free one)" in second.stderr
+        bad = subprocess.run(
+            [*cli, "serve", "--port", "0", "--shadow-priority", "low"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert bad.returncode == 3 and "shadow priority is one of idle, normal" in bad.stderr
+        proc.send_signal(signal.SIGTERM)  # what `kill` sends: a clean stop, exit 0
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out == "" and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

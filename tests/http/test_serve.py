@@ -380,3 +380,51 @@ def test_an_injected_canary_fault_falls_back_to_the_champion_and_the_sprt_aborts
     finally:
         router.close()
         lab.close()
+
+
+def test_serve_may_run_the_shadow_process_at_normal_priority_whatever_the_config_says(
+    lab: Lab,
+) -> None:
+    from breedlab.errors import InvalidRequest
+
+    assert lab.config.shadow_priority == "idle"
+    idle, normal = Router(lab), Router(lab, shadow_priority="normal")
+    try:
+        assert idle.mirror.idle and not normal.mirror.idle
+    finally:
+        idle.close()
+        normal.close()
+    with pytest.raises(InvalidRequest, match="one of idle, normal"):
+        Router(lab, shadow_priority="low")
+
+
+def test_the_socket_serve_listens_on_gets_nagle_turned_off_for_each_connection() -> None:
+    # asyncio sets TCP_NODELAY only on IPPROTO_TCP sockets; on a socket made with proto 0
+    # every answer on a kept-alive connection waited ~40 ms for a delayed ACK.
+    import asyncio
+    import socket
+
+    from breedlab.errors import InvalidRequest
+    from breedlab.http import listen
+
+    async def accepted_nodelay(sock: socket.socket) -> list[int]:
+        seen: list[int] = []
+
+        async def on_connection(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=sock)
+        reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        await reader.read()  # until the server closed it
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    sock = listen("127.0.0.1", 0)
+    assert sock.getsockname()[1] != 0
+    assert asyncio.run(accepted_nodelay(sock)) == [1]
+    with listen("127.0.0.1", 0) as taken, pytest.raises(InvalidRequest, match="cannot listen"):
+        listen("127.0.0.1", taken.getsockname()[1])

@@ -5,11 +5,25 @@ the heavy modules (FastAPI, torch) are imported inside the command that needs th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, progress, styled, table
+from breedlab.cli.shell import (
+    console,
+    fields,
+    open_lab,
+    print_json,
+    progress,
+    short_ids,
+    styled,
+    table,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from breedlab.http.traffic import TrafficSummary
 
 __all__ = ["register"]
 
@@ -33,7 +47,9 @@ canary_app.info.no_args_is_help = True
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
+    ] = 8000,
     release_key: Annotated[
         str | None,
         typer.Option(
@@ -46,39 +62,78 @@ def serve(
         int,
         typer.Option("--max-body", min=1024, help="Largest request body in bytes (413 above)."),
     ] = 1 << 20,
+    shadow_priority: Annotated[
+        str | None,
+        typer.Option(
+            "--shadow-priority",
+            help="idle (only CPU nobody else wants) | normal (competes; keeps up on a busy "
+            "host). Default: [release] shadow_priority.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool,
-        typer.Option("--json", help="Print where it serves as one JSON line; log only warnings."),
+        typer.Option(
+            "--json",
+            help="Print one JSON line (url, pid, admin_token_file) once it listens; "
+            "log only warnings.",
+        ),
     ] = False,
 ) -> None:
-    """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token."""
+    """Serve the champions over HTTP (FastAPI + uvicorn); aliases hot-swap; admin needs a token.
+
+    It listens before it says where (so the line, or the JSON line, means it accepts
+    connections); SIGTERM stops it cleanly (evidence sealed, exit 0).
+    """
     import gc
     import json
     import os
+    import signal
     import sys
+    import threading
 
     import uvicorn
 
-    from breedlab.http import create_app, ensure_admin_token
+    from breedlab.http import create_app, ensure_admin_token, listen
 
     # Hand the interpreter over more often than every 5 ms: request threads waiting on the
     # shadow worker or the event loop otherwise pay up to a whole interval in their p99.
     sys.setswitchinterval(0.0005)
-    with open_lab(ctx) as lab:
+    sock = listen(host, port)  # before the models load: a port in use fails at once
+    with sock, open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)
-        app = create_app(lab, release_key=release_key, max_body=max_body)
+        app = create_app(
+            lab, release_key=release_key, max_body=max_body, shadow_priority=shadow_priority
+        )
+        bound = sock.getsockname()[1]
+        url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
         if json_out:
-            where = {"url": f"http://{host}:{port}", "admin_token_file": str(token)}
-            sys.stdout.write(json.dumps({**where, "pid": os.getpid()}, sort_keys=True) + "\n")
+            where = {"url": url, "admin_token_file": str(token), "pid": os.getpid()}
+            sys.stdout.write(json.dumps(where, sort_keys=True) + "\n")
             sys.stdout.flush()
         else:
-            console.print(f"admin token in {token} (mode 0600); binding {host}:{port}")
+            console.print(f"serving on {url}; admin token in {token} (mode 0600)", soft_wrap=True)
         # Libraries and loaded models live as long as the server: move them out of the
         # collector's reach, so a gen-2 pass scans only what requests allocate (a pass
         # over torch's heap took 20-160 ms here, stalling every request thread).
         gc.collect()
         gc.freeze()
-        uvicorn.run(app, host=host, port=port, log_level="warning" if json_out else "info")
+        config = uvicorn.Config(
+            app, host=host, port=bound, log_level="warning" if json_out else "info"
+        )
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again under the
+        # handler that was there before: this one makes that a clean exit (0).
+        stopped: list[int] = []
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:
+            before = signal.signal(signal.SIGTERM, lambda signum, _: stopped.append(signum))
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, before)
+    if stopped and not json_out:
+        console.print("stopped")
 
 
 def _report_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -154,13 +209,32 @@ def shadow_stop(
 
 
 @shadow_app.command("report")
-def shadow_report(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
+def shadow_report(
+    ctx: typer.Context,
+    capability: Cap,
+    wait_pairs: Annotated[
+        int,
+        typer.Option(
+            "--wait-pairs",
+            min=0,
+            help="First wait until the running shadow has answered this many pairs "
+            "(the gate to canary needs 50).",
+        ),
+    ] = 0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="Seconds --wait-pairs waits at most.")
+    ] = 600.0,
+    json_out: JsonFlag = False,
+) -> None:
     """Agreement, flip matrix, latency ratios, error rates, mirrored and dropped requests."""
     from breedlab.lab.release import read_shadow_pairs as report
-    from breedlab.lab.release import release_state
+    from breedlab.lab.release import release_state, wait_for_shadow_pairs
     from breedlab.release.shadow_stats import summarise_shadow
 
     with open_lab(ctx) as lab:
+        if wait_pairs:
+            with progress(json_out, f"waiting for {wait_pairs} answered shadow pairs"):
+                wait_for_shadow_pairs(lab, capability, wait_pairs, timeout=timeout)
         pid, pairs, evidence = report(lab, capability)
         running = release_state(lab, capability).shadow == pid
     rep = summarise_shadow(pairs, seed=0, resamples=2000)
@@ -293,6 +367,102 @@ def canary_stop(
     console.print(f"canary stopped for {capability} (seq {ev.seq})")
 
 
+def traffic(
+    ctx: typer.Context,
+    capability: Cap,
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url", help="The server's base URL ('serve --json' prints it); loopback only."
+        ),
+    ] = "http://127.0.0.1:8000",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="A dataset folder (such as 'breedlab samples' writes) or package (id, "
+            "prefix, CAP@alias). Default: CAP@data-dev, the dev split.",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            min=1,
+            max=10_000_000,
+            help="Requests to send, cycling through the items (default: one per item).",
+            show_default=False,
+        ),
+    ] = None,
+    labels: Annotated[
+        bool,
+        typer.Option(
+            "--labels/--no-labels",
+            help="Send each item's label (a canary then counts wrong answers).",
+        ),
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")
+    ] = 120.0,
+    json_out: JsonFlag = False,
+) -> None:
+    """Send predict requests made from a labelled dataset to a running server on this machine.
+
+    Request i comes from unit user-i, so a canary's sticky cohort sees a steady share of
+    them. Prints how many were answered, by whom (champion, canary) and which package,
+    and the round-trip latency; exits non-zero if any request failed.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from breedlab.http.traffic import dataset_requests, loopback_url, send_traffic
+
+    base = loopback_url(url)  # refused before the lab is read
+    with open_lab(ctx) as lab:
+        shown, bodies = dataset_requests(lab, capability, dataset, labels=labels)
+    total = count or len(bodies)
+    columns = ("sending", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    quiet = json_out or not console.is_terminal  # a bar is for people at a terminal
+    bar = Progress(*columns, console=console, transient=True, disable=quiet)
+    with bar:
+        task = bar.add_task("requests", total=total)
+        summary, failed = send_traffic(
+            base,
+            capability,
+            bodies,
+            count=total,
+            timeout=timeout,
+            on_answer=lambda n: bar.update(task, completed=n),
+        )
+    if json_out:
+        print_json({**summary.to_record(), "dataset": shown})
+    else:
+        _print_traffic(summary, shown)
+    if failed is not None:
+        raise failed
+
+
+def _print_traffic(summary: TrafficSummary, dataset: str) -> None:
+    def ms(q: float) -> str:
+        value = summary.percentile(q)
+        return "-" if value is None else f"{1000 * value:.1f} ms"
+
+    def counts(c: Mapping[str, int]) -> str:
+        return ", ".join(f"{short_ids(k)} {n}" for k, n in sorted(c.items())) or "-"
+
+    console.print(
+        f"sent {summary.sent} request(s) from {dataset} to {summary.url}: "
+        f"{summary.answered} answered, {summary.errors} failed",
+        soft_wrap=True,
+    )
+    fields(
+        ("answered by", counts(summary.roles)),
+        ("packages", counts(summary.packages)),
+        ("latency", f"p50 {ms(0.5)}, p95 {ms(0.95)} (round trip)"),
+        *((("first error", summary.first_error),) if summary.first_error else ()),
+    )
+
+
 def promote(
     ctx: typer.Context,
     capability: Cap,
@@ -377,6 +547,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(shadow_app, name="shadow")
     app.add_typer(canary_app, name="canary")
+    app.command("traffic")(traffic)
     app.command("promote")(promote)
     app.command("rollback")(rollback)
     app.command("exit-criteria")(exit_criteria)

@@ -2,13 +2,15 @@
 
 Modules: ``app`` (the FastAPI app: predict, metrics, health and admin routes; the one
 table from error family to HTTP status), ``routing`` (the immutable routing table, its
-atomic swap when an alias moves, the shadow mirror and the canary's automatic abort).
-Every route is parse, one call into the lab's release controller, render.
+atomic swap when an alias moves, the shadow mirror and the canary's automatic abort),
+``traffic`` (the client side: requests made from a dataset, sent to a server on loopback
+only, and their summary; ``breedlab traffic``). Every route is parse, one call into the
+lab's release controller, render.
 """
 
 from __future__ import annotations
 
-from breedlab.http.app import ERROR_STATUS, create_app, ensure_admin_token, serving
+from breedlab.http.app import ERROR_STATUS, create_app, ensure_admin_token, listen, serving
 from breedlab.http.routing import Router, RoutingTable
 
 __all__ = [
@@ -17,5 +19,6 @@ __all__ = [
     "RoutingTable",
     "create_app",
     "ensure_admin_token",
+    "listen",
     "serving",
 ]

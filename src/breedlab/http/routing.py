@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from breedlab.authority import Replayer
 from breedlab.canonical import JsonValue
+from breedlab.config import SHADOW_PRIORITIES
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError, InvalidRequest, LabError
 from breedlab.http.shadow_process import (
@@ -514,7 +515,13 @@ class Router:
         shadow_queue: int = 256,
         srm_min_units: int = 200,
         seed: int = 0,
+        shadow_priority: str | None = None,
     ) -> None:
+        priority = shadow_priority or lab.config.shadow_priority
+        if priority not in SHADOW_PRIORITIES:
+            raise InvalidRequest(
+                f"the shadow priority is one of {', '.join(SHADOW_PRIORITIES)} (got {priority!r})"
+            )
         self.lab = lab
         self.canary_policy = canary_policy or CanaryPolicy()
         self.srm_min_units = srm_min_units
@@ -526,7 +533,7 @@ class Router:
         self._flip_lock = threading.Lock()
         self._flips = 0
         self._head = _head_reader(lab)
-        self.mirror = ShadowMirror(maxsize=shadow_queue, idle=lab.config.shadow_priority == "idle")
+        self.mirror = ShadowMirror(maxsize=shadow_queue, idle=priority == "idle")
         self.events: list[dict[str, object]] = []  # aborts and stage moves, for metrics
         # The server follows only what verifies: every new event's chain link, signature
         # and authority are checked before an alias move is served (DESIGN §13).

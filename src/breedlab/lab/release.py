@@ -112,6 +112,7 @@ __all__ = [
     "start_shadow",
     "stop_canary",
     "stop_shadow",
+    "wait_for_shadow_pairs",
 ]
 
 
@@ -454,6 +455,41 @@ def read_shadow_pairs(
     evidence = read_evidence(lab, capability, "shadow", seq)
     records = evidence.records[: evidence.sealed] if sealed_only else evidence.records
     return pid, shadow_pairs(records), evidence
+
+
+def wait_for_shadow_pairs(
+    lab: Lab, capability: str, pairs: int, *, timeout: float, poll: float = 0.5
+) -> int:
+    """Wait until the running shadow run's evidence holds ``pairs`` answered pairs (a
+    server writes each pair once the shadow process answered it); returns how many.
+
+    Raises:
+        NotFound: no shadow run. PolicyError: the run ended with fewer pairs.
+        Unavailable: fewer pairs after ``timeout`` seconds. InvalidRequest: a timeout
+            that is not a number of seconds (0 or more).
+    """
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise InvalidRequest(f"--timeout is a number of seconds, 0 or more (got {timeout})")
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, got, _ = read_shadow_pairs(lab, capability)
+        answered = sum(p.answered for p in got)
+        if answered >= pairs:
+            return answered
+        if release_state(lab, capability).shadow != pid:
+            raise PolicyError(
+                f"the shadow run of {pid.short} ended with {answered} answered pair(s), "
+                f"not {pairs}",
+                hint=f"start another: breedlab shadow start {capability} PKG",
+            )
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"the shadow of {pid.short} has {answered} answered pair(s) after "
+                f"{timeout:g} s, not {pairs}",
+                hint=f"send requests to the server (breedlab traffic {capability} --url URL); "
+                f"GET /admin/{capability}/status says whether its shadow process is up",
+            )
+        time.sleep(poll)
 
 
 def shadow_report(lab: Lab, capability: str, *, seed: int = 0) -> tuple[Digest, ShadowReport]:
