@@ -120,15 +120,10 @@ class Workspace:
         removed: list[Leftover] = []
         for path, job in sorted(found):
             # <name>.<pid>-<random>[.tmp]: the pid of the process that made it
-            named, dot, rest = path.name.removesuffix(".tmp").rpartition(".")
+            named, _, rest = path.name.removesuffix(".tmp").rpartition(".")
             pid_part = rest.partition("-")[0]
-            if pid_part.isdigit() and dot:
-                writer: int | None = int(pid_part)
-                if running(int(pid_part)):
-                    continue
-            elif job and not named:
-                writer = None
-            else:
+            writer = int(pid_part) if named and pid_part.isdigit() else None
+            if (writer is None and not job) or (writer is not None and running(writer)):
                 continue
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             shutil.rmtree(path, ignore_errors=True)

@@ -10,9 +10,9 @@ Safe on a shared machine (notes/scale-out.md, "Ray gotchas"):
 
 - no address: a private cluster, ``ray.init(address="local")`` -- never an address file
   left by someone else's ``ray start`` -- bound to 127.0.0.1, no dashboard, no usage
-  stats, token authentication on (``RAY_AUTH_MODE=token``, Ray's default for a new
-  cluster, set so that Ray does not warn about it on stderr); shut down at exit, and
-  only because this process started it;
+  stats, Ray's token authentication (its default for a new cluster; the warning it logs
+  about that on stderr at every start is silenced); shut down at exit, and only because
+  this process started it;
 - an address: an existing cluster is joined, and left running at exit.
 - never ``ray stop`` (it kills every Ray process on the machine).
 
@@ -48,6 +48,7 @@ __all__ = ["RayExecutor", "shutdown"]
 OBJECT_STORE_BYTES = 100 << 20
 #: How long the driver waits for a job before it looks for an interrupt again.
 _POLL_SECONDS = 0.5
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 _lock = threading.Lock()
 _started_here = False
@@ -68,7 +69,6 @@ def _connect(address: str, cpus: int) -> Any:
     if not address:
         # Before importing Ray: local-only node (127.0.0.1, not the host's interface).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -80,6 +80,10 @@ def _connect(address: str, cpus: int) -> Any:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
+            # "Token authentication is enabled ..." on every start: a line on the stderr
+            # of every command that is no news (setting RAY_AUTH_MODE would silence it
+            # too, but a process that imported Ray before keeps its mode from then).
+            logging.getLogger(_AUTH_LOGGER).setLevel(logging.ERROR)
             ray.init(
                 address="local",
                 num_cpus=max(cpus, os.cpu_count() or 1),
