@@ -45,16 +45,20 @@ def sandbox_workers(under: Path) -> list[int]:
 
 
 def zygotes() -> list[int]:
-    """Pids of running zygotes (``breedlab-zygote``), whoever started them."""
+    """Pids of running zygotes (``python -m breedlab.sandbox.zygote``, named
+    ``breedlab-zygote`` once started; the jobs it forks are renamed), whoever started
+    them."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
             comm = (entry / "comm").read_text().strip()
         except OSError:
             continue
-        if comm == "breedlab-zygote" and alive(int(entry.name)):
+        zygote = b"breedlab.sandbox.zygote" in argv and comm != "breedlab-job"
+        if zygote and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

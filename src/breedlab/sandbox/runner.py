@@ -45,7 +45,7 @@ from breedlab.errors import Interrupted
 from breedlab.jobs import Job, OutputPackage
 from breedlab.sandbox import warm as warm_starts
 
-__all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job"]
+__all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job", "warm_up"]
 
 _PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -124,6 +124,12 @@ def _environment(tmp: Path) -> dict[str, str]:
         if key in os.environ:
             env[key] = os.environ[key]
     return env
+
+
+def warm_up() -> None:
+    """Start this process's zygote now, without waiting for it: its imports then overlap
+    the caller's own work before the first job (``breedlab.sandbox.warm.prestart``)."""
+    warm_starts.prestart(_environment)
 
 
 def run_job(spec: JobSpec, folder: Path, *, warm: bool = True) -> Outcome:

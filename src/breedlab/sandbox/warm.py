@@ -1,9 +1,10 @@
 """Warm starts: the lab's side of the zygote (:mod:`breedlab.sandbox.zygote`).
 
-:func:`shared` gives the process's one zygote, started on first use -- ``python -I -B``,
-the sandbox's scrubbed environment, its own session, no descriptor of the lab but its
-socket (``close_fds``), so it holds no key, ledger connection or open file of the lab --
-and started afresh when the previous one has died. :meth:`Zygote.spawn` has it fork one
+:func:`shared` gives the process's one zygote, started on first use (or earlier, by
+:func:`prestart`) -- ``python -I -B``, the sandbox's scrubbed environment, its own
+session, no descriptor of the lab but its socket (``close_fds``), so it holds no key,
+ledger connection or open file of the lab -- and started afresh when the previous one
+has died. :meth:`Zygote.spawn` has it fork one
 job's child and returns a :class:`ForkedJob`, which the runner waits for, kills and
 releases as it would a cold worker. What the zygote itself guarantees, and why, is in
 its module docstring.
@@ -40,7 +41,16 @@ from typing import IO, Any
 from breedlab import interrupts
 from breedlab.sandbox.zygote import MAX_MESSAGE
 
-__all__ = ["ForkedJob", "NotStarted", "Zygote", "ZygoteLost", "retire", "shared", "shutdown"]
+__all__ = [
+    "ForkedJob",
+    "NotStarted",
+    "Zygote",
+    "ZygoteLost",
+    "prestart",
+    "retire",
+    "shared",
+    "shutdown",
+]
 
 #: The zygote's module (a test points this elsewhere to see the cold fallback).
 MODULE = "breedlab.sandbox.zygote"
@@ -110,11 +120,17 @@ class ForkedJob:
 class Zygote:
     """The lab's handle on one zygote process."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], control: socket.socket, errors: IO[bytes]):
+    def __init__(
+        self, proc: subprocess.Popen[bytes], control: socket.socket, errors: IO[bytes], home: Path
+    ):
         self.proc = proc
         self.control = control
-        self.errors = errors  # its stderr, unlinked: read back if it fails
+        self.errors = errors  # its stderr, unlinked once it is ready: read back if it fails
+        self.home = home
         self._lock = threading.Lock()
+        self._ready_lock = threading.Lock()
+        self._ready = False
+        self._failure = ""
         self._closed = False
         self._running = 0  # jobs forked and not yet released
         self._retired = False
@@ -127,38 +143,66 @@ class Zygote:
             NotStarted: it failed, or was not ready within ``READY_SECONDS``.
             Interrupted: a stop was requested meanwhile (the zygote is killed).
         """
+        zygote = cls.launch(environment)
+        zygote.ready()
+        return zygote
+
+    @classmethod
+    def launch(cls, environment: Environment) -> Zygote:
+        """Start a zygote without waiting for it (:meth:`ready` does).
+
+        Raises:
+            NotStarted: the process could not be started.
+        """
         home = Path(tempfile.mkdtemp(prefix="breedlab-zygote-"))
         try:
             errors = (home / "stderr.txt").open("w+b")
-            try:
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            except OSError as e:
-                errors.close()
-                raise NotStarted(f"no socket pair for the zygote: {e}") from e
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-I", "-B", "-m", MODULE, str(theirs.fileno())],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=errors,
-                    env=environment(home),
-                    cwd=home,
-                    pass_fds=(theirs.fileno(),),
-                    start_new_session=True,  # no terminal's Ctrl-C reaches it
-                )
-            except OSError as e:
-                ours.close()
-                errors.close()
-                raise NotStarted(f"cannot start the zygote: {e}") from e
-            finally:
-                theirs.close()
-            zygote = cls(proc, ours, errors)
-            zygote._wait_ready()
-            return zygote
-        finally:
-            # Its home and temporary folder served its imports only: its children get
-            # their job's. The stderr file lives on, unlinked, for as long as it runs.
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as e:
             shutil.rmtree(home, ignore_errors=True)
+            raise NotStarted(f"cannot prepare the zygote: {e}") from e
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-B", "-m", MODULE, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=environment(home),
+                cwd=home,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # no terminal's Ctrl-C reaches it
+            )
+        except OSError as e:
+            ours.close()
+            errors.close()
+            shutil.rmtree(home, ignore_errors=True)
+            raise NotStarted(f"cannot start the zygote: {e}") from e
+        finally:
+            theirs.close()
+        return cls(proc, ours, errors, home)
+
+    def ready(self) -> None:
+        """Wait until the zygote has imported torch and the catalogues (once).
+
+        Raises:
+            NotStarted: it failed, or was not ready within ``READY_SECONDS``.
+            Interrupted: a stop was requested meanwhile (the zygote is killed).
+        """
+        with self._ready_lock:
+            if self._failure:
+                raise NotStarted(self._failure)
+            if self._ready:
+                return
+            try:
+                self._wait_ready()
+            except NotStarted as e:
+                self._failure = str(e)
+                raise
+            finally:
+                # Its home and temporary folder served its imports only: its children
+                # get their job's. The stderr file lives on, unlinked, while it runs.
+                shutil.rmtree(self.home, ignore_errors=True)
+            self._ready = True
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_SECONDS
@@ -178,6 +222,8 @@ class Zygote:
                     raise NotStarted(
                         f"the zygote was not ready after {READY_SECONDS:g} s"
                     ) from None
+            except OSError as e:  # closed meanwhile (the lab is shutting down)
+                raise NotStarted(f"the zygote's socket failed: {e}") from e
         self.control.settimeout(None)
         message: dict[str, Any] = json.loads(data.decode("utf-8")) if data else {}
         if "ready" not in message:
@@ -293,12 +339,30 @@ _hooked: list[bool] = []
 
 
 def shared(environment: Environment) -> Zygote | None:
-    """This process's zygote, started (or replaced, if it died) now if need be; None if
-    warm starts are off here.
+    """This process's zygote, started (or replaced, if it died) now if need be, once it
+    is ready; None if warm starts are off here.
 
     Raises:
         Interrupted: a stop was requested while it started.
     """
+    zygote = _current(environment)
+    if zygote is None:
+        return None
+    try:
+        zygote.ready()
+    except NotStarted as e:
+        _turn_off(zygote, str(e))
+        return None
+    return zygote
+
+
+def prestart(environment: Environment) -> None:
+    """Start this process's zygote now without waiting for it, so its imports overlap
+    the caller's own work before the first job."""
+    _current(environment)
+
+
+def _current(environment: Environment) -> Zygote | None:
     if not sys.platform.startswith("linux"):
         return None  # fork with torch loaded is unsafe on macOS; the confinement is Linux's
     with _lock:
@@ -312,12 +376,22 @@ def shared(environment: Environment) -> Zygote | None:
                 os.register_at_fork(after_in_child=_forget_in_child)
                 _hooked.append(True)
             try:
-                _zygote.append(Zygote.start(environment))
+                _zygote.append(Zygote.launch(environment))
             except NotStarted as e:
                 _off.append(str(e))
                 _log.warning("the warm sandbox is off in this process (%s): jobs start cold", e)
                 return None
         return _zygote[0]
+
+
+def _turn_off(zygote: Zygote, reason: str) -> None:
+    with _lock:
+        if zygote not in _zygote:
+            return  # another thread saw it fail first
+        _zygote.remove(zygote)
+        _off.append(reason)
+    zygote.close()
+    _log.warning("the warm sandbox is off in this process (%s): jobs start cold", reason)
 
 
 def retire(zygote: Zygote) -> None:

@@ -20,6 +20,7 @@ import pytest
 from breedlab.jobs import Job
 from breedlab.sandbox import FailureKind, JobSpec, Limits, Outcome, run_job
 from breedlab.sandbox import warm as warm_starts
+from breedlab.sandbox.executors import make_executor
 from breedlab.sandbox.runner import _environment
 from breedlab.sandbox.zygote import MAX_MESSAGE
 from processes import BOUND_SECONDS, parent_of, sandbox_workers, wait_gone, zygotes
@@ -100,6 +101,17 @@ def test_the_zygote_holds_no_secret_and_no_descriptor_of_the_lab(
     [stderr] = files  # its own, unlinked: read back if it fails to start
     assert "/breedlab-zygote-" in stderr and stderr.endswith("stderr.txt (deleted)")
     assert threads == 1  # single-threaded between forks
+
+
+def test_the_local_executor_starts_the_zygote_before_the_first_job(
+    tmp_path: Path, fresh: None
+) -> None:
+    executor = make_executor("local", 2)
+    [early] = _our_zygotes()  # importing torch while the command prepares its jobs
+    job = Job(operator="honest", params={}, seed=3, out_dir=tmp_path / "unused")
+    [outcome] = executor.run([(JobSpec(job=job, catalogue="faults", limits=FAST), tmp_path / "j")])
+    assert outcome.ok, outcome.reason
+    assert _our_zygotes() == [early]  # the job was forked by it
 
 
 def test_a_dead_zygote_is_replaced_for_the_next_job(tmp_path: Path, fresh: None) -> None:
