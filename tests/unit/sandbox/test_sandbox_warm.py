@@ -107,11 +107,12 @@ def test_the_local_executor_starts_the_zygote_before_the_first_job(
     tmp_path: Path, fresh: None
 ) -> None:
     executor = make_executor("local", 2)
-    [early] = _our_zygotes()  # importing torch while the command prepares its jobs
+    early = _our_zygotes()  # importing torch while the command prepares its jobs
+    assert len(early) == 1, [(z, parent_of(z)) for z in zygotes()]
     job = Job(operator="honest", params={}, seed=3, out_dir=tmp_path / "unused")
     [outcome] = executor.run([(JobSpec(job=job, catalogue="faults", limits=FAST), tmp_path / "j")])
     assert outcome.ok, outcome.reason
-    assert _our_zygotes() == [early]  # the job was forked by it
+    assert _our_zygotes() == early  # the job was forked by it
 
 
 def test_a_dead_zygote_is_replaced_for_the_next_job(tmp_path: Path, fresh: None) -> None:
