@@ -156,7 +156,7 @@ class _Zygote:
         try:
             request = json.loads(data.decode("utf-8"))
             pid, go = self._fork(request, job_sock, log_fd, result_fd)
-        except (OSError, ValueError, KeyError, _Refused) as e:
+        except (OSError, ValueError, KeyError, TypeError, _Refused) as e:
             with contextlib.suppress(OSError):
                 send(job_sock, {"error": f"{type(e).__name__}: {e}"})
             job_sock.close()
