@@ -5,11 +5,13 @@ splits, a champion trained from source, a robust sibling, the frozen suite), the
 ``failures`` and one full ``round`` (every allowed operator in the sandbox, the champion
 evaluated three times for the A/A no-op, every candidate evaluated, the viability
 decision, the HTML report). Each phase is measured in its own child process so that
-peak RSS is per phase; the largest sandbox job's peak RSS is reported too.
+peak RSS is per phase; the largest sandbox job's peak RSS is reported too (jobs forked
+by the zygote count once it is reaped, which the phase does before it measures).
 
     .venv/bin/python benchmarks/round.py [--runs 3] [--workers 2]
 
-Target (the challenger-loop issue): round <= 60 s. Prints figures; asserts nothing.
+Targets: round <= 60 s (the challenger-loop issue); <= 20 s on 2 quiet cores with warm
+starts (issue 11, decision record 0012). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ else:
            "winner": None if result.winner is None else str(result.winner)}
 lab.close()
 out["seconds"] = time.perf_counter() - started
+from breedlab.sandbox import warm
+warm.shutdown()  # reaps the zygote: its jobs' peak RSS joins RUSAGE_CHILDREN
 out["self_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 out["children_rss_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps(out))

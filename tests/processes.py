@@ -3,11 +3,20 @@ folder, and whether a pid is gone. Waits poll with generous bounds, never tight 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["alive", "descendants", "sandbox_workers", "wait_for_worker", "wait_gone"]
+__all__ = [
+    "alive",
+    "descendants",
+    "parent_of",
+    "sandbox_workers",
+    "wait_for_worker",
+    "wait_gone",
+    "zygotes",
+]
 
 #: Generous: the machine may be busy; a process that should die dies in well under this.
 BOUND_SECONDS = 60.0
@@ -46,20 +55,52 @@ def descendants(pid: int) -> dict[int, str]:
 
 
 def sandbox_workers(under: Path) -> list[int]:
-    """Pids of running sandbox workers whose job folder is under ``under``."""
+    """Pids of running sandbox workers whose job folder is under ``under``: cold ones
+    (``python -m breedlab.sandbox.worker FOLDER/job.json ...``) and children forked by
+    the zygote (named ``breedlab-job``, working in their job's ``tmp/``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
+            comm = (entry / "comm").read_text().strip()
+            cwd = Path(os.readlink(entry / "cwd")) if comm == "breedlab-job" else None
         except OSError:
             continue
-        if b"breedlab.sandbox.worker" in argv and any(str(under).encode() in a for a in argv):
-            pid = int(entry.name)
-            if alive(pid):
-                found.append(pid)
+        cold = b"breedlab.sandbox.worker" in argv and any(str(under).encode() in a for a in argv)
+        forked = cwd is not None and cwd.is_relative_to(under)
+        if (cold or forked) and alive(int(entry.name)):
+            found.append(int(entry.name))
     return found
+
+
+def zygotes() -> list[int]:
+    """Pids of running zygotes (``python -m breedlab.sandbox.zygote``, named
+    ``breedlab-zygote`` once started; the jobs it forks are renamed), whoever started
+    them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        zygote = b"breedlab.sandbox.zygote" in argv and comm != "breedlab-job"
+        if zygote and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid`` (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def wait_for_worker(under: Path, parent: subprocess.Popen[bytes]) -> int:

@@ -1,11 +1,12 @@
 """Executors: where sandboxed jobs run in parallel, behind one small interface.
 
 ``local`` (the default) keeps ``workers`` jobs in flight on this machine; each job is
-still its own sandboxed process (:func:`breedlab.sandbox.runner.run_job`), so the pool
-only schedules. ``ray`` (scale-out) runs the same function as Ray tasks.
-Results come back in submission order; ``on_done`` hears about each as it finishes, for
-progress displays. An interrupt (``breedlab.interrupts``) kills the running jobs, starts
-no queued one and raises :class:`~breedlab.errors.Interrupted`.
+still its own sandboxed process (:func:`breedlab.sandbox.runner.run_job`, forked by the
+zygote, which :func:`make_executor` starts early), so the pool only schedules. ``ray``
+(scale-out) runs the same function as Ray tasks. Results come back in submission order;
+``on_done`` hears about each as it finishes, for progress displays. An interrupt
+(``breedlab.interrupts``) kills the running jobs, starts no queued one and raises
+:class:`~breedlab.errors.Interrupted`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from breedlab.errors import ConfigError
-from breedlab.sandbox.runner import JobSpec, Outcome, run_job
+from breedlab.sandbox.runner import JobSpec, Outcome, run_job, warm_up
 
 __all__ = ["Executor", "LocalExecutor", "OnDone", "make_executor"]
 
@@ -63,6 +64,7 @@ class LocalExecutor:
 def make_executor(kind: str, workers: int, *, ray_address: str = "") -> Executor:
     """The executor named by the lab's config (``ray`` is imported only when chosen)."""
     if kind == "local":
+        warm_up()  # the zygote imports torch while the command prepares its first jobs
         return LocalExecutor(workers)
     if kind == "ray":
         from breedlab.sandbox.ray_executor import RayExecutor

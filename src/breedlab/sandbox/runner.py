@@ -1,16 +1,22 @@
 """The sandbox: every operator or evaluation job runs in its own process (DESIGN §8).
 
 The parent side (:func:`run_job`) lays out a job folder -- ``job.json`` (control, outside
-the operator's reach), ``out/`` (the one writable folder), ``tmp/`` -- and starts
-``python -I -B -m breedlab.sandbox.worker`` with a scrubbed environment (no inherited
-variables but a minimal PATH, locale, one-thread settings and offline switches), in its
-own session so a timeout or an interrupt (``breedlab.interrupts``) can kill the whole
-process group; the worker dies with the thread that started it (``PR_SET_PDEATHSIG``),
-so a SIGKILLed lab leaves no orphan job behind. The worker confines itself
-before any job code runs (``breedlab.sandbox.worker``): an unshared network namespace
-where the OS allows, rlimits on address space, CPU time, file size and core dumps, one
-torch thread, and an audit hook that refuses sockets, subprocesses and any write outside
-``out/`` and ``tmp/``.
+the operator's reach), ``out/`` (the one writable folder), ``tmp/`` -- and starts the
+job's process with a scrubbed environment (no inherited variables but a minimal PATH,
+locale, one-thread settings and offline switches), in its own session so a timeout or
+an interrupt (``breedlab.interrupts``) can kill the whole process group.
+
+Warm (the default): the process's zygote (``breedlab.sandbox.zygote``, started on first
+use by ``breedlab.sandbox.warm``), which has torch and the catalogues imported, forks the
+job's process, saving each job 2-3 s of imports. Cold (``warm=False``, and the fallback
+whenever the zygote cannot start a job): ``python -I -B -m breedlab.sandbox.worker``.
+Either way the process dies with its parent (``PR_SET_PDEATHSIG``: the runner's waiting
+thread, or the zygote, which ends when the lab does), so a SIGKILLed lab leaves no
+orphan job behind; and either way it confines itself before any job code runs
+(``breedlab.sandbox.worker``): an unshared network namespace where the OS allows,
+rlimits on address space, CPU time, file size and core dumps, one torch thread, and an
+audit hook that refuses sockets, subprocesses, signals to other processes and any write
+outside ``out/`` and ``tmp/``.
 
 Every way a job can end becomes an :class:`Outcome`: ``ok``, or failed with a
 :class:`FailureKind` and a one-line reason (crash, timeout, memory, cpu, escape,
@@ -30,14 +36,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
 from breedlab.errors import Interrupted
 from breedlab.jobs import Job, OutputPackage
+from breedlab.sandbox import warm as warm_starts
 
-__all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job"]
+__all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job", "warm_up"]
 
 _PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -118,8 +125,16 @@ def _environment(tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_job(spec: JobSpec, folder: Path) -> Outcome:
-    """Run one job in a fresh sandbox process rooted at ``folder`` (created, must be new).
+def warm_up() -> None:
+    """Start this process's zygote now, without waiting for it: its imports then overlap
+    the caller's own work before the first job (``breedlab.sandbox.warm.prestart``)."""
+    warm_starts.prestart(_environment)
+
+
+def run_job(spec: JobSpec, folder: Path, *, warm: bool = True) -> Outcome:
+    """Run one job in a fresh sandbox process rooted at ``folder`` (created, must be new):
+    forked by the zygote (``warm``, falling back to a cold start if it cannot), or
+    started cold.
 
     ``spec.job.out_dir`` is ignored: the job writes to ``folder/out``.
 
@@ -155,33 +170,26 @@ def run_job(spec: JobSpec, folder: Path) -> Outcome:
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
     timed_out = False
+    lost = ""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-I",  # isolated: ignore PYTHON* variables and the user's site-packages
-                "-B",  # never write bytecode caches outside the job's folder
-                "-m",
-                "breedlab.sandbox.worker",
-                str(folder / "job.json"),
-                str(write_fd),
-                str(os.getpid()),  # the worker dies with this process (PR_SET_PDEATHSIG)
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_environment(tmp),
-            cwd=tmp,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-        )
-        os.close(write_fd)
-        with interrupts.killing_on_interrupt(proc.pid):  # its own session: pgid == pid
+        try:
+            process = _start(folder, tmp, log.fileno(), write_fd, warm=warm)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # only the job holds the result pipe open now
+        with interrupts.killing_on_interrupt(process.pid):  # its own session: pgid == pid
             try:
-                proc.wait(timeout=spec.limits.wall_seconds)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
+                code = process.wait(spec.limits.wall_seconds)
+                if code is None:
+                    timed_out = True
+                    process.kill()
+            except warm_starts.ZygoteLost as e:
+                lost = str(e)
+                code = None
+            finally:
+                process.release()
     with os.fdopen(read_fd, "rb") as pipe:
         raw = pipe.read()
     signal_name = interrupts.requested()
@@ -217,7 +225,8 @@ def run_job(spec: JobSpec, folder: Path) -> Outcome:
 
     if timed_out:
         return failed(FailureKind.TIMEOUT, f"wall-clock limit of {spec.limits.wall_seconds:g} s")
-    code = proc.returncode
+    if lost:
+        return failed(FailureKind.CRASH, lost)
     if code is not None and code < 0:
         sig = signal.Signals(-code)
         if sig is signal.SIGXCPU or (sig is signal.SIGKILL and result.get("cpu_exceeded")):
@@ -268,7 +277,70 @@ def _check_outputs(out_dir: Path, outputs: tuple[OutputPackage, ...]) -> None:
             raise _OutputProblem(f"output contains a symlink: {path.relative_to(out_dir)}")
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+class _Process(Protocol):
+    """A started job: a cold worker or a child forked by the zygote."""
+
+    pid: int
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Its return code (negative: killed by that signal); None after ``timeout``."""
+        ...
+
+    def kill(self) -> None:
+        """Kill its process group and wait for it."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class _Cold:
+    """A worker started cold: ``python -I -B -m breedlab.sandbox.worker``."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    def wait(self, timeout: float | None) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def release(self) -> None:
+        pass
+
+
+def _start(folder: Path, tmp: Path, log_fd: int, result_fd: int, *, warm: bool) -> _Process:
+    """Start the job of ``folder``: forked by the zygote if ``warm`` and it can, else cold."""
+    control = folder / "job.json"
+    zygote = warm_starts.shared(_environment) if warm else None
+    if zygote is not None:
+        try:
+            return zygote.spawn(control, tmp, _environment(tmp), log_fd, result_fd)
+        except warm_starts.NotStarted:
+            warm_starts.retire(zygote)  # no job code ran: start it cold, the next one afresh
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",  # isolated: ignore PYTHON* variables and the user's site-packages
+            "-B",  # never write bytecode caches outside the job's folder
+            "-m",
+            "breedlab.sandbox.worker",
+            str(control),
+            str(result_fd),
+            str(os.getpid()),  # the worker dies with this process (PR_SET_PDEATHSIG)
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log_fd,
+        stderr=subprocess.STDOUT,
+        env=_environment(tmp),
+        cwd=tmp,
+        pass_fds=(result_fd,),
+        start_new_session=True,
+    )
+    return _Cold(proc)

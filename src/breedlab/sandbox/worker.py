@@ -1,14 +1,15 @@
 """The sandboxed side of a job: confine this process, run one job, report on a pipe.
 
 Run as ``python -I -m breedlab.sandbox.worker JOB_JSON RESULT_FD PARENT_PID`` by
-:func:`breedlab.sandbox.runner.run_job` -- never by hand. In order, before any job code
-runs: ask the kernel to SIGKILL this process when its parent dies (Linux
-``PR_SET_PDEATHSIG``; a parent already gone means exit at once), unshare the network
-namespace (Linux, where permitted), set rlimits (address space, CPU seconds, file size,
-no core dumps), install an audit hook (PEP 578) that refuses sockets, new processes
-and writes outside the job's writable folders, then import the catalogue and run the
-job. The result is one JSON document written to the inherited pipe, so the job cannot
-forge it by writing files.
+:func:`breedlab.sandbox.runner.run_job` (a cold start), or called as :func:`run` in a
+child the zygote has forked (``breedlab.sandbox.zygote``) -- never by hand. In order,
+before any job code runs: ask the kernel to SIGKILL this process when its parent dies
+(Linux ``PR_SET_PDEATHSIG``; a parent already gone means exit at once), unshare the
+network namespace (Linux, where permitted), set rlimits (address space, CPU seconds,
+file size, no core dumps), install an audit hook (PEP 578) that refuses sockets, new
+processes, signals to other processes and writes outside the job's writable folders,
+then import the catalogue and run the job. The result is one JSON document written to
+the inherited pipe, so the job cannot forge it by writing files.
 
 The audit hook is a tripwire, not a jail: native code can bypass it. The network
 namespace and rlimits are enforced by the kernel; root still bypasses file modes, which
@@ -119,6 +120,9 @@ class Tripwire:
             "pty.spawn",
         ):
             self._refuse("escape", f"starting a process refused ({event})")
+        elif event in ("os.kill", "os.killpg") and args and not _own(event, args[0]):
+            # the zygote and the sibling jobs are this user's processes too
+            self._refuse("escape", f"signalling another process refused ({event} {args[0]})")
         elif event == "open":
             path, mode, flags = [*args, None, None, None][:3]
             writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
@@ -146,6 +150,13 @@ class Tripwire:
         ):
             # reading the source is allowed; creating the destination is a write
             self._refuse("escape", f"{event} outside the job's folder refused: {args[1]}")
+
+
+def _own(event: str, target: object) -> bool:
+    """Whether a signal sent to ``target`` reaches only this job's own process group."""
+    if event == "os.killpg":
+        return target in (0, os.getpgrp())
+    return target in (0, os.getpid(), -os.getpgrp())
 
 
 def _catalogue(name: str, kind: str) -> dict[str, Callable[..., Any]]:
@@ -178,10 +189,16 @@ def _preload(kind: str, job: Any) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    control_path, fd_text, parent = argv[0], argv[1], int(argv[2])
+    """``python -m breedlab.sandbox.worker JOB_JSON RESULT_FD PARENT_PID``: a cold start."""
+    return run(argv[0], int(argv[1]), int(argv[2]))
+
+
+def run(control_path: str, result_fd: int, parent: int) -> int:
+    """Confine this process, run the job of ``control_path``, write the result to
+    ``result_fd``; the exit code. Shared by a cold start (:func:`main`) and a child forked
+    by the zygote (``breedlab.sandbox.zygote``), whose torch is already imported."""
     if not die_with_parent(parent):
         return 1  # an orphan from birth: nobody is waiting for the result
-    result_fd = int(fd_text)
     result: dict[str, Any] = {"status": "error", "failure": "error", "reason": "not started"}
     tripwire: Tripwire | None = None
     try:

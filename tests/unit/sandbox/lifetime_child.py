@@ -1,8 +1,10 @@
 """The parent processes of the sandbox lifetime tests (a script; pytest does not collect it).
 
 python lifetime_child.py orphan FOLDER
-    Run one ``hang`` job (an hour's sleep) in the sandbox rooted at FOLDER, with no signal
-    handling of its own: the test SIGKILLs this process while the job runs.
+python lifetime_child.py orphan-cold FOLDER
+    Run one ``hang`` job (an hour's sleep) in the sandbox rooted at FOLDER, forked by the
+    zygote (or started cold), with no signal handling of its own: the test SIGKILLs this
+    process while the job runs.
 
 python lifetime_child.py interrupt WORK
     Inside ``stop_on_signals``, run two ``hang`` jobs one at a time under WORK; print
@@ -32,8 +34,8 @@ def _spec(tmp: Path) -> JobSpec:
 
 def main(argv: list[str]) -> int:
     mode, where = argv[0], Path(argv[1])
-    if mode == "orphan":
-        run_job(_spec(where), where)
+    if mode in ("orphan", "orphan-cold"):
+        run_job(_spec(where), where, warm=mode == "orphan")
         return 0
     if mode == "interrupt":
         jobs = [(_spec(where), where / f"job-{i}") for i in range(2)]

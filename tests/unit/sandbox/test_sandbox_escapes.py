@@ -1,5 +1,6 @@
 """Each sandbox escape attempt is contained and ends as a failure with its reason
-(DESIGN §8); an honest job's outputs come back."""
+(DESIGN §8); an honest job's outputs come back. Every test runs twice: with the job
+forked by the zygote (the default) and started cold (the fallback)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,19 @@ from breedlab.sandbox import FailureKind, JobSpec, Limits, run_job
 FAST = Limits(memory_mib=2048, cpu_seconds=20, file_mib=64, wall_seconds=30.0)
 
 
-def _run(tmp_path: Path, operator: str, limits: Limits = FAST, **params: str) -> object:
+@pytest.fixture(params=[True, False], ids=["warm", "cold"])
+def warm(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def _run(tmp_path: Path, operator: str, warm: bool, limits: Limits = FAST, **params: str) -> object:
     job = Job(operator=operator, params=params, seed=7, out_dir=tmp_path / "unused")
-    return run_job(JobSpec(job=job, catalogue="faults", limits=limits), tmp_path / "job")
+    spec = JobSpec(job=job, catalogue="faults", limits=limits)
+    return run_job(spec, tmp_path / "job", warm=warm)
 
 
-def test_an_honest_job_returns_its_outputs_inside_its_folder(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, "honest")
+def test_an_honest_job_returns_its_outputs_inside_its_folder(tmp_path: Path, warm: bool) -> None:
+    outcome = _run(tmp_path, "honest", warm)
     assert outcome.ok, outcome.reason  # type: ignore[attr-defined]
     [output] = outcome.outputs  # type: ignore[attr-defined]
     assert (outcome.out_dir / output.folder / "weights.txt").read_text() == "seed 7"  # type: ignore[attr-defined]
@@ -34,14 +41,15 @@ def test_an_honest_job_returns_its_outputs_inside_its_folder(tmp_path: Path) -> 
         ("connect", FailureKind.NETWORK, "network access refused"),
         ("spawn", FailureKind.ESCAPE, "starting a process refused"),
         ("swallow", FailureKind.ESCAPE, "the job caught it"),
+        ("signal_parent", FailureKind.ESCAPE, "signalling another process refused"),
         ("hog_memory", FailureKind.MEMORY, "address-space limit"),
     ],
 )
 def test_each_escape_attempt_is_contained_with_a_reason(
-    tmp_path: Path, operator: str, kind: FailureKind, words: str
+    tmp_path: Path, operator: str, kind: FailureKind, words: str, warm: bool
 ) -> None:
     target = tmp_path / "escaped.txt"
-    outcome = _run(tmp_path, operator, target=str(target))
+    outcome = _run(tmp_path, operator, warm, target=str(target))
     assert not outcome.ok  # type: ignore[attr-defined]
     assert outcome.failure is kind, outcome.reason  # type: ignore[attr-defined]
     assert words in outcome.reason  # type: ignore[attr-defined]
@@ -49,19 +57,23 @@ def test_each_escape_attempt_is_contained_with_a_reason(
     assert outcome.outputs == ()  # type: ignore[attr-defined]
 
 
-def test_a_hanging_job_is_killed_at_the_wall_clock_limit(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, "hang", Limits(memory_mib=2048, cpu_seconds=20, wall_seconds=3.0))
+def test_a_hanging_job_is_killed_at_the_wall_clock_limit(tmp_path: Path, warm: bool) -> None:
+    outcome = _run(
+        tmp_path, "hang", warm, Limits(memory_mib=2048, cpu_seconds=20, wall_seconds=3.0)
+    )
     assert outcome.failure is FailureKind.TIMEOUT  # type: ignore[attr-defined]
     assert outcome.wall_seconds < 20  # type: ignore[attr-defined]
 
 
-def test_a_spinning_job_is_stopped_by_the_cpu_limit(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, "spin", Limits(memory_mib=2048, cpu_seconds=3, wall_seconds=60.0))
+def test_a_spinning_job_is_stopped_by_the_cpu_limit(tmp_path: Path, warm: bool) -> None:
+    outcome = _run(
+        tmp_path, "spin", warm, Limits(memory_mib=2048, cpu_seconds=3, wall_seconds=60.0)
+    )
     assert outcome.failure is FailureKind.CPU, outcome.reason  # type: ignore[attr-defined]
 
 
-def test_an_operator_outside_the_catalogue_is_refused(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, "rm_rf")
+def test_an_operator_outside_the_catalogue_is_refused(tmp_path: Path, warm: bool) -> None:
+    outcome = _run(tmp_path, "rm_rf", warm)
     assert outcome.failure is FailureKind.ERROR  # type: ignore[attr-defined]
     assert "not in the faults catalogue" in outcome.reason  # type: ignore[attr-defined]
 

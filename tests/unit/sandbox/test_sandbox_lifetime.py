@@ -16,7 +16,7 @@ import pytest
 
 from breedlab import interrupts
 from breedlab.errors import Interrupted
-from processes import alive, wait_for_worker, wait_gone
+from processes import alive, parent_of, wait_for_worker, wait_gone, zygotes
 
 CHILD = Path(__file__).with_name("lifetime_child.py")
 
@@ -29,23 +29,32 @@ def _start(mode: str, where: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def test_a_worker_dies_with_its_sigkilled_parent(tmp_path: Path) -> None:
-    parent = _start("orphan", tmp_path / "job")
+@pytest.mark.parametrize("mode", ["orphan", "orphan-cold"])
+def test_a_worker_dies_with_its_sigkilled_parent(tmp_path: Path, mode: str) -> None:
+    parent = _start(mode, tmp_path / "job")
     worker = None
+    spares: list[int] = []
     try:
         worker = wait_for_worker(tmp_path, parent)
+        spares = [z for z in zygotes() if parent_of(z) == parent.pid]
+        assert len(spares) == (1 if mode == "orphan" else 0)
+        if spares:
+            assert parent_of(worker) == spares[0]  # forked by the lab's own zygote
         parent.kill()
         parent.communicate(timeout=60)
         assert parent.returncode == -signal.SIGKILL
         # The worker sleeps for an hour in its own session: only the kernel's
-        # parent-death signal can end it now.
+        # parent-death signal (or its zygote, which saw the lab's end) can end it now.
         assert wait_gone(worker), f"sandbox worker {worker} outlived its SIGKILLed parent"
+        for zygote in spares:
+            assert wait_gone(zygote), f"zygote {zygote} outlived its SIGKILLed lab"
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.communicate()
-        if worker is not None and alive(worker):  # an orphan left by a failure: end it
-            os.kill(worker, signal.SIGKILL)
+        for pid in [p for p in (worker, *spares) if p is not None]:
+            if alive(pid):  # an orphan left by a failure: end it
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
