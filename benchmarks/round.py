@@ -11,7 +11,7 @@ by the zygote count once it is reaped, which the phase does before it measures).
     .venv/bin/python benchmarks/round.py [--runs 3] [--workers 2]
 
 Targets: round <= 60 s (the challenger-loop issue); <= 20 s on 2 quiet cores with warm
-starts (issue 11, decision record 0012). Prints figures; asserts nothing.
+starts (issue 11, decision record 0013). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
