@@ -328,6 +328,7 @@ class Zygote:
             self.proc.kill()
             self.proc.wait()
         self.errors.close()
+        shutil.rmtree(self.home, ignore_errors=True)  # still there if it was never ready
 
 
 # -- the process's one zygote ------------------------------------------------------------

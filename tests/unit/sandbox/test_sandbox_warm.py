@@ -107,12 +107,31 @@ def test_the_local_executor_starts_the_zygote_before_the_first_job(
     tmp_path: Path, fresh: None
 ) -> None:
     executor = make_executor("local", 2)
-    early = _our_zygotes()  # importing torch while the command prepares its jobs
-    assert len(early) == 1, [(z, parent_of(z)) for z in zygotes()]
+    early = _started_zygote()  # importing torch while the command prepares its jobs
     job = Job(operator="honest", params={}, seed=3, out_dir=tmp_path / "unused")
     [outcome] = executor.run([(JobSpec(job=job, catalogue="faults", limits=FAST), tmp_path / "j")])
     assert outcome.ok, outcome.reason
-    assert _our_zygotes() == early  # the job was forked by it
+    assert _our_zygotes() == [early]  # the job was forked by it
+
+
+def test_a_zygote_started_early_and_never_used_leaves_nothing_behind(fresh: None) -> None:
+    make_executor("local", 1)  # a command that then runs no job
+    early = _started_zygote()
+    home = Path(os.readlink(f"/proc/{early}/cwd"))  # its private folder, for its imports
+    assert home.name.startswith("breedlab-zygote-")
+    warm_starts.shutdown()  # as at exit
+    assert wait_gone(early)
+    assert not home.exists()
+
+
+def _started_zygote() -> int:
+    """The zygote this process has just started: waited for, since ``Popen`` may return
+    before ``/proc/PID/cmdline`` shows the new program's arguments."""
+    deadline = time.monotonic() + BOUND_SECONDS
+    while not (found := _our_zygotes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) == 1, [(z, parent_of(z)) for z in zygotes()]
+    return found[0]
 
 
 def _descriptors(pid: int) -> list[str]:
