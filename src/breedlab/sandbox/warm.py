@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from breedlab import interrupts
-from breedlab.sandbox.zygote import MAX_MESSAGE
 
 __all__ = [
     "ForkedJob",
@@ -52,8 +51,11 @@ __all__ = [
     "shutdown",
 ]
 
-#: The zygote's module (a test points this elsewhere to see the cold fallback).
+#: The zygote's module (a test points this elsewhere to see the cold fallback). Nothing
+#: the lab imports may import it: ``python -m`` would then run it a second time.
 MODULE = "breedlab.sandbox.zygote"
+#: The largest message of the protocol (``breedlab.sandbox.zygote``), either way.
+MAX_MESSAGE = 1 << 16
 #: Generous bounds: the machine may be loaded; a healthy zygote answers far sooner.
 READY_SECONDS = 120.0
 REPLY_SECONDS = 60.0

@@ -67,6 +67,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from breedlab.sandbox.warm import MAX_MESSAGE
+
 __all__ = ["PRELOADED", "main", "thread_count"]
 
 #: Imported once by the zygote: what every job imports (the catalogues, the torch family).
@@ -79,7 +81,6 @@ PRELOADED = (
     "breedlab.sandbox.faults",
     "breedlab.sandbox.worker",
 )
-MAX_MESSAGE = 1 << 16
 RESULT_FD = 3
 _PR_SET_NAME = 15
 

@@ -22,7 +22,6 @@ from breedlab.sandbox import FailureKind, JobSpec, Limits, Outcome, run_job
 from breedlab.sandbox import warm as warm_starts
 from breedlab.sandbox.executors import make_executor
 from breedlab.sandbox.runner import _environment
-from breedlab.sandbox.zygote import MAX_MESSAGE
 from processes import BOUND_SECONDS, parent_of, sandbox_workers, wait_gone, zygotes
 
 FAST = Limits(memory_mib=2048, cpu_seconds=20, file_mib=64, wall_seconds=60.0)
@@ -91,6 +90,7 @@ def test_the_zygote_holds_no_secret_and_no_descriptor_of_the_lab(
         cmdline = Path(f"/proc/{zygote}/cmdline").read_bytes().split(b"\0")
         held = _descriptors(zygote)
         threads = len(list(Path(f"/proc/{zygote}/task").iterdir()))
+        said = Path(f"/proc/{zygote}/fd/2").read_bytes()  # its stderr, unlinked
     finally:
         ledger.close()
     assert b"hunter2" not in environ and b"AWS_" not in environ
@@ -101,6 +101,7 @@ def test_the_zygote_holds_no_secret_and_no_descriptor_of_the_lab(
     [stderr] = files  # its own, unlinked: read back if it fails to start
     assert "/breedlab-zygote-" in stderr and stderr.endswith("stderr.txt (deleted)")
     assert threads == 1  # single-threaded between forks
+    assert said == b""  # a clean start: no warning (runpy's, of a module imported twice)
 
 
 def test_the_local_executor_starts_the_zygote_before_the_first_job(
@@ -219,7 +220,7 @@ def test_a_malformed_request_is_refused_and_the_zygote_serves_on(tmp_path: Path)
                 os.close(fd)
             theirs.detach()
         ours.settimeout(BOUND_SECONDS)
-        reply = json.loads(ours.recv(MAX_MESSAGE))
+        reply = json.loads(ours.recv(warm_starts.MAX_MESSAGE))
         ours.close()
         assert "JSONDecodeError" in reply["error"] and "pid" not in reply
         assert zygote.alive()
