@@ -33,6 +33,7 @@ from breedlab.signing.keys import Role
 
 __all__ = [
     "MAX_BAKING",
+    "TIER_RANK",
     "Approval",
     "Problem",
     "PromotionFacts",
@@ -44,6 +45,7 @@ __all__ = [
     "promotion_problems",
 ]
 
+#: Risk tiers in order: a higher rank asks for more approvals.
 TIER_RANK = {RiskTier.LOW: 0, RiskTier.MEDIUM: 1, RiskTier.HIGH: 2}
 
 
