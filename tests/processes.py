@@ -31,16 +31,20 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _process_folders() -> list[Path]:
+    """``/proc/<pid>`` of every process now."""
+    return [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
 def descendants(pid: int) -> dict[int, str]:
     """Every process below ``pid`` (children, theirs, ...) with its command line."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
+    for entry in _process_folders():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
     found: dict[int, str] = {}
     todo = list(children.get(pid, []))
     while todo:
@@ -59,9 +63,7 @@ def sandbox_workers(under: Path) -> list[int]:
     (``python -m breedlab.sandbox.worker FOLDER/job.json ...``) and children forked by
     the zygote (named ``breedlab-job``, working in their job's ``tmp/``)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _process_folders():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             comm = (entry / "comm").read_text().strip()
@@ -80,9 +82,7 @@ def zygotes() -> list[int]:
     ``breedlab-zygote`` once started; the jobs it forks are renamed), whoever started
     them."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _process_folders():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             comm = (entry / "comm").read_text().strip()
