@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from breedlab import canonical
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError, LabError
-from breedlab.ledger import Event, Reader
+from breedlab.ledger import Event, EventKind, Reader
 from breedlab.registry.blobs import BlobStore
 from breedlab.signing import dsse
 from breedlab.signing.keys import Role, public_key_from_raw
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 KEY_PAYLOAD_TYPE = "application/vnd.breedlab.key+json"
-KEY_KINDS = ("key.added", "key.endorsed", "key.revoked")
+KEY_KINDS = (EventKind.KEY_ADDED, EventKind.KEY_ENDORSED, EventKind.KEY_REVOKED)
 
 
 def key_statement(*, name: str, role: str, keyid: str, public_key: str) -> bytes:
@@ -86,7 +86,7 @@ class KeyRing:
     def apply(self, e: Event) -> None:
         p = e.payload
         keyid = str(p.get("keyid", ""))
-        if e.kind == "key.added":
+        if e.kind == EventKind.KEY_ADDED:
             self.keys[keyid] = KeyState(
                 name=str(p["name"]),
                 role=str(p["role"]),
@@ -97,11 +97,11 @@ class KeyRing:
             self.first = keyid if self.first is None else self.first
             if p.get("endorsement") is None:
                 return
-        elif e.kind == "key.revoked":
+        elif e.kind == EventKind.KEY_REVOKED:
             if keyid in self.keys:
                 self.keys[keyid].revoked_seq = e.seq
             return
-        elif e.kind != "key.endorsed":
+        elif e.kind != EventKind.KEY_ENDORSED:
             return
         if keyid not in self.keys:  # key.endorsed of a key never added
             self.problems.append((e.seq, f"an endorsement of an unknown key {keyid[:12]}"))

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
-from breedlab.ledger import Event
+from breedlab.ledger import Event, EventKind
 from breedlab.registry.manifest import RiskTier
 from breedlab.release.promotion import (
     TIER_RANK,
@@ -173,31 +173,31 @@ class AuthorityState:
     def apply(self, ev: Event, signer: Signer | None, facts: Facts) -> None:
         """Fold one event in (after it was authorized, or vouched for as history)."""
         p = ev.payload
-        if ev.kind == "package.registered" and facts.package is not None:
+        if ev.kind == EventKind.PACKAGE_REGISTERED and facts.package is not None:
             self.packages[facts.package.id] = facts.package
             if facts.package.kind == "capability":
                 self.tiers[facts.package.capability] = facts.package.risk_tier
-        elif ev.kind == "package.signed":
+        elif ev.kind == EventKind.PACKAGE_SIGNED:
             self.signers.setdefault(str(p["package"]), set()).add(str(p["keyid"]))
-        elif ev.kind == "package.approved":
+        elif ev.kind == EventKind.PACKAGE_APPROVED:
             credited = _credited(ev, signer, facts)
             if credited is not None:
                 self.approvals.setdefault(str(p["package"]), []).append(credited)
-        elif ev.kind == "package.revoked":
+        elif ev.kind == EventKind.PACKAGE_REVOKED:
             self.revoked.add(str(p["package"]))
-        elif ev.kind == "key.revoked":
+        elif ev.kind == EventKind.KEY_REVOKED:
             self.revoked_keys[str(p["keyid"])] = ev.seq
-        elif ev.kind == "alias.moved":
+        elif ev.kind == EventKind.ALIAS_MOVED:
             self.aliases[(str(p["capability"]), str(p["alias"]))] = str(p["new"])
-        elif ev.kind == "candidate.generated" and is_round(p.get("round")):
+        elif ev.kind == EventKind.CANDIDATE_GENERATED and is_round(p.get("round")):
             self.bred.add(str(p.get("package", ev.subject)))
-        elif ev.kind == "decision.made":
+        elif ev.kind == EventKind.DECISION_MADE:
             outcomes = p.get("outcomes") or {}
             if isinstance(outcomes, dict):
                 self.recommended.update(k for k, v in outcomes.items() if v == "shadow")
         if ev.kind.startswith("release."):
             self.release[ev.subject] = self.release_of(ev.subject).step(ev)
-        elif ev.kind == "candidate.archived":
+        elif ev.kind == EventKind.CANDIDATE_ARCHIVED:
             pkg = self.packages.get(str(p.get("package", "")))
             if pkg is not None:
                 self.release[pkg.capability] = self.release_of(pkg.capability).step(ev)
@@ -358,38 +358,38 @@ class Rule:
 #: DESIGN §13: the one table. Kinds not listed are refused.
 RULES: Mapping[str, Rule] = {
     # keys and the ledger itself: the lab key
-    "key.added": Rule(_LAB, _endorser),
-    "key.endorsed": Rule(_LAB, _endorser),
-    "key.revoked": Rule(_LAB),
-    "checkpoint.signed": Rule(_LAB, _same_key),
-    "ledger.attested": Rule(_LAB, _same_key),
+    EventKind.KEY_ADDED: Rule(_LAB, _endorser),
+    EventKind.KEY_ENDORSED: Rule(_LAB, _endorser),
+    EventKind.KEY_REVOKED: Rule(_LAB),
+    EventKind.CHECKPOINT_SIGNED: Rule(_LAB, _same_key),
+    EventKind.LEDGER_ATTESTED: Rule(_LAB, _same_key),
     # the registry
-    "package.registered": Rule(ANY),
-    "package.signed": Rule(ANY, _envelope),
-    "package.approved": Rule(APPROVERS, _approval),
-    "package.revoked": Rule(frozenset({Role.LAB, Role.SECURITY, Role.PRODUCTION})),
-    "alias.moved": Rule(ANY, _alias),
+    EventKind.PACKAGE_REGISTERED: Rule(ANY),
+    EventKind.PACKAGE_SIGNED: Rule(ANY, _envelope),
+    EventKind.PACKAGE_APPROVED: Rule(APPROVERS, _approval),
+    EventKind.PACKAGE_REVOKED: Rule(frozenset({Role.LAB, Role.SECURITY, Role.PRODUCTION})),
+    EventKind.ALIAS_MOVED: Rule(ANY, _alias),
     # the challenger loop: the lab's automation
-    "failures.mined": Rule(_FACTORY),
-    "round.started": Rule(_FACTORY),
-    "candidate.generated": Rule(_FACTORY),
-    "candidate.failed": Rule(_FACTORY),
-    "candidate.scored": Rule(_FACTORY),
-    "candidate.archived": Rule(_FACTORY),
-    "decision.made": Rule(_FACTORY),
-    "round.finished": Rule(_FACTORY),
-    "package.reproduced": Rule(_FACTORY),
+    EventKind.FAILURES_MINED: Rule(_FACTORY),
+    EventKind.ROUND_STARTED: Rule(_FACTORY),
+    EventKind.CANDIDATE_GENERATED: Rule(_FACTORY),
+    EventKind.CANDIDATE_FAILED: Rule(_FACTORY),
+    EventKind.CANDIDATE_SCORED: Rule(_FACTORY),
+    EventKind.CANDIDATE_ARCHIVED: Rule(_FACTORY),
+    EventKind.DECISION_MADE: Rule(_FACTORY),
+    EventKind.ROUND_FINISHED: Rule(_FACTORY),
+    EventKind.PACKAGE_REPRODUCED: Rule(_FACTORY),
     # release controls: people start and promote; the serving controller judges canaries
-    "release.shadow_started": Rule(_PRODUCTION, _not_denied),
-    "release.shadow_stopped": Rule(_PRODUCTION | _FACTORY),
-    "release.canary_started": Rule(_PRODUCTION, _not_denied),
-    "release.canary_stage": Rule(_FACTORY),
-    "release.canary_passed": Rule(_FACTORY),
-    "release.canary_aborted": Rule(_FACTORY),
-    "release.canary_stopped": Rule(_PRODUCTION | _FACTORY),
-    "release.evidence_sealed": Rule(_PRODUCTION | _FACTORY),
-    "release.promoted": Rule(_PRODUCTION, _promoted),
-    "release.rolled_back": Rule(_PRODUCTION, _rolled_back),
+    EventKind.SHADOW_STARTED: Rule(_PRODUCTION, _not_denied),
+    EventKind.SHADOW_STOPPED: Rule(_PRODUCTION | _FACTORY),
+    EventKind.CANARY_STARTED: Rule(_PRODUCTION, _not_denied),
+    EventKind.CANARY_STAGE: Rule(_FACTORY),
+    EventKind.CANARY_PASSED: Rule(_FACTORY),
+    EventKind.CANARY_ABORTED: Rule(_FACTORY),
+    EventKind.CANARY_STOPPED: Rule(_PRODUCTION | _FACTORY),
+    EventKind.EVIDENCE_SEALED: Rule(_PRODUCTION | _FACTORY),
+    EventKind.PROMOTED: Rule(_PRODUCTION, _promoted),
+    EventKind.ROLLED_BACK: Rule(_PRODUCTION, _rolled_back),
 }
 
 

@@ -35,7 +35,7 @@ from breedlab.authority.policy import (
 )
 from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, IntegrityError, LabError, UnauthorizedChange
-from breedlab.ledger import GENESIS, Event, Reader, verify_chain
+from breedlab.ledger import GENESIS, Event, EventKind, Reader, verify_chain
 from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore
 from breedlab.registry.manifest import Manifest, RiskTier
@@ -102,11 +102,15 @@ def _signer(ring: KeyRing, ev: Event) -> Signer:
     keyid = ev.sig.keyid
     p = ev.payload
     first = ring.get(ring.first) if ring.first is not None else None
-    if ev.kind == "key.added" and ring.first is None and p.get("keyid") == keyid:
+    if ev.kind == EventKind.KEY_ADDED and ring.first is None and p.get("keyid") == keyid:
         # The lab's first key signs its own addition (it is the root of trust).
         name, role, public = str(p["name"]), str(p["role"]), str(p["public_key"])
         key = public_key_from_raw(bytes.fromhex(public))
-    elif ev.kind == "key.endorsed" and first is not None and keyid == first.keyid == p.get("keyid"):
+    elif (
+        ev.kind == EventKind.KEY_ENDORSED
+        and first is not None
+        and keyid == first.keyid == p.get("keyid")
+    ):
         # ... and its own late endorsement, in a lab from before endorsements.
         name, role, key = first.name, first.role, first.public
     else:
@@ -139,7 +143,7 @@ def _signer(ring: KeyRing, ev: Event) -> Signer:
 
 def _facts(blobs: BlobStore, ring: KeyRing, ev: Event) -> Facts:
     p = ev.payload
-    if ev.kind == "package.registered":
+    if ev.kind == EventKind.PACKAGE_REGISTERED:
         try:
             manifest = Manifest.from_bytes(blobs.get_bytes(Digest.parse(str(p["id"]))))
             kind, capability, tier = manifest.kind.value, manifest.capability, manifest.risk_tier
@@ -150,8 +154,10 @@ def _facts(blobs: BlobStore, ring: KeyRing, ev: Event) -> Facts:
         return Facts(
             package=PackageFacts(id=str(p["id"]), kind=kind, capability=capability, risk_tier=tier)
         )
-    if ev.kind in ("package.signed", "package.approved"):
-        predicate = SIGNATURE_PREDICATE if ev.kind == "package.signed" else APPROVAL_PREDICATE
+    if ev.kind in (EventKind.PACKAGE_SIGNED, EventKind.PACKAGE_APPROVED):
+        predicate = (
+            SIGNATURE_PREDICATE if ev.kind == EventKind.PACKAGE_SIGNED else APPROVAL_PREDICATE
+        )
         return Facts(
             envelope=envelope_facts(
                 blobs,
@@ -166,7 +172,7 @@ def _facts(blobs: BlobStore, ring: KeyRing, ev: Event) -> Facts:
 def _legacy_signer(ring: KeyRing, ev: Event, facts: Facts) -> Signer | None:
     """Unsigned history: an approval is credited to its envelope's one verified signer."""
     env = facts.envelope
-    if ev.kind != "package.approved" or env is None or len(env.signers) != 1:
+    if ev.kind != EventKind.PACKAGE_APPROVED or env is None or len(env.signers) != 1:
         return None
     [keyid] = env.signers
     state = ring.get(keyid)
@@ -186,7 +192,9 @@ def check_pinned(first: Event | None, pinned: str | None) -> None:
     """
     if pinned is None:
         return
-    found = str(first.payload.get("keyid", "")) if first and first.kind == "key.added" else ""
+    found = (
+        str(first.payload.get("keyid", "")) if first and first.kind == EventKind.KEY_ADDED else ""
+    )
     if found != pinned:
         raise ChainBroken(
             f"ledger seq 1: the ledger's first key is {found[:16] or 'missing'}, not the "
@@ -245,7 +253,7 @@ class Replayer:
             if why is not None:
                 raise UnauthorizedChange(f"ledger seq {ev.seq} ({ev.kind}): {why}")
             self.signed += 1
-            if ev.kind == "ledger.attested":
+            if ev.kind == EventKind.LEDGER_ATTESTED:
                 self._attest(ev)
         self.frontier.append(bytes.fromhex(ev.hash))
         if ev.kind in KEY_KINDS:

@@ -2,6 +2,7 @@
 
 - ``chain``: event hashing and chain verification (pure).
 - ``merkle``: RFC 6962 tree heads over event hashes (pure); checkpoints sign them.
+- ``kinds``: :class:`EventKind`, every kind of event, and the payload type of each.
 - ``schema``: the SQL tables (events plus projections: packages, aliases, keys, ...).
 - ``records``: the projection rows as typed, frozen values.
 - ``projections``: how each event kind changes the projections.
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 from breedlab.ledger.chain import GENESIS, Event, event_hash, verify_chain
+from breedlab.ledger.kinds import PAYLOADS, EventKind
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.ledger.reader import Reader
 from breedlab.ledger.records import (
@@ -33,10 +35,12 @@ from breedlab.ledger.store import Ledger, VerifyReport
 
 __all__ = [
     "GENESIS",
+    "PAYLOADS",
     "AliasRecord",
     "ApprovalRecord",
     "CheckpointRecord",
     "Event",
+    "EventKind",
     "KeyRecord",
     "Ledger",
     "PackageRecord",

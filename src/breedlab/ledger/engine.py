@@ -37,6 +37,7 @@ from breedlab.clock import Clock, format_time
 from breedlab.errors import ChainBroken, ConfigError, LabError
 from breedlab.ledger import migrations, projections, schema
 from breedlab.ledger.chain import GENESIS, Event, seal, verify_chain
+from breedlab.ledger.kinds import EventKind, payload_problems
 from breedlab.ledger.reader import BUSY_TIMEOUT_MS, Reader
 from breedlab.signing.keys import KeyPair
 
@@ -178,19 +179,24 @@ class Txn(Reader):
     ) -> Event:
         """Append one event (hash-chained, signed by ``signer``) and apply its projection.
 
+        A kind given as an :class:`~breedlab.ledger.kinds.EventKind` has its payload
+        checked against the catalogue first; a plain string is written as given.
         ``actor`` (default: the signer's key name) is a label; who made the change is the
         signature. Only attack tests and pre-signature history have ``signer=None``:
         verification refuses an unsigned state change.
 
         Raises:
             Conflict: the projection refused (e.g. an alias compare-and-swap lost).
+            TypeError: an ``EventKind``'s payload does not follow the catalogue.
         """
+        if isinstance(kind, EventKind) and (problems := payload_problems(kind, payload)):
+            raise TypeError("; ".join(problems))  # the lab's own code is wrong: a bug
         seq, prev = self._current_head()
         ev = seal(
             seq=seq + 1,
             at=format_time(self.clock.now()),
             actor=actor or (signer.name if signer is not None else "unknown"),
-            kind=kind,
+            kind=str(kind),  # an EventKind is stored as its plain value
             subject=subject,
             payload=payload,
             prev_hash=prev,

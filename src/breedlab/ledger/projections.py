@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, update
 from breedlab.errors import Conflict, IntegrityError
 from breedlab.ledger import schema
 from breedlab.ledger.chain import Event
+from breedlab.ledger.kinds import EventKind
 
 __all__ = ["PROJECTORS", "apply"]
 
@@ -135,14 +136,14 @@ def _checkpoint_signed(conn: Connection, e: Event) -> None:
 
 
 PROJECTORS: Mapping[str, Callable[[Connection, Event], None]] = {
-    "key.added": _key_added,
-    "key.revoked": _key_revoked,
-    "package.registered": _package_registered,
-    "package.signed": _package_signed,
-    "package.approved": _package_approved,
-    "package.revoked": _package_revoked,
-    "alias.moved": _alias_moved,
-    "checkpoint.signed": _checkpoint_signed,
+    EventKind.KEY_ADDED: _key_added,
+    EventKind.KEY_REVOKED: _key_revoked,
+    EventKind.PACKAGE_REGISTERED: _package_registered,
+    EventKind.PACKAGE_SIGNED: _package_signed,
+    EventKind.PACKAGE_APPROVED: _package_approved,
+    EventKind.PACKAGE_REVOKED: _package_revoked,
+    EventKind.ALIAS_MOVED: _alias_moved,
+    EventKind.CHECKPOINT_SIGNED: _checkpoint_signed,
 }
 
 

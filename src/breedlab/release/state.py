@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from breedlab.clock import parse_time
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError
-from breedlab.ledger import Event
+from breedlab.ledger import Event, EventKind
 from breedlab.release.canary import ExposureCap
 from breedlab.release.cohorts import DEFAULT_RAMP, Cohort, Ramp
 from breedlab.release.oscillation import ChampionChange, ChangeKind, DenyList
@@ -37,15 +37,15 @@ __all__ = [
 ]
 
 RELEASE_KINDS = (
-    "release.shadow_started",
-    "release.shadow_stopped",
-    "release.canary_started",
-    "release.canary_stage",
-    "release.canary_passed",
-    "release.canary_aborted",
-    "release.canary_stopped",
-    "release.promoted",
-    "release.rolled_back",
+    EventKind.SHADOW_STARTED,
+    EventKind.SHADOW_STOPPED,
+    EventKind.CANARY_STARTED,
+    EventKind.CANARY_STAGE,
+    EventKind.CANARY_PASSED,
+    EventKind.CANARY_ABORTED,
+    EventKind.CANARY_STOPPED,
+    EventKind.PROMOTED,
+    EventKind.ROLLED_BACK,
 )
 
 #: How long a server keeps the old champion loaded after a promotion (notes §5.4: the
@@ -136,11 +136,11 @@ class ReleaseState:
         """The state after ``ev`` (events of other kinds change nothing)."""
         p = ev.payload
         pkg = Digest.parse(str(p["package"])) if p.get("package") else None
-        if ev.kind == "candidate.archived":
+        if ev.kind == EventKind.CANDIDATE_ARCHIVED:
             if p.get("outcome") == "retire" and pkg is not None:
                 return replace(self, deny=self.deny.with_retired(pkg))
             return self
-        if ev.kind == "release.shadow_started" and pkg is not None:
+        if ev.kind == EventKind.SHADOW_STARTED and pkg is not None:
             return replace(
                 self,
                 shadow=pkg,
@@ -148,9 +148,9 @@ class ReleaseState:
                 shadow_sample=float(str(p["sample"])),
                 shadowed=self.shadowed | {pkg},
             )
-        if ev.kind == "release.shadow_stopped":
+        if ev.kind == EventKind.SHADOW_STOPPED:
             return replace(self, shadow=None, shadow_seq=None)
-        if ev.kind == "release.canary_started" and pkg is not None:
+        if ev.kind == EventKind.CANARY_STARTED and pkg is not None:
             return replace(
                 self,
                 canary=pkg,
@@ -161,11 +161,11 @@ class ReleaseState:
                 exposure_cap=ExposureCap.from_record(p.get("exposure_cap")),
                 canary_passed=False,
             )
-        if ev.kind == "release.canary_stage" and self.canary_seq == p.get("canary"):
+        if ev.kind == EventKind.CANARY_STAGE and self.canary_seq == p.get("canary"):
             return replace(self, stage=int(str(p["stage"])))
-        if ev.kind == "release.canary_passed" and pkg is not None:
+        if ev.kind == EventKind.CANARY_PASSED and pkg is not None:
             return replace(self, canary_passed=True, passed=self.passed | {pkg})
-        if ev.kind == "release.canary_aborted":
+        if ev.kind == EventKind.CANARY_ABORTED:
             if pkg is None:
                 return self._no_canary()
             # seed, stage 3: a failed canary retires that artifact
@@ -174,9 +174,9 @@ class ReleaseState:
                 deny=self.deny.with_retired(pkg),
                 passed=self.passed - {pkg},
             )
-        if ev.kind == "release.canary_stopped":
+        if ev.kind == EventKind.CANARY_STOPPED:
             return self._no_canary()
-        if ev.kind == "release.promoted" and pkg is not None:
+        if ev.kind == EventKind.PROMOTED and pkg is not None:
             bake = _baking(ev)
             out = replace(
                 self,
@@ -193,7 +193,7 @@ class ReleaseState:
             if out.shadow == pkg:
                 out = replace(out, shadow=None, shadow_seq=None)
             return out
-        if ev.kind == "release.rolled_back" and pkg is not None:
+        if ev.kind == EventKind.ROLLED_BACK and pkg is not None:
             return replace(
                 self,
                 changes=(
