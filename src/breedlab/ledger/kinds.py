@@ -263,18 +263,6 @@ class CanaryStarted(TypedDict):
     shadow_evidence: list[str]
 
 
-class CanaryStage(TypedDict):
-    capability: str
-    package: str
-    canary: int  # the release.canary_started event
-    stage: int
-    passed_stage: int
-    weight: str
-    requests: int
-    guardrails: dict[str, JsonValue]
-    evidence: NotRequired[list[str]]
-
-
 class CanaryPassed(TypedDict):
     capability: str
     package: str
@@ -284,6 +272,10 @@ class CanaryPassed(TypedDict):
     requests: int
     guardrails: dict[str, JsonValue]
     evidence: NotRequired[list[str]]
+
+
+class CanaryStage(CanaryPassed):
+    stage: int  # the stage it moves on to
 
 
 class CanaryAborted(TypedDict):
