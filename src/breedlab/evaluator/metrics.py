@@ -16,6 +16,10 @@ Conventions:
     * The predicted class is ``argmax`` of a row; an exact tie goes to the lowest class
       index (numpy's first maximum). The top-label confidence is the row's maximum.
     * Per-item arrays in results are read-only, so a frozen result stays frozen.
+
+Why one module of this length: the five families share the conventions above and
+the input checks that enforce them; one module keeps a metric next to the rules every
+other metric obeys.
 """
 
 from __future__ import annotations

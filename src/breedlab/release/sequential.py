@@ -33,6 +33,9 @@ observations (a stopped sequential test keeps its guarantee only if it stays sto
 start a new one for the next ramp stage. No verdict is given before ``n_min``
 observations, except by the no-data rule. Times are seconds from the injected
 ``Clock.monotonic()``; nothing here reads a clock.
+
+Why one module of this length: the two guardrails share the operational limits,
+the latching verdict and its explanation; the formulas above are the module's map.
 """
 
 from __future__ import annotations

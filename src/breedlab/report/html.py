@@ -7,6 +7,11 @@ data). The document loads nothing: CSS is inline, charts are inline SVG, there i
 script, and a Content-Security-Policy forbids any fetch. No clock or randomness is read,
 so the same record gives the same bytes. Leaves reading the record to
 :mod:`breedlab.report.record` and chart geometry to :mod:`breedlab.report.svg`.
+
+Why one module of this length: the document is one template. Each section is a
+function here and they share the number formats and the escaping; split by section,
+every file would import the same dozen formatters and a reader would lose the page's
+order.
 """
 
 from __future__ import annotations
