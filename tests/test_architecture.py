@@ -1,5 +1,6 @@
 """Imports point down (DESIGN §2): base < signing, jobs < registry, ledger, families,
-datasets < factory, evaluator, viability, release < sandbox < lab < http < demo < cli
+datasets < factory, evaluator, viability, release < sandbox, authority < supply < serving
+< lab < http < demo < cli
 (``breedlab serve`` starts the HTTP app, and the demo runs it in process).
 No pickle anywhere; torch stays out of the supply chain so the CLI starts fast."""
 
@@ -20,7 +21,7 @@ LAYERS = {
     "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,
     "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
     "sandbox": 4, "authority": 4,
-    "lab": 5, "http": 6, "demo": 7, "cli": 8,
+    "supply": 5, "serving": 6, "lab": 7, "http": 8, "demo": 9, "cli": 10,
 }  # fmt: skip
 
 
@@ -89,10 +90,8 @@ KNOWN_CIRCLES = [
     {
         "breedlab.lab.breeding",
         "breedlab.lab.builtin",
-        "breedlab.lab.conformance",
         "breedlab.lab.core",
         "breedlab.lab.evaluation",
-        "breedlab.lab.evidence",
         "breedlab.lab.failures",
         "breedlab.lab.migration",
         "breedlab.lab.recipes",
@@ -103,15 +102,6 @@ KNOWN_CIRCLES = [
 
 #: Private names used across modules today (issue 11 removes them; only shrinks).
 KNOWN_PRIVATE_USES = {
-    ("breedlab.lab.breeding", "lab._record_package"),
-    ("breedlab.lab.breeding", "lab._store_package"),
-    ("breedlab.lab.builtin", "lab._register"),
-    ("breedlab.lab.core", "lab._add_key"),
-    ("breedlab.lab.core", "lab._clean_temporary"),
-    ("breedlab.lab.core", "lab._leftovers"),
-    ("breedlab.lab.failures", "lab._register"),
-    ("breedlab.lab.release", "lab._move_alias"),
-    ("breedlab.lab.release", "lab._require_intact"),
     ("breedlab.cli", "command._help_option"),  # typer's, for plain help
 }
 

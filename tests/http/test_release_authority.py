@@ -26,8 +26,8 @@ from breedlab.http import create_app
 from breedlab.http.routing import Router
 from breedlab.lab import Lab
 from breedlab.lab import release as controller
-from breedlab.lab.evidence import read_evidence, sealed_segments
 from breedlab.release import CanaryPolicy, ShadowGate
+from breedlab.supply.evidence import read_evidence, sealed_segments
 from release_lab import body, release_lab, release_settings, shadow
 
 #: A fault drill: the broken candidate must reach the canary for its guardrails to act.

@@ -21,11 +21,11 @@ from breedlab.cli import main
 from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, InvalidRequest, PolicyError, UnauthorizedChange
 from breedlab.lab import Lab
-from breedlab.lab.verification import valid_approvals
-from breedlab.lab.witness import Witness, check_witness
 from breedlab.signing import dsse
 from breedlab.signing.keys import KeyPair, load_keypair
 from breedlab.signing.statements import APPROVAL_PREDICATE, INTOTO_PAYLOAD_TYPE, Statement, Subject
+from breedlab.supply.verification import valid_approvals
+from breedlab.supply.witness import Witness, check_witness
 
 
 def key(fx: Fixture, name: str) -> KeyPair:

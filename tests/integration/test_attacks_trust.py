@@ -23,12 +23,6 @@ from breedlab.errors import (
     PolicyError,
     UnauthorizedChange,
 )
-from breedlab.lab.verification import (
-    CHECKPOINT_PAYLOAD_TYPE,
-    KEY_PAYLOAD_TYPE,
-    checkpoint_payload,
-    key_statement,
-)
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.signing import dsse
 from breedlab.signing.keys import KeyPair, load_keypair
@@ -38,6 +32,12 @@ from breedlab.signing.statements import (
     SIGNATURE_PREDICATE,
     Statement,
     Subject,
+)
+from breedlab.supply.verification import (
+    CHECKPOINT_PAYLOAD_TYPE,
+    KEY_PAYLOAD_TYPE,
+    checkpoint_payload,
+    key_statement,
 )
 
 

@@ -17,6 +17,7 @@ MODULES = [
     "breedlab.registry",
     "breedlab.ledger",
     "breedlab.lab",
+    "breedlab.supply",
     "breedlab.jobs",
     "breedlab.datasets",
     "breedlab.families",
@@ -55,4 +56,6 @@ def test_the_lab_api_is_pinned() -> None:
         # release controls (seed, stage 3)
         "canary_start", "canary_status", "exit_criteria", "promote", "rollback",
         "shadow_report", "shadow_start",
+        # the supply service's parts (``lab.supply`` is the service itself)
+        "blobs", "clock", "config", "ledger", "workspace",
     ])  # fmt: skip

@@ -25,7 +25,7 @@ from breedlab.errors import IntegrityError
 
 if TYPE_CHECKING:  # the lab loads lazily: `breedlab --help` starts fast
     from breedlab.lab import PackageInfo
-    from breedlab.lab.values import ReleaseRecord
+    from breedlab.supply.values import ReleaseRecord
 
 __all__ = ["register"]
 

@@ -40,7 +40,6 @@ from breedlab.http.shadow_process import (
     job_frame,
     results_from,
 )
-from breedlab.lab.evidence import EvidenceLog
 from breedlab.lab.release import (
     CanaryRun,
     ServedModel,
@@ -52,6 +51,7 @@ from breedlab.registry.manifest import RiskTier
 from breedlab.release.canary import CanaryObservation, CanaryPolicy
 from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair
+from breedlab.supply.evidence import EvidenceLog
 
 if TYPE_CHECKING:
     from breedlab.lab import Lab

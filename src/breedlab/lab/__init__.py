@@ -1,15 +1,20 @@
 """The Lab: breedlab's one library API (``from breedlab.lab import Lab``).
 
-- ``core``: :class:`Lab` -- keys, capabilities, packages, verification, aliases,
-  lineage, reconstruction; wires the registry, the ledger and signing from the config.
-- ``verification``: the checks ``verify`` and ``ledger verify`` run.
-- ``values``: the frozen results the Lab returns.
+- ``core``: :class:`Lab` -- the facade: builds a :class:`~breedlab.supply.Supply` (the
+  registry service: keys, packages, aliases, lineage, audit) from the config and joins
+  it with the challenger loop and the release controls.
+- ``breeding``, ``evaluation``, ``recipes``, ``failures``, ``builtin``, ``replay``: the
+  challenger loop (seed, stage 2) and its replay.
+- ``release``: the release controller (seed, stage 3).
+- ``migration``: copying a lab onto other backends.
+
+The values the Lab returns are ``breedlab.supply.values``' (re-exported here).
 """
 
 from __future__ import annotations
 
 from breedlab.lab.core import PURPOSES, Lab
-from breedlab.lab.values import (
+from breedlab.supply.values import (
     AliasMove,
     ApprovalInfo,
     KeyInfo,

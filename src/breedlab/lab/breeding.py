@@ -35,13 +35,13 @@ from breedlab.lab.evaluation import (
     load_suite,
     parent_input,
 )
-from breedlab.lab.verification import check_package
 from breedlab.registry import source
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import DataClass, Kind, Manifest, RiskTier
 from breedlab.report.record import ROUND_SCHEMA
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
+from breedlab.supply.packages import check, record_package, store_package
 from breedlab.viability import (
     AggregateValue,
     Decision,
@@ -180,7 +180,8 @@ def store_outputs(
                 model_parents.append(Digest.parse(ref))
         # data parents in role order: a recipe's dict of roles has no order of its own
         parents = [*model_parents, *(d for _, d in sorted(plan.data))]
-        manifest = lab._store_package(
+        manifest = store_package(
+            lab.supply,
             files=source.scan(outcome.out_dir / out.folder),
             kind=Kind.parse(out.kind),
             name=out.name,
@@ -288,7 +289,8 @@ def run_plans(
         for out, manifest in stored:
             if factory is not None:
                 # The factory key signs what the lab made, naming the round and operator.
-                info = lab._record_package(
+                info = record_package(
+                    lab.supply,
                     manifest,
                     factory,
                     registrar=factory,
@@ -344,7 +346,7 @@ def approved_parents(lab: Lab, capability: str) -> list[Digest]:
                         f"'breedlab approve {pid.short} --purpose parent --key KEY'"
                     )
                 continue
-            _, _, _, problems = check_package(lab.blobs, r, pid)
+            problems = check(lab.supply, r, pid).problems
             if problems:
                 if pid == champion:
                     first = problems[0]
@@ -603,7 +605,7 @@ def run_round(
     for _, pid, evaluation in scored:
         vetoes = _budget_vetoes(contract, evaluation)
         with lab.ledger.reader() as r:
-            _, _, _, problems = check_package(lab.blobs, r, pid)
+            problems = check(lab.supply, r, pid).problems
         vetoes += [
             Veto(kind=VetoKind.INTEGRITY, reason=f"{p.where}: {p.message}") for p in problems
         ]

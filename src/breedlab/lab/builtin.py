@@ -30,6 +30,8 @@ from breedlab.lab.breeding import Plan, run_plans
 from breedlab.lab.evaluation import evaluate_models
 from breedlab.registry.manifest import Kind
 from breedlab.sandbox.executors import Executor
+from breedlab.supply.aliases import point
+from breedlab.supply.packages import register
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab
@@ -154,19 +156,6 @@ class Bootstrap:
     critical_items: int
 
 
-def _move(lab: Lab, capability: str, alias: str, target: Digest, reason: str) -> None:
-    current = lab.alias(capability, alias)
-    if current == target:
-        return
-    lab.set_alias(
-        capability,
-        alias,
-        str(target),
-        expect=None if current is None else str(current),
-        reason=reason,
-    )
-
-
 def _suite(
     lab: Lab,
     *,
@@ -188,7 +177,8 @@ def _suite(
         policy=DIGITS_POLICY,
         budget=Budget(),
     )
-    info = lab._register(
+    info = register(
+        lab.supply,
         files=[(SUITE_FILE, spec.to_bytes())],
         kind=Kind.SUITE,
         name=name,
@@ -262,7 +252,13 @@ def bootstrap_digits(
                 sign_with=evaluation_key,
             )
             datasets[split.name.value] = info.id
-            _move(lab, "digits", f"data-{split.name.value}", info.id, "built-in digits splits")
+            point(
+                lab.supply,
+                "digits",
+                f"data-{split.name.value}",
+                info.id,
+                reason="built-in digits splits",
+            )
     say(f"datasets: {', '.join(f'{k} {v.short}' for k, v in datasets.items())}")
     train_data = (("train", datasets["train"]), ("fitness", datasets["fitness"]))
     [champion_run] = run_plans(
@@ -320,7 +316,7 @@ def bootstrap_digits(
         name="digits-suite",
         sign_with=evaluation_key,
     )
-    _move(lab, "digits", "suite", suite, "frozen digits suite")
+    point(lab.supply, "digits", "suite", suite, reason="frozen digits suite")
     say(f"suite {suite.short} frozen with {len(critical)} critical items")
 
     sibling = None

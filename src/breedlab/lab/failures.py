@@ -33,6 +33,7 @@ from breedlab.evaluator.perturbations import perturb
 from breedlab.lab.evaluation import evaluate_models, load_suite
 from breedlab.registry.manifest import Kind
 from breedlab.sandbox.executors import Executor
+from breedlab.supply.packages import register
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab
@@ -143,7 +144,8 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
             )
             contract = lab.capability(capability)[1]
             train_manifest = lab.manifest(train_id)
-            info = lab._register(
+            info = register(
+                lab.supply,
                 files=[(p.name, p.read_bytes()) for p in sorted(folder.iterdir())],
                 kind=Kind.DATASET,
                 name=name,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from breedlab.config import CONFIG_NAME, load_config
 from breedlab.errors import Conflict, InvalidRequest
-from breedlab.lab.workspace import discard
+from breedlab.supply.workspace import discard
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab

@@ -39,10 +39,6 @@ from breedlab.errors import (
     PolicyError,
     Unavailable,
 )
-from breedlab.lab.conformance import check_registered_model
-from breedlab.lab.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
-from breedlab.lab.values import ReleaseRecord
-from breedlab.lab.verification import valid_approvals
 from breedlab.ledger import Event
 from breedlab.registry.manifest import Kind, RiskTier
 from breedlab.release.canary import (
@@ -77,6 +73,11 @@ from breedlab.release.state import (
     fold_release,
 )
 from breedlab.signing.keys import KeyPair
+from breedlab.supply.aliases import append_move, point
+from breedlab.supply.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
+from breedlab.supply.packages import check_registered_model, require_intact
+from breedlab.supply.values import ProblemKind, ReleaseRecord
+from breedlab.supply.verification import valid_approvals
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,21 +146,6 @@ def _append(
     return lab.ledger.append(
         kind, capability, {"capability": capability, **payload}, signer=signer, actor=lab.actor
     )
-
-
-def _point(lab: Lab, capability: str, alias: str, pid: Digest, *, reason: str, key: str) -> None:
-    """Move ``capability@alias`` to ``pid`` unless it points there already (CAS on the
-    current target), signed by ``key``."""
-    current = lab.alias(capability, alias)
-    if current != pid:
-        lab.set_alias(
-            capability,
-            alias,
-            str(pid),
-            expect=None if current is None else str(current),
-            reason=reason,
-            key=key,
-        )
 
 
 # ----------------------------------------------------------------------------- models
@@ -232,7 +218,7 @@ def load_served(lab: Lab, package: Digest) -> ServedModel:
     [result] = lab.verify([str(package)])
     if not result.ok:
         first = result.problems[0]
-        if first.where == "revocation":
+        if first.kind is ProblemKind.REVOKED:
             raise PolicyError(f"package {package.short} is revoked: {first.message}")
         raise IntegrityError(f"package {package.short} does not verify: {first.message}")
     from breedlab.families import load_model
@@ -301,7 +287,7 @@ def start_shadow(
         )
     if state.shadow is not None and state.shadow_seq is not None:
         shadow_log(lab, capability, state.shadow_seq).seal()  # the run it replaces
-    _point(lab, capability, "shadow", pid, reason="shadow started", key=signer.name)
+    point(lab.supply, capability, "shadow", pid, reason="shadow started", key=signer.name)
     return _append(
         lab,
         "release.shadow_started",
@@ -364,7 +350,7 @@ def _ended_because(lab: Lab, capability: str, alias: str) -> str:
 
 
 def shadow_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
-    return evidence_log(lab, capability, "shadow", seq)
+    return evidence_log(lab.supply, capability, "shadow", seq)
 
 
 def pair_record(pair: ShadowPair) -> dict[str, JsonValue]:
@@ -452,7 +438,7 @@ def read_shadow_pairs(
         NotFound: no shadow run for the capability.
     """
     pid, seq = shadow_run(lab, capability)
-    evidence = read_evidence(lab, capability, "shadow", seq)
+    evidence = read_evidence(lab.supply, capability, "shadow", seq)
     records = evidence.records[: evidence.sealed] if sealed_only else evidence.records
     return pid, shadow_pairs(records), evidence
 
@@ -595,8 +581,8 @@ def start_canary(
         raise PolicyError("the shadow gate did not pass: " + "; ".join(verdict.reasons))
     ramp = ramp_from(percent)
     salt = new_salt(salt_bytes or os.urandom(16))
-    _point(
-        lab,
+    point(
+        lab.supply,
         capability,
         "canary",
         pid,
@@ -636,7 +622,7 @@ def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = Non
 
 
 def canary_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
-    return evidence_log(lab, capability, "canary", seq)
+    return evidence_log(lab.supply, capability, "canary", seq)
 
 
 class CanaryRun:
@@ -1046,8 +1032,8 @@ def promote(
     if manifest.kind is not Kind.MODEL:
         raise PolicyError(f"alias 'champion' takes models, and {pid.short} is a {manifest.kind}")
     with lab.ledger.reader() as r:
-        lab._require_intact(r, pid)  # tampered: IntegrityError; revoked: PolicyError
-    check_registered_model(lab, pid)  # the champion is served: it must answer the contract
+        require_intact(lab.supply, r, pid)  # tampered: IntegrityError; revoked: PolicyError
+    check_registered_model(lab.supply, pid)  # the champion is served: it must answer the contract
     case = promotion_case(lab, capability, pid)
     facts = case.facts
     problems = promotion_problems(facts, case.timing, policy)
@@ -1065,7 +1051,8 @@ def promote(
         swaps.insert(0, ("previous", old, prev))  # previous first: it takes the old champion
     with lab.ledger.transaction() as tx:  # one transaction: both moves and the event
         for alias, target, expected in swaps:
-            lab._move_alias(
+            append_move(
+                lab.supply,
                 tx,
                 capability,
                 alias,
@@ -1108,7 +1095,9 @@ def _release_evidence(
             if e.kind == kind and e.subject == capability and e.payload.get("package") == str(pid)
         ]
         if runs:
-            out[f"{stream}_evidence"] = list(evidence_log(lab, capability, stream, runs[-1]).seal())
+            out[f"{stream}_evidence"] = list(
+                evidence_log(lab.supply, capability, stream, runs[-1]).seal()
+            )
     return out
 
 
@@ -1145,9 +1134,10 @@ def rollback(
             "(a rollback is reversed only by a new promotion)"
         )
     with lab.ledger.reader() as r:
-        lab._require_intact(r, previous)
+        require_intact(lab.supply, r, previous)
     with lab.ledger.transaction() as tx:
-        lab._move_alias(
+        append_move(
+            lab.supply,
             tx,
             capability,
             "champion",

@@ -15,7 +15,8 @@ from breedlab import canonical
 from breedlab.cli import main
 from breedlab.errors import IntegrityError, InvalidRequest
 from breedlab.families.torch_family import build_module, save_torch_model
-from breedlab.lab import Lab, conformance
+from breedlab.lab import Lab
+from breedlab.supply import conformance
 from builders import make_model_dir
 
 DIGITS = {"architecture": "mlp", "classes": 10, "hidden": [4], "inputs": 64}

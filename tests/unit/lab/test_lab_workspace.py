@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from breedlab.lab import Lab
-from breedlab.lab.workspace import KEPT_FAILED_JOBS, KEPT_LOG_BYTES
+from breedlab.supply.workspace import KEPT_FAILED_JOBS, KEPT_LOG_BYTES
 
 
 def _dead_pid() -> int:

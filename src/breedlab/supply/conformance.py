@@ -4,25 +4,21 @@ and every alias move, not first discovered by ``serve``).
 Owns the contract probe: the model's family is known, its folder loads strictly within
 the capability's memory budget, and a probe built from the contract (in-range inputs of
 ``input.shape``) yields finite class probabilities, one per label. Leaves loading to
-``breedlab.families`` and the contract's own validity to ``registry.capability`` (a
-contract that cannot be probed was refused at ``capability add``).
+``breedlab.families``, the contract's own validity to ``registry.capability`` (a
+contract that cannot be probed was refused at ``capability add``) and finding a registered
+model's contract to ``supply.packages.check_registered_model``.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from breedlab.errors import IntegrityError, InvalidRequest
 from breedlab.registry.capability import Contract, TaskType
-from breedlab.registry.manifest import Kind
 
-if TYPE_CHECKING:
-    from breedlab.digest import Digest
-    from breedlab.lab.core import Lab
-
-__all__ = ["PROBE_ROWS", "check_answers_contract", "check_registered_model", "declared_family"]
+__all__ = ["PROBE_ROWS", "check_answers_contract", "declared_family"]
 
 #: Probe inputs per model: the range's low end, its high end and its middle.
 PROBE_ROWS = 3
@@ -102,14 +98,3 @@ def declared_family(path: Path) -> str | None:
         return None
     family = config.get("family") if isinstance(config, dict) else None
     return family if isinstance(family, str) and family in FAMILIES else None
-
-
-def check_registered_model(lab: Lab, package: Digest) -> None:
-    """:func:`check_answers_contract` for a registered model package (materialised)."""
-    manifest = lab.manifest(package)
-    if manifest.kind is not Kind.MODEL:
-        return
-    _, contract = lab.capability(manifest.capability)
-    folder = lab.workspace.materialise(package, manifest)
-    what = f"model {package.short} ({manifest.name})"
-    check_answers_contract(folder, manifest.family, contract, what=what)

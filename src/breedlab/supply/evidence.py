@@ -25,16 +25,15 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import Conflict, IntegrityError, LabError
-from breedlab.lab.values import Problem
 from breedlab.ledger import Event
-
-if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+from breedlab.supply.keys import factory_signer
+from breedlab.supply.service import Supply
+from breedlab.supply.values import Problem
 
 __all__ = [
     "STREAMS",
@@ -75,19 +74,19 @@ class Evidence:
         return len(self.records) - self.sealed
 
 
-def release_dir(lab: Lab, capability: str) -> Path:
-    folder = lab.config.root / "release" / capability
+def release_dir(supply: Supply, capability: str) -> Path:
+    folder = supply.config.root / "release" / capability
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def _path(lab: Lab, capability: str, stream: str, run: int) -> Path:
-    return release_dir(lab, capability) / f"{stream}-{run}.jsonl"
+def _path(supply: Supply, capability: str, stream: str, run: int) -> Path:
+    return release_dir(supply, capability) / f"{stream}-{run}.jsonl"
 
 
-def sealed_segments(lab: Lab, capability: str, stream: str, run: int) -> list[Segment]:
+def sealed_segments(supply: Supply, capability: str, stream: str, run: int) -> list[Segment]:
     """The run's sealed segments, in order (from the ledger)."""
-    with lab.ledger.reader() as r:
+    with supply.ledger.reader() as r:
         events = list(r.events(kinds=(SEALED,), subject=capability))
     return _segments(events, stream, run)
 
@@ -121,18 +120,18 @@ def _lines(data: bytes, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def read_evidence(lab: Lab, capability: str, stream: str, run: int) -> Evidence:
+def read_evidence(supply: Supply, capability: str, stream: str, run: int) -> Evidence:
     """Sealed records from the store, then the file's unsealed whole lines.
 
     Raises:
         IntegrityError: a sealed blob is missing or corrupt; the tail is not JSON.
     """
-    segments = sealed_segments(lab, capability, stream, run)
+    segments = sealed_segments(supply, capability, stream, run)
     records: list[dict[str, Any]] = []
     for seg in segments:
-        records.extend(_lines(lab.blobs.get_bytes(seg.digest), f"sealed evidence {seg.digest}"))
+        records.extend(_lines(supply.blobs.get_bytes(seg.digest), f"sealed evidence {seg.digest}"))
     sealed = len(records)
-    path = _path(lab, capability, stream, run)
+    path = _path(supply, capability, stream, run)
     end = segments[-1].end if segments else 0
     with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
         f.seek(end)
@@ -147,12 +146,12 @@ class EvidenceLog:
     """One run's evidence file: thread-safe appends, sealed every ``seal_every`` records
     (on a background thread, so a request never waits for the store or the ledger)."""
 
-    def __init__(self, lab: Lab, capability: str, stream: str, run: int) -> None:
-        self.lab = lab
+    def __init__(self, supply: Supply, capability: str, stream: str, run: int) -> None:
+        self.supply = supply
         self.capability = capability
         self.stream = stream
         self.run = run
-        self.path = _path(lab, capability, stream, run)
+        self.path = _path(supply, capability, stream, run)
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()
         self._since_seal = 0
@@ -165,7 +164,7 @@ class EvidenceLog:
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write("".join(lines))
             self._since_seal += len(lines)
-            due = self._since_seal >= self.lab.config.seal_every and not self._sealing
+            due = self._since_seal >= self.supply.config.seal_every and not self._sealing
             if due:
                 self._sealing = True
         if due:
@@ -181,7 +180,7 @@ class EvidenceLog:
                 self._sealing = False
 
     def read(self) -> list[dict[str, Any]]:
-        return list(read_evidence(self.lab, self.capability, self.stream, self.run).records)
+        return list(read_evidence(self.supply, self.capability, self.stream, self.run).records)
 
     def seal(self) -> tuple[str, ...]:
         """Seal every whole line not sealed yet; returns every sealed digest of the run.
@@ -199,7 +198,7 @@ class EvidenceLog:
             raise Conflict(f"could not seal {self.path}: other writers kept sealing it")
 
     def _seal_once(self) -> tuple[str, ...]:
-        segments = sealed_segments(self.lab, self.capability, self.stream, self.run)
+        segments = sealed_segments(self.supply, self.capability, self.stream, self.run)
         start = segments[-1].end if segments else 0
         try:
             with self.path.open("rb") as f:
@@ -211,11 +210,11 @@ class EvidenceLog:
         if not data:
             return tuple(str(s.digest) for s in segments)
         records = len(_lines(data, str(self.path)))
-        signer = self.lab.factory_signer()
-        digest = self.lab.blobs.put_bytes(data)
+        signer = factory_signer(self.supply)
+        digest = self.supply.blobs.put_bytes(data)
         with self._lock:
             self._since_seal = 0
-        with self.lab.ledger.transaction() as tx:
+        with self.supply.ledger.transaction() as tx:
             now = _segments(
                 tx.events(kinds=(SEALED,), subject=self.capability), self.stream, self.run
             )
@@ -234,19 +233,19 @@ class EvidenceLog:
                     "digest": str(digest),
                 },
                 signer=signer,
-                actor=self.lab.actor,
+                actor=self.supply.actor,
             )
         return (*(str(s.digest) for s in segments), str(digest))
 
 
-def evidence_log(lab: Lab, capability: str, stream: str, run: int) -> EvidenceLog:
-    return EvidenceLog(lab, capability, stream, run)
+def evidence_log(supply: Supply, capability: str, stream: str, run: int) -> EvidenceLog:
+    return EvidenceLog(supply, capability, stream, run)
 
 
-def verify_evidence(lab: Lab) -> tuple[int, list[Problem]]:
+def verify_evidence(supply: Supply) -> tuple[int, list[Problem]]:
     """Re-hash every sealed segment, check the segments of each run are contiguous, and
     that each file still holds exactly the sealed bytes; returns (segments, problems)."""
-    with lab.ledger.reader() as r:
+    with supply.ledger.reader() as r:
         events = list(r.events(kinds=(SEALED,)))
     runs: dict[tuple[str, str, int], list[Event]] = {}
     for e in events:
@@ -264,7 +263,7 @@ def verify_evidence(lab: Lab) -> tuple[int, list[Problem]]:
                 )
                 break
             try:
-                data = lab.blobs.get_bytes(seg.digest)
+                data = supply.blobs.get_bytes(seg.digest)
             except LabError as e:
                 problems.append(Problem(where=where, message=f"seal at seq {seg.seq}: {e.message}"))
                 break
@@ -274,7 +273,7 @@ def verify_evidence(lab: Lab) -> tuple[int, list[Problem]]:
                 )
                 break
             sealed += data
-        path = _path(lab, capability, stream, run)
+        path = _path(supply, capability, stream, run)
         try:
             with path.open("rb") as f:
                 prefix = f.read(len(sealed))

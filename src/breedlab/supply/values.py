@@ -1,8 +1,10 @@
-"""Values the Lab returns: what the CLI renders and library users read."""
+"""Values the registry service (and the Lab) returns: what the CLI renders and library
+users read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
@@ -20,6 +22,7 @@ __all__ = [
     "PackageDetails",
     "PackageInfo",
     "Problem",
+    "ProblemKind",
     "Reconstruction",
     "ReleaseRecord",
     "StoreReport",
@@ -150,10 +153,19 @@ class PackageDetails:
         return out
 
 
+class ProblemKind(Enum):
+    """What a problem means for the caller: the data is not what it claims (an
+    IntegrityError), or the package was revoked on purpose (a PolicyError)."""
+
+    INTEGRITY = "integrity"
+    REVOKED = "revoked"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
     where: str  # "manifest", a file path, "signature <key>", "parent <id>", ...
     message: str
+    kind: ProblemKind = ProblemKind.INTEGRITY
 
     def to_json(self) -> dict[str, JsonValue]:
         return {"where": self.where, "message": self.message}
@@ -161,6 +173,8 @@ class Problem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyResult:
+    """One package checked (``supply.verification.check_package``): every problem found."""
+
     package: str
     name: str
     files: int

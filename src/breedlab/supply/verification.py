@@ -30,7 +30,6 @@ from breedlab.authority import (
 )
 from breedlab.digest import Digest
 from breedlab.errors import ChainBroken, IntegrityError, LabError
-from breedlab.lab.values import CheckpointInfo, Problem
 from breedlab.ledger import ApprovalRecord, Reader
 from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore
@@ -44,6 +43,7 @@ from breedlab.signing.statements import (
     SLSA_PREDICATE,
     Statement,
 )
+from breedlab.supply.values import CheckpointInfo, Problem, ProblemKind, VerifyResult
 
 __all__ = [
     "CHECKPOINT_PAYLOAD_TYPE",
@@ -178,8 +178,8 @@ def check_package(
     package: Digest,
     *,
     trusted: Mapping[str, Ed25519PublicKey] | None = None,
-) -> tuple[str, int, tuple[str, ...], list[Problem]]:
-    """Check one package; returns ``(name, file count, signer names, problems)``.
+) -> VerifyResult:
+    """Check one package; the result names every problem found (none: it verifies).
 
     ``trusted`` is :func:`trusted_keys` of ``r`` when the caller checks many packages
     and has it already (the key walk verifies every endorsement).
@@ -192,7 +192,7 @@ def check_package(
         manifest = Manifest.from_bytes(blobs.get_bytes(package))
     except LabError as e:
         problems.append(Problem(where="manifest", message=e.message))
-        return "?", 0, (), problems
+        return VerifyResult(package=pid, name="?", files=0, signed_by=(), problems=tuple(problems))
 
     for entry in manifest.files:
         try:
@@ -240,7 +240,13 @@ def check_package(
 
     revoked = r.revocation(pid)
     if revoked is not None:
-        problems.append(Problem(where="revocation", message=f"package revoked: {revoked.reason}"))
+        problems.append(
+            Problem(
+                where="revocation",
+                message=f"package revoked: {revoked.reason}",
+                kind=ProblemKind.REVOKED,
+            )
+        )
     for parent in manifest.parents:
         if r.package(str(parent)) is None:
             problems.append(Problem(where=f"parent {parent.short}", message="not registered"))
@@ -251,7 +257,13 @@ def check_package(
                     message=f"parent revoked: {revoked_parent.reason}",
                 )
             )
-    return manifest.name, len(manifest.files), tuple(dict.fromkeys(signers)), problems
+    return VerifyResult(
+        package=pid,
+        name=manifest.name,
+        files=len(manifest.files),
+        signed_by=tuple(dict.fromkeys(signers)),
+        problems=tuple(problems),
+    )
 
 
 def checkpoint_payload(*, lab: str, tree_size: int, root_hex: str) -> bytes:

@@ -1,0 +1,107 @@
+"""Lineage: a package's ancestors and descendants, and its folder rebuilt from the store.
+
+Owns walking the parent links of manifests and re-deriving a package's id from the files
+it rebuilds. Leaves re-running operators (a replayed lineage) and the release records
+joined to each node to ``breedlab.lab``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from breedlab.digest import Digest, sha256_stream
+from breedlab.errors import InvalidRequest, LabError
+from breedlab.ledger import Reader
+from breedlab.registry import source
+from breedlab.registry.manifest import FileEntry, Manifest
+from breedlab.signing.statements import Statement
+from breedlab.supply.packages import manifest
+from breedlab.supply.service import Supply
+from breedlab.supply.values import LineageGraph, LineageNode
+from breedlab.supply.workspace import discard
+
+__all__ = ["empty_target", "lineage", "rebuild"]
+
+
+def lineage(supply: Supply, pid: Digest) -> LineageGraph:
+    """Ancestors (the package first, then breadth-first) and descendants of a package."""
+    with supply.ledger.reader() as r:
+        ancestors = _walk(supply, r, pid, up=True)
+        descendants = _walk(supply, r, pid, up=False)[1:]
+    return LineageGraph(root=str(pid), ancestors=tuple(ancestors), descendants=tuple(descendants))
+
+
+def _walk(supply: Supply, r: Reader, start: Digest, *, up: bool) -> list[LineageNode]:
+    seen: set[str] = set()
+    order: list[LineageNode] = []
+    queue = [str(start)]
+    while queue:
+        pid = queue.pop(0)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found = manifest(supply, Digest.parse(pid))
+        statement = Statement.from_bytes(supply.blobs.get_bytes(found.provenance))
+        build = statement.predicate.get("buildDefinition", {}).get("buildType", "")
+        order.append(
+            LineageNode(
+                id=pid,
+                name=found.name,
+                kind=found.kind.value,
+                build_type=str(build).rsplit("/", 2)[-2] if build else "?",
+                parents=tuple(str(p) for p in found.parents),
+            )
+        )
+        queue.extend(str(p) for p in found.parents) if up else queue.extend(r.children(pid))
+    return order
+
+
+def empty_target(supply: Supply, pid: Digest, out: Path | None) -> Path:
+    """The folder a package is rebuilt into: ``out``, else one under ``work/``.
+
+    Raises:
+        InvalidRequest: it exists and is not empty.
+    """
+    folder = out or supply.config.work_dir / "reconstruct" / pid.hex[:16]
+    if folder.exists() and any(folder.iterdir()):
+        raise InvalidRequest(f"{folder} exists and is not empty; pass --out to a new folder")
+    return folder
+
+
+def rebuild(supply: Supply, pid: Digest, folder: Path) -> tuple[str, int]:
+    """Copy a package's files from the store into ``folder`` (made if missing) and derive
+    its id from those files again; returns ``(recomputed id, file count)``.
+
+    Raises:
+        IntegrityError: a blob is corrupt (nothing half-written is left behind).
+    """
+    found = manifest(supply, pid)
+    existed = folder.exists()  # an empty folder the user made: on failure, emptied, kept
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for entry in found.files:
+            target = folder / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            supply.blobs.copy_to(entry.digest, target)
+    except LabError:
+        discard(folder, existed=existed)
+        raise
+    rebuilt = []
+    for f in source.scan(folder):
+        with f.location.open("rb") as stream:
+            hex_, size = sha256_stream(stream)
+        rebuilt.append(FileEntry(path=f.path, sha256=hex_, size=size))
+    derived = Manifest(
+        kind=found.kind,
+        name=found.name,
+        capability=found.capability,
+        license=found.license,
+        data_class=found.data_class,
+        risk_tier=found.risk_tier,
+        files=tuple(rebuilt),
+        parents=found.parents,
+        provenance=found.provenance,
+        family=found.family,
+        meta=found.meta,
+    )
+    return str(derived.id), len(rebuilt)

@@ -1,0 +1,114 @@
+"""The registry service's state: :class:`Supply` holds what every supply verb works on.
+
+Owns the config, the clock, the blob store, the ledger, the workspace, the state of
+automatic checkpoints and the per-command verification cache. Leaves the verbs to the
+modules beside it (``packages``, ``keys``, ``aliases``, ``lineage``, ``audit``), which take
+a :class:`Supply` as their first argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from breedlab.clock import Clock, SystemClock
+from breedlab.config import LabConfig
+from breedlab.errors import InvalidRequest
+from breedlab.ledger import Event, Ledger
+from breedlab.ledger.merkle import Frontier
+from breedlab.registry.blobs import BlobStore, Leftover
+from breedlab.registry.stores import open_blob_store
+from breedlab.supply.values import VerifyResult
+from breedlab.supply.workspace import Workspace
+
+__all__ = ["TRUST_KINDS", "Supply", "VerificationCache", "require_reason"]
+
+#: Events that change what a package's verification says (trusted keys, signatures,
+#: approvals, revocations): appending one empties the cache of this process.
+TRUST_KINDS = frozenset(
+    {
+        "key.added",
+        "key.endorsed",
+        "key.revoked",
+        "package.signed",
+        "package.approved",
+        "package.revoked",
+    }
+)
+
+
+@dataclass(slots=True)
+class VerificationCache:
+    """What one command verified already: the trusted keys and the packages that passed."""
+
+    trusted: Mapping[str, Ed25519PublicKey] | None = None
+    passed: dict[str, VerifyResult] = field(default_factory=dict)
+
+
+class Supply:
+    """A lab's registry service: its store, ledger and workspace, opened from the config.
+
+    ``read_only``: the ledger refuses to write and, in SQLite, is read without
+    SQLAlchemy (decision record 0012).
+    """
+
+    def __init__(
+        self, config: LabConfig, *, clock: Clock | None = None, read_only: bool = False
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.blobs: BlobStore = open_blob_store(
+            config.store_url,
+            config.root,
+            endpoint=config.store_endpoint,
+            region=config.store_region,
+        )
+        self.ledger = Ledger(config.ledger_sqlalchemy_url, self.clock, read_only=read_only)
+        self.workspace = Workspace(config.work_dir, self.blobs)
+        self.unanchored = False  # events appended here that no checkpoint covers yet
+        self.frontier: Frontier | None = None  # the tree the last checkpoint signed
+        self.checkpoint_lock = threading.Lock()
+        #: Temporary files of interrupted writes removed by open (reported by verify_store).
+        self.leftovers: tuple[Leftover, ...] = ()
+        self._commands = threading.local()  # a server's threads each run their own
+
+    @property
+    def actor(self) -> str:
+        return self.config.who
+
+    @contextlib.contextmanager
+    def command(self) -> Iterator[None]:
+        """One command's scope: inside it each package is verified once and the trusted
+        keys are derived once (a nested scope joins the outer one). The cache is emptied
+        when this process appends an event of :data:`TRUST_KINDS`; a writer's own
+        transaction re-checks revocation, so another process's revocation meanwhile
+        is still refused where it matters."""
+        if self.cache is not None:
+            yield
+            return
+        self._commands.cache = VerificationCache()
+        try:
+            yield
+        finally:
+            self._commands.cache = None
+
+    @property
+    def cache(self) -> VerificationCache | None:
+        """The running command's verification cache (None outside :meth:`command`)."""
+        cache: VerificationCache | None = getattr(self._commands, "cache", None)
+        return cache
+
+    def forget_trust(self, events: Sequence[Event]) -> None:
+        """Empty the running command's cache if ``events`` change what verifies."""
+        cache = self.cache
+        if cache is not None and any(e.kind in TRUST_KINDS for e in events):
+            self._commands.cache = VerificationCache()
+
+
+def require_reason(reason: str) -> None:
+    if not reason.strip():
+        raise InvalidRequest("a reason is required (--reason TEXT)")
