@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -20,32 +19,22 @@ from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
 from breedlab.clock import Clock
-from breedlab.config import CONFIG_NAME, LabConfig, default_config_text, load_config
+from breedlab.config import LabConfig, load_config
 from breedlab.digest import Digest, parse_prefix
-from breedlab.errors import Conflict, Interrupted, InvalidRequest, NotFound
+from breedlab.errors import Interrupted, InvalidRequest, NotFound
 from breedlab.ledger import Event, Ledger
 from breedlab.registry.blobs import BlobStore
-from breedlab.registry.capability import Contract
-from breedlab.registry.manifest import DataClass, Kind, Manifest
-from breedlab.signing.keys import KeyPair, Role
-from breedlab.supply import aliases, audit, keys, lineage, packages
+from breedlab.supply import aliases, audit, layout, lineage
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.packages import PURPOSES
 from breedlab.supply.service import Supply
 from breedlab.supply.values import (
-    AliasMove,
-    ApprovalInfo,
-    EvidenceReport,
-    KeyInfo,
-    LedgerReport,
     LineageGraph,
     LineageNode,
     PackageDetails,
-    PackageInfo,
     Reconstruction,
-    StoreReport,
-    VerifyResult,
 )
-from breedlab.supply.witness import Witness
 from breedlab.supply.workspace import Workspace
 
 if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when used
@@ -88,6 +77,19 @@ def _interruptible(
                 ) from None
 
     return run
+
+
+def _on_supply(
+    verb: Callable[Concatenate[Supply, _P], _R],
+) -> Callable[Concatenate[Lab, _P], _R]:
+    """A registry verb as a Lab method: the same signature and docstring, run on
+    ``lab.supply``."""
+
+    @functools.wraps(verb)
+    def method(lab: Lab, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return verb(lab.supply, *args, **kwargs)
+
+    return method
 
 
 class Lab:
@@ -143,24 +145,9 @@ class Lab:
             Conflict: a lab exists there already.
             InvalidRequest: ``path`` exists and is a non-empty folder without a lab.
         """
-        path = path.resolve()
-        if (path / CONFIG_NAME).exists():
-            raise Conflict(f"a lab exists already at {path}")
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise InvalidRequest(f"{path} exists and is not an empty folder")
-        path.mkdir(parents=True, exist_ok=True)
-        for folder in ("objects", "keys", "work"):
-            (path / folder).mkdir(exist_ok=True)
-        os.chmod(path / "keys", 0o700)
-        # The lab key first, so its id is pinned in the config from the start.
-        lab_key = KeyPair.generate("lab")
-        text = default_config_text(name or path.name, lab_key_id=lab_key.keyid)
-        (path / CONFIG_NAME).write_text(text, "utf-8")
-        lab = cls(load_config(path), clock=clock)
-        lab.blobs.ensure()
-        lab.ledger.create()
-        keys.add_key(lab.supply, lab_key, Role.LAB)
-        lab.generate_key(lab.config.factory_key, Role.FACTORY)
+        config, lab_key = layout.create_layout(path, name=name)
+        lab = cls(config, clock=clock)
+        layout.first_keys(lab.supply, lab_key)
         return lab
 
     @classmethod
@@ -188,165 +175,52 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- keys (breedlab.supply.keys) -------------------------------------------------------
+    # -- the registry's verbs (breedlab.supply): each takes the Supply first -------------
 
-    def generate_key(self, name: str, role: Role | str) -> KeyInfo:
-        """Generate an Ed25519 key, store it (private 0600) and trust it in the ledger."""
-        return keys.generate_key(self.supply, name, role)
+    generate_key = _on_supply(supply_keys.generate_key)
+    key = _on_supply(supply_keys.key)
+    keys = _on_supply(supply_keys.keys)
+    revoke_key = _on_supply(supply_keys.revoke_key)
+    endorse_keys = _on_supply(supply_keys.endorse_keys)
+    factory_signer = _on_supply(supply_keys.factory_signer)
+    release_signer = _on_supply(supply_keys.release_signer)
 
-    def key(self, name: str) -> KeyInfo:
-        return keys.key(self.supply, name)
+    add_capability = _on_supply(supply_packages.add_capability)
+    capability = _on_supply(supply_packages.capability)
+    capabilities = _on_supply(supply_packages.capabilities)
+    import_path = _on_supply(supply_packages.import_path)
+    resolve = _on_supply(supply_packages.resolve)
+    manifest = _on_supply(supply_packages.manifest)
+    package = _on_supply(supply_packages.package)
+    packages = _on_supply(supply_packages.packages)
+    sign = _on_supply(supply_packages.sign)
+    approve = _on_supply(supply_packages.approve)
+    revoke = _on_supply(supply_packages.revoke)
 
-    def keys(self) -> list[KeyInfo]:
-        return keys.keys(self.supply)
+    set_alias = _on_supply(aliases.set_alias)
+    alias = _on_supply(aliases.alias)
+    alias_history = _on_supply(aliases.alias_history)
 
-    def revoke_key(self, name: str, reason: str) -> KeyInfo:
-        """Revoke a key: from now on nothing it signed verifies."""
-        return keys.revoke_key(self.supply, name, reason)
-
-    def endorse_keys(self, names: Sequence[str]) -> list[KeyInfo]:
-        """Endorse keys added before endorsements existed, with the lab key."""
-        return keys.endorse_keys(self.supply, names)
-
-    def factory_signer(self) -> KeyPair:
-        """The lab's automation key (``[signing] factory_key``, role ``factory``)."""
-        return keys.factory_signer(self.supply)
-
-    def release_signer(self, key: str | None, kind: str = "release.promoted") -> KeyPair:
-        """The ``production`` key that signs a release action: ``key``, else
-        ``[signing] release_key``."""
-        return keys.release_signer(self.supply, key, kind)
-
-    # -- packages (breedlab.supply.packages) ------------------------------------------------
-
-    def add_capability(self, path: Path, *, sign_with: str | None = None) -> PackageInfo:
-        """Validate a capability contract (TOML) and register it as a package."""
-        return packages.add_capability(self.supply, path, sign_with=sign_with)
-
-    def capability(self, name: str) -> tuple[PackageInfo, Contract]:
-        """The current contract of a capability (its latest registered version)."""
-        return packages.capability(self.supply, name)
-
-    def capabilities(self) -> list[PackageInfo]:
-        return packages.capabilities(self.supply)
-
-    def import_path(
-        self,
-        path: Path,
-        *,
-        kind: Kind | str,
-        capability: str,
-        license: str,
-        data_class: DataClass | str | None = None,
-        name: str | None = None,
-        sign_with: str | None = None,
-        family: str | None = None,
-        parents: Sequence[str] = (),
-    ) -> PackageInfo:
-        """Import a file or folder as a package (:func:`breedlab.supply.packages.import_path`)."""
-        return packages.import_path(
-            self.supply,
-            path,
-            kind=kind,
-            capability=capability,
-            license=license,
-            data_class=data_class,
-            name=name,
-            sign_with=sign_with,
-            family=family,
-            parents=parents,
-        )
-
-    def resolve(self, ref: str) -> Digest:
-        """A package id from ``sha256:<hex>``, a unique prefix (≥ 4 hex) or ``CAP@alias``."""
-        return packages.resolve(self.supply, ref)
-
-    def manifest(self, package: Digest) -> Manifest:
-        return packages.manifest(self.supply, package)
-
-    def package(self, package: Digest | str) -> PackageInfo:
-        return packages.package(self.supply, package)
-
-    def packages(self, *, capability: str | None = None) -> list[PackageInfo]:
-        return packages.packages(self.supply, capability=capability)
-
-    def show(self, ref: str) -> PackageDetails:
-        """A package's details with its release records joined."""
-        from breedlab.lab.release import release_records
-
-        details = packages.show(self.supply, ref)
-        pid = str(details.info.id)
-        return dataclasses.replace(details, release=release_records(self, [pid])[pid])
-
-    def sign(self, ref: str, *, key: str) -> PackageInfo:
-        """Sign a registered, intact package with a trusted key (a DSSE envelope)."""
-        return packages.sign(self.supply, ref, key=key)
-
-    def approve(self, ref: str, *, purpose: str, key: str) -> ApprovalInfo:
-        """Record a signed approval of a package for ``parent`` or ``release``."""
-        return packages.approve(self.supply, ref, purpose=purpose, key=key)
-
-    def revoke(self, ref: str, *, reason: str, key: str | None = None) -> PackageInfo:
-        """Revoke a package: it can no longer be a parent, champion or release target."""
-        return packages.revoke(self.supply, ref, reason=reason, key=key)
-
-    # -- verification and the ledger (breedlab.supply.audit) --------------------------------
-
-    def verify(self, refs: Iterable[str] = ()) -> list[VerifyResult]:
-        """Verify the named packages (or every registered package if none are named)."""
-        return audit.verify(self.supply, refs)
-
-    def verify_store(self) -> StoreReport:
-        """Re-hash every object in the store; report bad ones and removed leftovers."""
-        return audit.verify_store(self.supply)
-
-    def verify_evidence(self) -> EvidenceReport:
-        """Re-hash every sealed shadow and canary segment against its evidence file."""
-        return audit.verify_evidence(self.supply)
-
-    def verify_ledger(self, *, witness: Path | None = None) -> LedgerReport:
-        """Chain, projections, authority replay, pinned lab key, checkpoints, witness."""
-        return audit.verify_ledger(self.supply, witness=witness)
-
-    def checkpoint(self, *, key: str | None = None) -> Event:
-        """Sign an RFC 6962 tree head over every event so far (``checkpoint.signed``)."""
-        return audit.checkpoint(self.supply, key=key)
-
-    def witness_export(self, path: Path) -> Witness:
-        """Write the latest signed tree head to ``path`` for safekeeping outside the lab."""
-        return audit.witness_export(self.supply, path)
-
-    def sign_history(self) -> Event:
-        """Vouch once, with the lab key, for history written before events were signed."""
-        return audit.sign_history(self.supply)
+    verify = _on_supply(audit.verify)
+    verify_store = _on_supply(audit.verify_store)
+    verify_evidence = _on_supply(audit.verify_evidence)
+    verify_ledger = _on_supply(audit.verify_ledger)
+    checkpoint = _on_supply(audit.checkpoint)
+    witness_export = _on_supply(audit.witness_export)
+    sign_history = _on_supply(audit.sign_history)
 
     def events(self, *, after: int = 0, kinds: Sequence[str] = ()) -> list[Event]:
         with self.ledger.reader() as r:
             return list(r.events(after=after, kinds=kinds))
 
-    # -- aliases (breedlab.supply.aliases) ----------------------------------------------------
+    def show(self, ref: str) -> PackageDetails:
+        """A package's details (:func:`breedlab.supply.packages.show`), its release
+        records joined."""
+        from breedlab.lab.release import release_records
 
-    def set_alias(
-        self,
-        capability: str,
-        alias: str,
-        ref: str,
-        *,
-        expect: str | None = None,
-        reason: str = "",
-        key: str | None = None,
-    ) -> AliasMove:
-        """Move ``capability@alias`` to a package by compare-and-swap (DESIGN §5);
-        ``champion`` and ``previous`` move only by :meth:`promote` and :meth:`rollback`."""
-        return aliases.set_alias(
-            self.supply, capability, alias, ref, expect=expect, reason=reason, key=key
-        )
-
-    def alias(self, capability: str, alias: str) -> Digest | None:
-        return aliases.alias(self.supply, capability, alias)
-
-    def alias_history(self, capability: str) -> list[AliasMove]:
-        return aliases.alias_history(self.supply, capability)
+        details = supply_packages.show(self.supply, ref)
+        pid = str(details.info.id)
+        return dataclasses.replace(details, release=release_records(self, [pid])[pid])
 
     # -- lineage and reconstruction -----------------------------------------------------------
 

@@ -49,14 +49,14 @@ _STAGE_ROLES = {"shadow": ("production", "factory"), "canary": ("production",)}
 def set_alias(
     supply: Supply,
     capability: str,
-    name: str,
+    alias: str,
     ref: str,
     *,
     expect: str | None = None,
     reason: str = "",
     key: str | None = None,
 ) -> AliasMove:
-    """Move ``capability@name`` to a package by compare-and-swap (DESIGN §5).
+    """Move ``capability@alias`` to a package by compare-and-swap (DESIGN §5).
 
     ``expect`` is the package the alias must point at now (``None``: must be unset).
     The move is signed by ``key`` (default: the lab key); ``shadow`` and ``canary``
@@ -68,21 +68,21 @@ def set_alias(
         Conflict: the alias does not point at ``expect`` (someone moved it).
         PolicyError: the package may not take this alias, or the key may not move it.
     """
-    if not _ALIAS.fullmatch(name):
-        raise InvalidRequest(f"bad alias name {name!r}: lowercase letters, digits, '_', '-'")
-    if name in CHAMPION_ALIASES:
-        hint = "breedlab rollback" if name == "previous" else f"breedlab promote {capability}"
+    if not _ALIAS.fullmatch(alias):
+        raise InvalidRequest(f"bad alias name {alias!r}: lowercase letters, digits, '_', '-'")
+    if alias in CHAMPION_ALIASES:
+        hint = "breedlab rollback" if alias == "previous" else f"breedlab promote {capability}"
         raise PolicyError(
-            f"{capability}@{name} moves only by promotion or rollback, with every release "
+            f"{capability}@{alias} moves only by promotion or rollback, with every release "
             f"control; use '{hint}'"
         )
     with supply.ledger.reader() as r:
         pid = resolve_in(r, ref)
         expected = None if expect is None else str(resolve_in(r, expect))
         by, role = signer(supply, key, r) if key else (lab_signer(supply, r), "lab")
-        if name in _STAGE_ROLES and role not in _STAGE_ROLES[name]:
+        if alias in _STAGE_ROLES and role not in _STAGE_ROLES[alias]:
             raise PolicyError(
-                f"{capability}@{name} is moved by a production key (--key NAME); "
+                f"{capability}@{alias} is moved by a production key (--key NAME); "
                 f"{key or supply.config.checkpoint_key!r} has role '{role}'"
             )
         found = manifest(supply, pid)
@@ -91,14 +91,14 @@ def set_alias(
                 f"package {pid.short} belongs to capability {found.capability!r}, "
                 f"not {capability!r}"
             )
-        if name in RELEASE_ALIASES and found.kind is not Kind.MODEL:
-            raise PolicyError(f"alias {name!r} takes models, and {pid.short} is a {found.kind}")
+        if alias in RELEASE_ALIASES and found.kind is not Kind.MODEL:
+            raise PolicyError(f"alias {alias!r} takes models, and {pid.short} is a {found.kind}")
         require_intact(supply, r, pid)
-        current = r.alias(capability, name)
+        current = r.alias(capability, alias)
     if current != expected:  # a stale read, told apart from a lost race (the CAS below)
         now = Digest.parse(current).short if current else "nothing"
         raise Conflict(
-            f"{capability}@{name} points at {now}, not "
+            f"{capability}@{alias} points at {now}, not "
             f"{Digest.parse(expected).short if expected else 'nothing'}",
             hint=f"to move it from {now}, pass --expect {current}"
             if current
@@ -107,7 +107,7 @@ def set_alias(
     check_registered_model(supply, pid)
     with supply.ledger.transaction() as tx:
         return alias_move(
-            append_move(supply, tx, capability, name, pid, expected, reason, signer=by)
+            append_move(supply, tx, capability, alias, pid, expected, reason, signer=by)
         )
 
 

@@ -236,7 +236,7 @@ def anchor_automatically(supply: Supply) -> None:
 
 
 def _after_commit(supply: Supply, events: Sequence[Event]) -> None:
-    supply.forget_trust(events)
+    supply.forget(events)
     if all(e.kind == "checkpoint.signed" for e in events):
         return
     supply.unanchored = True

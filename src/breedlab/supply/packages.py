@@ -430,12 +430,13 @@ def resolve_in(r: Reader, ref: str) -> Digest:
     return Digest.parse(matches[0])
 
 
-def manifest(supply: Supply, pid: Digest) -> Manifest:
-    return Manifest.from_bytes(supply.blobs.get_bytes(pid))
+def manifest(supply: Supply, package: Digest) -> Manifest:
+    return Manifest.from_bytes(supply.blobs.get_bytes(package))
 
 
-def package(supply: Supply, ref: Digest | str) -> PackageInfo:
-    pid = ref if isinstance(ref, Digest) else resolve(supply, ref)
+def package(supply: Supply, package: Digest | str) -> PackageInfo:
+    """A registered package by id, or by any reference :func:`resolve` takes."""
+    pid = package if isinstance(package, Digest) else resolve(supply, package)
     with supply.ledger.reader() as r:
         row = r.package(str(pid))
     if row is None:

@@ -25,20 +25,14 @@ from breedlab.registry.stores import open_blob_store
 from breedlab.supply.values import VerifyResult
 from breedlab.supply.workspace import Workspace
 
-__all__ = ["TRUST_KINDS", "Supply", "VerificationCache", "require_reason"]
+__all__ = ["PACKAGE_KINDS", "TRUST_KINDS", "Supply", "VerificationCache", "require_reason"]
 
-#: Events that change what a package's verification says (trusted keys, signatures,
-#: approvals, revocations): appending one empties the cache of this process.
-TRUST_KINDS = frozenset(
-    {
-        "key.added",
-        "key.endorsed",
-        "key.revoked",
-        "package.signed",
-        "package.approved",
-        "package.revoked",
-    }
-)
+#: Events that change what verifies (trusted keys, revocations -- a revoked parent
+#: fails its children): appending one empties the cache of this process.
+TRUST_KINDS = frozenset({"key.added", "key.endorsed", "key.revoked", "package.revoked"})
+#: Events that add to one package's checks (a signature, an approval): appending one
+#: drops that package (the event's subject) from the cache.
+PACKAGE_KINDS = frozenset({"package.signed", "package.approved"})
 
 
 @dataclass(slots=True)
@@ -83,10 +77,10 @@ class Supply:
     @contextlib.contextmanager
     def command(self) -> Iterator[None]:
         """One command's scope: inside it each package is verified once and the trusted
-        keys are derived once (a nested scope joins the outer one). The cache is emptied
-        when this process appends an event of :data:`TRUST_KINDS`; a writer's own
-        transaction re-checks revocation, so another process's revocation meanwhile
-        is still refused where it matters."""
+        keys are derived once (a nested scope joins the outer one). What this process
+        appends meanwhile is forgotten (:data:`TRUST_KINDS`, :data:`PACKAGE_KINDS`);
+        another process's revocation meanwhile is still refused where it matters: a
+        writer's own transaction re-checks it (``aliases.append_move``)."""
         if self.cache is not None:
             yield
             return
@@ -102,11 +96,18 @@ class Supply:
         cache: VerificationCache | None = getattr(self._commands, "cache", None)
         return cache
 
-    def forget_trust(self, events: Sequence[Event]) -> None:
-        """Empty the running command's cache if ``events`` change what verifies."""
+    def forget(self, events: Sequence[Event]) -> None:
+        """Forget what the running command verified that ``events`` (appended by this
+        process) may change."""
         cache = self.cache
-        if cache is not None and any(e.kind in TRUST_KINDS for e in events):
+        if cache is None:
+            return
+        if any(e.kind in TRUST_KINDS for e in events):
             self._commands.cache = VerificationCache()
+            return
+        for e in events:
+            if e.kind in PACKAGE_KINDS:
+                cache.passed.pop(e.subject, None)
 
 
 def require_reason(reason: str) -> None:
