@@ -7,13 +7,14 @@ joined to each node to ``breedlab.lab``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from breedlab.digest import Digest, sha256_stream
 from breedlab.errors import InvalidRequest, LabError
 from breedlab.ledger import Reader
 from breedlab.registry import source
-from breedlab.registry.manifest import FileEntry, Manifest
+from breedlab.registry.manifest import FileEntry
 from breedlab.signing.statements import Statement
 from breedlab.supply.packages import manifest
 from breedlab.supply.service import Supply
@@ -91,17 +92,5 @@ def rebuild(supply: Supply, pid: Digest, folder: Path) -> tuple[str, int]:
         with f.location.open("rb") as stream:
             hex_, size = sha256_stream(stream)
         rebuilt.append(FileEntry(path=f.path, sha256=hex_, size=size))
-    derived = Manifest(
-        kind=found.kind,
-        name=found.name,
-        capability=found.capability,
-        license=found.license,
-        data_class=found.data_class,
-        risk_tier=found.risk_tier,
-        files=tuple(rebuilt),
-        parents=found.parents,
-        provenance=found.provenance,
-        family=found.family,
-        meta=found.meta,
-    )
+    derived = dataclasses.replace(found, files=tuple(rebuilt))
     return str(derived.id), len(rebuilt)
