@@ -16,16 +16,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from breedlab import canonical, interrupts
+from breedlab import interrupts
 from breedlab.canonical import JsonValue
 from breedlab.clock import Clock
 from breedlab.config import LabConfig, load_config
-from breedlab.digest import Digest, parse_prefix
-from breedlab.errors import Interrupted, InvalidRequest, NotFound
+from breedlab.digest import Digest
+from breedlab.errors import Interrupted
 from breedlab.ledger import Event, Ledger
 from breedlab.registry.blobs import BlobStore
-from breedlab.supply import aliases, audit, layout, lineage
+from breedlab.supply import aliases, audit, layout
 from breedlab.supply import keys as supply_keys
+from breedlab.supply import lineage as supply_lineage
 from breedlab.supply import packages as supply_packages
 from breedlab.supply.packages import PURPOSES
 from breedlab.supply.service import Supply
@@ -209,6 +210,8 @@ class Lab:
     witness_export = _on_supply(audit.witness_export)
     sign_history = _on_supply(audit.sign_history)
 
+    decision = _on_supply(supply_lineage.decision)
+
     def events(self, *, after: int = 0, kinds: Sequence[str] = ()) -> list[Event]:
         with self.ledger.reader() as r:
             return list(r.events(after=after, kinds=kinds))
@@ -229,7 +232,7 @@ class Lab:
         each with its release records."""
         from breedlab.lab.release import release_records
 
-        graph = lineage.lineage(self.supply, self.resolve(ref))
+        graph = supply_lineage.lineage(self.supply, self.resolve(ref))
         joined = release_records(self, [n.id for n in (*graph.ancestors, *graph.descendants)])
 
         def join(nodes: Iterable[LineageNode]) -> tuple[LineageNode, ...]:
@@ -255,7 +258,7 @@ class Lab:
         """
         pid = self.resolve(ref)
         manifest = self.manifest(pid)
-        folder = lineage.empty_target(self.supply, pid, out)
+        folder = supply_lineage.empty_target(self.supply, pid, out)
         from breedlab.lab.replay import NOT_REPLAYABLE, build_type, replay_lineage
 
         replayed: tuple[tuple[str, str, str | None], ...] = ()
@@ -264,7 +267,7 @@ class Lab:
         ):
             steps = replay_lineage(self, pid, executor=self.executor(workers))
             replayed = tuple((r.package, r.operator, r.recomputed) for r in steps)
-        recomputed, files = lineage.rebuild(self.supply, pid, folder)
+        recomputed, files = supply_lineage.rebuild(self.supply, pid, folder)
         return Reconstruction(
             package=str(pid),
             folder=str(folder),
@@ -364,47 +367,6 @@ class Lab:
         from breedlab.lab.replay import reproduce
 
         return reproduce(self, self.resolve(ref), executor=self.executor(workers))
-
-    def decision(self, ref: str) -> tuple[Event, dict[str, JsonValue]]:
-        """A ``decision.made`` event and its record: ``latest``, the event's seq,
-        ``round-N`` (``CAP/round-N`` when two capabilities have one), or a prefix of the
-        record's digest.
-
-        Raises:
-            NotFound: no such decision. InvalidRequest: an ambiguous digest prefix.
-        """
-        events = self.events(kinds=("decision.made",))
-        if ref == "latest":
-            found = events[-1:]
-        elif ref.isdigit():
-            found = [e for e in events if e.seq == int(ref)]
-        elif "round-" in ref:
-            cap, _, round_id = ref.rpartition("/")
-            found = [
-                e for e in events if e.payload.get("round") == round_id and cap in ("", e.subject)
-            ]
-            if len({e.subject for e in found}) > 1:
-                names = ", ".join(sorted(f"{e.subject}/{round_id}" for e in found))
-                raise InvalidRequest(
-                    f"{ref} names a round of more than one capability",
-                    hint=f"name one of: {names}",
-                )
-        else:
-            prefix = parse_prefix(ref)
-            found = [
-                e
-                for e in events
-                if str(e.payload.get("decision", "")).removeprefix("sha256:").startswith(prefix)
-            ]
-            if len(found) > 1:
-                raise InvalidRequest(f"decision prefix {ref} is ambiguous; type more digits")
-        if not found:
-            raise NotFound(f"no decision {ref!r}; name one by seq, round-N, digest or 'latest'")
-        chosen = found[-1]
-        record = canonical.decode(
-            self.blobs.get_bytes(Digest.parse(str(chosen.payload["decision"])))
-        )
-        return chosen, record
 
     # -- scale-out ---------------------------------------------------------------------
 

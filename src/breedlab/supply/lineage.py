@@ -1,8 +1,9 @@
-"""Lineage: a package's ancestors and descendants, and its folder rebuilt from the store.
+"""Lineage: a package's ancestors and descendants, its folder rebuilt from the store, and
+the decision records of the rounds that kept or archived candidates.
 
-Owns walking the parent links of manifests and re-deriving a package's id from the files
-it rebuilds. Leaves re-running operators (a replayed lineage) and the release records
-joined to each node to ``breedlab.lab``.
+Owns walking the parent links of manifests, re-deriving a package's id from the files it
+rebuilds and finding a ``decision.made`` record. Leaves re-running operators (a replayed
+lineage) and the release records joined to each node to ``breedlab.lab``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from breedlab.digest import Digest, sha256_stream
-from breedlab.errors import InvalidRequest, LabError
-from breedlab.ledger import Reader
+from breedlab import canonical
+from breedlab.canonical import JsonValue
+from breedlab.digest import Digest, parse_prefix, sha256_stream
+from breedlab.errors import InvalidRequest, LabError, NotFound
+from breedlab.ledger import Event, Reader
 from breedlab.registry import source
 from breedlab.registry.manifest import FileEntry
 from breedlab.signing.statements import Statement
@@ -21,7 +24,7 @@ from breedlab.supply.service import Supply
 from breedlab.supply.values import LineageGraph, LineageNode
 from breedlab.supply.workspace import discard
 
-__all__ = ["empty_target", "lineage", "rebuild"]
+__all__ = ["decision", "empty_target", "lineage", "rebuild"]
 
 
 def lineage(supply: Supply, pid: Digest) -> LineageGraph:
@@ -94,3 +97,42 @@ def rebuild(supply: Supply, pid: Digest, folder: Path) -> tuple[str, int]:
         rebuilt.append(FileEntry(path=f.path, sha256=hex_, size=size))
     derived = dataclasses.replace(found, files=tuple(rebuilt))
     return str(derived.id), len(rebuilt)
+
+
+def decision(supply: Supply, ref: str) -> tuple[Event, dict[str, JsonValue]]:
+    """A ``decision.made`` event and its record: ``latest``, the event's seq,
+    ``round-N`` (``CAP/round-N`` when two capabilities have one), or a prefix of the
+    record's digest.
+
+    Raises:
+        NotFound: no such decision. InvalidRequest: an ambiguous digest prefix.
+    """
+    with supply.ledger.reader() as r:
+        events = list(r.events(kinds=("decision.made",)))
+    if ref == "latest":
+        found = events[-1:]
+    elif ref.isdigit():
+        found = [e for e in events if e.seq == int(ref)]
+    elif "round-" in ref:
+        cap, _, round_id = ref.rpartition("/")
+        found = [e for e in events if e.payload.get("round") == round_id and cap in ("", e.subject)]
+        if len({e.subject for e in found}) > 1:
+            names = ", ".join(sorted(f"{e.subject}/{round_id}" for e in found))
+            raise InvalidRequest(
+                f"{ref} names a round of more than one capability",
+                hint=f"name one of: {names}",
+            )
+    else:
+        prefix = parse_prefix(ref)
+        found = [
+            e
+            for e in events
+            if str(e.payload.get("decision", "")).removeprefix("sha256:").startswith(prefix)
+        ]
+        if len(found) > 1:
+            raise InvalidRequest(f"decision prefix {ref} is ambiguous; type more digits")
+    if not found:
+        raise NotFound(f"no decision {ref!r}; name one by seq, round-N, digest or 'latest'")
+    chosen = found[-1]
+    record = canonical.decode(supply.blobs.get_bytes(Digest.parse(str(chosen.payload["decision"]))))
+    return chosen, record
