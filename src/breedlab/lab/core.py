@@ -24,11 +24,11 @@ from breedlab.digest import Digest
 from breedlab.errors import Interrupted
 from breedlab.ledger import Event, Ledger
 from breedlab.registry.blobs import BlobStore
-from breedlab.supply import aliases, audit, layout
+from breedlab.supply import aliases, approvals, audit, layout
 from breedlab.supply import keys as supply_keys
 from breedlab.supply import lineage as supply_lineage
 from breedlab.supply import packages as supply_packages
-from breedlab.supply.packages import PURPOSES
+from breedlab.supply.approvals import PURPOSES
 from breedlab.supply.service import Supply
 from breedlab.supply.values import (
     LineageGraph,
@@ -194,9 +194,9 @@ class Lab:
     manifest = _on_supply(supply_packages.manifest)
     package = _on_supply(supply_packages.package)
     packages = _on_supply(supply_packages.packages)
-    sign = _on_supply(supply_packages.sign)
-    approve = _on_supply(supply_packages.approve)
-    revoke = _on_supply(supply_packages.revoke)
+    sign = _on_supply(approvals.sign)
+    approve = _on_supply(approvals.approve)
+    revoke = _on_supply(approvals.revoke)
 
     set_alias = _on_supply(aliases.set_alias)
     alias = _on_supply(aliases.alias)

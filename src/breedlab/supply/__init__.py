@@ -4,13 +4,16 @@ lineage and audit over a lab's store and ledger.
 - ``service``: :class:`Supply` -- the config, clock, blob store, ledger and workspace
   the verbs work on, the state of automatic checkpoints and the per-command
   verification cache (``with supply.command():`` verifies each package once).
-- ``packages``: import, store, record, sign, approve, revoke and resolve packages
-  (capability contracts among them); ``require_intact`` before a verb uses one.
+- ``packages``: import, store, record and resolve packages (capability contracts
+  among them); ``require_intact`` before a verb uses one.
+- ``approvals``: sign, approve and revoke a registered package.
 - ``keys``: generate, add, endorse and revoke keys; the signer each verb needs.
 - ``aliases``: the one alias move (``append_move``), ``set_alias`` and ``point``.
-- ``lineage``: ancestors and descendants; a package's folder rebuilt from the store.
+- ``lineage``: ancestors and descendants; a package's folder rebuilt from the store;
+  a round's decision record.
 - ``audit``: verify packages, the store, the evidence and the ledger; checkpoints,
   witness files, attested history, leftovers of interrupted writes.
+- ``layout``: a new lab's folders, config and first keys.
 - ``verification``: the checks themselves (pure over a reader and a blob store).
 - ``conformance``: a model answers its capability's contract.
 - ``evidence``: sealed release evidence logs (the serving side appends to them).

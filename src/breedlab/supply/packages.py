@@ -1,11 +1,12 @@
-"""Packages (seed, stage 1): import, store, record, sign, approve, revoke and resolve
-content-addressed, write-once packages, capability contracts among them.
+"""Packages (seed, stage 1): import, store, record and resolve content-addressed,
+write-once packages, capability contracts among them.
 
 Controllers here follow read → decide → write: read the ledger and the store, check the
 rules, then write blobs first and the ledger event last. A crash between the two leaves
 unreferenced blobs (harmless, content-addressed), never a ledger entry that points at
-something missing. Leaves the checks a package must pass to ``verification`` and the
-contract probe to ``conformance``.
+something missing. Leaves the checks a package must pass to ``verification``, the
+contract probe to ``conformance`` and what keys say about a registered package later
+(signatures, approvals, revocations) to ``approvals``.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from breedlab.authority import may, trusted_keys
+from breedlab.authority import trusted_keys
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest, parse_prefix
-from breedlab.errors import Conflict, IntegrityError, InvalidRequest, NotFound, PolicyError
+from breedlab.errors import IntegrityError, InvalidRequest, NotFound, PolicyError
 from breedlab.ledger import Event, Reader
 from breedlab.registry import source
 from breedlab.registry.capability import Contract, parse_contract
 from breedlab.registry.licenses import check_license
 from breedlab.registry.manifest import DataClass, FileEntry, Kind, Manifest, RiskTier
 from breedlab.signing import dsse
-from breedlab.signing.keys import KeyPair, Role
+from breedlab.signing.keys import KeyPair
 from breedlab.signing.statements import (
-    APPROVAL_PREDICATE,
     INTOTO_PAYLOAD_TYPE,
     SIGNATURE_PREDICATE,
     SLSA_PREDICATE,
@@ -37,8 +37,8 @@ from breedlab.signing.statements import (
     provenance_predicate,
 )
 from breedlab.supply import conformance
-from breedlab.supply.keys import acting, lab_signer, signer
-from breedlab.supply.service import Supply, require_reason
+from breedlab.supply.keys import lab_signer, signer
+from breedlab.supply.service import Supply
 from breedlab.supply.values import (
     ApprovalInfo,
     PackageDetails,
@@ -52,10 +52,8 @@ if TYPE_CHECKING:
     from breedlab.ledger.engine import Txn
 
 __all__ = [
-    "PURPOSES",
     "add_capability",
     "append_signature",
-    "approve",
     "capabilities",
     "capability",
     "check",
@@ -69,14 +67,10 @@ __all__ = [
     "require_intact",
     "resolve",
     "resolve_in",
-    "revoke",
     "show",
-    "sign",
     "signature_envelope",
     "store_package",
 ]
-
-PURPOSES = ("parent", "release")
 
 Files = Sequence[source.SourceFile] | Sequence[tuple[str, bytes]]
 
@@ -520,121 +514,6 @@ def require_intact(supply: Supply, r: Reader, pid: Digest) -> None:
         if first.kind is ProblemKind.REVOKED:
             raise PolicyError(f"package {pid.short} is revoked ({first.message})")
         raise IntegrityError(f"package {pid.short} does not verify: {first.where}: {first.message}")
-
-
-def _recheck(tx: Txn, pid: Digest, by: KeyPair) -> None:
-    """Inside the writing transaction: the package and the key are still good."""
-    if tx.revocation(str(pid)) is not None:
-        raise PolicyError(f"package {pid.short} was revoked")
-    row = tx.key_by_id(by.keyid)
-    if row is None or row.revoked_seq is not None:
-        raise PolicyError(f"key {by.name!r} was revoked")
-
-
-# -- sign, approve, revoke -------------------------------------------------------------------
-
-
-def sign(supply: Supply, ref: str, *, key: str) -> PackageInfo:
-    """Sign a registered, intact package with a trusted key (a DSSE envelope).
-
-    Raises:
-        PolicyError: untrusted or revoked key, or the package is revoked.
-        IntegrityError: the package does not verify.
-        Conflict: this key signed it already.
-    """
-    pid = resolve(supply, ref)
-    with supply.ledger.reader() as r:
-        by, _ = signer(supply, key, r)
-        require_intact(supply, r, pid)
-        if by.keyid in {s.keyid for s in r.signatures(str(pid))}:
-            raise Conflict(f"key {key!r} signed {pid.short} already")
-    envelope = supply.blobs.put_bytes(signature_envelope(manifest(supply, pid), pid, by))
-    with supply.ledger.transaction() as tx:  # re-check: another writer may have won
-        _recheck(tx, pid, by)
-        if by.keyid in {s.keyid for s in tx.signatures(str(pid))}:
-            raise Conflict(f"key {key!r} signed {pid.short} already")
-        append_signature(supply, tx, pid, by, envelope)
-    return package(supply, pid)
-
-
-def approve(supply: Supply, ref: str, *, purpose: str, key: str) -> ApprovalInfo:
-    """Record a signed approval of a package for a purpose (``parent`` or ``release``).
-
-    Raises:
-        InvalidRequest: unknown purpose; the ``lab`` key cannot approve.
-        PolicyError: untrusted or revoked key; revoked package.
-        IntegrityError: the package does not verify.
-        Conflict: this key approved it for this purpose already.
-    """
-    if purpose not in PURPOSES:
-        raise InvalidRequest(f"unknown purpose {purpose!r}; use parent or release")
-    pid = resolve(supply, ref)
-    with supply.ledger.reader() as r:
-        by, role = signer(supply, key, r)
-        if not may(Role(role), "package.approved"):
-            raise InvalidRequest(
-                f"the {role} key does not approve (the lab key and the factory key act "
-                "for the lab itself); use a model, evaluation, security or production key"
-            )
-        require_intact(supply, r, pid)
-        for row in r.approvals(str(pid)):
-            if row.keyid == by.keyid and row.purpose == purpose:
-                raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
-    if purpose == "release":
-        check_registered_model(supply, pid)  # released means served: it must answer its contract
-    found = manifest(supply, pid)
-    statement = Statement(
-        subjects=(Subject(name=found.name, sha256=pid.hex),),
-        predicate_type=APPROVAL_PREDICATE,
-        predicate={"purpose": purpose, "role": role, "capability": found.capability},
-    )
-    envelope = supply.blobs.put_bytes(
-        dsse.sign(INTOTO_PAYLOAD_TYPE, statement.to_bytes(), by).to_bytes()
-    )
-    with supply.ledger.transaction() as tx:  # re-check: another writer may have won
-        _recheck(tx, pid, by)
-        for row in tx.approvals(str(pid)):
-            if row.keyid == by.keyid and row.purpose == purpose:
-                raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
-        ev = tx.append(
-            "package.approved",
-            str(pid),
-            {
-                "package": str(pid),
-                "purpose": purpose,
-                "key": key,
-                "keyid": by.keyid,
-                "role": role,
-                "envelope": str(envelope),
-            },
-            signer=by,
-            actor=supply.actor,
-        )
-    return ApprovalInfo(package=str(pid), purpose=purpose, key=key, role=role, seq=ev.seq)
-
-
-def revoke(supply: Supply, ref: str, *, reason: str, key: str | None = None) -> PackageInfo:
-    """Revoke a package: it can no longer be a parent, champion or release target.
-
-    Signed by ``key`` (a lab, security or production key; default: the lab key).
-    """
-    require_reason(reason)
-    pid = resolve(supply, ref)
-    with supply.ledger.reader() as r:
-        by = lab_signer(supply, r) if key is None else acting(supply, key, r, "package.revoked")
-    with supply.ledger.transaction() as tx:
-        if tx.package(str(pid)) is None:
-            raise NotFound(f"package {pid.short} is not registered")
-        if tx.revocation(str(pid)) is not None:
-            raise Conflict(f"package {pid.short} was revoked already")
-        tx.append(
-            "package.revoked",
-            str(pid),
-            {"package": str(pid), "reason": reason},
-            signer=by,
-            actor=supply.actor,
-        )
-    return package(supply, pid)
 
 
 def _default_name(path: Path) -> str:
