@@ -16,6 +16,7 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import Conflict, InvalidRequest, PolicyError
 from breedlab.ledger import Event
+from breedlab.ledger.kinds import EventKind
 from breedlab.registry.manifest import Kind
 from breedlab.signing.keys import KeyPair
 from breedlab.supply.keys import lab_signer, signer
@@ -164,7 +165,7 @@ def append_move(
     }
     if via is not None:
         payload["via"] = via
-    return tx.append("alias.moved", capability, payload, signer=signer, actor=supply.actor)
+    return tx.append(EventKind.ALIAS_MOVED, capability, payload, signer=signer, actor=supply.actor)
 
 
 def alias(supply: Supply, capability: str, name: str) -> Digest | None:
@@ -175,7 +176,7 @@ def alias(supply: Supply, capability: str, name: str) -> Digest | None:
 
 def alias_history(supply: Supply, capability: str) -> list[AliasMove]:
     with supply.ledger.reader() as r:
-        return [alias_move(e) for e in r.events(kinds=("alias.moved",), subject=capability)]
+        return [alias_move(e) for e in r.events(kinds=(EventKind.ALIAS_MOVED,), subject=capability)]
 
 
 def alias_move(ev: Event) -> AliasMove:

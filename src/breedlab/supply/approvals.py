@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from breedlab.authority import may
 from breedlab.digest import Digest
 from breedlab.errors import Conflict, InvalidRequest, NotFound, PolicyError
+from breedlab.ledger.kinds import EventKind
 from breedlab.signing import dsse
 from breedlab.signing.keys import KeyPair, Role
 from breedlab.signing.statements import APPROVAL_PREDICATE, INTOTO_PAYLOAD_TYPE, Statement, Subject
@@ -87,7 +88,7 @@ def approve(supply: Supply, ref: str, *, purpose: str, key: str) -> ApprovalInfo
     pid = resolve(supply, ref)
     with supply.ledger.reader() as r:
         by, role = signer(supply, key, r)
-        if not may(Role(role), "package.approved"):
+        if not may(Role(role), EventKind.PACKAGE_APPROVED):
             raise InvalidRequest(
                 f"the {role} key does not approve (the lab key and the factory key act "
                 "for the lab itself); use a model, evaluation, security or production key"
@@ -113,7 +114,7 @@ def approve(supply: Supply, ref: str, *, purpose: str, key: str) -> ApprovalInfo
             if row.keyid == by.keyid and row.purpose == purpose:
                 raise Conflict(f"key {key!r} approved {pid.short} for {purpose} already")
         ev = tx.append(
-            "package.approved",
+            EventKind.PACKAGE_APPROVED,
             str(pid),
             {
                 "package": str(pid),
@@ -137,14 +138,18 @@ def revoke(supply: Supply, ref: str, *, reason: str, key: str | None = None) -> 
     require_reason(reason)
     pid = resolve(supply, ref)
     with supply.ledger.reader() as r:
-        by = lab_signer(supply, r) if key is None else acting(supply, key, r, "package.revoked")
+        by = (
+            lab_signer(supply, r)
+            if key is None
+            else acting(supply, key, r, EventKind.PACKAGE_REVOKED)
+        )
     with supply.ledger.transaction() as tx:
         if tx.package(str(pid)) is None:
             raise NotFound(f"package {pid.short} is not registered")
         if tx.revocation(str(pid)) is not None:
             raise Conflict(f"package {pid.short} was revoked already")
         tx.append(
-            "package.revoked",
+            EventKind.PACKAGE_REVOKED,
             str(pid),
             {"package": str(pid), "reason": reason},
             signer=by,

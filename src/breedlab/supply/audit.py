@@ -30,6 +30,7 @@ from breedlab.errors import (
     UnauthorizedChange,
 )
 from breedlab.ledger import Event
+from breedlab.ledger.kinds import EventKind
 from breedlab.ledger.merkle import Frontier
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.registry.blobs import Leftover
@@ -165,7 +166,7 @@ def verify_ledger(supply: Supply, *, witness: Path | None = None) -> LedgerRepor
             if seen is not None:
                 leaves = r.event_hashes()
                 at = r.event(seen.checkpoint_seq) if len(leaves) >= seen.checkpoint_seq else None
-                recorded = at.payload if at and at.kind == "checkpoint.signed" else None
+                recorded = at.payload if at and at.kind == EventKind.CHECKPOINT_SIGNED else None
                 proved = check_witness(seen, leaves, authority.first_key, recorded)
         except (ChainBroken, UnauthorizedChange):
             raise
@@ -210,7 +211,7 @@ def checkpoint(supply: Supply, *, key: str | None = None) -> Event:
             dsse.sign(CHECKPOINT_PAYLOAD_TYPE, payload, by).to_bytes()
         )
         ev = tx.append(
-            "checkpoint.signed",
+            EventKind.CHECKPOINT_SIGNED,
             f"tree:{size}",
             {
                 "tree_size": size,
@@ -237,7 +238,7 @@ def anchor_automatically(supply: Supply) -> None:
 
 def _after_commit(supply: Supply, events: Sequence[Event]) -> None:
     supply.forget(events)
-    if all(e.kind == "checkpoint.signed" for e in events):
+    if all(e.kind == EventKind.CHECKPOINT_SIGNED for e in events):
         return
     supply.unanchored = True
     every = supply.config.checkpoint_every
@@ -253,7 +254,7 @@ def _auto_checkpoint(supply: Supply) -> None:
     only the factory key) leaves the next one to a process that has it."""
     with supply.checkpoint_lock:
         with supply.ledger.reader() as r:
-            if r.head()[0] == 0 or r.last_event_kind() == "checkpoint.signed":
+            if r.head()[0] == 0 or r.last_event_kind() == EventKind.CHECKPOINT_SIGNED:
                 supply.unanchored = False
                 return
         try:
@@ -281,7 +282,7 @@ def witness_export(supply: Supply, path: Path) -> Witness:
         InvalidRequest: ``path`` cannot be written.
     """
     with supply.ledger.reader() as r:
-        current = r.last_event_kind() == "checkpoint.signed"
+        current = r.last_event_kind() == EventKind.CHECKPOINT_SIGNED
     if not current:
         checkpoint(supply)
     with supply.ledger.reader() as r:
@@ -322,7 +323,7 @@ def sign_history(supply: Supply) -> Event:
     """
     with supply.ledger.reader() as r:
         lab_key = endorser(supply, r)
-        attested = [e.seq for e in r.events(kinds=("ledger.attested",))]
+        attested = [e.seq for e in r.events(kinds=(EventKind.LEDGER_ATTESTED,))]
         after = attested[-1] if attested else 0  # what an attestation covers already
         unsigned = sum(1 for e in r.events(after=after) if e.sig is None)
         has_factory = r.key(supply.config.factory_key) is not None
@@ -336,7 +337,7 @@ def sign_history(supply: Supply) -> Event:
     with supply.ledger.transaction() as tx:
         leaves = tx.event_hashes()
         return tx.append(
-            "ledger.attested",
+            EventKind.LEDGER_ATTESTED,
             f"tree:{len(leaves)}",
             {
                 "tree_size": len(leaves),

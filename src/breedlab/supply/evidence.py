@@ -31,6 +31,7 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import Conflict, IntegrityError, LabError
 from breedlab.ledger import Event
+from breedlab.ledger.kinds import EventKind
 from breedlab.supply.keys import factory_signer
 from breedlab.supply.service import Supply
 from breedlab.supply.values import Problem
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 STREAMS = ("shadow", "canary")
-SEALED = "release.evidence_sealed"
+SEALED = EventKind.EVIDENCE_SEALED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from breedlab.authority import RULES, may
 from breedlab.digest import Digest
 from breedlab.errors import Conflict, LabError, NotFound, PolicyError
 from breedlab.ledger import KeyRecord, Reader
+from breedlab.ledger.kinds import EventKind
 from breedlab.signing import dsse
 from breedlab.signing.keys import KeyPair, Role, check_key_name, load_keypair
 from breedlab.supply.service import Supply, require_reason
@@ -61,7 +62,7 @@ def add_key(supply: Supply, keypair: KeyPair, role: Role) -> KeyInfo:
     private, public = keypair.save(supply.config.keys_dir)
     try:
         supply.ledger.append(
-            "key.added",
+            EventKind.KEY_ADDED,
             name,
             {
                 "name": name,
@@ -127,7 +128,7 @@ def revoke_key(supply: Supply, name: str, reason: str) -> KeyInfo:
     with supply.ledger.reader() as r:
         lab_key = endorser(supply, r)
     supply.ledger.append(
-        "key.revoked",
+        EventKind.KEY_REVOKED,
         name,
         {"name": name, "keyid": info.keyid, "reason": reason},
         signer=lab_key,
@@ -183,7 +184,7 @@ def endorse_keys(supply: Supply, names: Sequence[str]) -> list[KeyInfo]:
             by = load_keypair(supply.config.keys_dir, name) if first else endorser(supply, r)
         envelope = _endorsement(supply, state.keyid, state.public_key, name, state.role, by)
         supply.ledger.append(
-            "key.endorsed",
+            EventKind.KEY_ENDORSED,
             name,
             {
                 "name": name,
@@ -237,7 +238,7 @@ def factory_signer(supply: Supply) -> KeyPair:
     name = supply.config.factory_key
     with supply.ledger.reader() as r:
         try:
-            return acting(supply, name, r, "candidate.generated")
+            return acting(supply, name, r, EventKind.CANDIDATE_GENERATED)
         except NotFound:
             raise PolicyError(
                 f"the lab's factory key {name!r} is not in {supply.config.keys_dir} (a lab "
@@ -245,7 +246,7 @@ def factory_signer(supply: Supply) -> KeyPair:
             ) from None
 
 
-def release_signer(supply: Supply, key: str | None, kind: str = "release.promoted") -> KeyPair:
+def release_signer(supply: Supply, key: str | None, kind: str = EventKind.PROMOTED) -> KeyPair:
     """The ``production`` key that signs a release action: ``key``, else
     ``[signing] release_key``.
 

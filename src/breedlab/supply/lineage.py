@@ -16,6 +16,7 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest, parse_prefix, sha256_stream
 from breedlab.errors import InvalidRequest, LabError, NotFound
 from breedlab.ledger import Event, Reader
+from breedlab.ledger.kinds import EventKind
 from breedlab.registry import source
 from breedlab.registry.manifest import FileEntry
 from breedlab.signing.statements import Statement
@@ -108,7 +109,7 @@ def decision(supply: Supply, ref: str) -> tuple[Event, dict[str, JsonValue]]:
         NotFound: no such decision. InvalidRequest: an ambiguous digest prefix.
     """
     with supply.ledger.reader() as r:
-        events = list(r.events(kinds=("decision.made",)))
+        events = list(r.events(kinds=(EventKind.DECISION_MADE,)))
     if ref == "latest":
         found = events[-1:]
     elif ref.isdigit():

@@ -22,6 +22,7 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest, parse_prefix
 from breedlab.errors import IntegrityError, InvalidRequest, NotFound, PolicyError
 from breedlab.ledger import Event, Reader
+from breedlab.ledger.kinds import EventKind
 from breedlab.registry import source
 from breedlab.registry.capability import Contract, parse_contract
 from breedlab.registry.licenses import check_license
@@ -335,7 +336,7 @@ def record_package(
                 if (rev := tx.revocation(str(parent))) is not None:
                     raise PolicyError(f"parent {parent.short} is revoked: {rev.reason}")
             seq = tx.append(
-                "package.registered",
+                EventKind.PACKAGE_REGISTERED,
                 str(pid),
                 {
                     "id": str(pid),
@@ -385,7 +386,7 @@ def signature_envelope(
 
 def append_signature(supply: Supply, tx: Txn, pid: Digest, by: KeyPair, envelope: Digest) -> Event:
     return tx.append(
-        "package.signed",
+        EventKind.PACKAGE_SIGNED,
         str(pid),
         {"package": str(pid), "key": by.name, "keyid": by.keyid, "envelope": str(envelope)},
         signer=by,

@@ -19,6 +19,7 @@ from breedlab.clock import Clock, SystemClock
 from breedlab.config import LabConfig
 from breedlab.errors import InvalidRequest
 from breedlab.ledger import Event, Ledger
+from breedlab.ledger.kinds import EventKind
 from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore, Leftover
 from breedlab.registry.stores import open_blob_store
@@ -29,10 +30,12 @@ __all__ = ["PACKAGE_KINDS", "TRUST_KINDS", "Supply", "VerificationCache", "requi
 
 #: Events that change what verifies (trusted keys, revocations -- a revoked parent
 #: fails its children): appending one empties the cache of this process.
-TRUST_KINDS = frozenset({"key.added", "key.endorsed", "key.revoked", "package.revoked"})
+TRUST_KINDS = frozenset(
+    {EventKind.KEY_ADDED, EventKind.KEY_ENDORSED, EventKind.KEY_REVOKED, EventKind.PACKAGE_REVOKED}
+)
 #: Events that add to one package's checks (a signature, an approval): appending one
 #: drops that package (the event's subject) from the cache.
-PACKAGE_KINDS = frozenset({"package.signed", "package.approved"})
+PACKAGE_KINDS = frozenset({EventKind.PACKAGE_SIGNED, EventKind.PACKAGE_APPROVED})
 
 
 @dataclass(slots=True)
