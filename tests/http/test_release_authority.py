@@ -87,17 +87,17 @@ def test_shadow_pairs_are_sealed_as_they_stream_and_when_the_run_stops(
             router.mirror.flush()
 
             def sealed(upto: int = (chunk + 1) * SEAL_EVERY) -> bool:
-                return read_evidence(lab, "digits", "shadow", seq).sealed == upto
+                return read_evidence(lab.supply, "digits", "shadow", seq).sealed == upto
 
             _until(sealed, f"the background seal of chunk {chunk}")
         stopped = controller.stop_shadow(lab, "digits")
     finally:
         router.close()
-    evidence = read_evidence(lab, "digits", "shadow", seq)
+    evidence = read_evidence(lab.supply, "digits", "shadow", seq)
     assert evidence.unsealed == 0 and evidence.sealed == 4 * SEAL_EVERY
     assert stopped.payload["evidence"] == list(evidence.digests)
     assert len(evidence.digests) == 4  # sealed as it streamed, one seal per chunk
-    segments = sealed_segments(lab, "digits", "shadow", seq)
+    segments = sealed_segments(lab.supply, "digits", "shadow", seq)
     assert [s.start for s in segments[1:]] == [s.end for s in segments[:-1]]  # contiguous
     assert lab.verify_evidence().problems == ()
     lab.verify_ledger()
@@ -136,7 +136,7 @@ def test_the_canary_gate_reads_only_sealed_pairs_and_names_them(
     finally:
         router.close()
     _, seq = controller.shadow_run(lab, "digits")
-    evidence = read_evidence(lab, "digits", "shadow", seq)
+    evidence = read_evidence(lab.supply, "digits", "shadow", seq)
     assert evidence.unsealed == 0  # the start sealed the run first
     assert started.payload["shadow_evidence"] == list(evidence.digests)
     assert started.payload["shadow"]["answered"] == 60  # type: ignore[index]
@@ -166,7 +166,7 @@ def test_an_edited_canary_log_changes_no_status_and_verify_all_names_it(
         router.close()
     [aborted] = lab.events(kinds=("release.canary_aborted",))
     started = lab.events(kinds=("release.canary_started",))[-1]
-    evidence = read_evidence(lab, "digits", "canary", started.seq)
+    evidence = read_evidence(lab.supply, "digits", "canary", started.seq)
     assert aborted.payload["evidence"] == list(evidence.digests) and evidence.unsealed == 0
     status = controller.canary_status(lab, "digits")
     path = lab.config.root / "release" / "digits" / f"canary-{started.seq}.jsonl"
