@@ -47,7 +47,6 @@ LOADGEN = ROOT / "benchmarks" / "_loadgen.py"
 sys.path.insert(0, str(ROOT / "tests"))  # the small real models of the tests
 
 from breedlab.families.torch_family import build_module, save_torch_model  # noqa: E402
-from breedlab.http.routing import Router  # noqa: E402
 from breedlab.lab import Lab  # noqa: E402
 from breedlab.lab import release as controller  # noqa: E402
 from breedlab.release import CanaryPolicy  # noqa: E402
@@ -316,7 +315,7 @@ def oversized_bodies(
 
 def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict[str, object]:
     """5% injected canary failures; each drill a fresh artifact (a new id)."""
-    router = Router(lab, faults={"canary": 0.05}, seed=1)
+    router = controller.router(lab, faults={"canary": 0.05}, seed=1)
     champion = build_module(CONFIG)
     from breedlab.tensors.quantized import load_state_dict
 
