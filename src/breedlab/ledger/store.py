@@ -61,6 +61,7 @@ class Ledger:
         self._head_file = _sqlite_file(url)
         self._head_local = threading.local()  # one head connection per thread
         self._head_conns: list[sqlite3.Connection] = []
+        self._head_last: Head | None = None
         #: Called with the events of every committed transaction that appended some
         #: (the lab writes its automatic checkpoints from here).
         self.after_commit: Callable[[Sequence[Event]], None] | None = None
@@ -109,7 +110,8 @@ class Ledger:
         """The chain's head, cheaply: one indexed row read (a server asks on every request).
 
         On a SQLite file it is read with the standard library's ``sqlite3``, on a
-        read-only connection per thread kept open; on other databases, through a reader.
+        read-only connection per thread kept open: the seq alone, and the whole row only
+        when the seq moved since the last read; on other databases, through a reader.
 
         Raises:
             LabError: the database cannot be read.
@@ -127,10 +129,16 @@ class Ledger:
                 )
                 self._head_local.conn = conn
                 self._head_conns.append(conn)
+            row = conn.execute("SELECT seq FROM head WHERE id = 1").fetchone()
+            last = self._head_last
+            if last is not None and (0 if row is None else row[0]) == last.seq:
+                return last  # the head seldom moves: its value is built once per move
             row = conn.execute("SELECT seq, hash FROM head WHERE id = 1").fetchone()
         except sqlite3.Error as e:
             raise LabError(f"ledger database error: {e}") from e
-        return Head(seq=0, hash=GENESIS) if row is None else Head(seq=int(row[0]), hash=str(row[1]))
+        head = Head(seq=0, hash=GENESIS) if row is None else Head(seq=int(row[0]), hash=str(row[1]))
+        self._head_last = head  # one reference: safe across threads
+        return head
 
     def close(self) -> None:
         while self._idle:
