@@ -2,7 +2,15 @@
 
 Reads the ledger and the logs the server writes, decides with the pure cores of
 :mod:`breedlab.release`, and writes alias moves and ``release.*`` events. The serving app
-(``breedlab.http``) calls these functions; so do the CLI and the demo.
+(``breedlab.http``) calls these functions; so do the CLI and the demo. :func:`router`
+makes the serving process's :class:`~breedlab.serving.router.Router` over a lab, with a
+:class:`LabRecorder` for the ledger writes it asks for (:mod:`breedlab.serving` sits
+below the lab and imports none of it); ``ServedModel``, ``load_served``, ``CanaryRun``
+and ``shadow_pairs`` are serving's, re-exported here.
+
+Over the ~600-line guide (about 1,060 lines) for now: the serving side has left, and
+what remains is the ledger-writing verbs, the promotion case and the release reports,
+which issue 11's lab step splits (promotion into ``release/promotion.py``).
 
 State is the ledger: ``release.shadow_started`` / ``release.shadow_stopped``,
 ``release.canary_started`` / ``release.canary_stage`` / ``release.canary_passed`` /
