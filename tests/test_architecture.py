@@ -1,5 +1,6 @@
 """Imports point down (DESIGN §2): base < signing, jobs < registry, ledger, families,
-datasets < factory, evaluator, viability, release < sandbox < lab < http < demo < cli
+datasets < factory, evaluator, viability, release < sandbox < supply < serving < lab < http
+< demo < cli
 (``breedlab serve`` starts the HTTP app, and the demo runs it in process).
 No pickle anywhere; torch stays out of the supply chain so the CLI starts fast."""
 
@@ -20,7 +21,7 @@ LAYERS = {
     "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,
     "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
     "sandbox": 4, "authority": 4,
-    "lab": 5, "http": 6, "demo": 7, "cli": 8,
+    "supply": 5, "serving": 6, "lab": 7, "http": 8, "demo": 9, "cli": 10,
 }  # fmt: skip
 
 
