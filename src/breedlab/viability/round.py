@@ -173,17 +173,6 @@ class RoundDecision:
         """The decisions of every candidate but the winner (each gets archived)."""
         return tuple(d for d in self.decisions if d.candidate_id != self.winner)
 
-    def decision(self, candidate_id: str) -> Decision:
-        """The decision for ``candidate_id``.
-
-        Raises:
-            InvalidRequest: no scored candidate has that id.
-        """
-        found = next((d for d in self.decisions if d.candidate_id == candidate_id), None)
-        if found is None:
-            raise InvalidRequest(f"no decision for candidate {candidate_id} in this round")
-        return found
-
 
 def _number(record: Mapping[str, JsonValue], key: str, default: str) -> float:
     return float(Decimal(str(record.get(key, default))))
