@@ -307,7 +307,7 @@ def run_plans(
     return results
 
 
-# -- parents ------------------------------------------------------------------
+# -- parents ------------------------------------------------------------------------------------
 
 
 def approved_parents(lab: Lab, capability: str) -> list[Digest]:
