@@ -15,7 +15,7 @@ from datetime import datetime
 
 from breedlab.canonical import JsonValue
 from breedlab.clock import Clock
-from breedlab.ledger import Event
+from breedlab.ledger import Event, EventKind
 from breedlab.release.canary import CanaryObservation, CanaryPolicy, CanaryStage
 from breedlab.release.cohorts import Cohort, Ramp, SrmVerdict
 from breedlab.release.cohorts import sample_ratio_check as _srm
@@ -27,7 +27,7 @@ from breedlab.serving.release_logs import EvidenceSink
 __all__ = ["CanaryRun", "Record"]
 
 #: Appends a ``release.*`` event (kind, capability, payload) to the ledger.
-Record = Callable[[str, str, Mapping[str, JsonValue]], Event]
+Record = Callable[[EventKind, str, Mapping[str, JsonValue]], Event]
 
 
 class CanaryRun:
@@ -145,12 +145,12 @@ class CanaryRun:
             nxt = self.cohort.ramp.next_stage(self.cohort.stage)
             # Recorded first: a write that fails (no factory key) leaves the run as it was.
             if nxt is None:
-                event = self.record("release.canary_passed", self.capability, payload)
+                event = self.record(EventKind.CANARY_PASSED, self.capability, payload)
                 self.finished = Verdict.PASS
                 return event
             advanced = self.cohort.advanced()
             payload["stage"] = advanced.stage
-            event = self.record("release.canary_stage", self.capability, payload)
+            event = self.record(EventKind.CANARY_STAGE, self.capability, payload)
             self.cohort = advanced
             self._new_stage()
             return event
@@ -172,7 +172,7 @@ class CanaryRun:
         limit = self.cap.to_record()
         sealed = self.log.seal()
         return self.record(
-            "release.canary_stopped",
+            EventKind.CANARY_STOPPED,
             self.capability,
             {
                 "package": str(self.package),
@@ -222,7 +222,7 @@ class CanaryRun:
         statuses = self.stage.statuses()
         sealed = self.log.seal()
         return self.record(
-            "release.canary_aborted",
+            EventKind.CANARY_ABORTED,
             self.capability,
             {
                 "package": str(self.package),

@@ -18,7 +18,7 @@ from breedlab.canonical import JsonValue
 from breedlab.clock import Clock
 from breedlab.config import LabConfig
 from breedlab.digest import Digest
-from breedlab.ledger import Event, Ledger
+from breedlab.ledger import Event, EventKind, Ledger
 from breedlab.registry.blobs import BlobStore
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import Manifest
@@ -96,6 +96,6 @@ class ReleaseRecorder(Protocol):
         """The evidence log of the ``stream`` (shadow, canary) run started at ``seq``."""
         ...
 
-    def record(self, kind: str, capability: str, payload: Mapping[str, JsonValue]) -> Event:
+    def record(self, kind: EventKind, capability: str, payload: Mapping[str, JsonValue]) -> Event:
         """Append a ``release.*`` event about ``capability``, signed by the factory key."""
         ...
