@@ -9,7 +9,10 @@
 2. An injected canary fault (5% of the canary's answers fail): requests until the
    automatic abort and time to mitigate, over repeated drills, each with a new artifact
    (an aborted id is deny-listed). Targets: median <= 100 requests; mitigation <= 50 ms.
-3. Oversized bodies (issue 10): the primary load and a ``/healthz`` probe, alone and
+3. The ledger head read every request starts with (``Ledger.head()``), against the
+   floor: the same one-row ``SELECT`` on a kept ``sqlite3`` connection (issue 11: no
+   slower than the raw SQL the router used to run itself).
+4. Oversized bodies (issue 10): the primary load and a ``/healthz`` probe, alone and
    while other clients keep sending bodies far over the server's limit (``--oversize-mb``,
    alternately with a ``Content-Length`` and chunked, each resent as soon as it is
    refused). The p99 of predicts and of ``/healthz`` with and without the senders (medians
@@ -18,7 +21,7 @@
    refusals cheap.
 
 Usage: ``.venv/bin/python benchmarks/serve.py [--rate 150] [--seconds 8] [--drills 15]
-[--parts primary,oversize,drills]``. Nothing is sent anywhere but 127.0.0.1.
+[--parts primary,head,oversize,drills]``. Nothing is sent anywhere but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ LOADGEN = ROOT / "benchmarks" / "_loadgen.py"
 sys.path.insert(0, str(ROOT / "tests"))  # the small real models of the tests
 
 from breedlab.families.torch_family import build_module, save_torch_model  # noqa: E402
-from breedlab.http.routing import Router  # noqa: E402
 from breedlab.lab import Lab  # noqa: E402
 from breedlab.lab import release as controller  # noqa: E402
 from breedlab.release import CanaryPolicy  # noqa: E402
@@ -316,7 +318,7 @@ def oversized_bodies(
 
 def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict[str, object]:
     """5% injected canary failures; each drill a fresh artifact (a new id)."""
-    router = Router(lab, faults={"canary": 0.05}, seed=1)
+    router = controller.router(lab, faults={"canary": 0.05}, seed=1)
     champion = build_module(CONFIG)
     from breedlab.tensors.quantized import load_state_dict
 
@@ -383,6 +385,32 @@ def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict
     }
 
 
+def head_reads(root: Path, calls: int = 20000, rounds: int = 7) -> dict[str, Any]:
+    """Microseconds per ``Ledger.head()`` and per raw head ``SELECT``, alternating rounds."""
+    import sqlite3
+
+    with Lab.open(root) as lab:
+        path = Path(lab.config.ledger_sqlalchemy_url.removeprefix("sqlite:///"))
+        raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        head, typed, floor = lab.ledger.head, [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                head()
+            typed.append((time.perf_counter() - t0) / calls * 1e6)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                raw.execute("SELECT seq FROM head WHERE id = 1").fetchone()
+            floor.append((time.perf_counter() - t0) / calls * 1e6)
+        raw.close()
+    med_typed, med_floor = statistics.median(typed), statistics.median(floor)
+    return {
+        "ledger_head_us_median": round(med_typed, 2),
+        "raw_select_us_median": round(med_floor, 2),
+        "ratio": round(med_typed / med_floor, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=150.0, help="offered requests/s")
@@ -392,7 +420,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=2, help="oversized-body senders")
     parser.add_argument("--oversize-mb", type=float, default=50.0, help="each oversized body")
     parser.add_argument(
-        "--parts", default="primary,oversize,drills", help="which measurements, comma-separated"
+        "--parts",
+        default="primary,head,oversize,drills",
+        help="which measurements, comma-separated",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -406,6 +436,8 @@ def main() -> None:
             out["primary_path"] = primary_path(
                 root / "lab", ids["good"], rate=args.rate, seconds=args.seconds, reps=args.reps
             )
+        if "head" in parts:
+            out["head_read"] = head_reads(root / "lab")
         if "oversize" in parts:
             out["oversized_bodies"] = oversized_bodies(
                 root / "lab",

@@ -24,8 +24,8 @@ from sklearn.datasets import load_digits
 
 from breedlab.capabilities import contract_path
 from breedlab.families.torch_family import build_module, save_torch_model
-from breedlab.http.routing import Router
 from breedlab.lab import Lab
+from breedlab.serving.router import Router
 
 CONFIG = {"architecture": "mlp", "classes": 10, "hidden": [32], "inputs": 64}
 

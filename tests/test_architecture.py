@@ -1,6 +1,6 @@
 """Imports point down (DESIGN §2): base < signing, jobs < registry, ledger, families,
-datasets < factory, evaluator, viability, release < sandbox, authority < supply < serving
-< lab < http < demo < cli
+datasets < factory, evaluator, viability, release < sandbox < supply < serving < lab < http
+< demo < cli
 (``breedlab serve`` starts the HTTP app, and the demo runs it in process).
 No pickle anywhere; torch stays out of the supply chain so the CLI starts fast."""
 

@@ -31,6 +31,7 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import Conflict, InvalidRequest, LabError, PolicyError
 from breedlab.lab import Lab
+from breedlab.ledger import EventKind
 
 if TYPE_CHECKING:
     import httpx
@@ -363,7 +364,7 @@ def _release_tour(
         )
         aborted = [
             e
-            for e in lab.events(kinds=("release.canary_aborted",))
+            for e in lab.events(kinds=(EventKind.CANARY_ABORTED,))
             if e.payload["package"] == str(bad)
         ]
         if not aborted:

@@ -23,12 +23,13 @@ import pytest
 
 from breedlab.cli import main
 from breedlab.errors import InvalidRequest, NotFound, Unavailable
-from breedlab.http import routing, shadow_process
-from breedlab.http.routing import Router
 from breedlab.lab import Lab
 from breedlab.lab import release as controller
-from breedlab.lab.release import ServedModel
 from breedlab.release import CanaryPolicy, ExposureCap, MinimumDwell
+from breedlab.serving import mirror, shadow_process
+from breedlab.serving import router as router_module
+from breedlab.serving.router import Router
+from breedlab.serving.served_models import ServedModel
 from release_lab import body, release_lab, shadow
 
 NO_DWELL = MinimumDwell(min_time=timedelta(0), min_requests=0)
@@ -59,7 +60,7 @@ def _ask(router: Router, unit: str, i: int) -> str:
 @contextlib.contextmanager
 def _canary(lab: Lab, pkg: str, cap: ExposureCap) -> Iterator[Router]:
     """A router serving a 100% canary of ``pkg`` (stages need 20 requests) under ``cap``."""
-    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
     try:
         shadow(lab, router, pkg)
         controller.start_canary(lab, "digits", percent=100, cap=cap, stage_min=20)
@@ -95,7 +96,7 @@ def test_start_canary_refuses_a_cap_below_the_stage_minimum(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = Router(lab)
+    router = controller.router(lab)
     try:
         shadow(lab, router, ids["good"])
         with pytest.raises(InvalidRequest, match="would stop every stage"):
@@ -179,7 +180,7 @@ def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
 ) -> None:
     lab, ids = lab_ids
     old = lab.resolve(ids["champion"])
-    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
     try:
         _promote(lab, router, ids["good"], timedelta(seconds=3))
         route = router.refresh().routes["digits"]
@@ -206,7 +207,7 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
 ) -> None:
     lab, ids = lab_ids
     good = lab.resolve(ids["good"])
-    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
     try:
         shadow(lab, router, ids["good"])
         capsys.readouterr()
@@ -281,7 +282,7 @@ def test_a_zero_baking_period_keeps_nothing_warm(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = Router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
     try:
         _promote(lab, router, ids["good"], timedelta(0))
         table = router.refresh()
@@ -299,13 +300,13 @@ def test_the_shadow_process_runs_at_idle_priority_unless_configured_otherwise(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = Router(lab)  # this lab: [release] shadow_priority = "normal"
+    router = controller.router(lab)  # this lab: [release] shadow_priority = "normal"
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
         assert route.shadow is not None and router.mirror.pid is not None
         assert os.sched_getscheduler(router.mirror.pid) == os.SCHED_OTHER
-        idle = routing.ShadowMirror()  # the default: SCHED_IDLE, set before it imports
+        idle = mirror.ShadowMirror()  # the default: SCHED_IDLE, set before it imports
         idle.retarget([(route.shadow, route.champion)])
         try:
             assert idle.pid is not None
@@ -320,7 +321,7 @@ def test_the_shadow_process_times_a_sample_of_its_pairs(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = Router(lab)
+    router = controller.router(lab)
     try:
         shadow(lab, router, ids["good"], n=200)
         _, pairs, _ = controller.read_shadow_pairs(lab, "digits")
@@ -336,7 +337,7 @@ def test_the_shadow_process_times_a_sample_of_its_pairs(
 
 
 def test_nothing_crosses_to_the_shadow_process_by_pickle() -> None:
-    for module in (routing, shadow_process):
+    for module in (mirror, router_module, shadow_process):
         tree = ast.parse(Path(str(module.__file__)).read_text("utf-8"))
         imported = {
             alias.name.split(".")[0]
@@ -368,10 +369,10 @@ def test_a_server_script_without_a_main_guard_still_shadows(
             from pathlib import Path
             sys.path.insert(0, {str(tests)!r})
             from release_lab import body
-            from breedlab.http.routing import Router
             from breedlab.lab import Lab
+            from breedlab.lab import release as controller
             lab = Lab.open(Path({str(lab.config.root)!r}))
-            router = Router(lab)
+            router = controller.router(lab)
             assert router.mirror.wait_ready(timeout=300), "the shadow process never became ready"
             route = router.refresh().routes["digits"]
             for i in range(20):
@@ -396,7 +397,7 @@ def test_a_shadow_process_that_dies_is_started_again_after_a_backoff(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = Router(lab)
+    router = controller.router(lab)
     try:
         shadow(lab, router, ids["good"], n=10)
         first = router.mirror.pid

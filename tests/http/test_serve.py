@@ -16,11 +16,11 @@ import pytest
 
 from breedlab.capabilities import contract_path
 from breedlab.errors import NotFound, PolicyError
-from breedlab.http import create_app, routing
-from breedlab.http.routing import Router
+from breedlab.http import create_app
 from breedlab.lab import Lab
 from breedlab.lab import release as controller
 from breedlab.release import CanaryPolicy, MinimumDwell, ShadowGate
+from breedlab.serving import mirror
 from release_lab import body, client, release_lab, serving
 
 TOKEN = "test-token"
@@ -147,7 +147,7 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
     served: tuple[Lab, dict[str, str], str],
 ) -> None:
     lab, ids, _ = served
-    router = Router(lab, shadow_queue=1)
+    router = controller.router(lab, shadow_queue=1)
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -175,8 +175,8 @@ def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
     served: tuple[Lab, dict[str, str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lab, ids, _ = served
-    monkeypatch.setattr(routing, "_FIRST_BACKOFF_S", 3600.0)  # no restart in this test
-    router = Router(lab)
+    monkeypatch.setattr(mirror, "_FIRST_BACKOFF_S", 3600.0)  # no restart in this test
+    router = controller.router(lab)
     try:
         route = router.refresh().routes["digits"]
         alone = [route.champion.predict(body(i)["inputs"]) for i in range(120)]
@@ -351,7 +351,7 @@ def test_an_injected_canary_fault_falls_back_to_the_champion_and_the_sprt_aborts
 ) -> None:
     lab, ids = release_lab(tmp_path_factory.mktemp("fault"))
     lab.approve(ids["good"], purpose="release", key="pat")
-    router = Router(lab, faults={"canary": 1.0})
+    router = controller.router(lab, faults={"canary": 1.0})
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -388,14 +388,14 @@ def test_serve_may_run_the_shadow_process_at_normal_priority_whatever_the_config
     from breedlab.errors import InvalidRequest
 
     assert lab.config.shadow_priority == "idle"
-    idle, normal = Router(lab), Router(lab, shadow_priority="normal")
+    idle, normal = controller.router(lab), controller.router(lab, shadow_priority="normal")
     try:
         assert idle.mirror.idle and not normal.mirror.idle
     finally:
         idle.close()
         normal.close()
     with pytest.raises(InvalidRequest, match="one of idle, normal"):
-        Router(lab, shadow_priority="low")
+        controller.router(lab, shadow_priority="low")
 
 
 def test_the_socket_serve_listens_on_gets_nagle_turned_off_for_each_connection() -> None:

@@ -53,10 +53,10 @@ from breedlab.errors import (
     one_line,
 )
 from breedlab.http.limits import BodyLimit
-from breedlab.http.routing import Router
 from breedlab.lab import release as controller
 from breedlab.registry.manifest import RiskTier
 from breedlab.release.canary import DEFAULT_STAGE_MAX_REQUESTS, CanaryPolicy, ExposureCap
+from breedlab.release.shadow_stats import ShadowPair
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -320,14 +320,6 @@ def create_app(
     overrides ``[release] shadow_priority`` for the shadow process.
     """
     secret = token or ensure_admin_token(lab.config.keys_dir).read_text("utf-8").strip()
-    router = Router(
-        lab,
-        canary_policy=canary_policy,
-        faults=faults,
-        shadow_queue=shadow_queue,
-        srm_min_units=srm_min_units,
-        shadow_priority=shadow_priority,
-    )
     registry = CollectorRegistry()
     requests = Counter(
         "breedlab_requests",
@@ -349,6 +341,23 @@ def create_app(
     mirrored = Counter("breedlab_shadow_mirrored", "Mirrored requests", registry=registry)
     dropped = Counter("breedlab_shadow_dropped", "Mirrors dropped", registry=registry)
     shadow_errors = Counter("breedlab_shadow_errors", "Shadow failures", registry=registry)
+
+    def on_pair(capability: str, pair: ShadowPair) -> None:
+        latency.labels(capability, "shadow").observe(pair.shadow_latency_s or 0.0)
+        requests.labels(capability, "shadow", "error" if pair.shadow_error else "ok").inc()
+        if pair.shadow_error:
+            shadow_errors.inc()
+            errors.labels(capability, "shadow").inc()
+
+    router = controller.router(
+        lab,
+        canary_policy=canary_policy,
+        faults=faults,
+        shadow_queue=shadow_queue,
+        srm_min_units=srm_min_units,
+        shadow_priority=shadow_priority,
+        on_pair=on_pair,
+    )
     Gauge(
         "breedlab_shadow_up", "1 while a shadow process is running", registry=registry
     ).set_function(lambda: float(router.mirror.up))
@@ -360,15 +369,6 @@ def create_app(
         "1 while the newest ledger events do not verify (the last verified table serves)",
         registry=registry,
     ).set_function(lambda: float(router.refused is not None))
-
-    def on_pair(capability: str, pair: Any) -> None:
-        latency.labels(capability, "shadow").observe(pair.shadow_latency_s or 0.0)
-        requests.labels(capability, "shadow", "error" if pair.shadow_error else "ok").inc()
-        if pair.shadow_error:
-            shadow_errors.inc()
-            errors.labels(capability, "shadow").inc()
-
-    router.mirror._on_pair = on_pair
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -3,13 +3,21 @@
     parents    <- approved, unrevoked, verified models of the capability    (read)
     candidates <- each allowed operator in the sandbox, in parallel         (generate)
     scorecards <- every candidate and the champion (3x: the A/A no-op)      (evaluate)
-    decision   <- viability: vs champion and no-op, Holm, sealed confirm    (decide)
+    decision   <- viability.round: vs champion and no-op, Holm, sealed      (decide)
     winner     -> the ``shadow`` alias; otherwise every candidate archived  (write)
 
+``run_round`` is the shell: it reads, runs and writes; every decision is
+:func:`breedlab.viability.round.decide_round`'s, a pure function of the evaluations.
 Every step is a ledger event: ``round.started``, ``candidate.generated`` or
 ``candidate.failed``, ``candidate.scored``, ``decision.made``, ``candidate.archived``,
-``alias.moved``, ``round.finished``. The decision record (a canonical JSON blob) holds
-everything needed to explain it later from the ledger alone.
+``alias.moved``, ``round.finished``. The decision record (a canonical JSON blob, schema
+``report.record.ROUND_SCHEMA``) holds everything needed to explain it later from the
+ledger alone.
+
+Over 600 lines because the operator runs (``Plan``, ``run_plans``, ``store_outputs``,
+also used by replay, recipes and the built-in capabilities) live here beside the round;
+they move out once ``supply/`` takes their registry calls out of ``lab/`` (issue 11): a
+module of their own today would join the ``lab/`` import circle.
 """
 
 from __future__ import annotations
@@ -17,10 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
@@ -35,35 +40,16 @@ from breedlab.lab.evaluation import (
     load_suite,
     parent_input,
 )
+from breedlab.ledger import Event
 from breedlab.registry import source
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import DataClass, Kind, Manifest, RiskTier
 from breedlab.report.record import ROUND_SCHEMA
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
+from breedlab.signing.keys import KeyPair
 from breedlab.supply.packages import check, record_package, store_package
-from breedlab.viability import (
-    AggregateValue,
-    Decision,
-    Direction,
-    Evidence,
-    Group,
-    GroupWeights,
-    MetricEvidence,
-    MetricKind,
-    MetricSpec,
-    PairedBinary,
-    PairedContinuous,
-    Policy,
-    Role,
-    Veto,
-    VetoKind,
-    assess,
-    confirm,
-    contender,
-    decide,
-    noise_floor,
-)
+from breedlab.viability.round import Entrant, RoundDecision, RoundFacts, decide_round
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab
@@ -73,7 +59,6 @@ __all__ = [
     "Plan",
     "RoundResult",
     "approved_parents",
-    "policy_from_suite",
     "run_plans",
     "run_round",
 ]
@@ -107,6 +92,10 @@ class Plan:
             "seed": self.seed,
             "failure_cluster": None if self.failure_cluster is None else str(self.failure_cluster),
         }
+
+
+#: ``plans_for(parents, failure_cluster, data, seed)``: a round's operator plans.
+PlansFor = Callable[[Sequence[Digest], Digest | None, Mapping[str, Digest], int], list[Plan]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -320,7 +309,7 @@ def run_plans(
     return results
 
 
-# -- parents, policy, evidence ------------------------------------------------------------------
+# -- parents ------------------------------------------------------------------------------------
 
 
 def approved_parents(lab: Lab, capability: str) -> list[Digest]:
@@ -359,103 +348,6 @@ def approved_parents(lab: Lab, capability: str) -> list[Digest]:
     return chosen
 
 
-def _number(record: Mapping[str, JsonValue], key: str, default: str) -> float:
-    return float(Decimal(str(record.get(key, default))))
-
-
-def policy_from_suite(
-    suite_policy: Mapping[str, JsonValue],
-    metrics: Sequence[Mapping[str, JsonValue]],
-    *,
-    seed: int,
-    sigma_aa: float,
-) -> Policy:
-    specs = tuple(
-        MetricSpec(
-            name=str(m["name"]),
-            group=Group(str(m["group"])),
-            direction=Direction(str(m["direction"])),
-            role=Role(str(m["role"])),
-            kind=MetricKind(str(m["kind"])),
-            margin=_number(m, "margin", "0"),
-            scale=_number(m, "scale", "0") or None,
-        )
-        for m in metrics
-    )
-    weights = suite_policy.get("weights")
-    return Policy(
-        metrics=specs,
-        epsilon_min=_number(suite_policy, "epsilon_min", "0.01"),
-        sigma_aa=sigma_aa,
-        seed=seed,
-        alpha=_number(suite_policy, "alpha", "0.05"),
-        bootstrap_samples=int(str(suite_policy.get("bootstrap_samples", 2000))),
-        min_pairs=int(str(suite_policy.get("min_pairs", 30))),
-        utility_min=_number(suite_policy, "utility_min", "0"),
-        weights=(
-            GroupWeights(**{k: float(Decimal(str(v))) for k, v in weights.items()})
-            if isinstance(weights, dict)
-            else GroupWeights()
-        ),
-    )
-
-
-def _evidence(
-    policy: Policy, champion: Evaluation, candidate: Evaluation, split: str, vetoes: Sequence[Veto]
-) -> Evidence:
-    assert champion.scorecard is not None and candidate.scorecard is not None
-    metrics = []
-    for spec in policy.metrics:
-        mine = champion.scorecard.per_item(spec.name, split)
-        theirs = candidate.scorecard.per_item(spec.name, split)
-        if spec.kind is MetricKind.AGGREGATE:
-            data: Any = AggregateValue(champion=float(mine), candidate=float(theirs))
-        elif spec.kind is MetricKind.BINARY:
-            data = PairedBinary(champion=np.asarray(mine, bool), candidate=np.asarray(theirs, bool))
-        else:
-            data = PairedContinuous(
-                champion=np.asarray(mine, np.float64), candidate=np.asarray(theirs, np.float64)
-            )
-        metrics.append(MetricEvidence(metric=spec.name, data=data))
-    return Evidence(candidate_id=str(candidate.model), metrics=tuple(metrics), vetoes=tuple(vetoes))
-
-
-def _budget_vetoes(contract: Contract, evaluation: Evaluation) -> list[Veto]:
-    assert evaluation.scorecard is not None
-    r = evaluation.scorecard.resources
-    vetoes = []
-    if r.latency_p95_ms > float(contract.budget.latency_p95_ms):
-        vetoes.append(
-            Veto(
-                kind=VetoKind.BUDGET,
-                reason=(
-                    f"latency p95 {r.latency_p95_ms:.3f} ms exceeds the budget of "
-                    f"{contract.budget.latency_p95_ms} ms"
-                ),
-            )
-        )
-    if r.size_bytes > float(contract.budget.size_mib) * 1024 * 1024:
-        vetoes.append(
-            Veto(
-                kind=VetoKind.BUDGET,
-                reason=(
-                    f"size {r.size_bytes} B exceeds the budget of {contract.budget.size_mib} MiB"
-                ),
-            )
-        )
-    if r.peak_rss_kib / 1024 > float(contract.budget.memory_mib):
-        vetoes.append(
-            Veto(
-                kind=VetoKind.BUDGET,
-                reason=(
-                    f"peak memory {r.peak_rss_kib / 1024:.0f} MiB exceeds the budget of "
-                    f"{contract.budget.memory_mib} MiB"
-                ),
-            )
-        )
-    return vetoes
-
-
 # -- the round --------------------------------------------------------------------------------
 
 
@@ -484,32 +376,53 @@ def _check_fresh_model_sizes(plans: Sequence[Plan], contract: Contract) -> None:
                 raise InvalidRequest(f"plan {plan.label}: {e.message}") from e
 
 
-def run_round(
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Setup:
+    """What a round runs on, read and checked before anything runs."""
+
+    capability: str
+    contract: Contract
+    operators: list[str]
+    parents: list[Digest]  # the champion first
+    suite: Digest
+    plans: list[Plan]
+    failure_cluster: Digest | None
+    seed: int
+
+    @property
+    def champion(self) -> Digest:
+        return self.parents[0]
+
+
+def _allowed_operators(
+    capability: str, contract: Contract, operators: Sequence[str] | None
+) -> list[str]:
+    allowed = list(contract.allowed_operators)
+    if operators is None:
+        return allowed
+    refused = [op for op in operators if op not in allowed]
+    if refused:
+        raise PolicyError(
+            f"operator(s) {', '.join(refused)} are not allowed for {capability} "
+            f"(allowed: {', '.join(allowed)})"
+        )
+    return [op for op in allowed if op in operators]
+
+
+def _setup(
     lab: Lab,
     capability: str,
     *,
-    plans_for: Callable[[Sequence[Digest], Digest | None, Mapping[str, Digest], int], list[Plan]],
+    plans_for: PlansFor,
     failure_cluster: Digest | None,
     operators: Sequence[str] | None,
-    executor: Executor,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> RoundResult:
-    """Run one breeding round. See the module docstring."""
-    say = progress or (lambda _message: None)
+    seed: int,
+) -> _Setup:
+    """Read and check what the round needs; nothing is recorded yet."""
     _, contract = lab.capability(capability)
-    allowed = list(contract.allowed_operators)
-    if operators is not None:
-        refused = [op for op in operators if op not in allowed]
-        if refused:
-            raise PolicyError(
-                f"operator(s) {', '.join(refused)} are not allowed for {capability} "
-                f"(allowed: {', '.join(allowed)})"
-            )
-        allowed = [op for op in allowed if op in operators]
+    allowed = _allowed_operators(capability, contract, operators)
     # SELECT_APPROVED_PARENTS first: a bad parent stops the round before anything runs.
     parents = approved_parents(lab, capability)
-    champion = parents[0]
     suite_id = lab.alias(capability, "suite")
     if suite_id is None:
         raise NotFound(f"capability {capability!r} has no frozen suite (alias {capability}@suite)")
@@ -527,173 +440,214 @@ def run_round(
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
     _check_fresh_model_sizes(plans, contract)
-    factory = lab.factory_signer()
-    interrupts.check(f"starting a round of {capability}")
-    with lab.ledger.transaction() as tx:  # numbered under the head lock: no two alike
+    return _Setup(
+        capability=capability,
+        contract=contract,
+        operators=allowed,
+        parents=parents,
+        suite=suite_id,
+        plans=plans,
+        failure_cluster=failure_cluster,
+        seed=seed,
+    )
+
+
+def _start(lab: Lab, setup: _Setup, factory: KeyPair) -> tuple[str, Event]:
+    """``round.started``, numbered under the head lock (no two rounds alike)."""
+    with lab.ledger.transaction() as tx:
         tx.locked_head()
-        number = 1 + sum(1 for _ in tx.events(kinds=("round.started",), subject=capability))
+        number = 1 + sum(1 for _ in tx.events(kinds=("round.started",), subject=setup.capability))
         round_id = f"round-{number}"
         started = tx.append(
             "round.started",
-            capability,
+            setup.capability,
             {
                 "round": round_id,
-                "capability": capability,
-                "champion": str(champion),
-                "parents": [str(p) for p in parents],
-                "failure_cluster": None if failure_cluster is None else str(failure_cluster),
-                "operators": allowed,
-                "suite": str(suite_id),
-                "seed": seed,
-                "plans": [p.to_json() for p in plans],
+                "capability": setup.capability,
+                "champion": str(setup.champion),
+                "parents": [str(p) for p in setup.parents],
+                "failure_cluster": (
+                    None if setup.failure_cluster is None else str(setup.failure_cluster)
+                ),
+                "operators": setup.operators,
+                "suite": str(setup.suite),
+                "seed": setup.seed,
+                "plans": [p.to_json() for p in setup.plans],
             },
             signer=factory,
             actor=lab.actor,
         )
-    runs = f"{len(plans)} operator runs from {len(parents)} approved parent(s)"
-    say(f"{capability} {round_id} (seq {started.seq}): {runs}")
-    generated = run_plans(lab, plans, contract, executor=executor, round_id=round_id, progress=say)
-    candidates: list[tuple[Generated, Digest]] = [
-        (g, pid) for g in generated for pid in g.candidates
-    ]
+    return round_id, started
+
+
+def _evaluate(
+    lab: Lab,
+    setup: _Setup,
+    candidates: Sequence[Digest],
+    *,
+    executor: Executor,
+    round_id: str,
+    say: Progress,
+) -> tuple[list[Evaluation], list[Evaluation]]:
+    """The champion's three A/A evaluations (the no-op) and one per candidate."""
     interrupts.check(f"evaluating the candidates of {round_id}")
     say(f"{round_id}: evaluating the champion (x3, the A/A no-op) and {len(candidates)} candidates")
-    models = [champion, champion, champion, *(pid for _, pid in candidates)]
+    models = [setup.champion] * 3 + list(candidates)
     evaluations = evaluate_models(
-        lab, models, suite_id, executor=executor, round_id=round_id, progress=say
+        lab, models, setup.suite, executor=executor, round_id=round_id, progress=say
     )
     check_comparable(evaluations)
     aa = evaluations[:3]
     if not all(e.ok for e in aa):
         failure = next(e.failure for e in aa if not e.ok)
         raise LabError(f"the champion could not be evaluated: {failure}")
-    spec = load_suite(lab, suite_id)
-    primary = next(str(m["name"]) for m in spec.metrics if m.get("role") == "primary")
-    aa_values = []
-    for e in aa[1:]:
-        assert e.scorecard is not None and aa[0].scorecard is not None
-        a = np.asarray(aa[0].scorecard.per_item(primary, "dev"), dtype=np.float64)
-        b = np.asarray(e.scorecard.per_item(primary, "dev"), dtype=np.float64)
-        aa_values.append(float(np.mean(b) - np.mean(a)))
-    sigma_aa = noise_floor([0.0, *aa_values])
-    policy = policy_from_suite(spec.policy, spec.metrics, seed=spec.seed, sigma_aa=sigma_aa)
-    champion_eval = aa[0]
-    scored = []
-    failed_records: list[dict[str, JsonValue]] = [
-        {
-            "operator": g.plan.operator,
-            "label": g.plan.label,
-            "failure": g.failure_kind,
-            "reason": g.failure,
-        }
+    return aa, evaluations[3:]
+
+
+def _decide(
+    lab: Lab,
+    setup: _Setup,
+    candidates: Sequence[Digest],
+    aa: Sequence[Evaluation],
+    evaluations: Sequence[Evaluation],
+) -> RoundDecision:
+    """Read what the pure core needs (the suite, each scored candidate's integrity) and
+    call it."""
+    spec = load_suite(lab, setup.suite)
+    entrants = []
+    for pid, e in zip(candidates, evaluations, strict=True):
+        problems: tuple[str, ...] = ()
+        if e.scorecard is not None:
+            with lab.ledger.reader() as r:
+                found = check(lab.supply, r, pid).problems
+            problems = tuple(f"{p.where}: {p.message}" for p in found)
+        entrants.append(
+            Entrant(candidate_id=str(pid), scores=e.scorecard, failure=e.failure, problems=problems)
+        )
+    champion = [e.scorecard for e in aa if e.scorecard is not None]
+    return decide_round(
+        RoundFacts(
+            suite_metrics=spec.metrics,
+            suite_policy=spec.policy,
+            suite_seed=spec.seed,
+            budget=setup.contract.budget,
+            champion=champion,
+            entrants=entrants,
+        )
+    )
+
+
+def _round_record(
+    lab: Lab,
+    setup: _Setup,
+    *,
+    round_id: str,
+    started: Event,
+    generated: Sequence[Generated],
+    candidates: Sequence[tuple[Generated, Digest]],
+    champion: Evaluation,
+    evaluations: Sequence[Evaluation],
+    decided: RoundDecision,
+) -> dict[str, JsonValue]:
+    """The round record (``report.record.ROUND_SCHEMA``): everything needed to explain the
+    round later from the ledger alone."""
+    plan_of = {str(pid): g.plan for g, pid in candidates}
+    failed: list[dict[str, JsonValue]] = [
+        {"operator": g.plan.operator, "label": g.plan.label, "failure": g.failure_kind,
+         "reason": g.failure}
         for g in generated
         if g.failure is not None
-    ]
-    for (g, pid), evaluation in zip(candidates, evaluations[3:], strict=True):
-        if not evaluation.ok:
-            failed_records.append(
-                {
-                    "operator": g.plan.operator,
-                    "label": g.plan.label,
-                    "failure": "evaluation",
-                    "reason": evaluation.failure,
-                }
-            )
-            continue
-        scored.append((g, pid, evaluation))
-    dev_evidence = []
-    for _, pid, evaluation in scored:
-        vetoes = _budget_vetoes(contract, evaluation)
-        with lab.ledger.reader() as r:
-            problems = check(lab.supply, r, pid).problems
-        vetoes += [
-            Veto(kind=VetoKind.INTEGRITY, reason=f"{p.where}: {p.message}") for p in problems
-        ]
-        dev_evidence.append(_evidence(policy, champion_eval, evaluation, "dev", vetoes))
-    decisions: tuple[Decision, ...] = ()
-    winner: Digest | None = None
-    if dev_evidence:
-        assessments = assess(dev_evidence, policy)
-        best = contender(assessments, policy)
-        confirmation = None
-        if best is not None:
-            best_eval = next(e for _, pid, e in scored if str(pid) == best.candidate_id)
-            sealed = _evidence(policy, champion_eval, best_eval, "sealed", ())
-            confirmation = confirm(sealed, policy)
-        decisions = decide(assessments, policy, confirmation=confirmation)
-        winner = next(
-            (Digest.parse(d.candidate_id) for d in decisions if d.outcome.value == "shadow"), None
-        )
-    outcome_of = {d.candidate_id: d for d in decisions}
-    record: dict[str, JsonValue] = {
-        "schema": ROUND_SCHEMA,
-        "round": round_id,
-        "capability": capability,
-        "suite": str(suite_id),
-        "champion": str(champion),
-        "seed": seed,
-        "cluster": _cluster_record(lab, failure_cluster),
-        "started": started.at,
-        "finished": format_time(lab.clock.now()),
-        "policy": policy.to_record(),
-        "sigma_aa": repr(sigma_aa),
-        "champion_scorecard": champion_eval.scorecard.summary()
-        if champion_eval.scorecard
-        else None,
-        "candidates": [
+    ]  # fmt: skip
+    failed += [
+        {"operator": plan_of[u.candidate_id].operator, "label": plan_of[u.candidate_id].label,
+         "failure": "evaluation", "reason": u.reason}
+        for u in decided.unscored
+    ]  # fmt: skip
+    evaluation_of = {str(e.model): e for e in evaluations}
+    scored = []
+    for d in decided.decisions:
+        plan, e = plan_of[d.candidate_id], evaluation_of[d.candidate_id]
+        scored.append(
             {
-                "package": str(pid),
-                "name": lab.manifest(pid).name,
-                "operator": g.plan.operator,
-                "label": g.plan.label,
-                "params": dict(g.plan.params),
-                "parents": [str(p) for p in g.plan.parents],
+                "package": d.candidate_id,
+                "name": lab.manifest(Digest.parse(d.candidate_id)).name,
+                "operator": plan.operator,
+                "label": plan.label,
+                "params": dict(plan.params),
+                "parents": [str(p) for p in plan.parents],
                 "scorecard": e.scorecard.summary() if e.scorecard else None,
                 "scorecard_blob": None if e.record is None else str(e.record),
-                "outcome": outcome_of[str(pid)].outcome.value,
-                "reasons": list(outcome_of[str(pid)].reasons),
+                "outcome": d.outcome.value,
+                "reasons": list(d.reasons),
             }
-            for g, pid, e in scored
-        ],
-        "failed": failed_records,
-        "decisions": [d.to_record() for d in decisions],
-        "winner": None if winner is None else str(winner),
-        "action": "shadow" if winner is not None else "archive",
+        )
+    return {
+        "schema": ROUND_SCHEMA,
+        "round": round_id,
+        "capability": setup.capability,
+        "suite": str(setup.suite),
+        "champion": str(setup.champion),
+        "seed": setup.seed,
+        "cluster": _cluster_record(lab, setup.failure_cluster),
+        "started": started.at,
+        "finished": format_time(lab.clock.now()),
+        "policy": decided.policy.to_record(),
+        "sigma_aa": repr(decided.sigma_aa),
+        "champion_scorecard": champion.scorecard.summary() if champion.scorecard else None,
+        "candidates": scored,
+        "failed": failed,
+        "decisions": [d.to_record() for d in decided.decisions],
+        "winner": decided.winner,
+        "action": decided.action.value,
     }
+
+
+def _record_decision(
+    lab: Lab,
+    setup: _Setup,
+    *,
+    round_id: str,
+    record: Mapping[str, JsonValue],
+    decided: RoundDecision,
+    factory: KeyPair,
+    say: Progress,
+) -> tuple[Digest, int]:
+    """Write the decision: ``decision.made``, the shadow move, ``candidate.archived`` for
+    every other candidate and ``round.finished``. Returns the record's blob and the
+    decision's seq."""
     # The last safe point: the decision, the shadow move, the archived candidates and
     # round.finished are one step (no interrupt splits them).
     interrupts.check(f"recording the decision of {round_id}")
+    capability = setup.capability
     blob = lab.blobs.put_bytes(canonical.encode(record))
-    decided = lab.ledger.append(
+    decision = lab.ledger.append(
         "decision.made",
         capability,
         {
             "round": round_id,
             "decision": str(blob),
-            "winner": record["winner"],
-            "champion": str(champion),
-            "suite": str(suite_id),
-            "outcomes": {d.candidate_id: d.outcome.value for d in decisions},
+            "winner": decided.winner,
+            "champion": str(setup.champion),
+            "suite": str(setup.suite),
+            "outcomes": {d.candidate_id: d.outcome.value for d in decided.decisions},
         },
         signer=factory,
         actor="viability-controller",
     )
-    if winner is not None:
+    if decided.winner is not None:
         current = lab.alias(capability, "shadow")
         # seed, stage 7: a low-risk winner progresses to shadow by itself (the factory
         # key may move shadow only to a package the controller recommended).
         lab.set_alias(
             capability,
             "shadow",
-            str(winner),
+            decided.winner,
             expect=None if current is None else str(current),
-            reason=f"{round_id}: viability decision {decided.seq} recommends shadow",
+            reason=f"{round_id}: viability decision {decision.seq} recommends shadow",
             key=lab.config.factory_key,
         )
-        say(f"{round_id}: winner {winner.short} moved to {capability}@shadow")
-    for d in decisions:
-        if winner is not None and d.candidate_id == str(winner):
-            continue
+        say(f"{round_id}: winner {Digest.parse(decided.winner).short} moved to {capability}@shadow")
+    for d in decided.archived:
         lab.ledger.append(
             "candidate.archived",
             d.candidate_id,
@@ -702,7 +656,7 @@ def run_round(
                 "package": d.candidate_id,
                 "outcome": d.outcome.value,
                 "reasons": list(d.reasons),
-                "decision": decided.seq,
+                "decision": decision.seq,
             },
             signer=factory,
             actor="viability-controller",
@@ -712,20 +666,70 @@ def run_round(
         capability,
         {
             "round": round_id,
-            "decision": decided.seq,
-            "winner": record["winner"],
-            "candidates": len(scored),
-            "failed": len(failed_records),
+            "decision": decision.seq,
+            "winner": decided.winner,
+            "candidates": len(decided.decisions),
+            "failed": len(record["failed"]),
         },
         signer=factory,
         actor=lab.actor,
     )
+    return blob, decision.seq
+
+
+def run_round(
+    lab: Lab,
+    capability: str,
+    *,
+    plans_for: PlansFor,
+    failure_cluster: Digest | None,
+    operators: Sequence[str] | None,
+    executor: Executor,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> RoundResult:
+    """Run one breeding round. See the module docstring."""
+    say = progress or (lambda _message: None)
+    setup = _setup(
+        lab,
+        capability,
+        plans_for=plans_for,
+        failure_cluster=failure_cluster,
+        operators=operators,
+        seed=seed,
+    )
+    factory = lab.factory_signer()
+    interrupts.check(f"starting a round of {capability}")
+    round_id, started = _start(lab, setup, factory)
+    runs = f"{len(setup.plans)} operator runs from {len(setup.parents)} approved parent(s)"
+    say(f"{capability} {round_id} (seq {started.seq}): {runs}")
+    generated = run_plans(
+        lab, setup.plans, setup.contract, executor=executor, round_id=round_id, progress=say
+    )
+    candidates = [(g, pid) for g in generated for pid in g.candidates]
+    models = [pid for _, pid in candidates]
+    aa, evaluations = _evaluate(lab, setup, models, executor=executor, round_id=round_id, say=say)
+    decided = _decide(lab, setup, models, aa, evaluations)
+    record = _round_record(
+        lab,
+        setup,
+        round_id=round_id,
+        started=started,
+        generated=generated,
+        candidates=candidates,
+        champion=aa[0],
+        evaluations=evaluations,
+        decided=decided,
+    )
+    blob, seq = _record_decision(
+        lab, setup, round_id=round_id, record=record, decided=decided, factory=factory, say=say
+    )
     return RoundResult(
         round_id=round_id,
         capability=capability,
-        champion=champion,
-        winner=winner,
-        decision_seq=decided.seq,
+        champion=setup.champion,
+        winner=None if decided.winner is None else Digest.parse(decided.winner),
+        decision_seq=seq,
         decision=blob,
         record=record,
         generated=tuple(generated),

@@ -2,7 +2,15 @@
 
 Reads the ledger and the logs the server writes, decides with the pure cores of
 :mod:`breedlab.release`, and writes alias moves and ``release.*`` events. The serving app
-(``breedlab.http``) calls these functions; so do the CLI and the demo.
+(``breedlab.http``) calls these functions; so do the CLI and the demo. :func:`router`
+makes the serving process's :class:`~breedlab.serving.router.Router` over a lab, with a
+:class:`LabRecorder` for the ledger writes it asks for (:mod:`breedlab.serving` sits
+below the lab and imports none of it); ``ServedModel``, ``load_served``, ``CanaryRun``
+and ``shadow_pairs`` are serving's, re-exported here.
+
+Over the ~600-line guide (about 1,060 lines) for now: the serving side has left, and
+what remains is the ledger-writing verbs, the promotion case and the release reports,
+which issue 11's lab step splits (promotion into ``release/promotion.py``).
 
 State is the ledger: ``release.shadow_started`` / ``release.shadow_stopped``,
 ``release.canary_started`` / ``release.canary_stage`` / ``release.canary_passed`` /
@@ -19,20 +27,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from breedlab.authority import Approval, trusted_keys
 from breedlab.authority.policy import is_round
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import (
-    IntegrityError,
     InvalidRequest,
     LabError,
     NotFound,
@@ -48,8 +53,7 @@ from breedlab.release.canary import (
     ExposureCap,
     ramp_from,
 )
-from breedlab.release.cohorts import Cohort, Ramp, SrmVerdict, new_salt
-from breedlab.release.cohorts import sample_ratio_check as _srm
+from breedlab.release.cohorts import new_salt
 from breedlab.release.gates import ShadowGate
 from breedlab.release.oscillation import ChangeKind
 from breedlab.release.promotion import (
@@ -62,7 +66,6 @@ from breedlab.release.promotion import (
     promotion_problems,
 )
 from breedlab.release.recovery import Recovery
-from breedlab.release.sequential import Verdict
 from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
 from breedlab.release.state import (
     DEFAULT_BAKING,
@@ -72,18 +75,18 @@ from breedlab.release.state import (
     event_time,
     fold_release,
 )
+from breedlab.serving.canary_run import CanaryRun
+from breedlab.serving.release_logs import shadow_pairs
+from breedlab.serving.router import Router
+from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.signing.keys import KeyPair
 from breedlab.supply.aliases import append_move, point
 from breedlab.supply.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
 from breedlab.supply.packages import check_registered_model, require_intact
-from breedlab.supply.values import ProblemKind, ReleaseRecord
+from breedlab.supply.values import ReleaseRecord
 from breedlab.supply.verification import valid_approvals
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-
-    from breedlab.families import Model
     from breedlab.lab.core import Lab
 
 __all__ = [
@@ -92,6 +95,7 @@ __all__ = [
     "RELEASE_KINDS",
     "CanaryRun",
     "Criterion",
+    "LabRecorder",
     "PromotionCase",
     "PromotionPolicy",
     "ReleaseState",
@@ -106,6 +110,7 @@ __all__ = [
     "release_state",
     "replay_shadow",
     "rollback",
+    "router",
     "shadow_pairs",
     "shadow_report",
     "shadow_run",
@@ -148,96 +153,51 @@ def _append(
     )
 
 
-# ----------------------------------------------------------------------------- models
+# ---------------------------------------------------------------------------- serving
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServedModel:
-    """A verified, loaded model and the labels of its capability."""
+@dataclass(frozen=True, slots=True)
+class LabRecorder:
+    """The ledger writes a serving process asks for (a
+    :class:`~breedlab.serving.supplier.ReleaseRecorder`): the lab's evidence logs, and
+    the canary's events signed by the lab's factory key."""
 
-    package: Digest
-    model: Model
-    labels: tuple[str, ...]
-    inputs: int
-    folder: Path | None = None  # the materialised package: a shadow process loads it again
-    family: str | None = None
-    max_bytes: int | None = None  # the contract's memory budget it was loaded under
-    bounds: tuple[float, float] | None = None  # the contract's input range, inclusive
+    lab: Lab
 
-    def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
-        """The label and class probabilities for one input vector.
+    def evidence_log(self, capability: str, stream: str, seq: int) -> EvidenceLog:
+        return evidence_log(self.lab.supply, capability, stream, seq)
 
-        Raises:
-            InvalidRequest: wrong length, values outside the contract's range, or values
-                that are not finite float32 numbers (the field and index named).
-            Unavailable: the model produced a malformed or non-finite output for a
-                valid input (the model's fault, not the client's).
-        """
-        import numpy as np
-
-        x = self.check(inputs)
-        probs = self.model.predict_proba(x)[0]
-        if probs.shape != (len(self.labels),) or not np.isfinite(probs).all():
-            raise Unavailable(f"model {self.package.short} returned a malformed output")
-        return self.labels[int(probs.argmax())], [float(v) for v in probs]
-
-    def check(self, inputs: Sequence[float]) -> npt.NDArray[np.float32]:
-        """The inputs as a batch of one, once they answer the contract.
-
-        Raises:
-            InvalidRequest: wrong length, non-finite float32 values, values out of range.
-        """
-        import numpy as np
-
-        if len(inputs) != self.inputs:
-            raise InvalidRequest(f"inputs must hold {self.inputs} numbers (got {len(inputs)})")
-        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused next
-            x = np.asarray([inputs], dtype=np.float32)
-        finite = np.isfinite(x[0])
-        if not finite.all():
-            at = int(np.argmin(finite))
-            raise InvalidRequest(f"inputs[{at}]: {inputs[at]!r} is not a finite float32 number")
-        if self.bounds is not None:
-            low, high = self.bounds
-            outside = (x[0] < low) | (x[0] > high)
-            if outside.any():
-                at = int(np.argmax(outside))
-                raise InvalidRequest(
-                    f"inputs[{at}]: {inputs[at]!r} is outside the contract's range "
-                    f"{low:g}..{high:g}"
-                )
-        return x
+    def record(self, kind: str, capability: str, payload: Mapping[str, JsonValue]) -> Event:
+        return _append(self.lab, kind, capability, payload, signer=self.lab.factory_signer())
 
 
-def load_served(lab: Lab, package: Digest) -> ServedModel:
-    """Verify a package (DESIGN §11: verified when loaded), materialise and load it.
+def router(
+    lab: Lab,
+    *,
+    canary_policy: CanaryPolicy | None = None,
+    faults: Mapping[str, float] | None = None,
+    shadow_queue: int = 256,
+    srm_min_units: int = 200,
+    seed: int = 0,
+    shadow_priority: str | None = None,
+    on_pair: Callable[[str, ShadowPair], None] | None = None,
+) -> Router:
+    """A :class:`~breedlab.serving.router.Router` over ``lab``, writing through it.
 
     Raises:
-        IntegrityError: the package does not verify. PolicyError: it is revoked.
+        InvalidRequest: an unknown shadow priority.
+        IntegrityError: the ledger does not verify (the router refuses to start).
     """
-    [result] = lab.verify([str(package)])
-    if not result.ok:
-        first = result.problems[0]
-        if first.kind is ProblemKind.REVOKED:
-            raise PolicyError(f"package {package.short} is revoked: {first.message}")
-        raise IntegrityError(f"package {package.short} does not verify: {first.message}")
-    from breedlab.families import load_model
-
-    manifest = lab.manifest(package)
-    _, contract = lab.capability(manifest.capability)
-    folder = lab.workspace.materialise(package, manifest)
-    if manifest.family is None:
-        raise InvalidRequest(f"package {package.short} names no model family")
-    budget = contract.budget.memory_bytes
-    return ServedModel(
-        package=package,
-        model=load_model(folder, manifest.family, max_bytes=budget),
-        labels=contract.labels,
-        inputs=math.prod(contract.input_shape) if contract.input_shape else 0,
-        folder=folder,
-        family=manifest.family,
-        max_bytes=budget,
-        bounds=contract.input_range,
+    return Router(
+        lab,
+        LabRecorder(lab),
+        canary_policy=canary_policy,
+        faults=faults,
+        shadow_queue=shadow_queue,
+        srm_min_units=srm_min_units,
+        seed=seed,
+        shadow_priority=shadow_priority,
+        on_pair=on_pair,
     )
 
 
@@ -353,39 +313,6 @@ def shadow_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
     return evidence_log(lab.supply, capability, "shadow", seq)
 
 
-def pair_record(pair: ShadowPair) -> dict[str, JsonValue]:
-    return {
-        "primary": pair.primary,
-        "shadow": pair.shadow,
-        "primary_latency_s": None
-        if pair.primary_latency_s is None
-        else repr(pair.primary_latency_s),
-        "shadow_latency_s": None if pair.shadow_latency_s is None else repr(pair.shadow_latency_s),
-        "primary_error": pair.primary_error,
-        "shadow_error": pair.shadow_error,
-        "dropped": pair.dropped,
-    }
-
-
-def _pair(rec: Mapping[str, Any]) -> ShadowPair:
-    try:
-        return ShadowPair(
-            primary=rec["primary"],
-            shadow=rec["shadow"],
-            primary_latency_s=None
-            if rec["primary_latency_s"] is None
-            else float(rec["primary_latency_s"]),
-            shadow_latency_s=None
-            if rec["shadow_latency_s"] is None
-            else float(rec["shadow_latency_s"]),
-            primary_error=bool(rec["primary_error"]),
-            shadow_error=bool(rec["shadow_error"]),
-            dropped=bool(rec["dropped"]),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise IntegrityError(f"malformed shadow record {dict(rec)!r}") from e
-
-
 def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
     """The package and start seq of the capability's latest shadow run.
 
@@ -400,32 +327,6 @@ def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
     if not started:
         raise NotFound(f"no shadow run for {capability}; run 'breedlab shadow start'")
     return Digest.parse(str(started[-1].payload["package"])), started[-1].seq
-
-
-def shadow_pairs(records: Iterable[Mapping[str, Any]]) -> list[ShadowPair]:
-    """Shadow pairs from evidence records (a ``dropped`` record counts its drops)."""
-    pairs: list[ShadowPair] = []
-    for rec in records:
-        if rec.get("kind") == "dropped":
-            try:
-                count = int(rec["count"])
-                latency = float(rec["primary_latency_s"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise IntegrityError(f"malformed drop record {dict(rec)!r}") from e
-            pairs.extend(
-                ShadowPair(
-                    primary=rec["primary"],
-                    shadow=None,
-                    primary_latency_s=latency,
-                    shadow_latency_s=None,
-                    primary_error=rec["primary"] is None,
-                    dropped=True,
-                )
-                for _ in range(count)
-            )
-        else:
-            pairs.append(_pair(rec))
-    return pairs
 
 
 def read_shadow_pairs(
@@ -623,215 +524,6 @@ def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = Non
 
 def canary_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
     return evidence_log(lab.supply, capability, "canary", seq)
-
-
-class CanaryRun:
-    """The live side of one canary: the current stage's monitors, counts and log.
-
-    A controller object (not a value): the server feeds it every request of the
-    capability and acts on what :meth:`observe` returns. Thread-safe.
-    """
-
-    def __init__(
-        self,
-        lab: Lab,
-        state: ReleaseState,
-        *,
-        policy: CanaryPolicy | None = None,
-        srm_min_units: int = 200,
-    ) -> None:
-        assert state.canary is not None and state.canary_seq is not None and state.salt
-        self.lab = lab
-        self.capability = state.capability
-        self.package = state.canary
-        self.seq = state.canary_seq
-        self.cohort = Cohort(salt=state.salt, ramp=Ramp(stages=state.ramp), stage=state.stage)
-        self.cap = state.exposure_cap
-        self.capped = False  # the stage reached its exposure cap without passing
-        self.policy = policy or CanaryPolicy()
-        self.srm_min_units = srm_min_units
-        self.log = canary_log(lab, self.capability, self.seq)
-        self._lock = threading.Lock()
-        self._new_stage()
-        self.finished: Verdict | None = None
-
-    def _new_stage(self) -> None:
-        self.stage = CanaryStage.start(self.policy, at=self.lab.clock.monotonic())
-        self.onset: datetime | None = None
-        self.onset_requests = 0
-        self.canary_units: set[str] = set()
-        self.champion_units: set[str] = set()
-        self.stage_units: set[str] = set()  # units this stage admitted to the canary
-        self.admitted = 0  # canary requests this stage admitted (observed or in flight)
-
-    def contains(self, unit: str) -> bool:
-        return self.cohort.contains(unit)
-
-    def admit(self, unit: str) -> bool:
-        """Reserve one canary request for a cohort ``unit``; False once the stage's
-        exposure cap is reached (or the run ended). Exact under concurrency: requests
-        are counted when admitted, not when observed."""
-        with self._lock:
-            if self.finished is not None or self.capped:
-                return False
-            if not self.cap.admits(requests=self.admitted, units=self.stage_units, unit=unit):
-                return False
-            self.admitted += 1
-            self.stage_units.add(unit)
-            return True
-
-    def saw_champion(self, unit: str) -> Verdict:
-        """Count a champion-cohort unit; the no-data rule is checked on every request."""
-        with self._lock:
-            self.champion_units.add(unit)
-            if self.finished is not None:
-                return self.finished
-            if self.capped:
-                return Verdict.CONTINUE
-            self.stage = self.stage.tick(at=self.lab.clock.monotonic())
-            return self.stage.verdict
-
-    def observe(self, unit: str, obs: CanaryObservation) -> Verdict:
-        """Feed one canary-cohort request; returns the stage verdict (latched)."""
-        with self._lock:
-            if self.finished is not None:
-                return self.finished
-            if self.onset is None:
-                self.onset = self.lab.clock.now()
-            self.canary_units.add(unit)
-            self.stage = self.stage.observe(obs, at=self.lab.clock.monotonic())
-            self.log.append([{"stage": self.cohort.stage, "unit": unit, **obs.to_record()}])
-            verdict = self.stage.verdict
-            if verdict is Verdict.CONTINUE and self._srm_broken():
-                verdict = Verdict.ABORT
-            return verdict
-
-    def _srm_broken(self) -> bool:
-        w = self.cohort.weight
-        counts = (len(self.canary_units), len(self.champion_units))
-        if w >= 1.0 or sum(counts) < self.srm_min_units:
-            return False
-        self.srm = _srm(counts, (w, 1.0 - w), min_total=self.srm_min_units)
-        return self.srm.verdict is SrmVerdict.MISMATCH
-
-    def statuses(self) -> dict[str, JsonValue]:
-        with self._lock:
-            return {name: s.to_record() for name, s in self.stage.statuses().items()} | {
-                "requests": self.stage.requests
-            }
-
-    def advance(self) -> Event:
-        """Record a passed stage: next ramp stage, or ``release.canary_passed`` at the end."""
-        with self._lock:
-            evidence = {n: s.to_record() for n, s in self.stage.statuses().items()}
-            payload: dict[str, JsonValue] = {
-                "package": str(self.package),
-                "canary": self.seq,
-                "passed_stage": self.cohort.stage,
-                "weight": repr(self.cohort.weight),
-                "requests": self.stage.requests,
-                "guardrails": evidence,
-            }
-            payload["evidence"] = list(self.log.seal())
-            signer = self.lab.factory_signer()
-            nxt = self.cohort.ramp.next_stage(self.cohort.stage)
-            if nxt is None:
-                self.finished = Verdict.PASS
-                return _append(
-                    self.lab, "release.canary_passed", self.capability, payload, signer=signer
-                )
-            self.cohort = self.cohort.advanced()
-            self._new_stage()
-            payload["stage"] = self.cohort.stage
-            return _append(
-                self.lab, "release.canary_stage", self.capability, payload, signer=signer
-            )
-
-    def stop_at_cap(self, *, switch: Callable[[], None]) -> Event | None:
-        """The stage reached its exposure cap without passing: stop the canary as
-        *inconclusive* (100% to the champion via ``switch``; the id is not retired, as
-        nothing showed harm). Idempotent: later callers get ``None``."""
-        with self._lock:
-            if self.finished is not None or self.capped:
-                return None
-            self.capped = True
-            statuses = {n: s.to_record() for n, s in self.stage.statuses().items()}
-            exposure: dict[str, JsonValue] = {
-                "requests": self.admitted,
-                "units": len(self.stage_units),
-            }
-        switch()
-        limit = self.cap.to_record()
-        sealed = self.log.seal()
-        return _append(
-            self.lab,
-            "release.canary_stopped",
-            self.capability,
-            {
-                "package": str(self.package),
-                "canary": self.seq,
-                "stage": self.cohort.stage,
-                "weight": repr(self.cohort.weight),
-                "reason": (
-                    f"exposure cap reached at stage {self.cohort.stage}: "
-                    f"{exposure['requests']} canary request(s) from {exposure['units']} "
-                    f"unit(s) (cap: {limit['requests']} requests, {limit['units']} units) "
-                    "without a decision; restart with a larger cap or leave the champion"
-                ),
-                "inconclusive": True,
-                "exposure": exposure,
-                "exposure_cap": limit,
-                "guardrails": statuses,
-                "evidence": list(sealed),
-            },
-            signer=self.lab.factory_signer(),
-        )
-
-    def abort(
-        self, *, t_detect: datetime, switch: Callable[[], None], verify: Callable[[], None]
-    ) -> Event | None:
-        """seed, stage 3: canary abort is automatic. Route 100% to the champion (``switch``),
-        check the champion answers (``verify``), retire the canary id, record the moments.
-
-        Idempotent: requests in flight that also saw the abort get ``None``."""
-        with self._lock:
-            if self.finished is Verdict.ABORT:
-                return None
-            self.finished = Verdict.ABORT
-        switch()
-        t_switch = self.lab.clock.now()
-        verify()
-        t_verified = self.lab.clock.now()
-        onset = self.onset or t_detect
-        n = self.stage.requests
-        recovery = Recovery(
-            t_onset=onset,
-            t_detect=max(t_detect, onset),
-            t_switch=max(t_switch, t_detect, onset),
-            t_verified=max(t_verified, t_switch, t_detect, onset),
-            detection_requests=n,
-            exposed_requests=n,
-            exposed_units=min(n, max(1, len(self.canary_units))) if n else 0,
-        )
-        statuses = self.stage.statuses()
-        sealed = self.log.seal()
-        return _append(
-            self.lab,
-            "release.canary_aborted",
-            self.capability,
-            {
-                "package": str(self.package),
-                "canary": self.seq,
-                "stage": self.cohort.stage,
-                "weight": repr(self.cohort.weight),
-                "aborted_by": list(self.stage.aborted_by()) or ["sample-ratio"],
-                "guardrails": {n: s.to_record() for n, s in statuses.items()},
-                "recovery": recovery.to_record(),
-                "deny_listed": True,
-                "evidence": list(sealed),
-            },
-            signer=self.lab.factory_signer(),
-        )
 
 
 #: What can follow a canary's start: its stages and end, and its package's promotion.

@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from breedlab.ledger.chain import GENESIS, Event, event_hash, verify_chain
+from breedlab.ledger.chain import GENESIS, Event, Head, event_hash, verify_chain
 from breedlab.ledger.kinds import PAYLOADS, EventKind
 from breedlab.ledger.merkle import root as merkle_root
 from breedlab.ledger.reader import Reader
@@ -41,6 +41,7 @@ __all__ = [
     "CheckpointRecord",
     "Event",
     "EventKind",
+    "Head",
     "KeyRecord",
     "Ledger",
     "PackageRecord",

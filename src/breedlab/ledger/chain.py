@@ -40,6 +40,7 @@ __all__ = [
     "GENESIS",
     "Event",
     "EventSignature",
+    "Head",
     "event_hash",
     "seal",
     "verify_chain",
@@ -96,6 +97,14 @@ def _body(
         "payload": dict(payload),
         "prev_hash": prev_hash,
     }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    """The chain's newest event: its seq and hash (seq 0 and :data:`GENESIS` when empty)."""
+
+    seq: int
+    hash: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

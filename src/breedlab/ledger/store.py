@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from breedlab.canonical import JsonValue
 from breedlab.clock import Clock
 from breedlab.errors import ChainBroken, LabError
-from breedlab.ledger.chain import GENESIS, Event, verify_chain
+from breedlab.ledger.chain import GENESIS, Event, Head, verify_chain
 from breedlab.ledger.migrations import HEAD
 from breedlab.ledger.reader import Reader, SqliteRows
 from breedlab.signing.keys import KeyPair
@@ -57,6 +58,10 @@ class Ledger:
         self.read_only = read_only
         self._file = _sqlite_file(url) if read_only else None  # read with sqlite3
         self._idle: list[sqlite3.Connection] = []
+        self._head_file = _sqlite_file(url)
+        self._head_local = threading.local()  # one head connection per thread
+        self._head_conns: list[sqlite3.Connection] = []
+        self._head_last: Head | None = None
         #: Called with the events of every committed transaction that appended some
         #: (the lab writes its automatic checkpoints from here).
         self.after_commit: Callable[[Sequence[Event]], None] | None = None
@@ -101,9 +106,46 @@ class Ledger:
         self._idle.append(conn)
         return None if row is None else str(row[0])
 
+    def head(self) -> Head:
+        """The chain's head, cheaply: one indexed row read (a server asks on every request).
+
+        On a SQLite file it is read with the standard library's ``sqlite3``, on a
+        read-only connection per thread kept open: the seq alone, and the whole row only
+        when the seq moved since the last read; on other databases, through a reader.
+
+        Raises:
+            LabError: the database cannot be read.
+        """
+        path = self._head_file
+        if path is None:
+            with self.reader() as r:
+                seq, hash_ = r.head()
+            return Head(seq=seq, hash=hash_)
+        try:
+            conn: sqlite3.Connection | None = getattr(self._head_local, "conn", None)
+            if conn is None:
+                conn = sqlite3.connect(
+                    f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False
+                )
+                self._head_local.conn = conn
+                self._head_conns.append(conn)
+            row = conn.execute("SELECT seq FROM head WHERE id = 1").fetchone()
+            last = self._head_last
+            if last is not None and (0 if row is None else row[0]) == last.seq:
+                return last  # the head seldom moves: its value is built once per move
+            row = conn.execute("SELECT seq, hash FROM head WHERE id = 1").fetchone()
+        except sqlite3.Error as e:
+            raise LabError(f"ledger database error: {e}") from e
+        head = Head(seq=0, hash=GENESIS) if row is None else Head(seq=int(row[0]), hash=str(row[1]))
+        self._head_last = head  # one reference: safe across threads
+        return head
+
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+        self._head_local = threading.local()
+        while self._head_conns:
+            self._head_conns.pop().close()
         if "engine" in self.__dict__:
             self.engine.dispose()
 

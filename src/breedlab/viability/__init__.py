@@ -19,9 +19,11 @@ The map::
     decision.py   assess() (Holm across candidates) → contender() → confirm() on the
                   sealed split → decide(): retire / shadow / archive / no-op
     demotion.py   demotion(): the ε_down half of the dead band
+    round.py      decide_round(): a round's evaluations (champion A/A runs, candidates,
+                  budget, integrity problems) → policy, σ_AA, vetoes, decisions, winner
     record.py     floats as round-tripping strings for canonical JSON records
 
-Usage::
+Usage (``decide_round`` does this for a whole round)::
 
     assessments = assess(dev_evidences, policy)
     best = contender(assessments, policy)
@@ -74,11 +76,26 @@ from breedlab.viability.policy import (
     Policy,
     Role,
 )
+from breedlab.viability.round import (
+    Action,
+    Entrant,
+    RoundDecision,
+    RoundFacts,
+    Scored,
+    Unscored,
+    Usage,
+    aa_noise_floor,
+    budget_vetoes,
+    decide_round,
+    paired_evidence,
+    policy_from_suite,
+)
 from breedlab.viability.stats import noise_floor
 from breedlab.viability.utility import Decomposition, GroupScore, UtilityTerm, decompose
 
 __all__ = [
     "DECISION_SCHEMA",
+    "Action",
     "AggregateInputs",
     "AggregateValue",
     "Assessment",
@@ -89,6 +106,7 @@ __all__ = [
     "Decomposition",
     "Demotion",
     "Direction",
+    "Entrant",
     "Evidence",
     "Group",
     "GroupScore",
@@ -104,18 +122,28 @@ __all__ = [
     "PairedContinuous",
     "Policy",
     "Role",
+    "RoundDecision",
+    "RoundFacts",
+    "Scored",
+    "Unscored",
+    "Usage",
     "UtilityTerm",
     "Verdict",
     "Veto",
     "VetoKind",
     "ZeroToleranceInputs",
+    "aa_noise_floor",
     "assess",
+    "budget_vetoes",
     "confirm",
     "contender",
     "decide",
+    "decide_round",
     "decompose",
     "demotion",
     "judge",
     "noise_floor",
+    "paired_evidence",
+    "policy_from_suite",
     "settle_primary",
 ]

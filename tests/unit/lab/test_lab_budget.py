@@ -24,12 +24,12 @@ from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
 from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
 from breedlab.factory.operators.torch_models import load_parent
 from breedlab.families.torch_family import build_module, save_torch_model
-from breedlab.http.shadow_process import READY, RESULT, job_frame
 from breedlab.lab import Lab
 from breedlab.lab.builtin import DIGITS_METRICS, DIGITS_POLICY
 from breedlab.lab.evaluation import evaluate_models, parent_input
-from breedlab.lab.release import load_served
 from breedlab.sandbox.executors import LocalExecutor
+from breedlab.serving.served_models import load_served
+from breedlab.serving.shadow_process import READY, RESULT, job_frame
 
 OVER = r"over the budget of 1 MiB"
 
@@ -132,7 +132,7 @@ def test_the_shadow_process_refuses_a_model_over_the_budget_it_is_given(
             sys.executable,
             "-I",
             "-c",
-            "from breedlab.http.shadow_process import main; main()",
+            "from breedlab.serving.shadow_process import main; main()",
             json.dumps(specs),
             str(jobs_r),
             str(results_w),

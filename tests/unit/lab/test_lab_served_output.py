@@ -11,7 +11,7 @@ import pytest
 
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, Unavailable
-from breedlab.lab.release import ServedModel
+from breedlab.serving.served_models import ServedModel
 
 
 class _Stub:

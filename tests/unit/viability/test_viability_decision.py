@@ -654,6 +654,19 @@ def test_the_public_surface_is_pinned() -> None:
             "judge",
             "noise_floor",
             "settle_primary",
+            # viability.round: a whole round's decision
+            "Action",
+            "Entrant",
+            "RoundDecision",
+            "RoundFacts",
+            "Scored",
+            "Unscored",
+            "Usage",
+            "aa_noise_floor",
+            "budget_vetoes",
+            "decide_round",
+            "paired_evidence",
+            "policy_from_suite",
         ]
     )
     assert all(hasattr(viability, name) for name in viability.__all__)

@@ -1,7 +1,7 @@
 """The shadow process: challenger and champion inference outside the server's GIL.
 
-Started by :class:`breedlab.http.routing.ShadowMirror` as ``python -I -B -c "from
-breedlab.http.shadow_process import main; main()" SPEC JOBS_FD RESULTS_FD`` (a fresh
+Started by :class:`breedlab.serving.mirror.ShadowMirror` as ``python -I -B -c "from
+breedlab.serving.shadow_process import main; main()" SPEC JOBS_FD RESULTS_FD`` (a fresh
 interpreter: nothing of the server's ``__main__`` is imported again, as
 ``multiprocessing``'s spawn would). SPEC is a JSON list of models ``[folder, family,
 labels, input size, max bytes]``; each is loaded here from its materialised package
