@@ -40,7 +40,7 @@ from breedlab.lab.evaluation import (
     load_suite,
     parent_input,
 )
-from breedlab.ledger import Event
+from breedlab.ledger import Event, EventKind
 from breedlab.registry import source
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import DataClass, Kind, Manifest, RiskTier
@@ -251,7 +251,7 @@ def run_plans(
         if not outcome.ok:
             if record:
                 lab.ledger.append(
-                    "candidate.failed",
+                    EventKind.CANDIDATE_FAILED,
                     plan.label,
                     {
                         "round": round_id,
@@ -286,7 +286,7 @@ def run_plans(
                     about={"round": round_id, "operator": plan.operator, "label": plan.label},
                 )
                 lab.ledger.append(
-                    "candidate.generated",
+                    EventKind.CANDIDATE_GENERATED,
                     str(info.id),
                     {
                         "round": round_id,
@@ -456,10 +456,12 @@ def _start(lab: Lab, setup: _Setup, factory: KeyPair) -> tuple[str, Event]:
     """``round.started``, numbered under the head lock (no two rounds alike)."""
     with lab.ledger.transaction() as tx:
         tx.locked_head()
-        number = 1 + sum(1 for _ in tx.events(kinds=("round.started",), subject=setup.capability))
+        number = 1 + sum(
+            1 for _ in tx.events(kinds=(EventKind.ROUND_STARTED,), subject=setup.capability)
+        )
         round_id = f"round-{number}"
         started = tx.append(
-            "round.started",
+            EventKind.ROUND_STARTED,
             setup.capability,
             {
                 "round": round_id,
@@ -621,7 +623,7 @@ def _record_decision(
     capability = setup.capability
     blob = lab.blobs.put_bytes(canonical.encode(record))
     decision = lab.ledger.append(
-        "decision.made",
+        EventKind.DECISION_MADE,
         capability,
         {
             "round": round_id,
@@ -649,7 +651,7 @@ def _record_decision(
         say(f"{round_id}: winner {Digest.parse(decided.winner).short} moved to {capability}@shadow")
     for d in decided.archived:
         lab.ledger.append(
-            "candidate.archived",
+            EventKind.CANDIDATE_ARCHIVED,
             d.candidate_id,
             {
                 "round": round_id,
@@ -662,7 +664,7 @@ def _record_decision(
             actor="viability-controller",
         )
     lab.ledger.append(
-        "round.finished",
+        EventKind.ROUND_FINISHED,
         capability,
         {
             "round": round_id,

@@ -26,6 +26,7 @@ from breedlab.evaluator.runner import OUTPUTS_FILE
 from breedlab.evaluator.scoring import Resources, Scorecard, score
 from breedlab.evaluator.suite import SUITE_FILE, SuiteSpec
 from breedlab.jobs import DataInput, Job, ParentInput
+from breedlab.ledger import EventKind
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
 
@@ -209,7 +210,7 @@ def _evaluation(
     }
     record_digest = lab.blobs.put_bytes(canonical.encode(record))
     lab.ledger.append(
-        "candidate.scored",
+        EventKind.CANDIDATE_SCORED,
         str(model),
         {
             "round": round_id,

@@ -31,6 +31,7 @@ from breedlab.errors import LabError, NotFound
 from breedlab.evaluator.digits import confusion_pairs
 from breedlab.evaluator.perturbations import perturb
 from breedlab.lab.evaluation import evaluate_models, load_suite
+from breedlab.ledger import EventKind
 from breedlab.registry.manifest import Kind
 from breedlab.sandbox.executors import Executor
 from breedlab.supply.packages import register
@@ -174,7 +175,7 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
                 )
             )
     lab.ledger.append(
-        "failures.mined",
+        EventKind.FAILURES_MINED,
         capability,
         {
             "capability": capability,
@@ -196,7 +197,7 @@ def _dev_labels(lab: Lab, spec: object) -> np.ndarray:
 def latest_clusters(lab: Lab, capability: str) -> list[Cluster]:
     """The clusters of the last ``failures.mined`` event for the current champion."""
     champion = lab.alias(capability, "champion")
-    events = lab.events(kinds=("failures.mined",))
+    events = lab.events(kinds=(EventKind.FAILURES_MINED,))
     for event in reversed(events):
         if event.subject == capability and event.payload.get("champion") == str(champion):
             clusters = event.payload.get("clusters", [])

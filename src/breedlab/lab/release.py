@@ -44,7 +44,7 @@ from breedlab.errors import (
     PolicyError,
     Unavailable,
 )
-from breedlab.ledger import Event
+from breedlab.ledger import Event, EventKind
 from breedlab.registry.manifest import Kind, RiskTier
 from breedlab.release.canary import (
     CanaryObservation,
@@ -128,7 +128,7 @@ __all__ = [
 def release_state(lab: Lab, capability: str) -> ReleaseState:
     """Fold the capability's release events (and the retire decisions) into a state."""
     with lab.ledger.reader() as r:
-        events = list(r.events(kinds=(*RELEASE_KINDS, "candidate.archived")))
+        events = list(r.events(kinds=(*RELEASE_KINDS, EventKind.CANDIDATE_ARCHIVED)))
     return _fold(capability, events)
 
 
@@ -139,7 +139,7 @@ def _fold(capability: str, events: Iterable[Event]) -> ReleaseState:
         (
             e
             for e in events
-            if e.kind == "candidate.archived"
+            if e.kind == EventKind.CANDIDATE_ARCHIVED
             or (e.kind in RELEASE_KINDS and e.subject == capability)
         ),
     )
@@ -205,7 +205,7 @@ def router(
 
 
 def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
-    return _recommended(lab.events(kinds=("decision.made",)), pid)
+    return _recommended(lab.events(kinds=(EventKind.DECISION_MADE,)), pid)
 
 
 def _recommended(events: Iterable[Event], pid: Digest) -> bool:
@@ -213,7 +213,7 @@ def _recommended(events: Iterable[Event], pid: Digest) -> bool:
     return any(
         (ev.payload.get("outcomes") or {}).get(str(pid)) == "shadow"
         for ev in events
-        if ev.kind == "decision.made"
+        if ev.kind == EventKind.DECISION_MADE
     )
 
 
@@ -236,7 +236,7 @@ def start_shadow(
     """
     if not 0.0 < sample <= 1.0:
         raise InvalidRequest(f"the shadow sample is a fraction in (0, 1] (got {sample})")
-    signer = lab.release_signer(key, "release.shadow_started")
+    signer = lab.release_signer(key, EventKind.SHADOW_STARTED)
     pid = lab.resolve(ref)
     state = release_state(lab, capability)
     state.deny.check(pid)
@@ -250,7 +250,7 @@ def start_shadow(
     point(lab.supply, capability, "shadow", pid, reason="shadow started", key=signer.name)
     return _append(
         lab,
-        "release.shadow_started",
+        EventKind.SHADOW_STARTED,
         capability,
         {"package": str(pid), "sample": repr(sample)},
         signer=signer,
@@ -261,7 +261,7 @@ def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
     """Stop mirroring; the run's evidence is sealed and named by the event.
 
     Raises NotFound when no shadow runs."""
-    signer = lab.release_signer(key, "release.shadow_stopped")
+    signer = lab.release_signer(key, EventKind.SHADOW_STOPPED)
     state = release_state(lab, capability)
     if state.shadow is None or state.shadow_seq is None:
         raise NotFound(
@@ -270,7 +270,7 @@ def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
     sealed = shadow_log(lab, capability, state.shadow_seq).seal()
     return _append(
         lab,
-        "release.shadow_stopped",
+        EventKind.SHADOW_STOPPED,
         capability,
         {"package": str(state.shadow), "evidence": list(sealed)},
         signer=signer,
@@ -321,7 +321,7 @@ def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
     """
     started = [
         e
-        for e in lab.events(kinds=("release.shadow_started",))
+        for e in lab.events(kinds=(EventKind.SHADOW_STARTED,))
         if e.subject == capability and e.payload.get("capability") == capability
     ]
     if not started:
@@ -468,7 +468,7 @@ def start_canary(
     """
     cap = cap or ExposureCap()
     cap.check_passable(CanaryPolicy().stage_min if stage_min is None else stage_min)
-    signer = lab.release_signer(key, "release.canary_started")
+    signer = lab.release_signer(key, EventKind.CANARY_STARTED)
     state = release_state(lab, capability)
     if state.canary is not None and not state.canary_passed:
         raise PolicyError(f"a canary of {state.canary.short} runs already for {capability}")
@@ -492,7 +492,7 @@ def start_canary(
     )
     return _append(
         lab,
-        "release.canary_started",
+        EventKind.CANARY_STARTED,
         capability,
         {
             "package": str(pid),
@@ -508,14 +508,14 @@ def start_canary(
 
 def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = None) -> Event:
     """Stop a running canary by hand (100% to the champion; the id is not retired)."""
-    signer = lab.release_signer(key, "release.canary_stopped")
+    signer = lab.release_signer(key, EventKind.CANARY_STOPPED)
     state = release_state(lab, capability)
     if state.canary is None or state.canary_seq is None:
         raise NotFound(f"no canary runs for {capability}")
     sealed = canary_log(lab, capability, state.canary_seq).seal()
     return _append(
         lab,
-        "release.canary_stopped",
+        EventKind.CANARY_STOPPED,
         capability,
         {"package": str(state.canary), "reason": reason, "evidence": list(sealed)},
         signer=signer,
@@ -530,7 +530,7 @@ def canary_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
 _CANARY_SINCE = tuple(
     k
     for k in RELEASE_KINDS
-    if k not in ("release.shadow_started", "release.shadow_stopped", "release.canary_started")
+    if k not in (EventKind.SHADOW_STARTED, EventKind.SHADOW_STOPPED, EventKind.CANARY_STARTED)
 )
 
 
@@ -541,7 +541,7 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         NotFound: no canary was ever started for the capability.
     """
     state = release_state(lab, capability)
-    started = [e for e in lab.events(kinds=("release.canary_started",)) if e.subject == capability]
+    started = [e for e in lab.events(kinds=(EventKind.CANARY_STARTED,)) if e.subject == capability]
     if not started:
         raise NotFound(f"no canary for {capability}; run 'breedlab canary start {capability}'")
     last = started[-1]
@@ -550,8 +550,8 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         e for e in lab.events(after=last.seq, kinds=_CANARY_SINCE) if e.subject == capability
     ]
     ours = [e for e in since if e.payload.get("canary") == last.seq]
-    ended = [e for e in since if e.kind in ("release.canary_aborted", "release.canary_stopped")]
-    reached = [int(str(e.payload["stage"])) for e in ours if e.kind == "release.canary_stage"]
+    ended = [e for e in since if e.kind in (EventKind.CANARY_ABORTED, EventKind.CANARY_STOPPED)]
+    reached = [int(str(e.payload["stage"])) for e in ours if e.kind == EventKind.CANARY_STAGE]
     stage = state.stage if state.canary_seq == last.seq else max(reached, default=0)
     policy = CanaryPolicy()
     replayed = CanaryStage.start(policy, at=0.0)
@@ -559,21 +559,21 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
         if int(rec.get("stage", 0)) == stage:
             replayed = replayed.observe(CanaryObservation.from_record(rec), at=float(i))
     ramp = [float(str(w)) for w in last.payload["ramp"]]
-    passed = any(e.kind == "release.canary_passed" for e in ours)
+    passed = any(e.kind == EventKind.CANARY_PASSED for e in ours)
     fate = [  # what became of a passed canary's package: promoted, then maybe rolled back
         e
         for e in since
-        if (e.kind == "release.promoted" and e.payload.get("package") == pkg)
-        or (e.kind == "release.rolled_back" and e.payload.get("from") == pkg)
+        if (e.kind == EventKind.PROMOTED and e.payload.get("package") == pkg)
+        or (e.kind == EventKind.ROLLED_BACK and e.payload.get("from") == pkg)
     ]
     if passed and fate:
-        status = "rolled back" if fate[-1].kind == "release.rolled_back" else "promoted"
+        status = "rolled back" if fate[-1].kind == EventKind.ROLLED_BACK else "promoted"
     elif passed:
         status = "passed"
     elif state.canary_seq == last.seq:
         status = "running"
     elif ended:
-        status = "aborted" if ended[-1].kind == "release.canary_aborted" else "stopped"
+        status = "aborted" if ended[-1].kind == EventKind.CANARY_ABORTED else "stopped"
     else:
         status = "ended"
     out: dict[str, JsonValue] = {
@@ -589,7 +589,7 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
     out["exposure_cap"] = ExposureCap.from_record(last.payload.get("exposure_cap")).to_record()
     if fate:
         out["since"] = {"event": fate[-1].kind, "seq": fate[-1].seq}
-    if ended and ended[-1].kind == "release.canary_aborted":
+    if ended and ended[-1].kind == EventKind.CANARY_ABORTED:
         out["abort"] = dict(ended[-1].payload)
     elif ended:
         out["stop"] = {
@@ -611,10 +611,10 @@ def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
 #: What a promotion reads from the ledger, in one pass.
 _PROMOTION_KINDS = (
     *RELEASE_KINDS,
-    "candidate.archived",
-    "candidate.generated",
-    "decision.made",
-    "alias.moved",
+    EventKind.CANDIDATE_ARCHIVED,
+    EventKind.CANDIDATE_GENERATED,
+    EventKind.DECISION_MADE,
+    EventKind.ALIAS_MOVED,
 )
 
 
@@ -642,7 +642,7 @@ def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
     moves = [
         e
         for e in events
-        if e.kind == "alias.moved"
+        if e.kind == EventKind.ALIAS_MOVED
         and e.subject == capability
         and e.payload.get("alias") == "champion"
     ]
@@ -655,7 +655,7 @@ def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
         champion=champion,
         release=_fold(capability, events),
         bred=any(
-            e.kind == "candidate.generated"
+            e.kind == EventKind.CANDIDATE_GENERATED
             and e.payload.get("package") == str(pid)
             and is_round(e.payload.get("round"))
             for e in events
@@ -714,7 +714,7 @@ def promote(
         PolicyError: naming every unmet condition, or no production key.
     """
     policy = policy or PromotionPolicy()
-    signer = lab.release_signer(key, "release.promoted")
+    signer = lab.release_signer(key, EventKind.PROMOTED)
     pid = lab.resolve(ref)
     manifest = lab.manifest(pid)
     if manifest.capability != capability:
@@ -755,7 +755,7 @@ def promote(
                 via="promote",
             )
         return tx.append(
-            "release.promoted",
+            EventKind.PROMOTED,
             capability,
             {
                 "capability": capability,
@@ -778,8 +778,8 @@ def _release_evidence(
     events = tuple(events)
     out: dict[str, JsonValue] = {}
     for stream, kind in (
-        ("shadow", "release.shadow_started"),
-        ("canary", "release.canary_started"),
+        ("shadow", EventKind.SHADOW_STARTED),
+        ("canary", EventKind.CANARY_STARTED),
     ):
         runs = [
             e.seq
@@ -813,7 +813,7 @@ def rollback(
         NotFound: no ``previous``. PolicyError: nothing to roll back (no promotion since
             the last rollback), or no production key.
     """
-    signer = lab.release_signer(key, "release.rolled_back")
+    signer = lab.release_signer(key, EventKind.ROLLED_BACK)
     t_detect = lab.clock.now()
     champion = lab.alias(capability, "champion")
     previous = lab.alias(capability, "previous")
@@ -859,7 +859,7 @@ def rollback(
     )
     return _append(
         lab,
-        "release.rolled_back",
+        EventKind.ROLLED_BACK,
         capability,
         {
             "package": str(previous),
@@ -873,13 +873,13 @@ def rollback(
 
 # ------------------------------------------------------------------ release evidence
 
-_JOINED = (*RELEASE_KINDS, "decision.made")
+_JOINED = (*RELEASE_KINDS, EventKind.DECISION_MADE)
 _RUN_ENDS = (
-    "release.shadow_stopped",
-    "release.canary_aborted",
-    "release.canary_stopped",
-    "release.promoted",
-    "release.rolled_back",
+    EventKind.SHADOW_STOPPED,
+    EventKind.CANARY_ABORTED,
+    EventKind.CANARY_STOPPED,
+    EventKind.PROMOTED,
+    EventKind.ROLLED_BACK,
 )
 
 
@@ -919,33 +919,33 @@ def _summaries(ev: Event) -> list[tuple[str, str]]:
     """(package, one-line summary) pairs an event says about packages."""
     p = ev.payload
     pkg = str(p.get("package", ""))
-    if ev.kind == "decision.made":
+    if ev.kind == EventKind.DECISION_MADE:
         outcomes = p.get("outcomes") or {}
         assert isinstance(outcomes, dict)
         return [(str(k), f"{p.get('round')}: viability outcome {v}") for k, v in outcomes.items()]
-    if ev.kind == "release.shadow_started":
+    if ev.kind == EventKind.SHADOW_STARTED:
         return [(pkg, f"shadow started (sample {p.get('sample')})")]
-    if ev.kind == "release.shadow_stopped":
+    if ev.kind == EventKind.SHADOW_STOPPED:
         return [(pkg, "shadow stopped; its pairs sealed")]
-    if ev.kind == "release.canary_started":
+    if ev.kind == EventKind.CANARY_STARTED:
         shadow = p.get("shadow") or {}
         agreement = shadow.get("agreement") if isinstance(shadow, dict) else None
         est = agreement.get("estimate") if isinstance(agreement, dict) else None
         return [(pkg, f"canary started after the shadow gate (agreement {est})")]
-    if ev.kind == "release.canary_stage":
+    if ev.kind == EventKind.CANARY_STAGE:
         return [(pkg, f"canary stage {p.get('passed_stage')} passed at weight {p.get('weight')}")]
-    if ev.kind == "release.canary_passed":
+    if ev.kind == EventKind.CANARY_PASSED:
         return [(pkg, "canary passed every stage")]
-    if ev.kind == "release.canary_aborted":
+    if ev.kind == EventKind.CANARY_ABORTED:
         return [(pkg, f"canary aborted by {', '.join(map(str, p.get('aborted_by') or []))}")]
-    if ev.kind == "release.canary_stopped":
+    if ev.kind == EventKind.CANARY_STOPPED:
         return [(pkg, f"canary stopped: {p.get('reason')}")]
-    if ev.kind == "release.promoted":
+    if ev.kind == EventKind.PROMOTED:
         out = [(pkg, f"promoted to {ev.subject}@champion (risk tier {p.get('risk_tier')})")]
         if p.get("previous"):
             out.append((str(p["previous"]), f"replaced as champion by {pkg[:19]}"))
         return out
-    if ev.kind == "release.rolled_back":
+    if ev.kind == EventKind.ROLLED_BACK:
         return [
             (pkg, "champion again by rollback"),
             (str(p.get("from", "")), "rolled back from champion"),
@@ -975,7 +975,7 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
     out: list[Criterion] = []
     generated = [
         e
-        for e in lab.events(kinds=("candidate.generated",))
+        for e in lab.events(kinds=(EventKind.CANDIDATE_GENERATED,))
         if e.payload.get("capability", capability) == capability
     ]
     if not generated:
@@ -993,10 +993,10 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
         )
     retired = [
         e
-        for e in lab.events(kinds=("candidate.archived",))
+        for e in lab.events(kinds=(EventKind.CANDIDATE_ARCHIVED,))
         if e.payload.get("outcome") == "retire" and e.payload.get("reasons")
     ]
-    aborted = [e for e in lab.events(kinds=("release.canary_aborted",)) if e.subject == capability]
+    aborted = [e for e in lab.events(kinds=(EventKind.CANARY_ABORTED,)) if e.subject == capability]
     out.append(
         Criterion(
             name="reject bad candidates",
@@ -1007,7 +1007,7 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
     )
     noops = 0
     unexplained = 0
-    decisions = [e for e in lab.events(kinds=("decision.made",)) if e.subject == capability]
+    decisions = [e for e in lab.events(kinds=(EventKind.DECISION_MADE,)) if e.subject == capability]
     for ev in decisions:
         _, record = lab.decision(str(ev.seq))
         for d in record.get("decisions", []):

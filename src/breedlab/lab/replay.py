@@ -17,6 +17,7 @@ from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, LabError
 from breedlab.lab.breeding import Plan, run_plans
+from breedlab.ledger import EventKind
 from breedlab.sandbox.executors import Executor
 from breedlab.signing.statements import Statement
 
@@ -111,7 +112,7 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
         failure=None if recomputed is not None else f"the re-run made no {output!r} output",
     )
     lab.ledger.append(
-        "package.reproduced",
+        EventKind.PACKAGE_REPRODUCED,
         str(package),
         {
             "package": str(package),
