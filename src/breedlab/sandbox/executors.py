@@ -11,17 +11,15 @@ zygote, which :func:`make_executor` starts early), so the pool only schedules. `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Protocol
 
 from breedlab.errors import ConfigError
-from breedlab.sandbox.runner import JobSpec, Outcome, run_job, warm_up
+from breedlab.sandbox.runner import JobSpec, OnDone, Outcome, run_job, warm_up
 
 __all__ = ["Executor", "LocalExecutor", "OnDone", "make_executor"]
-
-OnDone = Callable[[int, Outcome], None]
 
 
 class Executor(Protocol):

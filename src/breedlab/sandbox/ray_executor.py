@@ -39,8 +39,7 @@ from typing import Any
 
 from breedlab import interrupts
 from breedlab.errors import ConfigError, Interrupted, LabError
-from breedlab.sandbox.executors import OnDone
-from breedlab.sandbox.runner import JobSpec, Outcome, run_job
+from breedlab.sandbox.runner import JobSpec, OnDone, Outcome, run_job
 
 __all__ = ["RayExecutor", "shutdown"]
 

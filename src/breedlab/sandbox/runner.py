@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,7 +44,7 @@ from breedlab.errors import Interrupted
 from breedlab.jobs import Job, OutputPackage
 from breedlab.sandbox import warm as warm_starts
 
-__all__ = ["FailureKind", "JobSpec", "Limits", "Outcome", "run_job", "warm_up"]
+__all__ = ["FailureKind", "JobSpec", "Limits", "OnDone", "Outcome", "run_job", "warm_up"]
 
 _PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -101,6 +101,10 @@ class Outcome:
     peak_rss_kib: int
     network_isolated: bool
     out_dir: Path
+
+
+#: Called with a job's index and its outcome as each job ends (executors run it).
+OnDone = Callable[[int, Outcome], None]
 
 
 def _environment(tmp: Path) -> dict[str, str]:
