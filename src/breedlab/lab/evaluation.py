@@ -26,6 +26,7 @@ from breedlab.evaluator.runner import OUTPUTS_FILE
 from breedlab.evaluator.scoring import Resources, Scorecard, score
 from breedlab.evaluator.suite import SUITE_FILE, SuiteSpec
 from breedlab.jobs import DataInput, Job, ParentInput
+from breedlab.lab.operator_runs import model_input
 from breedlab.ledger import EventKind
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
@@ -77,17 +78,8 @@ def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
 
 
 def parent_input(lab: Lab, model: Digest) -> ParentInput:
-    """A registered model as a job's input: materialised, and bounded by its capability's
-    memory budget (issue 10: jobs loaded every model within the families' 2 GiB default)."""
-    manifest = lab.manifest(model)
-    _, contract = lab.capability(manifest.capability)
-    return ParentInput(
-        id=str(model),
-        name=manifest.name,
-        family=manifest.family or "torch",
-        folder=lab.workspace.materialise(model, manifest),
-        max_bytes=contract.budget.memory_bytes,
-    )
+    """:func:`~breedlab.lab.operator_runs.model_input` for a caller holding a ``Lab``."""
+    return model_input(lab.supply, model)
 
 
 def evaluate_models(
@@ -113,7 +105,7 @@ def evaluate_models(
     limits = replace(EVAL_LIMITS, wall_seconds=float(lab.config.evaluation_wall_seconds))
     jobs = []
     for model in models:
-        parent = parent_input(lab, model)
+        parent = model_input(lab.supply, model)
         job = Job(
             operator="suite",
             params={},

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
-from breedlab.lab.breeding import Plan
+from breedlab.lab.operator_runs import Plan
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab
