@@ -68,6 +68,24 @@ class Evaluation:
     def ok(self) -> bool:
         return self.scorecard is not None
 
+    @classmethod
+    def failed(
+        cls,
+        model: Digest,
+        budget: dict[str, JsonValue],
+        failure: str,
+        outputs: Digest | None = None,
+    ) -> Evaluation:
+        """No scorecard: ``failure`` says why (``outputs``, if the job got as far)."""
+        return cls(
+            model=model,
+            scorecard=None,
+            record=None,
+            outputs=outputs,
+            budget=budget,
+            failure=failure,
+        )
+
 
 def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
     manifest = lab.manifest(suite)
@@ -151,14 +169,7 @@ def _evaluation(
     round_id: str | None,
 ) -> Evaluation:
     if not outcome.ok:
-        return Evaluation(
-            model=model,
-            scorecard=None,
-            record=None,
-            outputs=None,
-            budget=budget,
-            failure=f"evaluation {outcome.failure}: {outcome.reason}",
-        )
+        return Evaluation.failed(model, budget, f"evaluation {outcome.failure}: {outcome.reason}")
     from safetensors.numpy import load_file
 
     path = outcome.out_dir / OUTPUTS_FILE
@@ -184,14 +195,7 @@ def _evaluation(
             resources=resources,
         )
     except LabError as e:
-        return Evaluation(
-            model=model,
-            scorecard=None,
-            record=None,
-            outputs=outputs_digest,
-            budget=budget,
-            failure=f"scoring failed: {e.message}",
-        )
+        return Evaluation.failed(model, budget, f"scoring failed: {e.message}", outputs_digest)
     record = {
         "schema": SCORECARD_SCHEMA,
         "suite": str(suite_id),
