@@ -55,36 +55,19 @@ def hardware_class() -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Evaluation:
-    """One model scored on one suite."""
+    """One model scored on one suite; a failed one has no scorecard, and ``failure`` says
+    why (its ``outputs`` if the job got as far)."""
 
     model: Digest
-    scorecard: Scorecard | None
-    record: Digest | None  # the stored scorecard record
-    outputs: Digest | None  # the stored per-item outputs
     budget: dict[str, JsonValue]
+    scorecard: Scorecard | None = None
+    record: Digest | None = None  # the stored scorecard record
+    outputs: Digest | None = None  # the stored per-item outputs
     failure: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.scorecard is not None
-
-    @classmethod
-    def failed(
-        cls,
-        model: Digest,
-        budget: dict[str, JsonValue],
-        failure: str,
-        outputs: Digest | None = None,
-    ) -> Evaluation:
-        """No scorecard: ``failure`` says why (``outputs``, if the job got as far)."""
-        return cls(
-            model=model,
-            scorecard=None,
-            record=None,
-            outputs=outputs,
-            budget=budget,
-            failure=failure,
-        )
 
 
 def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
@@ -169,7 +152,8 @@ def _evaluation(
     round_id: str | None,
 ) -> Evaluation:
     if not outcome.ok:
-        return Evaluation.failed(model, budget, f"evaluation {outcome.failure}: {outcome.reason}")
+        failure = f"evaluation {outcome.failure}: {outcome.reason}"
+        return Evaluation(model=model, budget=budget, failure=failure)
     from safetensors.numpy import load_file
 
     path = outcome.out_dir / OUTPUTS_FILE
@@ -195,7 +179,8 @@ def _evaluation(
             resources=resources,
         )
     except LabError as e:
-        return Evaluation.failed(model, budget, f"scoring failed: {e.message}", outputs_digest)
+        failure = f"scoring failed: {e.message}"
+        return Evaluation(model=model, budget=budget, outputs=outputs_digest, failure=failure)
     record = {
         "schema": SCORECARD_SCHEMA,
         "suite": str(suite_id),
