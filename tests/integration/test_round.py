@@ -18,8 +18,9 @@ from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, NotFound, PolicyError
 from breedlab.families import load_model
 from breedlab.lab import Lab
-from breedlab.lab.breeding import Plan, RoundResult, run_round
+from breedlab.lab.breeding import RoundResult, run_round
 from breedlab.lab.evaluation import Evaluation, check_comparable
+from breedlab.lab.operator_runs import Plan
 from breedlab.sandbox.executors import LocalExecutor
 from builders import make_model_dir
 

@@ -5,6 +5,8 @@
   it with the challenger loop and the release controls.
 - ``breeding``, ``evaluation``, ``recipes``, ``failures``, ``builtin``, ``replay``: the
   challenger loop (seed, stage 2) and its replay.
+- ``operator_runs``: plans run in the sandbox and their outputs stored (on the supply
+  service alone: below the rest of ``lab/``).
 - ``release``: the release controller (seed, stage 3).
 - ``migration``: copying a lab onto other backends.
 

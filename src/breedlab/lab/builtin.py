@@ -12,7 +12,7 @@ confidence ≥ 0.99 -- known-good answers no descendant may break (zero toleranc
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,8 +26,8 @@ from breedlab.digest import Digest
 from breedlab.errors import LabError, NotFound, PolicyError
 from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
 from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
-from breedlab.lab.breeding import Plan, run_plans
 from breedlab.lab.evaluation import evaluate_models
+from breedlab.lab.operator_runs import Generated, Plan, run_plans
 from breedlab.registry.manifest import Kind
 from breedlab.sandbox.executors import Executor
 from breedlab.supply.aliases import point
@@ -261,23 +261,31 @@ def bootstrap_digits(
             )
     say(f"datasets: {', '.join(f'{k} {v.short}' for k, v in datasets.items())}")
     train_data = (("train", datasets["train"]), ("fitness", datasets["fitness"]))
-    [champion_run] = run_plans(
-        lab,
-        [
-            Plan(
-                operator="train",
-                label="train/champion",
-                params=CHAMPION_PARAMS,
-                parents=(),
-                data=train_data,
-                seed=seed,
-            )
-        ],
-        contract,
-        executor=executor,
-        round_id="bootstrap",
-        progress=say,
-    )
+
+    def train(
+        label: str, params: Mapping[str, JsonValue], parents: tuple[Digest, ...], run_seed: int
+    ) -> Generated:
+        """One ``train`` run on the digits splits, recorded as part of the bootstrap."""
+        [run] = run_plans(
+            lab.supply,
+            [
+                Plan(
+                    operator="train",
+                    label=label,
+                    params=params,
+                    parents=parents,
+                    data=train_data,
+                    seed=run_seed,
+                )
+            ],
+            contract,
+            executor=executor,
+            round_id="bootstrap",
+            progress=say,
+        )
+        return run
+
+    champion_run = train("train/champion", CHAMPION_PARAMS, (), seed)
     if champion_run.failure is not None:
         raise LabError(f"training the champion failed: {champion_run.failure}")
     champion = champion_run.candidates[0]
@@ -321,23 +329,7 @@ def bootstrap_digits(
 
     sibling = None
     if "train" in contract.allowed_operators:
-        [sibling_run] = run_plans(
-            lab,
-            [
-                Plan(
-                    operator="train",
-                    label="train/robust-sibling",
-                    params=SIBLING_PARAMS,
-                    parents=(champion,),
-                    data=train_data,
-                    seed=seed + 1,
-                )
-            ],
-            contract,
-            executor=executor,
-            round_id="bootstrap",
-            progress=say,
-        )
+        sibling_run = train("train/robust-sibling", SIBLING_PARAMS, (champion,), seed + 1)
         if sibling_run.failure is None:
             sibling = sibling_run.candidates[0]
             lab_sign(lab, sibling, model_key)

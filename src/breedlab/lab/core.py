@@ -321,7 +321,7 @@ class Lab:
         progress: Callable[[str], None] | None = None,
     ) -> RoundResult:
         """One breeding round (seed: run_breeding_lab_round); writes an HTML report."""
-        from breedlab.lab.breeding import RoundResult, approved_parents, run_round
+        from breedlab.lab.breeding import approved_parents, run_round
         from breedlab.lab.failures import latest_clusters, mine_failures
         from breedlab.lab.recipes import default_plans
         from breedlab.report import render_round_report
@@ -349,17 +349,7 @@ class Lab:
         reports.mkdir(parents=True, exist_ok=True)
         path = reports / f"{result.round_id}.html"
         path.write_text(render_round_report(result.record), "utf-8")
-        return RoundResult(
-            round_id=result.round_id,
-            capability=result.capability,
-            champion=result.champion,
-            winner=result.winner,
-            decision_seq=result.decision_seq,
-            decision=result.decision,
-            record=result.record,
-            report=str(path),
-            generated=result.generated,
-        )
+        return dataclasses.replace(result, report=str(path))
 
     @_interruptible
     def reproduce(self, ref: str, *, workers: int | None = None) -> Reproduction:

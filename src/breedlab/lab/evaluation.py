@@ -26,6 +26,7 @@ from breedlab.evaluator.runner import OUTPUTS_FILE
 from breedlab.evaluator.scoring import Resources, Scorecard, score
 from breedlab.evaluator.suite import SUITE_FILE, SuiteSpec
 from breedlab.jobs import DataInput, Job, ParentInput
+from breedlab.lab.operator_runs import model_input
 from breedlab.ledger import EventKind
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
@@ -54,13 +55,14 @@ def hardware_class() -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class Evaluation:
-    """One model scored on one suite."""
+    """One model scored on one suite; a failed one has no scorecard, and ``failure`` says
+    why (its ``outputs`` if the job got as far)."""
 
     model: Digest
-    scorecard: Scorecard | None
-    record: Digest | None  # the stored scorecard record
-    outputs: Digest | None  # the stored per-item outputs
     budget: dict[str, JsonValue]
+    scorecard: Scorecard | None = None
+    record: Digest | None = None  # the stored scorecard record
+    outputs: Digest | None = None  # the stored per-item outputs
     failure: str | None = None
 
     @property
@@ -77,17 +79,8 @@ def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
 
 
 def parent_input(lab: Lab, model: Digest) -> ParentInput:
-    """A registered model as a job's input: materialised, and bounded by its capability's
-    memory budget (issue 10: jobs loaded every model within the families' 2 GiB default)."""
-    manifest = lab.manifest(model)
-    _, contract = lab.capability(manifest.capability)
-    return ParentInput(
-        id=str(model),
-        name=manifest.name,
-        family=manifest.family or "torch",
-        folder=lab.workspace.materialise(model, manifest),
-        max_bytes=contract.budget.memory_bytes,
-    )
+    """:func:`~breedlab.lab.operator_runs.model_input` for a caller holding a ``Lab``."""
+    return model_input(lab.supply, model)
 
 
 def evaluate_models(
@@ -113,7 +106,7 @@ def evaluate_models(
     limits = replace(EVAL_LIMITS, wall_seconds=float(lab.config.evaluation_wall_seconds))
     jobs = []
     for model in models:
-        parent = parent_input(lab, model)
+        parent = model_input(lab.supply, model)
         job = Job(
             operator="suite",
             params={},
@@ -159,14 +152,8 @@ def _evaluation(
     round_id: str | None,
 ) -> Evaluation:
     if not outcome.ok:
-        return Evaluation(
-            model=model,
-            scorecard=None,
-            record=None,
-            outputs=None,
-            budget=budget,
-            failure=f"evaluation {outcome.failure}: {outcome.reason}",
-        )
+        failure = f"evaluation {outcome.failure}: {outcome.reason}"
+        return Evaluation(model=model, budget=budget, failure=failure)
     from safetensors.numpy import load_file
 
     path = outcome.out_dir / OUTPUTS_FILE
@@ -192,14 +179,8 @@ def _evaluation(
             resources=resources,
         )
     except LabError as e:
-        return Evaluation(
-            model=model,
-            scorecard=None,
-            record=None,
-            outputs=outputs_digest,
-            budget=budget,
-            failure=f"scoring failed: {e.message}",
-        )
+        failure = f"scoring failed: {e.message}"
+        return Evaluation(model=model, budget=budget, outputs=outputs_digest, failure=failure)
     record = {
         "schema": SCORECARD_SCHEMA,
         "suite": str(suite_id),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
-from breedlab.lab.breeding import Plan
+from breedlab.lab.operator_runs import Plan
 
 if TYPE_CHECKING:
     from breedlab.lab.core import Lab
@@ -62,75 +62,49 @@ def default_plans(
     champion = parents[0]
     train = ("train", data["train"])
     fitness = ("fitness", data["fitness"])
+
+    def plan(
+        operator: str,
+        label: str,
+        params: Mapping[str, JsonValue],
+        datasets: tuple[tuple[str, Digest], ...] = (),
+        models: tuple[Digest, ...] = (champion,),
+    ) -> Plan:
+        """A run of the round: its seed and cluster, on the champion unless told."""
+        return Plan(
+            operator=operator,
+            label=label,
+            parents=models,
+            params=params,
+            data=datasets,
+            seed=seed,
+            failure_cluster=cluster,
+        )
+
     plans: list[Plan] = []
     cluster_meta = {} if cluster is None else lab.manifest(cluster).meta.get("cluster", {})
     kind = (
         cluster_meta.get("perturbation", {}).get("kind") if isinstance(cluster_meta, dict) else None
     )
     if kind in ("noise", "shift"):
-        plans.append(
-            Plan(
-                operator="train",
-                label=f"train/finetune-{kind}",
-                parents=(champion,),
-                params={
-                    "architecture": "mlp",
-                    "hidden": [128, 64],
-                    "epochs": 10,
-                    "augment": kind,
-                    "name": f"digits-mlp-ft-{kind}",
-                },
-                data=(train, fitness),
-                seed=seed,
-                failure_cluster=cluster,
-            )
-        )
-    plans.append(
-        Plan(
-            operator="distill",
-            label="distill/mlp-32",
-            parents=(champion,),
-            params={"architecture": "mlp", "hidden": [32], "epochs": 40},
-            data=(train, fitness),
-            seed=seed,
-            failure_cluster=cluster,
-        )
-    )
+        finetune: dict[str, JsonValue] = {
+            "architecture": "mlp",
+            "hidden": [128, 64],
+            "epochs": 10,
+            "augment": kind,
+            "name": f"digits-mlp-ft-{kind}",
+        }
+        plans.append(plan("train", f"train/finetune-{kind}", finetune, (train, fitness)))
+    distill: dict[str, JsonValue] = {"architecture": "mlp", "hidden": [32], "epochs": 40}
+    plans.append(plan("distill", "distill/mlp-32", distill, (train, fitness)))
     if cluster is not None:
-        plans.append(
-            Plan(
-                operator="adapter",
-                label="adapter/lora-r8",
-                parents=(champion,),
-                params={"r": 8, "lora_alpha": 16},
-                data=(train, ("cluster", cluster)),
-                seed=seed,
-                failure_cluster=cluster,
-            )
-        )
+        lora: dict[str, JsonValue] = {"r": 8, "lora_alpha": 16}
+        plans.append(plan("adapter", "adapter/lora-r8", lora, (train, ("cluster", cluster))))
     for scheme in ("int8_pc", "int4_g32"):
-        plans.append(
-            Plan(
-                operator="quantize",
-                label=f"quantize/{scheme}",
-                parents=(champion,),
-                params={"scheme": scheme},
-                seed=seed,
-                failure_cluster=cluster,
-            )
-        )
+        plans.append(plan("quantize", f"quantize/{scheme}", {"scheme": scheme}))
     for other in parents[1:]:
         if not _same_architecture(lab, champion, other):
             continue
         for label, params in MERGES:
-            plans.append(
-                Plan(
-                    operator="merge",
-                    label=f"merge/{label}",
-                    parents=(champion, other),
-                    params=params,
-                    seed=seed,
-                    failure_cluster=cluster,
-                )
-            )
+            plans.append(plan("merge", f"merge/{label}", params, models=(champion, other)))
     return plans

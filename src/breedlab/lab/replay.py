@@ -16,7 +16,7 @@ from breedlab import interrupts
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, LabError
-from breedlab.lab.breeding import Plan, run_plans
+from breedlab.lab.operator_runs import Plan, run_plans
 from breedlab.ledger import EventKind
 from breedlab.sandbox.executors import Executor
 from breedlab.signing.statements import Statement
@@ -98,7 +98,9 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
     except (KeyError, TypeError, AssertionError) as e:
         raise LabError(f"package {package.short} has incomplete provenance: {e}") from e
     _, contract = lab.capability(manifest.capability)
-    [generated] = run_plans(lab, [plan], contract, executor=executor, round_id=None, record=False)
+    [generated] = run_plans(
+        lab.supply, [plan], contract, executor=executor, round_id=None, record=False
+    )
     if generated.failure is not None:
         return Reproduction(
             package=str(package), operator=plan.operator, recomputed=None, failure=generated.failure

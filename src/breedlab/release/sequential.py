@@ -186,6 +186,19 @@ def _silence_exceeded(rule: NoDataRule | None, last_seen_at: float, at: float) -
     return rule is not None and at - last_seen_at >= rule.max_silence_s
 
 
+_GuardrailT = TypeVar("_GuardrailT", "SprtGuardrail", "MsprtGuardrail")
+
+
+def _tick(guardrail: _GuardrailT, at: float) -> _GuardrailT:
+    """Either guardrail's ``tick``: the no-data rule applied at ``at``."""
+    _check_time(guardrail.now, at)
+    if guardrail.verdict is Verdict.CONTINUE and _silence_exceeded(
+        guardrail.config.no_data, guardrail.last_seen_at, at
+    ):
+        return guardrail._decide(Verdict.ABORT, Trigger.NO_DATA, at)
+    return replace(guardrail, now=at)
+
+
 # --------------------------------------------------------------------------- SPRT
 
 
@@ -303,12 +316,7 @@ class SprtGuardrail:
 
     def tick(self, *, at: float) -> SprtGuardrail:
         """The guardrail at ``at`` with no new request: applies the no-data rule."""
-        _check_time(self.now, at)
-        if self.verdict is Verdict.CONTINUE and _silence_exceeded(
-            self.config.no_data, self.last_seen_at, at
-        ):
-            return self._decide(Verdict.ABORT, Trigger.NO_DATA, at)
-        return replace(self, now=at)
+        return _tick(self, at)
 
     def _judge(self, at: float) -> SprtGuardrail:
         c = self.config
@@ -550,12 +558,7 @@ class MsprtGuardrail:
 
     def tick(self, *, at: float) -> MsprtGuardrail:
         """The guardrail at ``at`` with no new pair: applies the no-data rule."""
-        _check_time(self.now, at)
-        if self.verdict is Verdict.CONTINUE and _silence_exceeded(
-            self.config.no_data, self.last_seen_at, at
-        ):
-            return self._decide(Verdict.ABORT, Trigger.NO_DATA, at)
-        return replace(self, now=at)
+        return _tick(self, at)
 
     def _look(self, at: float) -> MsprtGuardrail:
         c = self.config

@@ -213,12 +213,14 @@ def run_job(spec: JobSpec, folder: Path, *, warm: bool = True) -> Outcome:
     network_isolated = bool(result.get("network_isolated", False))
     peak = int(result.get("peak_rss_kib", 0))
 
-    def failed(kind: FailureKind, reason: str) -> Outcome:
+    def finished(
+        failure: FailureKind | None, reason: str, outputs: tuple[OutputPackage, ...] = ()
+    ) -> Outcome:
         return Outcome(
-            ok=False,
-            failure=kind,
+            ok=failure is None,
+            failure=failure,
             reason=reason,
-            outputs=(),
+            outputs=outputs,
             result=result,
             log=log_text,
             wall_seconds=wall,
@@ -228,41 +230,30 @@ def run_job(spec: JobSpec, folder: Path, *, warm: bool = True) -> Outcome:
         )
 
     if timed_out:
-        return failed(FailureKind.TIMEOUT, f"wall-clock limit of {spec.limits.wall_seconds:g} s")
+        return finished(FailureKind.TIMEOUT, f"wall-clock limit of {spec.limits.wall_seconds:g} s")
     if lost:
-        return failed(FailureKind.CRASH, lost)
+        return finished(FailureKind.CRASH, lost)
     if code is not None and code < 0:
         sig = signal.Signals(-code)
         if sig is signal.SIGXCPU or (sig is signal.SIGKILL and result.get("cpu_exceeded")):
-            return failed(FailureKind.CPU, f"CPU-time limit of {spec.limits.cpu_seconds} s")
+            return finished(FailureKind.CPU, f"CPU-time limit of {spec.limits.cpu_seconds} s")
         if sig is signal.SIGXFSZ:
-            return failed(FailureKind.ESCAPE, f"file-size limit of {spec.limits.file_mib} MiB")
-        return failed(FailureKind.CRASH, f"killed by {sig.name}")
+            return finished(FailureKind.ESCAPE, f"file-size limit of {spec.limits.file_mib} MiB")
+        return finished(FailureKind.CRASH, f"killed by {sig.name}")
     if not result:
         tail = log_text.strip().splitlines()[-1:] or ["no output"]
-        return failed(FailureKind.CRASH, f"exited {code} without a result: {tail[0][:200]}")
+        return finished(FailureKind.CRASH, f"exited {code} without a result: {tail[0][:200]}")
     if result.get("status") != "ok":
         kind = FailureKind(result.get("failure", "error"))
-        return failed(kind, str(result.get("reason", "unknown failure"))[:500])
+        return finished(kind, str(result.get("reason", "unknown failure"))[:500])
     try:
         outputs = tuple(OutputPackage.from_json(o) for o in result.get("outputs", []))
         _check_outputs(out_dir, outputs)
     except (KeyError, TypeError, ValueError) as e:
-        return failed(FailureKind.ERROR, f"malformed result: {e}")
+        return finished(FailureKind.ERROR, f"malformed result: {e}")
     except _OutputProblem as e:
-        return failed(FailureKind.ESCAPE, str(e))
-    return Outcome(
-        ok=True,
-        failure=None,
-        reason="",
-        outputs=outputs,
-        result=result,
-        log=log_text,
-        wall_seconds=wall,
-        peak_rss_kib=peak,
-        network_isolated=network_isolated,
-        out_dir=out_dir,
-    )
+        return finished(FailureKind.ESCAPE, str(e))
+    return finished(None, "", outputs)
 
 
 class _OutputProblem(Exception):

@@ -100,6 +100,22 @@ def _pair_digest(tag: bytes, champion: NDArray[np.generic], candidate: NDArray[n
     return h.hexdigest()
 
 
+def _set_pair(
+    paired: PairedBinary | PairedContinuous,
+    champion: NDArray[np.generic],
+    candidate: NDArray[np.generic],
+) -> None:
+    """Set a pair's checked arrays on the frozen instance.
+
+    Raises:
+        InvalidRequest: their lengths differ.
+    """
+    if champion.shape != candidate.shape:
+        raise InvalidRequest(f"paired arrays differ in length: {champion.size} vs {candidate.size}")
+    object.__setattr__(paired, "champion", champion)
+    object.__setattr__(paired, "candidate", candidate)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class PairedBinary:
     """Per-item booleans for champion and candidate on the same items (True = the item's
@@ -114,14 +130,9 @@ class PairedBinary:
     candidate: NDArray[np.bool_]
 
     def __post_init__(self) -> None:
-        champion = _bool_array("champion", self.champion)
-        candidate = _bool_array("candidate", self.candidate)
-        if champion.shape != candidate.shape:
-            raise InvalidRequest(
-                f"paired arrays differ in length: {champion.size} vs {candidate.size}"
-            )
-        object.__setattr__(self, "champion", champion)
-        object.__setattr__(self, "candidate", candidate)
+        _set_pair(
+            self, _bool_array("champion", self.champion), _bool_array("candidate", self.candidate)
+        )
 
     @property
     def n(self) -> int:
@@ -154,14 +165,9 @@ class PairedContinuous:
     candidate: NDArray[np.float64]
 
     def __post_init__(self) -> None:
-        champion = _float_array("champion", self.champion)
-        candidate = _float_array("candidate", self.candidate)
-        if champion.shape != candidate.shape:
-            raise InvalidRequest(
-                f"paired arrays differ in length: {champion.size} vs {candidate.size}"
-            )
-        object.__setattr__(self, "champion", champion)
-        object.__setattr__(self, "candidate", candidate)
+        _set_pair(
+            self, _float_array("champion", self.champion), _float_array("candidate", self.candidate)
+        )
 
     @property
     def n(self) -> int:

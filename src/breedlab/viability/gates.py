@@ -245,6 +245,37 @@ def _paired_reason(spec: MetricSpec, verdict: Verdict, text: str) -> str:
     return f"{text}: straddles the margin {harm}, neither non-inferior nor clearly worse"
 
 
+def _paired_result(
+    spec: MetricSpec,
+    *,
+    delta: float,
+    bounds: stats.Bounds,
+    detail: str,
+    inputs: Inputs,
+    mde: float,
+    p_superiority: float | None,
+) -> MetricResult:
+    """A paired metric's result from the bounds of Δ (candidate − champion); ``detail``
+    names the data in the reason."""
+    sign = spec.direction.sign
+    gain_lower, gain_upper = (
+        (bounds.lower, bounds.upper) if sign > 0 else (-bounds.upper, -bounds.lower)
+    )
+    verdict = _paired_verdict(spec, gain_lower, gain_upper)
+    text = f"{_interval(delta, bounds.lower, bounds.upper)} ({detail})"
+    return MetricResult(
+        spec=spec,
+        verdict=verdict,
+        reason=_paired_reason(spec, verdict, text),
+        delta=delta,
+        lower=bounds.lower,
+        upper=bounds.upper,
+        inputs=inputs,
+        mde=mde,
+        p_superiority=p_superiority,
+    )
+
+
 def _binary(spec: MetricSpec, data: PairedBinary, policy: Policy) -> MetricResult:
     n, sign = data.n, spec.direction.sign
     b, c = data.discordant()
@@ -265,18 +296,11 @@ def _binary(spec: MetricSpec, data: PairedBinary, policy: Policy) -> MetricResul
         # Superiority needs both the exact McNemar test (gain > 0) and the score test
         # (gain > ε): the larger p-value is a valid p-value for the stricter claim.
         p_superiority = max(p_exact, p_score)
-    gain_lower, gain_upper = (
-        (bounds.lower, bounds.upper) if sign > 0 else (-bounds.upper, -bounds.lower)
-    )
-    verdict = _paired_verdict(spec, gain_lower, gain_upper)
-    text = f"{_interval(delta, bounds.lower, bounds.upper)} (b={b}, c={c}, n={n})"
-    return MetricResult(
-        spec=spec,
-        verdict=verdict,
-        reason=_paired_reason(spec, verdict, text),
+    return _paired_result(
+        spec,
         delta=delta,
-        lower=bounds.lower,
-        upper=bounds.upper,
+        bounds=bounds,
+        detail=f"b={b}, c={c}, n={n}",
         inputs=BinaryInputs(
             n=n,
             b=b,
@@ -304,18 +328,11 @@ def _continuous(spec: MetricSpec, data: PairedContinuous, policy: Policy) -> Met
     if spec.role is Role.PRIMARY:
         gains: NDArray[np.float64] = sign * replicates
         p_superiority = stats.bootstrap_p_value(gains, delta0=policy.epsilon_up)
-    gain_lower, gain_upper = (
-        (bounds.lower, bounds.upper) if sign > 0 else (-bounds.upper, -bounds.lower)
-    )
-    verdict = _paired_verdict(spec, gain_lower, gain_upper)
-    text = f"{_interval(delta, bounds.lower, bounds.upper)} (n={n})"
-    return MetricResult(
-        spec=spec,
-        verdict=verdict,
-        reason=_paired_reason(spec, verdict, text),
+    return _paired_result(
+        spec,
         delta=delta,
-        lower=bounds.lower,
-        upper=bounds.upper,
+        bounds=bounds,
+        detail=f"n={n}",
         inputs=ContinuousInputs(
             n=n,
             champion_mean=float(data.champion.mean()),

@@ -12,7 +12,7 @@ import pytest
 from breedlab.config import CONFIG_NAME, load_config
 from breedlab.errors import ConfigError
 from breedlab.lab import Lab
-from breedlab.lab.breeding import Plan, run_plans
+from breedlab.lab.operator_runs import Plan, run_plans
 from breedlab.sandbox import FailureKind, JobSpec, Outcome
 from breedlab.sandbox.executors import OnDone
 
@@ -58,7 +58,9 @@ def test_operator_jobs_run_under_the_configured_wall_clock_limit(lab: Lab) -> No
         _, contract = configured.capability("digits")
         executor = _Recording()
         plan = Plan(operator="train", label="train/slow", params={}, parents=())
-        [generated] = run_plans(configured, [plan], contract, executor=executor, round_id="round-1")
+        [generated] = run_plans(
+            configured.supply, [plan], contract, executor=executor, round_id="round-1"
+        )
         [failed] = [e for e in configured.events() if e.kind == "candidate.failed"]
     assert [spec.limits.wall_seconds for spec in executor.specs] == [7.0]
     assert generated.failure_kind == "timeout"
