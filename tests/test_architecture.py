@@ -94,8 +94,10 @@ KNOWN_CIRCLES = [
         "breedlab.lab.evaluation",
         "breedlab.lab.failures",
         "breedlab.lab.migration",
+        "breedlab.lab.promotion",
         "breedlab.lab.recipes",
         "breedlab.lab.release",
+        "breedlab.lab.release_reports",
         "breedlab.lab.replay",
     },
 ]  # fmt: skip

@@ -297,6 +297,7 @@ def _release_tour(
 
     from breedlab.http import create_app, serving
     from breedlab.lab import release as controller
+    from breedlab.lab import release_reports
     from breedlab.release import ShadowGate
 
     token = "demo-admin-token"
@@ -448,7 +449,7 @@ def _release_tour(
         f"ledger is proved an extension of it: {proved.witness}",
         "breedlab ledger witness export FILE && breedlab ledger verify --witness FILE",
     )
-    criteria = controller.exit_criteria(lab, "digits")
+    criteria = release_reports.exit_criteria(lab, "digits")
     for crit in criteria:
         say(
             "exit criteria",

@@ -23,7 +23,7 @@ import pytest
 
 from breedlab.cli import main
 from breedlab.errors import InvalidRequest, NotFound, Unavailable
-from breedlab.lab import Lab
+from breedlab.lab import Lab, promotion
 from breedlab.lab import release as controller
 from breedlab.release import CanaryPolicy, ExposureCap, MinimumDwell
 from breedlab.serving import mirror, shadow_process
@@ -170,8 +170,8 @@ def _promote(lab: Lab, router: Router, pkg: str, baking: timedelta) -> None:
         if controller.release_state(lab, "digits").canary_passed:
             break
     assert controller.release_state(lab, "digits").canary_passed
-    policy = controller.PromotionPolicy(dwell=NO_DWELL, baking=baking)
-    ev = controller.promote(lab, "digits", pkg, policy=policy)
+    policy = promotion.PromotionPolicy(dwell=NO_DWELL, baking=baking)
+    ev = promotion.promote(lab, "digits", pkg, policy=policy)
     assert ev.payload["baking_s"] == int(baking.total_seconds())
 
 
@@ -193,7 +193,7 @@ def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
         assert old not in router._models  # released
         assert route.champion.package == lab.resolve(ids["good"])
         # Rollback still works after baking: a cold load, measured like any other.
-        ev = controller.rollback(lab, "digits", switch=lambda: router.refresh(force=True))
+        ev = promotion.rollback(lab, "digits", switch=lambda: router.refresh(force=True))
         assert ev.payload["package"] == str(old)
         assert router.refresh().routes["digits"].champion.package == old
         assert float(str(ev.payload["recovery"]["time_to_recover_s"])) > 0  # type: ignore[index]
@@ -222,8 +222,8 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
                 break
         reached = controller.canary_status(lab, "digits")
         assert reached["status"] == "passed" and reached["stage"] == 1, reached
-        policy = controller.PromotionPolicy(dwell=NO_DWELL, baking=timedelta(0))
-        controller.promote(lab, "digits", ids["good"], policy=policy)
+        policy = promotion.PromotionPolicy(dwell=NO_DWELL, baking=timedelta(0))
+        promotion.promote(lab, "digits", ids["good"], policy=policy)
         promoted = controller.canary_status(lab, "digits")
         assert promoted["status"] == "promoted" and promoted["stage"] == 1
         capsys.readouterr()
@@ -288,7 +288,7 @@ def test_a_zero_baking_period_keeps_nothing_warm(
         table = router.refresh()
         assert table.routes["digits"].previous is None and table.expires is None
         with pytest.raises(InvalidRequest, match="not negative"):
-            controller.PromotionPolicy(baking=timedelta(seconds=-1))
+            promotion.PromotionPolicy(baking=timedelta(seconds=-1))
     finally:
         router.close()
 

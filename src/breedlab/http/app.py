@@ -53,6 +53,7 @@ from breedlab.errors import (
     one_line,
 )
 from breedlab.http.limits import BodyLimit
+from breedlab.lab import promotion
 from breedlab.lab import release as controller
 from breedlab.registry.manifest import RiskTier
 from breedlab.release.canary import DEFAULT_STAGE_MAX_REQUESTS, CanaryPolicy, ExposureCap
@@ -590,7 +591,7 @@ def create_app(
             served = router.table.routes[capability].champion
             served.predict([0.0] * served.inputs)
 
-        ev = controller.rollback(lab, capability, switch=switch, verify=verify, key=release_key)
+        ev = promotion.rollback(lab, capability, switch=switch, verify=verify, key=release_key)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
     return app

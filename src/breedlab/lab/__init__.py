@@ -5,7 +5,8 @@
   it with the challenger loop and the release controls.
 - ``breeding``, ``evaluation``, ``recipes``, ``failures``, ``builtin``, ``replay``: the
   challenger loop (seed, stage 2) and its replay.
-- ``release``: the release controller (seed, stage 3).
+- ``release``, ``promotion``, ``release_reports``: the release controller (seed, stage
+  3): shadow and canary; promotion and rollback; release records and exit criteria.
 - ``migration``: copying a lab onto other backends.
 
 The values the Lab returns are ``breedlab.supply.values``' (re-exported here).

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.builtin import Bootstrap
     from breedlab.lab.failures import Cluster
     from breedlab.lab.migration import MigrationReport
-    from breedlab.lab.release import Criterion
+    from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
     from breedlab.release.canary import ExposureCap
     from breedlab.release.shadow_stats import ShadowReport
@@ -219,7 +219,7 @@ class Lab:
     def show(self, ref: str) -> PackageDetails:
         """A package's details (:func:`breedlab.supply.packages.show`), its release
         records joined."""
-        from breedlab.lab.release import release_records
+        from breedlab.lab.release_reports import release_records
 
         details = supply_packages.show(self.supply, ref)
         pid = str(details.info.id)
@@ -230,7 +230,7 @@ class Lab:
     def lineage(self, ref: str) -> LineageGraph:
         """Ancestors (the package first, then breadth-first) and descendants of a package,
         each with its release records."""
-        from breedlab.lab.release import release_records
+        from breedlab.lab.release_reports import release_records
 
         graph = supply_lineage.lineage(self.supply, self.resolve(ref))
         joined = release_records(self, [n.id for n in (*graph.ancestors, *graph.descendants)])
@@ -451,20 +451,20 @@ class Lab:
 
         ``baking``: how long servers keep the old champion loaded (default one hour).
         """
-        from breedlab.lab.release import PromotionPolicy, promote
+        from breedlab.lab.promotion import PromotionPolicy, promote
 
         policy = PromotionPolicy() if baking is None else PromotionPolicy(baking=baking)
         return promote(self, capability, ref, policy=policy, key=key)
 
     def rollback(self, capability: str, *, key: str | None = None) -> Event:
         """Return ``champion`` to ``previous``; records the measured recovery time."""
-        from breedlab.lab.release import rollback
+        from breedlab.lab.promotion import rollback
 
         return rollback(self, capability, key=key)
 
     @_interruptible
     def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
         """The seed's v1 exit criteria, each pass/fail with evidence."""
-        from breedlab.lab.release import exit_criteria
+        from breedlab.lab.release_reports import exit_criteria
 
         return exit_criteria(self, capability, workers=workers)
