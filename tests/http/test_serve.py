@@ -147,7 +147,7 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
     served: tuple[Lab, dict[str, str], str],
 ) -> None:
     lab, ids, _ = served
-    router = controller.router(lab, shadow_queue=1)
+    router = lab.router(shadow_queue=1)
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -176,7 +176,7 @@ def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
 ) -> None:
     lab, ids, _ = served
     monkeypatch.setattr(mirror, "_FIRST_BACKOFF_S", 3600.0)  # no restart in this test
-    router = controller.router(lab)
+    router = lab.router()
     try:
         route = router.refresh().routes["digits"]
         alone = [route.champion.predict(body(i)["inputs"]) for i in range(120)]
@@ -351,7 +351,7 @@ def test_an_injected_canary_fault_falls_back_to_the_champion_and_the_sprt_aborts
 ) -> None:
     lab, ids = release_lab(tmp_path_factory.mktemp("fault"))
     lab.approve(ids["good"], purpose="release", key="pat")
-    router = controller.router(lab, faults={"canary": 1.0})
+    router = lab.router(faults={"canary": 1.0})
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -388,14 +388,14 @@ def test_serve_may_run_the_shadow_process_at_normal_priority_whatever_the_config
     from breedlab.errors import InvalidRequest
 
     assert lab.config.shadow_priority == "idle"
-    idle, normal = controller.router(lab), controller.router(lab, shadow_priority="normal")
+    idle, normal = lab.router(), lab.router(shadow_priority="normal")
     try:
         assert idle.mirror.idle and not normal.mirror.idle
     finally:
         idle.close()
         normal.close()
     with pytest.raises(InvalidRequest, match="one of idle, normal"):
-        controller.router(lab, shadow_priority="low")
+        lab.router(shadow_priority="low")
 
 
 def test_the_socket_serve_listens_on_gets_nagle_turned_off_for_each_connection() -> None:

@@ -3,8 +3,9 @@
 Reads the ledger and the logs the server writes, decides with the pure cores of
 :mod:`breedlab.release`, and writes alias moves and ``release.*`` events. The Lab's
 release verbs call these functions (the serving app, the CLI and the demo call the Lab).
-:func:`router` makes the serving process's :class:`~breedlab.serving.router.Router`
-over a lab, with a :class:`LabRecorder` for the ledger writes it asks for
+:meth:`Lab.router <breedlab.lab.Lab.router>` makes the serving process's
+:class:`~breedlab.serving.router.Router` over a lab, with a :class:`LabRecorder` for the
+ledger writes it asks for
 (:mod:`breedlab.serving` sits below the lab and imports none of it); ``ServedModel``,
 ``load_served``, ``CanaryRun`` and ``shadow_pairs`` are serving's, re-exported here.
 
@@ -27,7 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +63,6 @@ from breedlab.release.state import (
 )
 from breedlab.serving.canary_run import CanaryRun
 from breedlab.serving.release_logs import shadow_pairs
-from breedlab.serving.router import Router
 from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.signing.keys import KeyPair
 from breedlab.supply.aliases import point
@@ -89,7 +89,6 @@ __all__ = [
     "recommended_for_shadow",
     "release_state",
     "replay_shadow",
-    "router",
     "shadow_log",
     "shadow_pairs",
     "shadow_report",
@@ -153,36 +152,6 @@ class LabRecorder:
         return append_release_event(
             self.lab, kind, capability, payload, signer=self.lab.factory_signer()
         )
-
-
-def router(
-    lab: Lab,
-    *,
-    canary_policy: CanaryPolicy | None = None,
-    faults: Mapping[str, float] | None = None,
-    shadow_queue: int = 256,
-    srm_min_units: int = 200,
-    seed: int = 0,
-    shadow_priority: str | None = None,
-    on_pair: Callable[[str, ShadowPair], None] | None = None,
-) -> Router:
-    """A :class:`~breedlab.serving.router.Router` over ``lab``, writing through it.
-
-    Raises:
-        InvalidRequest: an unknown shadow priority.
-        IntegrityError: the ledger does not verify (the router refuses to start).
-    """
-    return Router(
-        lab,
-        LabRecorder(lab),
-        canary_policy=canary_policy,
-        faults=faults,
-        shadow_queue=shadow_queue,
-        srm_min_units=srm_min_units,
-        seed=seed,
-        shadow_priority=shadow_priority,
-        on_pair=on_pair,
-    )
 
 
 # ----------------------------------------------------------------------------- shadow
