@@ -318,7 +318,7 @@ def oversized_bodies(
 
 def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict[str, object]:
     """5% injected canary failures; each drill a fresh artifact (a new id)."""
-    router = controller.router(lab, faults={"canary": 0.05}, seed=1)
+    router = lab.router(faults={"canary": 0.05}, seed=1)
     champion = build_module(CONFIG)
     from breedlab.tensors.quantized import load_state_dict
 

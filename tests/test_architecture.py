@@ -93,8 +93,10 @@ KNOWN_CIRCLES = [
         "breedlab.lab.evaluation",
         "breedlab.lab.failures",
         "breedlab.lab.migration",
+        "breedlab.lab.promotion",
         "breedlab.lab.recipes",
         "breedlab.lab.release",
+        "breedlab.lab.release_reports",
         "breedlab.lab.replay",
     },
 ]  # fmt: skip
@@ -241,3 +243,31 @@ def test_no_new_private_names_across_modules() -> None:
             ):
                 uses.add((name, f"{node.value.id}.{node.attr}"))
     assert uses <= KNOWN_PRIVATE_USES, sorted(uses - KNOWN_PRIVATE_USES)
+
+
+def test_the_shells_import_only_the_lab_facade() -> None:
+    """cli/, http/ and the demo reach the lab through ``breedlab.lab`` (the Lab and the
+    values it re-exports), never through a module inside it (issue 11: one facade)."""
+    modules = _modules()
+    lab_modules = {m for m in modules if m.startswith("breedlab.lab.")}
+    shells = [
+        (name, path)
+        for name, path in modules.items()
+        if name.startswith(("breedlab.cli", "breedlab.http")) or name == "breedlab.demo"
+    ]
+    reached = []
+    for name, path in shells:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                reached += [(name, a.name) for a in node.names if a.name in lab_modules]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module in lab_modules:
+                    reached.append((name, node.module))
+                elif node.module == "breedlab.lab":
+                    reached += [
+                        (name, f"breedlab.lab.{a.name}")
+                        for a in node.names
+                        if f"breedlab.lab.{a.name}" in lab_modules
+                    ]
+    assert len(shells) > 10 and lab_modules  # the walk saw the shells and the lab
+    assert reached == [], reached

@@ -268,9 +268,8 @@ def _damaged(lab: Lab, champion: Digest, folder: Path) -> Path:
 
     from breedlab.families import load_model
     from breedlab.families.torch_family import save_torch_model
-    from breedlab.lab.evaluation import parent_input
 
-    parent = parent_input(lab, champion)  # bounded by the capability's budget
+    parent = lab.parent_input(champion)  # bounded by the capability's budget
     model = load_model(parent.folder, parent.family, max_bytes=parent.max_bytes)
     module = model.module
     with torch.no_grad():
@@ -296,7 +295,6 @@ def _release_tour(
     import httpx
 
     from breedlab.http import create_app, serving
-    from breedlab.lab import release as controller
     from breedlab.release import ShadowGate
 
     token = "demo-admin-token"
@@ -322,8 +320,8 @@ def _release_tour(
         r = c.post("/admin/digits/canary/start", json={"percent": 25})
         if r.status_code != 200:
             raise LabError(f"canary refused: {r.json()['message']}")
-        roles = _until(c, requests, lambda: controller.release_state(lab, "digits").canary_passed)
-        state = controller.release_state(lab, "digits")
+        roles = _until(c, requests, lambda: lab.release_state("digits").canary_passed)
+        state = lab.release_state("digits")
         if not state.canary_passed:
             raise LabError(f"the canary of {pkg.short} did not pass: {roles.count('canary')}")
         return {"report": report, "canary_requests": roles.count("canary")}
@@ -358,10 +356,8 @@ def _release_tour(
         drill_gate = ShadowGate(
             min_pairs=1, min_agreement=0.0, max_p50_ratio=1e9, max_p95_ratio=1e9
         )
-        controller.start_canary(lab, "digits", percent=25, gate=drill_gate, key="pat")
-        roles = _until(
-            c, requests, lambda: controller.release_state(lab, "digits").canary is None, extra=200
-        )
+        lab.canary_start("digits", percent=25, gate=drill_gate, key="pat")
+        roles = _until(c, requests, lambda: lab.release_state("digits").canary is None, extra=200)
         aborted = [
             e
             for e in lab.events(kinds=(EventKind.CANARY_ABORTED,))
@@ -448,7 +444,7 @@ def _release_tour(
         f"ledger is proved an extension of it: {proved.witness}",
         "breedlab ledger witness export FILE && breedlab ledger verify --witness FILE",
     )
-    criteria = controller.exit_criteria(lab, "digits")
+    criteria = lab.exit_criteria("digits")
     for crit in criteria:
         say(
             "exit criteria",
@@ -465,9 +461,8 @@ def _hand_approved(lab: Lab, champion: Digest) -> Digest:
 
     from breedlab.families import load_model
     from breedlab.families.torch_family import save_torch_model
-    from breedlab.lab.evaluation import parent_input
 
-    parent = parent_input(lab, champion)  # bounded by the capability's budget
+    parent = lab.parent_input(champion)  # bounded by the capability's budget
     model = load_model(parent.folder, parent.family, max_bytes=parent.max_bytes)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -74,7 +74,7 @@ def test_shadow_pairs_are_sealed_as_they_stream_and_when_the_run_stops(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["broken"], n=0)
         _, seq = controller.shadow_run(lab, "digits")
@@ -106,7 +106,7 @@ def test_an_edited_shadow_log_changes_no_report_and_verify_all_names_it(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["broken"], n=60)
         controller.stop_shadow(lab, "digits")  # seals every pair
@@ -128,7 +128,7 @@ def test_the_canary_gate_reads_only_sealed_pairs_and_names_them(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=60)
         started = controller.start_canary(lab, "digits", percent=50)
@@ -145,7 +145,7 @@ def test_an_edited_canary_log_changes_no_status_and_verify_all_names_it(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=40))
+    router = lab.router(canary_policy=CanaryPolicy(stage_min=40))
     try:
         shadow(lab, router, ids["broken"], n=10)
         controller.start_canary(lab, "digits", percent=100, gate=DRILL_GATE)
@@ -183,7 +183,7 @@ def test_show_and_lineage_join_the_release_evidence_of_a_package(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=30)
         controller.stop_shadow(lab, "digits")
@@ -221,7 +221,7 @@ def test_a_champion_moved_by_an_unsigned_event_is_not_served(
 ) -> None:
     lab, ids = lab_ids
     champion = str(lab.alias("digits", "champion"))
-    router = controller.router(lab)
+    router = lab.router()
     try:
         seq = _forge_champion(lab, ids["broken"])
         lab.set_alias("digits", "nightly", ids["good"])  # history goes on after it
@@ -243,7 +243,7 @@ def test_a_champion_row_edited_without_an_event_is_not_served(
 ) -> None:
     lab, ids = lab_ids
     champion = str(lab.alias("digits", "champion"))
-    router = controller.router(lab)
+    router = lab.router()
     try:
         db = sqlite3.connect(lab.config.root / "ledger.db")
         with db:

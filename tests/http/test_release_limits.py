@@ -23,7 +23,7 @@ import pytest
 
 from breedlab.cli import main
 from breedlab.errors import InvalidRequest, NotFound, Unavailable
-from breedlab.lab import Lab
+from breedlab.lab import Lab, promotion
 from breedlab.lab import release as controller
 from breedlab.release import CanaryPolicy, ExposureCap, MinimumDwell
 from breedlab.serving import mirror, shadow_process
@@ -60,7 +60,7 @@ def _ask(router: Router, unit: str, i: int) -> str:
 @contextlib.contextmanager
 def _canary(lab: Lab, pkg: str, cap: ExposureCap) -> Iterator[Router]:
     """A router serving a 100% canary of ``pkg`` (stages need 20 requests) under ``cap``."""
-    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = lab.router(canary_policy=CanaryPolicy(stage_min=20))
     try:
         shadow(lab, router, pkg)
         controller.start_canary(lab, "digits", percent=100, cap=cap, stage_min=20)
@@ -96,7 +96,7 @@ def test_start_canary_refuses_a_cap_below_the_stage_minimum(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["good"])
         with pytest.raises(InvalidRequest, match="would stop every stage"):
@@ -170,8 +170,8 @@ def _promote(lab: Lab, router: Router, pkg: str, baking: timedelta) -> None:
         if controller.release_state(lab, "digits").canary_passed:
             break
     assert controller.release_state(lab, "digits").canary_passed
-    policy = controller.PromotionPolicy(dwell=NO_DWELL, baking=baking)
-    ev = controller.promote(lab, "digits", pkg, policy=policy)
+    policy = promotion.PromotionPolicy(dwell=NO_DWELL, baking=baking)
+    ev = promotion.promote(lab, "digits", pkg, policy=policy)
     assert ev.payload["baking_s"] == int(baking.total_seconds())
 
 
@@ -180,7 +180,7 @@ def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
 ) -> None:
     lab, ids = lab_ids
     old = lab.resolve(ids["champion"])
-    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = lab.router(canary_policy=CanaryPolicy(stage_min=20))
     try:
         _promote(lab, router, ids["good"], timedelta(seconds=3))
         route = router.refresh().routes["digits"]
@@ -193,7 +193,7 @@ def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
         assert old not in router._models  # released
         assert route.champion.package == lab.resolve(ids["good"])
         # Rollback still works after baking: a cold load, measured like any other.
-        ev = controller.rollback(lab, "digits", switch=lambda: router.refresh(force=True))
+        ev = promotion.rollback(lab, "digits", switch=lambda: router.refresh(force=True))
         assert ev.payload["package"] == str(old)
         assert router.refresh().routes["digits"].champion.package == old
         assert float(str(ev.payload["recovery"]["time_to_recover_s"])) > 0  # type: ignore[index]
@@ -207,7 +207,7 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
 ) -> None:
     lab, ids = lab_ids
     good = lab.resolve(ids["good"])
-    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = lab.router(canary_policy=CanaryPolicy(stage_min=20))
     try:
         shadow(lab, router, ids["good"])
         capsys.readouterr()
@@ -222,8 +222,8 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
                 break
         reached = controller.canary_status(lab, "digits")
         assert reached["status"] == "passed" and reached["stage"] == 1, reached
-        policy = controller.PromotionPolicy(dwell=NO_DWELL, baking=timedelta(0))
-        controller.promote(lab, "digits", ids["good"], policy=policy)
+        policy = promotion.PromotionPolicy(dwell=NO_DWELL, baking=timedelta(0))
+        promotion.promote(lab, "digits", ids["good"], policy=policy)
         promoted = controller.canary_status(lab, "digits")
         assert promoted["status"] == "promoted" and promoted["stage"] == 1
         capsys.readouterr()
@@ -282,13 +282,13 @@ def test_a_zero_baking_period_keeps_nothing_warm(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab, canary_policy=CanaryPolicy(stage_min=20))
+    router = lab.router(canary_policy=CanaryPolicy(stage_min=20))
     try:
         _promote(lab, router, ids["good"], timedelta(0))
         table = router.refresh()
         assert table.routes["digits"].previous is None and table.expires is None
         with pytest.raises(InvalidRequest, match="not negative"):
-            controller.PromotionPolicy(baking=timedelta(seconds=-1))
+            promotion.PromotionPolicy(baking=timedelta(seconds=-1))
     finally:
         router.close()
 
@@ -300,7 +300,7 @@ def test_the_shadow_process_runs_at_idle_priority_unless_configured_otherwise(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)  # this lab: [release] shadow_priority = "normal"
+    router = lab.router()  # this lab: [release] shadow_priority = "normal"
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -321,7 +321,7 @@ def test_the_shadow_process_times_a_sample_of_its_pairs(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=200)
         _, pairs, _ = controller.read_shadow_pairs(lab, "digits")
@@ -372,7 +372,7 @@ def test_a_server_script_without_a_main_guard_still_shadows(
             from breedlab.lab import Lab
             from breedlab.lab import release as controller
             lab = Lab.open(Path({str(lab.config.root)!r}))
-            router = controller.router(lab)
+            router = lab.router()
             assert router.mirror.wait_ready(timeout=300), "the shadow process never became ready"
             route = router.refresh().routes["digits"]
             for i in range(20):
@@ -397,7 +397,7 @@ def test_a_shadow_process_that_dies_is_started_again_after_a_backoff(
     lab_ids: tuple[Lab, dict[str, str]],
 ) -> None:
     lab, ids = lab_ids
-    router = controller.router(lab)
+    router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=10)
         first = router.mirror.pid

@@ -17,14 +17,14 @@ import pytest
 from breedlab.capabilities import contract_path
 from breedlab.errors import NotFound, PolicyError
 from breedlab.http import create_app
-from breedlab.lab import Lab
+from breedlab.lab import Lab, promotion, release_reports
 from breedlab.lab import release as controller
 from breedlab.release import CanaryPolicy, MinimumDwell, ShadowGate
 from breedlab.serving import mirror
 from release_lab import body, client, release_lab, serving
 
 TOKEN = "test-token"
-NO_DWELL = controller.PromotionPolicy(dwell=MinimumDwell(min_time=timedelta(0), min_requests=0))
+NO_DWELL = promotion.PromotionPolicy(dwell=MinimumDwell(min_time=timedelta(0), min_requests=0))
 #: A fault drill: the broken candidate must reach the canary for its guardrails to act.
 DRILL_GATE = ShadowGate(min_pairs=1, min_agreement=0.0, max_p50_ratio=1e9, max_p95_ratio=1e9)
 
@@ -147,7 +147,7 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
     served: tuple[Lab, dict[str, str], str],
 ) -> None:
     lab, ids, _ = served
-    router = controller.router(lab, shadow_queue=1)
+    router = lab.router(shadow_queue=1)
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -176,7 +176,7 @@ def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
 ) -> None:
     lab, ids, _ = served
     monkeypatch.setattr(mirror, "_FIRST_BACKOFF_S", 3600.0)  # no restart in this test
-    router = controller.router(lab)
+    router = lab.router()
     try:
         route = router.refresh().routes["digits"]
         alone = [route.champion.predict(body(i)["inputs"]) for i in range(120)]
@@ -243,7 +243,7 @@ def test_a_broken_canary_is_aborted_without_a_human_and_the_champion_serves_afte
     with pytest.raises(PolicyError, match="retired"):
         controller.start_shadow(lab, "digits", ids["broken"])
     with pytest.raises(PolicyError, match="deny-list"):
-        controller.promote(lab, "digits", ids["broken"], policy=NO_DWELL)
+        promotion.promote(lab, "digits", ids["broken"], policy=NO_DWELL)
     status_text = controller.canary_status(lab, "digits")
     assert status_text["status"] == "aborted" and "abort" in status_text
 
@@ -266,12 +266,12 @@ def test_promotion_needs_the_gates_and_rollback_returns_every_promoted_artifact(
     lab, ids, url = served
     first = lab.alias("digits", "champion")
     with pytest.raises(PolicyError, match="never went through shadow"):
-        controller.promote(lab, "digits", ids["good2"], policy=NO_DWELL)
+        promotion.promote(lab, "digits", ids["good2"], policy=NO_DWELL)
     promoted = []
     for name in ("good", "good2"):
         _shadow_and_canary(lab, url, "digits", ids[name])
         before = lab.alias("digits", "champion")
-        ev = controller.promote(lab, "digits", ids[name], policy=NO_DWELL)
+        ev = promotion.promote(lab, "digits", ids[name], policy=NO_DWELL)
         promoted.append((ids[name], str(before)))
         assert ev.payload["previous"] == str(before)
         with client(url) as c:  # the server follows the ledger without a restart
@@ -292,7 +292,7 @@ def test_promotion_needs_the_gates_and_rollback_returns_every_promoted_artifact(
     for ev in promotions[1:]:
         [res] = lab.verify([str(ev.payload["previous"])])
         assert res.ok
-    criteria = {c.name: c for c in controller.exit_criteria(lab, "digits")}
+    criteria = {c.name: c for c in release_reports.exit_criteria(lab, "digits")}
     assert criteria["rollback every promoted artifact"].passed
     assert criteria["verify hashes"].passed
     assert not criteria["reproduce candidates"].passed  # no round ran in this lab
@@ -329,20 +329,20 @@ def test_a_promotion_without_the_approvals_its_risk_tier_needs_is_refused(
         assert roles == {"champion"}
         controller.stop_canary(lab, cap, reason="only low-risk requests may see a canary")
         with pytest.raises(PolicyError, match="other than the proposer") as e:
-            controller.promote(lab, cap, ids["good"], policy=NO_DWELL)
+            promotion.promote(lab, cap, ids["good"], policy=NO_DWELL)
         assert "security" in str(e.value.message)
         lab.approve(ids["good"], purpose="release", key="pat")  # independent, not security
         with pytest.raises(PolicyError, match="'security' key") as e:
-            controller.promote(lab, cap, ids["good"], policy=NO_DWELL)
+            promotion.promote(lab, cap, ids["good"], policy=NO_DWELL)
         assert "proposer" not in e.value.message
         with client(url, TOKEN) as c:
             r = c.post(f"/admin/{cap}/promote", json={"package": ids["good"]})
             assert r.status_code == 403
         lab.approve(ids["good"], purpose="release", key="sam")
-        ev = controller.promote(lab, cap, ids["good"], policy=NO_DWELL)
+        ev = promotion.promote(lab, cap, ids["good"], policy=NO_DWELL)
         assert ev.payload["risk_tier"] == "high"
     with pytest.raises(NotFound):
-        controller.rollback(lab, "digits")  # no previous for the other capability
+        promotion.rollback(lab, "digits")  # no previous for the other capability
     lab.close()
 
 
@@ -351,7 +351,7 @@ def test_an_injected_canary_fault_falls_back_to_the_champion_and_the_sprt_aborts
 ) -> None:
     lab, ids = release_lab(tmp_path_factory.mktemp("fault"))
     lab.approve(ids["good"], purpose="release", key="pat")
-    router = controller.router(lab, faults={"canary": 1.0})
+    router = lab.router(faults={"canary": 1.0})
     try:
         controller.start_shadow(lab, "digits", ids["good"])
         route = router.refresh().routes["digits"]
@@ -388,14 +388,14 @@ def test_serve_may_run_the_shadow_process_at_normal_priority_whatever_the_config
     from breedlab.errors import InvalidRequest
 
     assert lab.config.shadow_priority == "idle"
-    idle, normal = controller.router(lab), controller.router(lab, shadow_priority="normal")
+    idle, normal = lab.router(), lab.router(shadow_priority="normal")
     try:
         assert idle.mirror.idle and not normal.mirror.idle
     finally:
         idle.close()
         normal.close()
     with pytest.raises(InvalidRequest, match="one of idle, normal"):
-        controller.router(lab, shadow_priority="low")
+        lab.router(shadow_priority="low")
 
 
 def test_the_socket_serve_listens_on_gets_nagle_turned_off_for_each_connection() -> None:

@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 
 from breedlab.errors import InvalidRequest
 from breedlab.http import create_app
-from breedlab.lab import Lab
-from breedlab.lab import release as controller
+from breedlab.lab import Lab, promotion
 from release_lab import body, release_lab
 
 LIMIT = 64 << 10
@@ -216,4 +215,4 @@ def test_a_baking_period_past_a_year_is_the_clients_fault_never_a_crash(
     )
     assert r.status_code == 422 and _one_shape(r)["message"].startswith("baking_s")
     with pytest.raises(InvalidRequest, match="at most 365 days"):
-        controller.PromotionPolicy(baking=timedelta(seconds=min(baking_s, 10**12)))
+        promotion.PromotionPolicy(baking=timedelta(seconds=min(baking_s, 10**12)))

@@ -54,8 +54,11 @@ def test_the_lab_api_is_pinned() -> None:
         # authority (DESIGN §13)
         "factory_signer", "release_signer", "sign_history", "verify_evidence", "witness_export",
         # release controls (seed, stage 3)
-        "canary_start", "canary_status", "exit_criteria", "promote", "rollback",
-        "shadow_report", "shadow_start",
+        "canary_start", "canary_status", "canary_stop", "exit_criteria", "promote",
+        "release_state", "rollback", "router", "shadow_pairs", "shadow_replay",
+        "shadow_report", "shadow_start", "shadow_stop", "shadow_wait", "stale_release_aliases",
+        # jobs' inputs and the sample folders (the demo's and ``breedlab samples``)
+        "parent_input", "samples",
         # the supply service's parts (``lab.supply`` is the service itself)
         "blobs", "clock", "config", "ledger", "workspace",
     ])  # fmt: skip

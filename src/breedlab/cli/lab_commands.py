@@ -109,9 +109,9 @@ def samples(
 ) -> None:
     """Write sample folders to import: OUT/digits-data (a dataset) and OUT/my-model (a
     small MLP trained here on it). No lab needed."""
-    from breedlab.lab.samples import write_samples
+    from breedlab.lab import Lab
 
-    made = write_samples(capability, out)
+    made = Lab.samples(capability, out)
     if json_out:
         print_json(
             {

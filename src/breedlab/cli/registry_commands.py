@@ -204,15 +204,13 @@ def show(
     json_out: JsonFlag = False,
 ) -> None:
     """Show a package: manifest, signatures, approvals, aliases, lineage."""
-    from breedlab.lab.release import stale_release_aliases
-
     with open_lab(ctx, read_only=True) as lab:
         d = lab.show(package)
         cap = d.info.manifest.capability
         release = {f"{cap}@shadow", f"{cap}@canary"} & set(d.aliases)
         stale = {  # a shadow/canary alias whose run ended (promoted, rolled back, stopped)
             f"{cap}@{alias}": why
-            for alias, why in (stale_release_aliases(lab, cap) if release else {}).items()
+            for alias, why in (lab.stale_release_aliases(cap) if release else {}).items()
             if f"{cap}@{alias}" in release
         }
     if json_out:

@@ -182,10 +182,8 @@ def shadow_start(
     json_out: JsonFlag = False,
 ) -> None:
     """Mirror a sampled share of requests to PKG (needs a shadow recommendation or approval)."""
-    from breedlab.lab.release import start_shadow
-
     with open_lab(ctx) as lab:
-        ev = start_shadow(lab, capability, package, sample=sample, key=key)
+        ev = lab.shadow_start(capability, package, sample=sample, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
     else:
@@ -197,10 +195,8 @@ def shadow_stop(
     ctx: typer.Context, capability: Cap, key: Key = None, json_out: JsonFlag = False
 ) -> None:
     """Stop mirroring; the run's evidence is sealed into the store."""
-    from breedlab.lab.release import stop_shadow
-
     with open_lab(ctx) as lab:
-        ev = stop_shadow(lab, capability, key=key)
+        ev = lab.shadow_stop(capability, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
         return
@@ -227,16 +223,14 @@ def shadow_report(
     json_out: JsonFlag = False,
 ) -> None:
     """Agreement, flip matrix, latency ratios, error rates, mirrored and dropped requests."""
-    from breedlab.lab.release import read_shadow_pairs as report
-    from breedlab.lab.release import release_state, wait_for_shadow_pairs
     from breedlab.release.shadow_stats import summarise_shadow
 
     with open_lab(ctx) as lab:
         if wait_pairs:
             with progress(json_out, f"waiting for {wait_pairs} answered shadow pairs"):
-                wait_for_shadow_pairs(lab, capability, wait_pairs, timeout=timeout)
-        pid, pairs, evidence = report(lab, capability)
-        running = release_state(lab, capability).shadow == pid
+                lab.shadow_wait(capability, wait_pairs, timeout=timeout)
+        pid, pairs, evidence = lab.shadow_pairs(capability)
+        running = lab.release_state(capability).shadow == pid
     rep = summarise_shadow(pairs, seed=0, resamples=2000)
     record = {
         "package": str(pid),
@@ -271,10 +265,8 @@ def shadow_replay(
     json_out: JsonFlag = False,
 ) -> None:
     """Offline shadow: replay a request log through the champion and the challenger."""
-    from breedlab.lab.release import replay_shadow
-
     with open_lab(ctx) as lab:
-        pid, rep = replay_shadow(lab, capability, log, ref=package)
+        pid, rep = lab.shadow_replay(capability, log, ref=package)
     _print_report(f"replay {pid.short}", {"package": str(pid), **rep.to_record()}, json_out)
 
 
@@ -302,12 +294,11 @@ def canary_start(
     json_out: JsonFlag = False,
 ) -> None:
     """Start a canary of the shadow package after the shadow gate passes."""
-    from breedlab.lab.release import start_canary
     from breedlab.release import ExposureCap
 
     with open_lab(ctx) as lab:
         cap = ExposureCap(requests=max_requests, units=max_units)
-        ev = start_canary(lab, capability, percent=percent, cap=cap, key=key)
+        ev = lab.canary_start(capability, percent=percent, cap=cap, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
     else:
@@ -318,10 +309,8 @@ def canary_start(
 @canary_app.command("status")
 def canary_status(ctx: typer.Context, capability: Cap, json_out: JsonFlag = False) -> None:
     """The stage, the guardrails' statistics and what would trigger an abort."""
-    from breedlab.lab.release import canary_status as status
-
     with open_lab(ctx) as lab:
-        record = status(lab, capability)
+        record = lab.canary_status(capability)
     if json_out:
         print_json(record)
         return
@@ -357,10 +346,8 @@ def canary_stop(
     json_out: JsonFlag = False,
 ) -> None:
     """Stop the canary by hand: 100% to the champion."""
-    from breedlab.lab.release import stop_canary
-
     with open_lab(ctx) as lab:
-        ev = stop_canary(lab, capability, reason=reason, key=key)
+        ev = lab.canary_stop(capability, reason=reason, key=key)
     if json_out:
         print_json({"seq": ev.seq, **dict(ev.payload)})
         return
@@ -472,7 +459,7 @@ def promote(
         typer.Option(
             "--baking",
             min=0,
-            max=365 * 86400,  # breedlab.lab.release.MAX_BAKING (not imported: a fast start)
+            max=365 * 86400,  # breedlab.release.state.MAX_BAKING (not imported: a fast start)
             help="Seconds servers keep the old champion loaded for a fast rollback.",
         ),
     ] = 3600,

@@ -53,10 +53,10 @@ from breedlab.errors import (
     one_line,
 )
 from breedlab.http.limits import BodyLimit
-from breedlab.lab import release as controller
 from breedlab.registry.manifest import RiskTier
 from breedlab.release.canary import DEFAULT_STAGE_MAX_REQUESTS, CanaryPolicy, ExposureCap
 from breedlab.release.shadow_stats import ShadowPair
+from breedlab.release.state import MAX_BAKING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -282,7 +282,7 @@ class Promote(BaseModel):
     baking_s: int | None = Field(
         default=None,
         ge=0,
-        le=int(controller.MAX_BAKING.total_seconds()),
+        le=int(MAX_BAKING.total_seconds()),
         description="Seconds the old champion stays loaded (default 3600).",
     )
     key: str | None = _KEY
@@ -349,8 +349,7 @@ def create_app(
             shadow_errors.inc()
             errors.labels(capability, "shadow").inc()
 
-    router = controller.router(
-        lab,
+    router = lab.router(
         canary_policy=canary_policy,
         faults=faults,
         shadow_queue=shadow_queue,
@@ -497,8 +496,8 @@ def create_app(
 
     @app.post("/admin/{capability}/shadow/start", dependencies=guard, responses=_ADMIN_ERRORS)
     def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
-        ev = controller.start_shadow(
-            lab, capability, body.package, sample=body.sample, key=body.key or release_key
+        ev = lab.shadow_start(
+            capability, body.package, sample=body.sample, key=body.key or release_key
         )
         router.refresh(force=True)
         router.mirror.wait_ready()  # mirroring starts once the shadow process has its models
@@ -507,22 +506,21 @@ def create_app(
     @app.post("/admin/{capability}/shadow/stop", dependencies=guard, responses=_ADMIN_ERRORS)
     def shadow_stop(capability: str) -> dict[str, Any]:
         router.mirror.flush()
-        ev = controller.stop_shadow(lab, capability, key=release_key)
+        ev = lab.shadow_stop(capability, key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
     @app.get("/admin/{capability}/shadow/report", dependencies=guard, responses=_ADMIN_ERRORS)
     def shadow_report(capability: str) -> dict[str, Any]:
         router.mirror.flush()
-        pid, report = controller.shadow_report(lab, capability)
+        pid, report = lab.shadow_report(capability)
         return {"package": str(pid), **report.to_record()}
 
     @app.post("/admin/{capability}/canary/start", dependencies=guard, responses=_ADMIN_ERRORS)
     def canary_start(capability: str, body: CanaryStart | None = None) -> dict[str, Any]:
         router.mirror.flush()
         body = body or CanaryStart()
-        ev = controller.start_canary(
-            lab,
+        ev = lab.canary_start(
             capability,
             percent=body.percent,
             cap=ExposureCap(requests=body.max_requests, units=body.max_units),
@@ -534,7 +532,7 @@ def create_app(
 
     @app.post("/admin/{capability}/canary/stop", dependencies=guard, responses=_ADMIN_ERRORS)
     def canary_stop(capability: str) -> dict[str, Any]:
-        ev = controller.stop_canary(lab, capability, reason="stopped by an admin", key=release_key)
+        ev = lab.canary_stop(capability, reason="stopped by an admin", key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
@@ -542,7 +540,7 @@ def create_app(
     def status(capability: str) -> dict[str, Any]:
         table = router.refresh()
         route = table.routes.get(capability)
-        state = controller.release_state(lab, capability)
+        state = lab.release_state(capability)
         run = None if route is None else route.canary_run
         return {
             "capability": capability,
@@ -590,7 +588,7 @@ def create_app(
             served = router.table.routes[capability].champion
             served.predict([0.0] * served.inputs)
 
-        ev = controller.rollback(lab, capability, switch=switch, verify=verify, key=release_key)
+        ev = lab.rollback(capability, switch=switch, verify=verify, key=release_key)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
     return app

@@ -7,7 +7,8 @@
   challenger loop (seed, stage 2) and its replay.
 - ``operator_runs``: plans run in the sandbox and their outputs stored (on the supply
   service alone: below the rest of ``lab/``).
-- ``release``: the release controller (seed, stage 3).
+- ``release``, ``promotion``, ``release_reports``: the release controller (seed, stage
+  3): shadow and canary; promotion and rollback; release records and exit criteria.
 - ``migration``: copying a lab onto other backends.
 
 The values the Lab returns are ``breedlab.supply.values``' (re-exported here).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
@@ -39,15 +39,21 @@ from breedlab.supply.values import (
 from breedlab.supply.workspace import Workspace
 
 if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when used
+    from breedlab.jobs import ParentInput
     from breedlab.lab.breeding import RoundResult
     from breedlab.lab.builtin import Bootstrap
     from breedlab.lab.failures import Cluster
     from breedlab.lab.migration import MigrationReport
-    from breedlab.lab.release import Criterion
+    from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
-    from breedlab.release.canary import ExposureCap
-    from breedlab.release.shadow_stats import ShadowReport
+    from breedlab.lab.samples import Samples
+    from breedlab.release.canary import CanaryPolicy, ExposureCap
+    from breedlab.release.gates import ShadowGate
+    from breedlab.release.shadow_stats import ShadowPair, ShadowReport
+    from breedlab.release.state import ReleaseState
     from breedlab.sandbox.executors import Executor
+    from breedlab.serving.router import Router
+    from breedlab.supply.evidence import Evidence
 
 __all__ = ["PURPOSES", "Lab"]
 
@@ -219,7 +225,7 @@ class Lab:
     def show(self, ref: str) -> PackageDetails:
         """A package's details (:func:`breedlab.supply.packages.show`), its release
         records joined."""
-        from breedlab.lab.release import release_records
+        from breedlab.lab.release_reports import release_records
 
         details = supply_packages.show(self.supply, ref)
         pid = str(details.info.id)
@@ -230,7 +236,7 @@ class Lab:
     def lineage(self, ref: str) -> LineageGraph:
         """Ancestors (the package first, then breadth-first) and descendants of a package,
         each with its release records."""
-        from breedlab.lab.release import release_records
+        from breedlab.lab.release_reports import release_records
 
         graph = supply_lineage.lineage(self.supply, self.resolve(ref))
         joined = release_records(self, [n.id for n in (*graph.ancestors, *graph.descendants)])
@@ -358,6 +364,21 @@ class Lab:
 
         return reproduce(self, self.resolve(ref), executor=self.executor(workers))
 
+    def parent_input(self, model: Digest) -> ParentInput:
+        """A registered model as a job's input: materialised, bounded by its capability's
+        memory budget."""
+        from breedlab.lab.evaluation import parent_input
+
+        return parent_input(self, model)
+
+    @staticmethod
+    def samples(capability: str, out: Path) -> Samples:
+        """Write the sample dataset and model folders of a built-in capability (no lab
+        needed). Raises InvalidRequest for other capabilities or an existing folder."""
+        from breedlab.lab.samples import write_samples
+
+        return write_samples(capability, out)
+
     # -- scale-out ---------------------------------------------------------------------
 
     def migrate(
@@ -391,6 +412,51 @@ class Lab:
 
     # -- release controls (seed, stage 3) -----------------------------------------------------
 
+    def release_state(self, capability: str) -> ReleaseState:
+        """The capability's release state, folded from the ledger."""
+        from breedlab.lab.release import release_state
+
+        return release_state(self, capability)
+
+    def stale_release_aliases(self, capability: str) -> dict[str, str]:
+        """``shadow``/``canary`` aliases whose run has ended, each with why."""
+        from breedlab.lab.release import stale_release_aliases
+
+        return stale_release_aliases(self, capability)
+
+    def router(
+        self,
+        *,
+        canary_policy: CanaryPolicy | None = None,
+        faults: Mapping[str, float] | None = None,
+        shadow_queue: int = 256,
+        srm_min_units: int = 200,
+        seed: int = 0,
+        shadow_priority: str | None = None,
+        on_pair: Callable[[str, ShadowPair], None] | None = None,
+    ) -> Router:
+        """A :class:`~breedlab.serving.router.Router` over this lab, writing the ledger
+        events it asks for through a :class:`~breedlab.lab.release.LabRecorder`.
+
+        Raises:
+            InvalidRequest: an unknown shadow priority.
+            IntegrityError: the ledger does not verify (the router refuses to start).
+        """
+        from breedlab.lab.release import LabRecorder
+        from breedlab.serving.router import Router
+
+        return Router(
+            self,
+            LabRecorder(self),
+            canary_policy=canary_policy,
+            faults=faults,
+            shadow_queue=shadow_queue,
+            srm_min_units=srm_min_units,
+            seed=seed,
+            shadow_priority=shadow_priority,
+            on_pair=on_pair,
+        )
+
     def shadow_start(
         self, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None
     ) -> Event:
@@ -400,32 +466,70 @@ class Lab:
 
         return start_shadow(self, capability, ref, sample=sample, key=key)
 
+    def shadow_stop(self, capability: str, *, key: str | None = None) -> Event:
+        """Stop mirroring; the run's evidence is sealed. Raises NotFound when none runs."""
+        from breedlab.lab.release import stop_shadow
+
+        return stop_shadow(self, capability, key=key)
+
+    def shadow_pairs(
+        self, capability: str, *, sealed_only: bool = False
+    ) -> tuple[Digest, list[ShadowPair], Evidence]:
+        """The latest shadow run's package, its mirrored pairs and their evidence."""
+        from breedlab.lab.release import read_shadow_pairs
+
+        return read_shadow_pairs(self, capability, sealed_only=sealed_only)
+
+    def shadow_wait(self, capability: str, pairs: int, *, timeout: float) -> int:
+        """Wait until the running shadow has ``pairs`` answered pairs; returns how many."""
+        from breedlab.lab.release import wait_for_shadow_pairs
+
+        return wait_for_shadow_pairs(self, capability, pairs, timeout=timeout)
+
     def shadow_report(self, capability: str) -> tuple[Digest, ShadowReport]:
         """The current shadow run in numbers (agreement, flips, latency ratios, errors)."""
         from breedlab.lab.release import shadow_report
 
         return shadow_report(self, capability)
 
+    def shadow_replay(
+        self, capability: str, log: Path, *, ref: str | None = None
+    ) -> tuple[Digest, ShadowReport]:
+        """Offline shadow: replay a request log through the champion and a challenger."""
+        from breedlab.lab.release import replay_shadow
+
+        return replay_shadow(self, capability, log, ref=ref)
+
     def canary_start(
         self,
         capability: str,
         *,
         percent: float | None = None,
+        gate: ShadowGate | None = None,
         cap: ExposureCap | None = None,
+        stage_min: int | None = None,
         key: str | None = None,
     ) -> Event:
-        """Start a canary of the shadow package once the shadow gate passes (signed by a
-        production ``key``). ``cap`` bounds each stage's exposure (default: 1000 canary
-        requests per stage)."""
+        """Start a canary of the shadow package once the shadow ``gate`` passes (signed by
+        a production ``key``). ``cap`` bounds each stage's exposure (default: 1000 canary
+        requests per stage), and must allow the ``stage_min`` requests a stage needs."""
         from breedlab.lab.release import start_canary
 
-        return start_canary(self, capability, percent=percent, cap=cap, key=key)
+        return start_canary(
+            self, capability, percent=percent, gate=gate, cap=cap, stage_min=stage_min, key=key
+        )
 
     def canary_status(self, capability: str) -> dict[str, JsonValue]:
         """Stage, weight and guardrail statistics of the latest canary."""
         from breedlab.lab.release import canary_status
 
         return canary_status(self, capability)
+
+    def canary_stop(self, capability: str, *, reason: str, key: str | None = None) -> Event:
+        """Stop a running canary by hand (100% to the champion; the id is not retired)."""
+        from breedlab.lab.release import stop_canary
+
+        return stop_canary(self, capability, reason=reason, key=key)
 
     def promote(
         self,
@@ -441,20 +545,29 @@ class Lab:
 
         ``baking``: how long servers keep the old champion loaded (default one hour).
         """
-        from breedlab.lab.release import PromotionPolicy, promote
+        from breedlab.lab.promotion import PromotionPolicy, promote
 
         policy = PromotionPolicy() if baking is None else PromotionPolicy(baking=baking)
         return promote(self, capability, ref, policy=policy, key=key)
 
-    def rollback(self, capability: str, *, key: str | None = None) -> Event:
-        """Return ``champion`` to ``previous``; records the measured recovery time."""
-        from breedlab.lab.release import rollback
+    def rollback(
+        self,
+        capability: str,
+        *,
+        switch: Callable[[], None] | None = None,
+        verify: Callable[[Digest], None] | None = None,
+        key: str | None = None,
+    ) -> Event:
+        """Return ``champion`` to ``previous``; records the measured recovery time.
+        ``switch`` is an in-process server's swap, ``verify`` its check that the restored
+        champion serves (:func:`breedlab.lab.promotion.rollback`)."""
+        from breedlab.lab.promotion import rollback
 
-        return rollback(self, capability, key=key)
+        return rollback(self, capability, switch=switch, verify=verify, key=key)
 
     @_interruptible
     def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
         """The seed's v1 exit criteria, each pass/fail with evidence."""
-        from breedlab.lab.release import exit_criteria
+        from breedlab.lab.release_reports import exit_criteria
 
         return exit_criteria(self, capability, workers=workers)

@@ -1,16 +1,16 @@
-"""The release controller (seed, stage 3; DESIGN §11): shadow, canary, champion, rollback.
+"""The release controller (seed, stage 3; DESIGN §11): shadow and canary.
 
 Reads the ledger and the logs the server writes, decides with the pure cores of
-:mod:`breedlab.release`, and writes alias moves and ``release.*`` events. The serving app
-(``breedlab.http``) calls these functions; so do the CLI and the demo. :func:`router`
-makes the serving process's :class:`~breedlab.serving.router.Router` over a lab, with a
-:class:`LabRecorder` for the ledger writes it asks for (:mod:`breedlab.serving` sits
-below the lab and imports none of it); ``ServedModel``, ``load_served``, ``CanaryRun``
-and ``shadow_pairs`` are serving's, re-exported here.
+:mod:`breedlab.release`, and writes alias moves and ``release.*`` events. The Lab's
+release verbs call these functions (the serving app, the CLI and the demo call the Lab).
+:meth:`Lab.router <breedlab.lab.Lab.router>` makes the serving process's
+:class:`~breedlab.serving.router.Router` over a lab, with a :class:`LabRecorder` for the
+ledger writes it asks for
+(:mod:`breedlab.serving` sits below the lab and imports none of it); ``ServedModel``,
+``load_served``, ``CanaryRun`` and ``shadow_pairs`` are serving's, re-exported here.
 
-Over the ~600-line guide (about 1,060 lines) for now: the serving side has left, and
-what remains is the ledger-writing verbs, the promotion case and the release reports,
-which issue 11's lab step splits (promotion into ``release/promotion.py``).
+Promotion and rollback are :mod:`breedlab.lab.promotion`'s, the release records and the
+exit criteria :mod:`breedlab.lab.release_reports`'; both read the state folded here.
 
 State is the ledger: ``release.shadow_started`` / ``release.shadow_stopped``,
 ``release.canary_started`` / ``release.canary_stage`` / ``release.canary_passed`` /
@@ -28,13 +28,12 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from breedlab.authority import Approval, trusted_keys
-from breedlab.authority.policy import is_round
+from breedlab.authority import Approval
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import (
@@ -45,7 +44,6 @@ from breedlab.errors import (
     Unavailable,
 )
 from breedlab.ledger import Event, EventKind
-from breedlab.registry.manifest import Kind, RiskTier
 from breedlab.release.canary import (
     CanaryObservation,
     CanaryPolicy,
@@ -55,35 +53,20 @@ from breedlab.release.canary import (
 )
 from breedlab.release.cohorts import new_salt
 from breedlab.release.gates import ShadowGate
-from breedlab.release.oscillation import ChangeKind
-from breedlab.release.promotion import (
-    TIER_RANK,
-    Problem,
-    PromotionFacts,
-    PromotionPolicy,
-    PromotionTiming,
-    Unmet,
-    promotion_problems,
-)
-from breedlab.release.recovery import Recovery
 from breedlab.release.shadow_stats import ShadowPair, ShadowReport, summarise_shadow
 from breedlab.release.state import (
     DEFAULT_BAKING,
     MAX_BAKING,
     RELEASE_KINDS,
     ReleaseState,
-    event_time,
     fold_release,
 )
 from breedlab.serving.canary_run import CanaryRun
 from breedlab.serving.release_logs import shadow_pairs
-from breedlab.serving.router import Router
 from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.signing.keys import KeyPair
-from breedlab.supply.aliases import append_move, point
+from breedlab.supply.aliases import point
 from breedlab.supply.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
-from breedlab.supply.packages import check_registered_model, require_intact
-from breedlab.supply.values import ReleaseRecord
 from breedlab.supply.verification import valid_approvals
 
 if TYPE_CHECKING:
@@ -94,26 +77,23 @@ __all__ = [
     "MAX_BAKING",
     "RELEASE_KINDS",
     "CanaryRun",
-    "Criterion",
     "LabRecorder",
-    "PromotionCase",
-    "PromotionPolicy",
     "ReleaseState",
     "ServedModel",
+    "append_release_event",
+    "canary_log",
     "canary_status",
-    "exit_criteria",
+    "fold_capability",
     "load_served",
-    "promote",
-    "promotion_case",
     "read_shadow_pairs",
-    "release_records",
+    "recommended_for_shadow",
     "release_state",
     "replay_shadow",
-    "rollback",
-    "router",
+    "shadow_log",
     "shadow_pairs",
     "shadow_report",
     "shadow_run",
+    "stale_release_aliases",
     "start_canary",
     "start_shadow",
     "stop_canary",
@@ -129,10 +109,10 @@ def release_state(lab: Lab, capability: str) -> ReleaseState:
     """Fold the capability's release events (and the retire decisions) into a state."""
     with lab.ledger.reader() as r:
         events = list(r.events(kinds=(*RELEASE_KINDS, EventKind.CANDIDATE_ARCHIVED)))
-    return _fold(capability, events)
+    return fold_capability(capability, events)
 
 
-def _fold(capability: str, events: Iterable[Event]) -> ReleaseState:
+def fold_capability(capability: str, events: Iterable[Event]) -> ReleaseState:
     """The capability's release state from events of any kinds and subjects."""
     return fold_release(
         capability,
@@ -145,9 +125,10 @@ def _fold(capability: str, events: Iterable[Event]) -> ReleaseState:
     )
 
 
-def _append(
+def append_release_event(
     lab: Lab, kind: str, capability: str, payload: Mapping[str, JsonValue], *, signer: KeyPair
 ) -> Event:
+    """Append a ``release.*`` event about ``capability`` (named in the payload too)."""
     return lab.ledger.append(
         kind, capability, {"capability": capability, **payload}, signer=signer, actor=lab.actor
     )
@@ -168,47 +149,19 @@ class LabRecorder:
         return evidence_log(self.lab.supply, capability, stream, seq)
 
     def record(self, kind: str, capability: str, payload: Mapping[str, JsonValue]) -> Event:
-        return _append(self.lab, kind, capability, payload, signer=self.lab.factory_signer())
-
-
-def router(
-    lab: Lab,
-    *,
-    canary_policy: CanaryPolicy | None = None,
-    faults: Mapping[str, float] | None = None,
-    shadow_queue: int = 256,
-    srm_min_units: int = 200,
-    seed: int = 0,
-    shadow_priority: str | None = None,
-    on_pair: Callable[[str, ShadowPair], None] | None = None,
-) -> Router:
-    """A :class:`~breedlab.serving.router.Router` over ``lab``, writing through it.
-
-    Raises:
-        InvalidRequest: an unknown shadow priority.
-        IntegrityError: the ledger does not verify (the router refuses to start).
-    """
-    return Router(
-        lab,
-        LabRecorder(lab),
-        canary_policy=canary_policy,
-        faults=faults,
-        shadow_queue=shadow_queue,
-        srm_min_units=srm_min_units,
-        seed=seed,
-        shadow_priority=shadow_priority,
-        on_pair=on_pair,
-    )
+        return append_release_event(
+            self.lab, kind, capability, payload, signer=self.lab.factory_signer()
+        )
 
 
 # ----------------------------------------------------------------------------- shadow
 
 
 def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
-    return _recommended(lab.events(kinds=(EventKind.DECISION_MADE,)), pid)
+    return recommended_for_shadow(lab.events(kinds=(EventKind.DECISION_MADE,)), pid)
 
 
-def _recommended(events: Iterable[Event], pid: Digest) -> bool:
+def recommended_for_shadow(events: Iterable[Event], pid: Digest) -> bool:
     """Whether a ``decision.made`` among ``events`` recommended ``pid`` for shadow."""
     return any(
         (ev.payload.get("outcomes") or {}).get(str(pid)) == "shadow"
@@ -248,7 +201,7 @@ def start_shadow(
     if state.shadow is not None and state.shadow_seq is not None:
         shadow_log(lab, capability, state.shadow_seq).seal()  # the run it replaces
     point(lab.supply, capability, "shadow", pid, reason="shadow started", key=signer.name)
-    return _append(
+    return append_release_event(
         lab,
         EventKind.SHADOW_STARTED,
         capability,
@@ -268,13 +221,23 @@ def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
             f"no shadow is running for {capability}{_ended_because(lab, capability, 'shadow')}"
         )
     sealed = shadow_log(lab, capability, state.shadow_seq).seal()
-    return _append(
+    return append_release_event(
         lab,
         EventKind.SHADOW_STOPPED,
         capability,
         {"package": str(state.shadow), "evidence": list(sealed)},
         signer=signer,
     )
+
+
+#: The events that end a shadow or canary run (or its package's time as champion).
+_RUN_ENDS = (
+    EventKind.SHADOW_STOPPED,
+    EventKind.CANARY_ABORTED,
+    EventKind.CANARY_STOPPED,
+    EventKind.PROMOTED,
+    EventKind.ROLLED_BACK,
+)
 
 
 def stale_release_aliases(lab: Lab, capability: str) -> dict[str, str]:
@@ -490,7 +453,7 @@ def start_canary(
         reason="canary started after the shadow gate passed",
         key=signer.name,
     )
-    return _append(
+    return append_release_event(
         lab,
         EventKind.CANARY_STARTED,
         capability,
@@ -513,7 +476,7 @@ def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = Non
     if state.canary is None or state.canary_seq is None:
         raise NotFound(f"no canary runs for {capability}")
     sealed = canary_log(lab, capability, state.canary_seq).seal()
-    return _append(
+    return append_release_event(
         lab,
         EventKind.CANARY_STOPPED,
         capability,
@@ -596,463 +559,4 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
             "reason": ended[-1].payload.get("reason"),
             "inconclusive": bool(ended[-1].payload.get("inconclusive", False)),
         }
-    return out
-
-
-# -------------------------------------------------------------------------- promotion
-
-
-def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
-    _, contract = lab.capability(capability)
-    tiers = (contract.risk_tier, lab.manifest(pid).risk_tier)
-    return max(tiers, key=lambda t: TIER_RANK[t])
-
-
-#: What a promotion reads from the ledger, in one pass.
-_PROMOTION_KINDS = (
-    *RELEASE_KINDS,
-    EventKind.CANDIDATE_ARCHIVED,
-    EventKind.CANDIDATE_GENERATED,
-    EventKind.DECISION_MADE,
-    EventKind.ALIAS_MOVED,
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PromotionCase:
-    """A promotion of ``facts.package`` as the ledger has it now: the facts it is judged
-    on (the authority table judges the same facts, replayed at the promotion's seq, when
-    the ledger is verified), its timing, and the events they came from."""
-
-    facts: PromotionFacts
-    timing: PromotionTiming
-    events: tuple[Event, ...]
-
-
-def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
-    """Gather what a promotion of ``pid`` is judged on, reading the ledger once."""
-    with lab.ledger.reader() as r:
-        trusted = trusted_keys(r, lab.blobs)
-        approvals = valid_approvals(lab.blobs, r, pid, purpose="release", trusted=trusted)
-        proposers = frozenset(str(row.keyid) for row in r.signatures(str(pid)))
-        revoked = r.revocation(str(pid)) is not None
-        champion = r.alias(capability, "champion")
-        approved = [event_time(r.event(a.seq)) for a in approvals]
-        events = tuple(r.events(kinds=_PROMOTION_KINDS))
-    moves = [
-        e
-        for e in events
-        if e.kind == EventKind.ALIAS_MOVED
-        and e.subject == capability
-        and e.payload.get("alias") == "champion"
-    ]
-    facts = PromotionFacts(
-        package=str(pid),
-        tier=_risk_tier(lab, capability, pid),
-        approvals=approvals,
-        proposers=proposers,
-        revoked=revoked,
-        champion=champion,
-        release=_fold(capability, events),
-        bred=any(
-            e.kind == EventKind.CANDIDATE_GENERATED
-            and e.payload.get("package") == str(pid)
-            and is_round(e.payload.get("round"))
-            for e in events
-        ),
-        recommended=_recommended(events, pid),
-    )
-    timing = PromotionTiming(
-        now=lab.clock.now(),
-        champion_since=event_time(moves[-1]) if moves else None,
-        approved_at=max(approved, default=None),
-    )
-    return PromotionCase(facts=facts, timing=timing, events=events)
-
-
-def _promotion_hint(capability: str, pid: Digest, problems: list[Problem]) -> str | None:
-    """The next command for the first unmet condition a user can act on."""
-    approve = f"breedlab approve {pid} --purpose release --key KEY"
-    hints = {
-        Unmet.NO_SECURITY_APPROVAL: f"a security key holder runs: {approve}",
-        Unmet.NO_APPROVAL: f"a key other than the package's signer runs: {approve}",
-        Unmet.NO_INDEPENDENT_APPROVAL: f"a key other than the package's signer runs: {approve}",
-        Unmet.NO_SHADOW: (
-            f"run it in shadow first: breedlab shadow start {capability} {pid} --key KEY"
-        ),
-        Unmet.NO_CANARY: (
-            f"pass every canary stage first: breedlab canary start {capability} --key KEY"
-        ),
-        Unmet.UNSIGNED: f"sign it first: breedlab sign {pid} --key KEY",
-        Unmet.FROZEN: f"a person lifts the freeze by approving it: {approve}",
-    }
-    order = list(hints)
-    actionable = sorted(
-        (p for p in problems if p.unmet in hints), key=lambda p: order.index(p.unmet)
-    )
-    return hints[actionable[0].unmet] if actionable else None
-
-
-def promote(
-    lab: Lab,
-    capability: str,
-    ref: str,
-    *,
-    policy: PromotionPolicy | None = None,
-    key: str | None = None,
-) -> Event:
-    """Move ``champion`` to ``ref`` and the old champion to ``previous``, atomically,
-    signed by a production key (``key``, else ``[signing] release_key``).
-
-    The capability's first champion needs only the approvals its risk tier asks for;
-    every later one also went through shadow and passed every canary stage, and a bred
-    candidate was recommended by the viability controller. Never a revoked or
-    deny-listed package; the current champion must have dwelt long enough, and no
-    flip-flop freeze stands (an approval recorded after it lifts it).
-
-    Raises:
-        PolicyError: naming every unmet condition, or no production key.
-    """
-    policy = policy or PromotionPolicy()
-    signer = lab.release_signer(key, EventKind.PROMOTED)
-    pid = lab.resolve(ref)
-    manifest = lab.manifest(pid)
-    if manifest.capability != capability:
-        raise PolicyError(
-            f"package {pid.short} belongs to capability {manifest.capability!r}, not {capability!r}"
-        )
-    if manifest.kind is not Kind.MODEL:
-        raise PolicyError(f"alias 'champion' takes models, and {pid.short} is a {manifest.kind}")
-    with lab.ledger.reader() as r:
-        require_intact(lab.supply, r, pid)  # tampered: IntegrityError; revoked: PolicyError
-    check_registered_model(lab.supply, pid)  # the champion is served: it must answer the contract
-    case = promotion_case(lab, capability, pid)
-    facts = case.facts
-    problems = promotion_problems(facts, case.timing, policy)
-    if problems:
-        raise PolicyError(
-            f"cannot promote {pid.short}: " + "; ".join(p.message for p in problems),
-            hint=_promotion_hint(capability, pid, problems),
-        )
-    old = None if facts.champion is None else Digest.parse(facts.champion)
-    evidence = _release_evidence(lab, capability, pid, case.events)
-    prev = lab.alias(capability, "previous")
-    reason = f"promotion of {pid.short}"
-    swaps: list[tuple[str, Digest, Digest | None]] = [("champion", pid, old)]
-    if old is not None:
-        swaps.insert(0, ("previous", old, prev))  # previous first: it takes the old champion
-    with lab.ledger.transaction() as tx:  # one transaction: both moves and the event
-        for alias, target, expected in swaps:
-            append_move(
-                lab.supply,
-                tx,
-                capability,
-                alias,
-                target,
-                None if expected is None else str(expected),
-                reason,
-                signer=signer,
-                via="promote",
-            )
-        return tx.append(
-            EventKind.PROMOTED,
-            capability,
-            {
-                "capability": capability,
-                "package": str(pid),
-                "previous": None if old is None else str(old),
-                "risk_tier": facts.tier.value,
-                "approvals": [a.keyid for a in facts.approvals],
-                "baking_s": math.ceil(policy.baking.total_seconds()),
-                **evidence,
-            },
-            signer=signer,
-            actor=lab.actor,
-        )
-
-
-def _release_evidence(
-    lab: Lab, capability: str, pid: Digest, events: Iterable[Event]
-) -> dict[str, JsonValue]:
-    """The sealed evidence of ``pid``'s latest shadow and canary runs (sealed now)."""
-    events = tuple(events)
-    out: dict[str, JsonValue] = {}
-    for stream, kind in (
-        ("shadow", EventKind.SHADOW_STARTED),
-        ("canary", EventKind.CANARY_STARTED),
-    ):
-        runs = [
-            e.seq
-            for e in events
-            if e.kind == kind and e.subject == capability and e.payload.get("package") == str(pid)
-        ]
-        if runs:
-            out[f"{stream}_evidence"] = list(
-                evidence_log(lab.supply, capability, stream, runs[-1]).seal()
-            )
-    return out
-
-
-def rollback(
-    lab: Lab,
-    capability: str,
-    *,
-    switch: Callable[[], None] | None = None,
-    verify: Callable[[Digest], None] | None = None,
-    key: str | None = None,
-) -> Event:
-    """Return ``champion`` to ``previous`` and record the measured recovery time, signed
-    by a production key (``key``, else ``[signing] release_key``).
-
-    ``switch`` is the in-process server's swap (called right after the alias move);
-    without it, a server in another process follows on its next request. ``verify``
-    checks the restored champion serves (default: verify, load, one prediction).
-    A rollback is reversible only through a new promotion.
-
-    Raises:
-        NotFound: no ``previous``. PolicyError: nothing to roll back (no promotion since
-            the last rollback), or no production key.
-    """
-    signer = lab.release_signer(key, EventKind.ROLLED_BACK)
-    t_detect = lab.clock.now()
-    champion = lab.alias(capability, "champion")
-    previous = lab.alias(capability, "previous")
-    if champion is None or previous is None:
-        raise NotFound(f"{capability} has no previous champion to return to")
-    state = release_state(lab, capability)
-    if champion == previous or state.last_change is not ChangeKind.PROMOTION:
-        raise PolicyError(
-            f"nothing to roll back for {capability}: no promotion since the last rollback "
-            "(a rollback is reversed only by a new promotion)"
-        )
-    with lab.ledger.reader() as r:
-        require_intact(lab.supply, r, previous)
-    with lab.ledger.transaction() as tx:
-        append_move(
-            lab.supply,
-            tx,
-            capability,
-            "champion",
-            previous,
-            str(champion),
-            "rollback",
-            signer=signer,
-            via="rollback",
-        )
-    if switch is not None:
-        switch()
-    t_switch = lab.clock.now()
-    if verify is not None:
-        verify(previous)
-    else:
-        served = load_served(lab, previous)
-        served.predict([0.0] * served.inputs)
-    t_verified = lab.clock.now()
-    recovery = Recovery(
-        t_onset=t_detect,
-        t_detect=t_detect,
-        t_switch=max(t_switch, t_detect),
-        t_verified=max(t_verified, t_switch, t_detect),
-        detection_requests=0,
-        exposed_requests=0,
-        exposed_units=0,
-    )
-    return _append(
-        lab,
-        EventKind.ROLLED_BACK,
-        capability,
-        {
-            "package": str(previous),
-            "from": str(champion),
-            "recovery": recovery.to_record(),
-            "in_process": switch is not None,
-        },
-        signer=signer,
-    )
-
-
-# ------------------------------------------------------------------ release evidence
-
-_JOINED = (*RELEASE_KINDS, EventKind.DECISION_MADE)
-_RUN_ENDS = (
-    EventKind.SHADOW_STOPPED,
-    EventKind.CANARY_ABORTED,
-    EventKind.CANARY_STOPPED,
-    EventKind.PROMOTED,
-    EventKind.ROLLED_BACK,
-)
-
-
-def release_records(lab: Lab, packages: Iterable[str]) -> dict[str, tuple[ReleaseRecord, ...]]:
-    """Each package's release history from the ledger: the decisions about it, its
-    shadow and canary runs and verdicts (with the digests of their sealed evidence),
-    promotions and rollbacks (seed, stage 3: release evidence joins to lineage)."""
-    wanted = set(packages)
-    out: dict[str, list[ReleaseRecord]] = {p: [] for p in wanted}
-    for ev in lab.events(kinds=_JOINED):
-        for pkg, summary in _summaries(ev):
-            if pkg in wanted:
-                own = pkg == ev.payload.get("package")  # the evidence is about this one
-                out[pkg].append(
-                    ReleaseRecord(
-                        seq=ev.seq,
-                        at=ev.at,
-                        kind=ev.kind,
-                        capability=ev.subject,
-                        summary=summary,
-                        evidence=_evidence_of(ev) if own else (),
-                    )
-                )
-    return {p: tuple(v) for p, v in out.items()}
-
-
-def _evidence_of(ev: Event) -> tuple[str, ...]:
-    found: list[str] = []
-    for field_name in ("evidence", "shadow_evidence", "canary_evidence"):
-        value = ev.payload.get(field_name)
-        if isinstance(value, list):
-            found.extend(str(v) for v in value)
-    return tuple(found)
-
-
-def _summaries(ev: Event) -> list[tuple[str, str]]:
-    """(package, one-line summary) pairs an event says about packages."""
-    p = ev.payload
-    pkg = str(p.get("package", ""))
-    if ev.kind == EventKind.DECISION_MADE:
-        outcomes = p.get("outcomes") or {}
-        assert isinstance(outcomes, dict)
-        return [(str(k), f"{p.get('round')}: viability outcome {v}") for k, v in outcomes.items()]
-    if ev.kind == EventKind.SHADOW_STARTED:
-        return [(pkg, f"shadow started (sample {p.get('sample')})")]
-    if ev.kind == EventKind.SHADOW_STOPPED:
-        return [(pkg, "shadow stopped; its pairs sealed")]
-    if ev.kind == EventKind.CANARY_STARTED:
-        shadow = p.get("shadow") or {}
-        agreement = shadow.get("agreement") if isinstance(shadow, dict) else None
-        est = agreement.get("estimate") if isinstance(agreement, dict) else None
-        return [(pkg, f"canary started after the shadow gate (agreement {est})")]
-    if ev.kind == EventKind.CANARY_STAGE:
-        return [(pkg, f"canary stage {p.get('passed_stage')} passed at weight {p.get('weight')}")]
-    if ev.kind == EventKind.CANARY_PASSED:
-        return [(pkg, "canary passed every stage")]
-    if ev.kind == EventKind.CANARY_ABORTED:
-        return [(pkg, f"canary aborted by {', '.join(map(str, p.get('aborted_by') or []))}")]
-    if ev.kind == EventKind.CANARY_STOPPED:
-        return [(pkg, f"canary stopped: {p.get('reason')}")]
-    if ev.kind == EventKind.PROMOTED:
-        out = [(pkg, f"promoted to {ev.subject}@champion (risk tier {p.get('risk_tier')})")]
-        if p.get("previous"):
-            out.append((str(p["previous"]), f"replaced as champion by {pkg[:19]}"))
-        return out
-    if ev.kind == EventKind.ROLLED_BACK:
-        return [
-            (pkg, "champion again by rollback"),
-            (str(p.get("from", "")), "rolled back from champion"),
-        ]
-    return []
-
-
-# ----------------------------------------------------------------------- exit criteria
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Criterion:
-    """One v1 exit criterion: pass/fail and the evidence."""
-
-    name: str
-    passed: bool
-    evidence: str
-
-    def to_json(self) -> dict[str, JsonValue]:
-        return {"name": self.name, "passed": self.passed, "evidence": self.evidence}
-
-
-def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> list[Criterion]:
-    """The seed's v1 exit criteria, each checked from the ledger and by live re-runs:
-    reproduce candidates, reject bad ones, explain no-op decisions, verify hashes,
-    rollback every promoted artifact."""
-    out: list[Criterion] = []
-    generated = [
-        e
-        for e in lab.events(kinds=(EventKind.CANDIDATE_GENERATED,))
-        if e.payload.get("capability", capability) == capability
-    ]
-    if not generated:
-        out.append(Criterion(name="reproduce candidates", passed=False, evidence="no candidates"))
-    else:
-        pkg = str(generated[-1].payload.get("package", generated[-1].subject))
-        again = lab.reproduce(pkg, workers=workers)
-        out.append(
-            Criterion(
-                name="reproduce candidates",
-                passed=again.match,
-                evidence=f"{pkg[:19]} re-run from its recipe: "
-                + ("same id" if again.match else f"different id {again.recomputed}"),
-            )
-        )
-    retired = [
-        e
-        for e in lab.events(kinds=(EventKind.CANDIDATE_ARCHIVED,))
-        if e.payload.get("outcome") == "retire" and e.payload.get("reasons")
-    ]
-    aborted = [e for e in lab.events(kinds=(EventKind.CANARY_ABORTED,)) if e.subject == capability]
-    out.append(
-        Criterion(
-            name="reject bad candidates",
-            passed=bool(retired or aborted),
-            evidence=f"{len(retired)} candidate(s) retired with reasons, "
-            f"{len(aborted)} canary(ies) aborted and deny-listed",
-        )
-    )
-    noops = 0
-    unexplained = 0
-    decisions = [e for e in lab.events(kinds=(EventKind.DECISION_MADE,)) if e.subject == capability]
-    for ev in decisions:
-        _, record = lab.decision(str(ev.seq))
-        for d in record.get("decisions", []):
-            if isinstance(d, dict) and d.get("outcome") == "no-op":
-                noops += 1
-                unexplained += not d.get("reasons")
-    out.append(
-        Criterion(
-            name="explain no-op decisions",
-            passed=bool(decisions) and unexplained == 0,
-            evidence=f"{len(decisions)} decision(s), {noops} no-op(s), {unexplained} unexplained",
-        )
-    )
-    try:
-        results = lab.verify()
-        store = lab.verify_store()
-        ledger = lab.verify_ledger()
-        bad = [r.package[:19] for r in results if not r.ok]
-        out.append(
-            Criterion(
-                name="verify hashes",
-                passed=not bad and not store.problems,
-                evidence=f"{len(results)} packages ({len(bad)} bad), {store.objects} objects "
-                f"({len(store.problems)} bad), {ledger.events} ledger events chained",
-            )
-        )
-    except LabError as e:
-        out.append(Criterion(name="verify hashes", passed=False, evidence=e.message))
-    # A capability's first champion replaced nothing: there is nothing to roll back to.
-    promotions = tuple(
-        ev for ev in release_state(lab, capability).promotions if ev.payload.get("previous")
-    )
-    missing = []
-    for ev in promotions:
-        prev = str(ev.payload["previous"])
-        [res] = lab.verify([prev])
-        if not res.ok:
-            missing.append(prev[:19])
-    out.append(
-        Criterion(
-            name="rollback every promoted artifact",
-            passed=bool(promotions) and not missing,
-            evidence=f"{len(promotions)} promotion(s); every 'previous' verifies"
-            if promotions and not missing
-            else (f"'previous' does not verify: {missing}" if missing else "no promotion yet"),
-        )
-    )
     return out
