@@ -228,6 +228,30 @@ def _digits_requests(lab: Lab, n: int) -> list[dict[str, object]]:
     return [request_body(items, i) for i in range(n)]
 
 
+def _wait_for_dwell(lab: Lab, say: Callable[[str, str, str], None]) -> None:
+    """Wait out the champion's minimum dwell (DESIGN §10: a champion is not replaced
+    within its dwell), saying so: a demo round is faster than the dwell."""
+    import time
+
+    from breedlab.clock import parse_time
+    from breedlab.release.promotion import PromotionPolicy
+
+    dwell = PromotionPolicy().dwell.min_time
+    moves = [m for m in lab.alias_history("digits") if m.alias == "champion"]
+    if not moves:
+        return
+    left = (parse_time(moves[-1].at) + dwell - lab.clock.now()).total_seconds()
+    if left > 0:
+        say(
+            "dwell",
+            f"the champion moved {(dwell.total_seconds() - left):.0f} s ago; a champion "
+            f"stays at least {dwell.total_seconds():.0f} s (no flip-flopping): waiting "
+            f"{left:.0f} s before the promotion",
+            "breedlab promote ... refuses with 'dwell not met' until then",
+        )
+        time.sleep(left + 0.5)
+
+
 def _until(
     c: httpx.Client, requests: list[dict[str, object]], done: Callable[[], bool], *, extra: int = 0
 ) -> list[str]:
@@ -399,6 +423,7 @@ def _release_tour(
             "requests (SPRT on errors; mSPRT on wrong answers, disagreement, latency)",
             "breedlab canary start digits --percent 25",
         )
+        _wait_for_dwell(lab, say)
         r = c.post("/admin/digits/promote", json={"package": str(target)})
         if r.status_code != 200:
             raise LabError(f"promotion refused: {r.json()['message']}")
