@@ -8,7 +8,8 @@ python lab_child.py churn LAB SEED SCRATCH READY
     Open the lab, touch READY, then import fresh random packages (one small file, a
     folder of several files, or a file of a few MiB so a kill lands mid-copy), sign
     and approve some, and move ``digits@latest`` and ``digits@approved`` to them with
-    the right ``expect`` -- forever, until the parent kills the process.
+    the right ``expect`` -- forever, until the parent kills the process. Touches
+    SCRATCH/done-SEED-N when its N-th import and moves are recorded.
 
 python lab_child.py put-stdin LAB
     Open the lab and store what arrives on stdin as one blob: a write in progress for as
@@ -103,6 +104,7 @@ def churn(lab_path: Path, seed: int, scratch: Path, ready: Path) -> int:
                 key="pat",
             )
         shutil.rmtree(folder)
+        (scratch / f"done-{seed}-{n}").touch()  # one import and its alias moves recorded
     return 0
 
 

@@ -77,6 +77,20 @@ def wait_for_writes_in_flight(root: Path, proc: subprocess.Popen[bytes], count: 
     pytest.fail(f"the churn child wrote only {len(seen)} blobs, not {count}")
 
 
+def wait_for_done(scratch: Path, seed: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the churn child has recorded its first import and alias moves: a kill
+    at a random moment after start-up alone may, on a busy machine, always land before
+    any work (the first write imports SQLAlchemy), and the test would show nothing."""
+    done = scratch / f"done-{seed}-1"
+    deadline = time.monotonic() + TIMEOUT
+    while not done.exists():
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"churn child stopped by itself ({proc.returncode}): {err.decode()}")
+        assert time.monotonic() < deadline, "the churn child recorded nothing"
+        time.sleep(0.002)
+
+
 def check_consistent(root: Path) -> Aftermath:
     """Everything a kill must never break, checked from a fresh process's point of view."""
     leftovers = sum(1 for _ in (root / "objects" / "tmp").iterdir())
@@ -110,6 +124,8 @@ def churn_and_kill(fx: Fixture, tmp_path: Path, *, seed: int, kills: int, mid_co
         if mid_copy:
             wait_for_writes_in_flight(fx.root, proc, rng.randrange(1, 12))
         else:
+            if i % 2:  # every other child first records some work, however slow the machine
+                wait_for_done(scratch, seed * 1000 + i, proc)
             time.sleep(rng.uniform(0.0, 0.3))
         kill(proc)
         after = check_consistent(fx.root)
