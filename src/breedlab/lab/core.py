@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, Unpack
 
 from breedlab import interrupts
 from breedlab.canonical import JsonValue
@@ -47,12 +47,12 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
     from breedlab.lab.samples import Samples
-    from breedlab.release.canary import CanaryPolicy, ExposureCap
+    from breedlab.release.canary import ExposureCap
     from breedlab.release.gates import ShadowGate
     from breedlab.release.shadow_stats import ShadowPair, ShadowReport
     from breedlab.release.state import ReleaseState
     from breedlab.sandbox.executors import Executor
-    from breedlab.serving.router import Router
+    from breedlab.serving.router import Router, RouterOptions
     from breedlab.supply.evidence import Evidence
 
 __all__ = ["PURPOSES", "Lab"]
@@ -424,19 +424,10 @@ class Lab:
 
         return stale_release_aliases(self, capability)
 
-    def router(
-        self,
-        *,
-        canary_policy: CanaryPolicy | None = None,
-        faults: Mapping[str, float] | None = None,
-        shadow_queue: int = 256,
-        srm_min_units: int = 200,
-        seed: int = 0,
-        shadow_priority: str | None = None,
-        on_pair: Callable[[str, ShadowPair], None] | None = None,
-    ) -> Router:
+    def router(self, **options: Unpack[RouterOptions]) -> Router:
         """A :class:`~breedlab.serving.router.Router` over this lab, writing the ledger
-        events it asks for through a :class:`~breedlab.lab.release.LabRecorder`.
+        events it asks for through a :class:`~breedlab.lab.release.LabRecorder`;
+        ``options`` are the router's keyword arguments.
 
         Raises:
             InvalidRequest: an unknown shadow priority.
@@ -445,17 +436,7 @@ class Lab:
         from breedlab.lab.release import LabRecorder
         from breedlab.serving.router import Router
 
-        return Router(
-            self,
-            LabRecorder(self),
-            canary_policy=canary_policy,
-            faults=faults,
-            shadow_queue=shadow_queue,
-            srm_min_units=srm_min_units,
-            seed=seed,
-            shadow_priority=shadow_priority,
-            on_pair=on_pair,
-        )
+        return Router(self, LabRecorder(self), **options)
 
     def shadow_start(
         self, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None

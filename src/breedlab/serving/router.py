@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypedDict
 
 from breedlab.authority import Replayer
 from breedlab.config import SHADOW_PRIORITIES
@@ -33,7 +34,7 @@ from breedlab.serving.release_logs import EvidenceSink
 from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.serving.supplier import ReleaseRecorder, Supplier
 
-__all__ = ["Answer", "CapabilityRoute", "Router", "RoutingTable"]
+__all__ = ["Answer", "CapabilityRoute", "Router", "RouterOptions", "RoutingTable"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +85,19 @@ def _message(error: BaseException) -> str:
 
 def _target(pid: str | None) -> Digest | None:
     return None if pid is None else Digest.parse(pid)
+
+
+class RouterOptions(TypedDict, total=False):
+    """:class:`Router`'s keyword arguments, for a caller that passes them on (the
+    ``Lab.router`` facade); their defaults are the router's own."""
+
+    canary_policy: CanaryPolicy | None
+    faults: Mapping[str, float] | None
+    shadow_queue: int
+    srm_min_units: int
+    seed: int
+    shadow_priority: str | None
+    on_pair: Callable[[str, ShadowPair], None] | None
 
 
 class Router:
