@@ -338,14 +338,14 @@ def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict
                 folder, kind="model", capability="digits", license="MIT", family="torch"
             )
             lab.approve(str(pkg.id), purpose="release", key="pat")
-            controller.start_shadow(lab, "digits", str(pkg.id))
+            controller.start_shadow(lab.supply, "digits", str(pkg.id))
             route = router.refresh().routes["digits"]
             for i in range(60):
                 router.predict(
                     route, unit=f"s{i}", inputs=body(i)["inputs"], truth=None, low_risk=True
                 )  # type: ignore[arg-type]
             router.mirror.flush()
-            controller.start_canary(lab, "digits", percent=100)
+            controller.start_canary(lab.supply, "digits", percent=100)
             aborted = False
             for i in range(3000):
                 route = router.refresh().routes["digits"]
@@ -369,9 +369,9 @@ def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict
                 mitigate.append(float(rec["time_to_mitigate_s"]) * 1000)  # type: ignore[index,call-overload]
             else:
                 missed += 1
-                if controller.release_state(lab, "digits").canary is not None:
-                    controller.stop_canary(lab, "digits", reason="drill missed")
-            controller.stop_shadow(lab, "digits")
+                if controller.release_state(lab.supply, "digits").canary is not None:
+                    controller.stop_canary(lab.supply, "digits", reason="drill missed")
+            controller.stop_shadow(lab.supply, "digits")
     finally:
         router.close()
     return {

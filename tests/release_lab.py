@@ -162,7 +162,7 @@ def shadow(lab: Lab, router: Router, pkg: str, n: int = 60) -> None:
     """Start a shadow of ``pkg`` and mirror ``n`` requests to it through ``router``."""
     from breedlab.lab import release as controller
 
-    controller.start_shadow(lab, "digits", pkg)
+    controller.start_shadow(lab.supply, "digits", pkg)
     route = router.refresh().routes["digits"]
     assert router.mirror.wait_ready(timeout=300)  # an event, with a generous bound
     for i in range(n):

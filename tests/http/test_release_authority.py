@@ -55,7 +55,7 @@ def _until(condition: object, what: str, bound_s: float = 120.0) -> None:
 
 
 def _shadow_file(lab: Lab) -> Path:
-    _, seq = controller.shadow_run(lab, "digits")
+    _, seq = controller.shadow_run(lab.supply, "digits")
     return lab.config.root / "release" / "digits" / f"shadow-{seq}.jsonl"
 
 
@@ -77,7 +77,7 @@ def test_shadow_pairs_are_sealed_as_they_stream_and_when_the_run_stops(
     router = lab.router()
     try:
         shadow(lab, router, ids["broken"], n=0)
-        _, seq = controller.shadow_run(lab, "digits")
+        _, seq = controller.shadow_run(lab.supply, "digits")
         route = router.refresh().routes["digits"]
         for chunk in range(4):  # the server streams; every seal_every records are sealed
             for i in range(SEAL_EVERY):
@@ -89,7 +89,7 @@ def test_shadow_pairs_are_sealed_as_they_stream_and_when_the_run_stops(
                 return read_evidence(lab.supply, "digits", "shadow", seq).sealed == upto
 
             _until(sealed, f"the background seal of chunk {chunk}")
-        stopped = controller.stop_shadow(lab, "digits")
+        stopped = controller.stop_shadow(lab.supply, "digits")
     finally:
         router.close()
     evidence = read_evidence(lab.supply, "digits", "shadow", seq)
@@ -109,15 +109,15 @@ def test_an_edited_shadow_log_changes_no_report_and_verify_all_names_it(
     router = lab.router()
     try:
         shadow(lab, router, ids["broken"], n=60)
-        controller.stop_shadow(lab, "digits")  # seals every pair
+        controller.stop_shadow(lab.supply, "digits")  # seals every pair
     finally:
         router.close()
-    _, before = controller.shadow_report(lab, "digits")
+    _, before = controller.shadow_report(lab.supply, "digits")
     assert before.agreement is not None and before.agreement.estimate < 0.5  # a bad model
 
     _agree_everywhere(_shadow_file(lab))
 
-    _, after = controller.shadow_report(lab, "digits")
+    _, after = controller.shadow_report(lab.supply, "digits")
     assert after.agreement == before.agreement  # reports read the sealed copy
     [problem] = lab.verify_evidence().problems
     assert problem.where.endswith(_shadow_file(lab).name)
@@ -131,10 +131,10 @@ def test_the_canary_gate_reads_only_sealed_pairs_and_names_them(
     router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=60)
-        started = controller.start_canary(lab, "digits", percent=50)
+        started = controller.start_canary(lab.supply, "digits", percent=50)
     finally:
         router.close()
-    _, seq = controller.shadow_run(lab, "digits")
+    _, seq = controller.shadow_run(lab.supply, "digits")
     evidence = read_evidence(lab.supply, "digits", "shadow", seq)
     assert evidence.unsealed == 0  # the start sealed the run first
     assert started.payload["shadow_evidence"] == list(evidence.digests)
@@ -148,7 +148,7 @@ def test_an_edited_canary_log_changes_no_status_and_verify_all_names_it(
     router = lab.router(canary_policy=CanaryPolicy(stage_min=40))
     try:
         shadow(lab, router, ids["broken"], n=10)
-        controller.start_canary(lab, "digits", percent=100, gate=DRILL_GATE)
+        controller.start_canary(lab.supply, "digits", percent=100, gate=DRILL_GATE)
         for i in range(300):
             route = router.refresh().routes["digits"]
             if route.canary_run is None:
@@ -167,14 +167,14 @@ def test_an_edited_canary_log_changes_no_status_and_verify_all_names_it(
     started = lab.events(kinds=("release.canary_started",))[-1]
     evidence = read_evidence(lab.supply, "digits", "canary", started.seq)
     assert aborted.payload["evidence"] == list(evidence.digests) and evidence.unsealed == 0
-    status = controller.canary_status(lab, "digits")
+    status = controller.canary_status(lab.supply, "digits")
     path = lab.config.root / "release" / "digits" / f"canary-{started.seq}.jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     for rec in lines:  # the attack: every observation a success
         rec["failed"], rec["canary"] = False, rec["champion"]
     path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
 
-    assert controller.canary_status(lab, "digits") == status
+    assert controller.canary_status(lab.supply, "digits") == status
     [problem] = lab.verify_evidence().problems
     assert problem.where.endswith(path.name) and "edited after it was sealed" in problem.message
 
@@ -186,7 +186,7 @@ def test_show_and_lineage_join_the_release_evidence_of_a_package(
     router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=30)
-        controller.stop_shadow(lab, "digits")
+        controller.stop_shadow(lab.supply, "digits")
     finally:
         router.close()
     shown = lab.show(ids["good"])

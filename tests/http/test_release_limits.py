@@ -63,7 +63,7 @@ def _canary(lab: Lab, pkg: str, cap: ExposureCap) -> Iterator[Router]:
     router = lab.router(canary_policy=CanaryPolicy(stage_min=20))
     try:
         shadow(lab, router, pkg)
-        controller.start_canary(lab, "digits", percent=100, cap=cap, stage_min=20)
+        controller.start_canary(lab.supply, "digits", percent=100, cap=cap, stage_min=20)
         yield router
     finally:
         router.close()
@@ -100,8 +100,10 @@ def test_start_canary_refuses_a_cap_below_the_stage_minimum(
     try:
         shadow(lab, router, ids["good"])
         with pytest.raises(InvalidRequest, match="would stop every stage"):
-            controller.start_canary(lab, "digits", cap=ExposureCap(requests=10), stage_min=20)
-        assert controller.release_state(lab, "digits").canary is None  # nothing recorded
+            controller.start_canary(
+                lab.supply, "digits", cap=ExposureCap(requests=10), stage_min=20
+            )
+        assert controller.release_state(lab.supply, "digits").canary is None  # nothing recorded
     finally:
         router.close()
 
@@ -132,12 +134,12 @@ def test_a_stage_that_reaches_its_request_cap_undecided_stops_inconclusive_exact
         assert stopped.payload["exposure"] == {"requests": 30, "units": 30}
         assert "exposure cap reached at stage 0" in str(stopped.payload["reason"])
         assert not lab.events(kinds=("release.canary_aborted",))
-        state = controller.release_state(lab, "digits")
+        state = controller.release_state(lab.supply, "digits")
         assert state.canary is None
         assert lab.resolve(ids["good"]) not in state.deny  # no harm shown: not retired
         after = [_ask(router, f"after-{i}", i) for i in range(20)]
         assert after == ["champion"] * 20
-        status = controller.canary_status(lab, "digits")
+        status = controller.canary_status(lab.supply, "digits")
         assert status["status"] == "stopped"
         assert status["stop"] == {"reason": stopped.payload["reason"], "inconclusive": True}
         assert status["exposure_cap"] == {"requests": 30, "units": None}
@@ -164,14 +166,14 @@ def test_a_units_cap_bounds_the_distinct_units_a_stage_exposes(
 
 def _promote(lab: Lab, router: Router, pkg: str, baking: timedelta) -> None:
     shadow(lab, router, pkg)
-    controller.start_canary(lab, "digits", percent=100, stage_min=20)
+    controller.start_canary(lab.supply, "digits", percent=100, stage_min=20)
     for i in range(400):
         _ask(router, f"p-{pkg[:8]}-{i}", i)
-        if controller.release_state(lab, "digits").canary_passed:
+        if controller.release_state(lab.supply, "digits").canary_passed:
             break
-    assert controller.release_state(lab, "digits").canary_passed
+    assert controller.release_state(lab.supply, "digits").canary_passed
     policy = promotion.PromotionPolicy(dwell=NO_DWELL, baking=baking)
-    ev = promotion.promote(lab, "digits", pkg, policy=policy)
+    ev = promotion.promote(lab.supply, "digits", pkg, policy=policy)
     assert ev.payload["baking_s"] == int(baking.total_seconds())
 
 
@@ -193,11 +195,11 @@ def test_the_previous_champion_stays_warm_while_it_bakes_and_is_released_after(
         assert old not in router._models  # released
         assert route.champion.package == lab.resolve(ids["good"])
         # Rollback still works after baking: a cold load, measured like any other.
-        ev = promotion.rollback(lab, "digits", switch=lambda: router.refresh(force=True))
+        ev = promotion.rollback(lab.supply, "digits", switch=lambda: router.refresh(force=True))
         assert ev.payload["package"] == str(old)
         assert router.refresh().routes["digits"].champion.package == old
         assert float(str(ev.payload["recovery"]["time_to_recover_s"])) > 0  # type: ignore[index]
-        assert controller.release_state(lab, "digits").baking_until is None
+        assert controller.release_state(lab.supply, "digits").baking_until is None
     finally:
         router.close()
 
@@ -215,16 +217,16 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
         said = " ".join(capsys.readouterr().out.split())
         assert "the shadow runs: a pair counts here once" in said  # the log lags the server
         assert "GET /admin/digits/status has the live count" in said
-        controller.start_canary(lab, "digits", percent=25, stage_min=20)  # stages 25%, 50%
+        controller.start_canary(lab.supply, "digits", percent=25, stage_min=20)  # stages 25%, 50%
         for i in range(1000):
             _ask(router, f"r-{i}", i)
-            if controller.release_state(lab, "digits").canary_passed:
+            if controller.release_state(lab.supply, "digits").canary_passed:
                 break
-        reached = controller.canary_status(lab, "digits")
+        reached = controller.canary_status(lab.supply, "digits")
         assert reached["status"] == "passed" and reached["stage"] == 1, reached
         policy = promotion.PromotionPolicy(dwell=NO_DWELL, baking=timedelta(0))
-        promotion.promote(lab, "digits", ids["good"], policy=policy)
-        promoted = controller.canary_status(lab, "digits")
+        promotion.promote(lab.supply, "digits", ids["good"], policy=policy)
+        promoted = controller.canary_status(lab.supply, "digits")
         assert promoted["status"] == "promoted" and promoted["stage"] == 1
         capsys.readouterr()
         assert main(["--lab", str(lab.config.root), "rollback", "digits"]) == 0
@@ -233,17 +235,17 @@ def test_after_a_rollback_the_release_aliases_read_stale_and_the_canary_keeps_it
         rolled = lab.events(kinds=("release.rolled_back",))[-1]
     finally:
         router.close()
-    status = controller.canary_status(lab, "digits")
+    status = controller.canary_status(lab.supply, "digits")
     assert status["package"] == str(good)
     assert status["stage"] == reached["stage"]  # not reset to stage 0
     assert status["status"] == "rolled back"
     assert status["since"] == {"event": "release.rolled_back", "seq": rolled.seq}
-    stale = controller.stale_release_aliases(lab, "digits")
+    stale = controller.stale_release_aliases(lab.supply, "digits")
     assert lab.alias("digits", "shadow") == good and lab.alias("digits", "canary") == good
     assert stale == {"shadow": stale["canary"], "canary": stale["canary"]}
     assert stale["canary"] == f"rolled back at seq {rolled.seq}"
     with pytest.raises(NotFound, match=r"still names .* whose run ended \(rolled back at seq"):
-        controller.stop_shadow(lab, "digits")
+        controller.stop_shadow(lab.supply, "digits")
     lab.close()
     assert main(["--lab", str(lab.config.root), "show", str(good)]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -302,7 +304,7 @@ def test_the_shadow_process_runs_at_idle_priority_unless_configured_otherwise(
     lab, ids = lab_ids
     router = lab.router()  # this lab: [release] shadow_priority = "normal"
     try:
-        controller.start_shadow(lab, "digits", ids["good"])
+        controller.start_shadow(lab.supply, "digits", ids["good"])
         route = router.refresh().routes["digits"]
         assert route.shadow is not None and router.mirror.pid is not None
         assert os.sched_getscheduler(router.mirror.pid) == os.SCHED_OTHER
@@ -324,13 +326,13 @@ def test_the_shadow_process_times_a_sample_of_its_pairs(
     router = lab.router()
     try:
         shadow(lab, router, ids["good"], n=200)
-        _, pairs, _ = controller.read_shadow_pairs(lab, "digits")
+        _, pairs, _ = controller.read_shadow_pairs(lab.supply, "digits")
         answered = [p for p in pairs if p.answered]
         timed = [p for p in answered if p.timed]
         assert len(answered) == 200
         assert 200 // 4 <= len(timed) <= 200 // 4 + 1  # the first, then one in four
         assert all(p.primary_latency_s and p.shadow_latency_s for p in timed)
-        _, report = controller.shadow_report(lab, "digits")
+        _, report = controller.shadow_report(lab.supply, "digits")
         assert report.latency_p50 is not None and report.latency_p50.pairs == len(timed)
     finally:
         router.close()
@@ -359,7 +361,7 @@ def test_a_server_script_without_a_main_guard_still_shadows(
     # multiprocessing's spawn re-imports the parent's __main__, which breaks (or forks
     # forever) a script without the guard; the shadow process must not depend on it.
     lab, ids = lab_ids
-    controller.start_shadow(lab, "digits", ids["good"])
+    controller.start_shadow(lab.supply, "digits", ids["good"])
     tests = Path(__file__).resolve().parents[1]
     script = tmp_path / "unguarded.py"
     script.write_text(
@@ -423,7 +425,7 @@ def test_a_shadow_process_that_dies_is_started_again_after_a_backoff(
             router.predict(route, unit=f"b{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
         router.mirror.flush()
         assert router.mirror.dropped == dropped  # mirrored and answered again
-        _, report = controller.shadow_report(lab, "digits")
+        _, report = controller.shadow_report(lab.supply, "digits")
         assert report.mirrored == report.answered + report.dropped
         assert report.dropped == dropped
     finally:

@@ -17,7 +17,7 @@ import pytest
 from breedlab.capabilities import contract_path
 from breedlab.errors import NotFound, PolicyError
 from breedlab.http import create_app
-from breedlab.lab import Lab, promotion, release_reports
+from breedlab.lab import Lab, promotion
 from breedlab.lab import release as controller
 from breedlab.release import CanaryPolicy, MinimumDwell, ShadowGate
 from breedlab.serving import mirror
@@ -138,7 +138,7 @@ def test_shadow_never_changes_a_primary_response_or_its_status(
     # Offline replay of the same requests gives the same agreement.
     log = tmp_path / "requests.jsonl"
     log.write_text("".join(json.dumps(b) + "\n" for b in requests[:60]))
-    _, replayed = controller.replay_shadow(lab, "digits", log, ref=ids["broken"])
+    _, replayed = controller.replay_shadow(lab.supply, "digits", log, ref=ids["broken"])
     assert replayed.agreement is not None
     assert replayed.agreement.successes == report["agreement"]["successes"]
 
@@ -149,7 +149,7 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
     lab, ids, _ = served
     router = lab.router(shadow_queue=1)
     try:
-        controller.start_shadow(lab, "digits", ids["good"])
+        controller.start_shadow(lab.supply, "digits", ids["good"])
         route = router.refresh().routes["digits"]
         answers = [
             router.predict(
@@ -164,10 +164,10 @@ def test_a_full_mirror_queue_drops_and_counts_and_never_blocks_the_primary(
         router.mirror.flush()
         assert all(a.role == "champion" for a in answers)
         assert router.mirror.mirrored == 300 and router.mirror.dropped > 0
-        _, report = controller.shadow_report(lab, "digits")
+        _, report = controller.shadow_report(lab.supply, "digits")
         assert report.mirrored == 300 and report.dropped == router.mirror.dropped
     finally:
-        controller.stop_shadow(lab, "digits")
+        controller.stop_shadow(lab.supply, "digits")
         router.close()
 
 
@@ -180,7 +180,7 @@ def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
     try:
         route = router.refresh().routes["digits"]
         alone = [route.champion.predict(body(i)["inputs"]) for i in range(120)]
-        controller.start_shadow(lab, "digits", ids["good"])
+        controller.start_shadow(lab.supply, "digits", ids["good"])
         route = router.refresh().routes["digits"]
         pid = router.mirror.pid
         assert pid is not None and pid != os.getpid()
@@ -200,11 +200,11 @@ def test_killing_the_shadow_process_mid_stream_never_touches_the_primary(
         router.mirror.flush()  # returns: the lost mirrors are counted as drops
         assert answers == alone
         assert router.mirror.mirrored == 120 and router.mirror.dropped >= 60
-        _, report = controller.shadow_report(lab, "digits")
+        _, report = controller.shadow_report(lab.supply, "digits")
         assert report.mirrored == 120 and report.dropped == router.mirror.dropped
         assert report.mirrored == report.answered + report.dropped
     finally:
-        controller.stop_shadow(lab, "digits")
+        controller.stop_shadow(lab.supply, "digits")
         router.close()
     assert router.mirror.pid is None
 
@@ -224,7 +224,7 @@ def test_a_broken_canary_is_aborted_without_a_human_and_the_champion_serves_afte
         # The admin route applies the real shadow gate: the broken model cannot pass it.
         refused = c.post("/admin/digits/canary/start", json={"percent": 50})
         assert refused.status_code == 403 and "shadow gate" in refused.json()["message"]
-        controller.start_canary(lab, "digits", percent=50, gate=DRILL_GATE)
+        controller.start_canary(lab.supply, "digits", percent=50, gate=DRILL_GATE)
         roles = [c.post("/v1/digits/predict", json=body(i)).json()["role"] for i in range(300)]
         status = c.get("/admin/digits/status").json()
     [aborted] = lab.events(kinds=("release.canary_aborted",))
@@ -241,10 +241,10 @@ def test_a_broken_canary_is_aborted_without_a_human_and_the_champion_serves_afte
     assert lab.alias("digits", "champion") == champion
     # The deny-listed id cannot come back: not to shadow, not to champion.
     with pytest.raises(PolicyError, match="retired"):
-        controller.start_shadow(lab, "digits", ids["broken"])
+        controller.start_shadow(lab.supply, "digits", ids["broken"])
     with pytest.raises(PolicyError, match="deny-list"):
-        promotion.promote(lab, "digits", ids["broken"], policy=NO_DWELL)
-    status_text = controller.canary_status(lab, "digits")
+        promotion.promote(lab.supply, "digits", ids["broken"], policy=NO_DWELL)
+    status_text = controller.canary_status(lab.supply, "digits")
     assert status_text["status"] == "aborted" and "abort" in status_text
 
 
@@ -257,7 +257,9 @@ def _shadow_and_canary(lab: Lab, url: str, cap: str, pkg: str) -> None:
         assert started.status_code == 200, started.text
         for i in range(400):  # the requests the capability marks low-risk may see it
             c.post(f"/v1/{cap}/predict", json={**body(i, unit=f"unit-{i}"), "risk": "low"})
-    assert controller.release_state(lab, cap).canary_passed, controller.canary_status(lab, cap)
+    assert controller.release_state(lab.supply, cap).canary_passed, controller.canary_status(
+        lab.supply, cap
+    )
 
 
 def test_promotion_needs_the_gates_and_rollback_returns_every_promoted_artifact(
@@ -266,12 +268,12 @@ def test_promotion_needs_the_gates_and_rollback_returns_every_promoted_artifact(
     lab, ids, url = served
     first = lab.alias("digits", "champion")
     with pytest.raises(PolicyError, match="never went through shadow"):
-        promotion.promote(lab, "digits", ids["good2"], policy=NO_DWELL)
+        promotion.promote(lab.supply, "digits", ids["good2"], policy=NO_DWELL)
     promoted = []
     for name in ("good", "good2"):
         _shadow_and_canary(lab, url, "digits", ids[name])
         before = lab.alias("digits", "champion")
-        ev = promotion.promote(lab, "digits", ids[name], policy=NO_DWELL)
+        ev = promotion.promote(lab.supply, "digits", ids[name], policy=NO_DWELL)
         promoted.append((ids[name], str(before)))
         assert ev.payload["previous"] == str(before)
         with client(url) as c:  # the server follows the ledger without a restart
@@ -292,7 +294,7 @@ def test_promotion_needs_the_gates_and_rollback_returns_every_promoted_artifact(
     for ev in promotions[1:]:
         [res] = lab.verify([str(ev.payload["previous"])])
         assert res.ok
-    criteria = {c.name: c for c in release_reports.exit_criteria(lab, "digits")}
+    criteria = {c.name: c for c in lab.exit_criteria("digits")}
     assert criteria["rollback every promoted artifact"].passed
     assert criteria["verify hashes"].passed
     assert not criteria["reproduce candidates"].passed  # no round ran in this lab
@@ -317,32 +319,32 @@ def test_a_promotion_without_the_approvals_its_risk_tier_needs_is_refused(
     app = create_app(lab, token=TOKEN, canary_policy=CanaryPolicy(stage_min=40))
     with serving(app) as url:
         _shadow_and_canary(lab, url, cap, ids["good"])
-        controller.stop_shadow(lab, cap)
+        controller.stop_shadow(lab.supply, cap)
         lab.approve(ids["good2"], purpose="release", key="pat")
-        controller.start_shadow(lab, cap, ids["good2"])
+        controller.start_shadow(lab.supply, cap, ids["good2"])
         with client(url, TOKEN) as c:
             c.post(f"/v1/{cap}/predict", json=body(0))
             assert c.get(f"/admin/{cap}/shadow/report").json()["answered"] == 1
-        controller.start_canary(lab, cap, percent=100, gate=DRILL_GATE)
+        controller.start_canary(lab.supply, cap, percent=100, gate=DRILL_GATE)
         with client(url) as c:  # a high-risk capability's requests are high-risk by default
             roles = {c.post(f"/v1/{cap}/predict", json=body(i)).json()["role"] for i in range(50)}
         assert roles == {"champion"}
-        controller.stop_canary(lab, cap, reason="only low-risk requests may see a canary")
+        controller.stop_canary(lab.supply, cap, reason="only low-risk requests may see a canary")
         with pytest.raises(PolicyError, match="other than the proposer") as e:
-            promotion.promote(lab, cap, ids["good"], policy=NO_DWELL)
+            promotion.promote(lab.supply, cap, ids["good"], policy=NO_DWELL)
         assert "security" in str(e.value.message)
         lab.approve(ids["good"], purpose="release", key="pat")  # independent, not security
         with pytest.raises(PolicyError, match="'security' key") as e:
-            promotion.promote(lab, cap, ids["good"], policy=NO_DWELL)
+            promotion.promote(lab.supply, cap, ids["good"], policy=NO_DWELL)
         assert "proposer" not in e.value.message
         with client(url, TOKEN) as c:
             r = c.post(f"/admin/{cap}/promote", json={"package": ids["good"]})
             assert r.status_code == 403
         lab.approve(ids["good"], purpose="release", key="sam")
-        ev = promotion.promote(lab, cap, ids["good"], policy=NO_DWELL)
+        ev = promotion.promote(lab.supply, cap, ids["good"], policy=NO_DWELL)
         assert ev.payload["risk_tier"] == "high"
     with pytest.raises(NotFound):
-        promotion.rollback(lab, "digits")  # no previous for the other capability
+        promotion.rollback(lab.supply, "digits")  # no previous for the other capability
     lab.close()
 
 
@@ -353,12 +355,12 @@ def test_an_injected_canary_fault_falls_back_to_the_champion_and_the_sprt_aborts
     lab.approve(ids["good"], purpose="release", key="pat")
     router = lab.router(faults={"canary": 1.0})
     try:
-        controller.start_shadow(lab, "digits", ids["good"])
+        controller.start_shadow(lab.supply, "digits", ids["good"])
         route = router.refresh().routes["digits"]
         for i in range(60):
             router.predict(route, unit=f"s{i}", inputs=body(i)["inputs"], truth=None, low_risk=True)  # type: ignore[arg-type]
         router.mirror.flush()
-        controller.start_canary(lab, "digits", percent=100)
+        controller.start_canary(lab.supply, "digits", percent=100)
         answers = []
         for i in range(40):
             route = router.refresh().routes["digits"]

@@ -364,7 +364,7 @@ def test_a_promotion_with_an_out_of_bound_or_malformed_baking_period_is_refused_
     with pytest.raises(IntegrityError, match=named):
         fx.lab.verify_ledger()
     with pytest.raises(IntegrityError, match=named):
-        release_state(fx.lab, "digits")
+        release_state(fx.lab.supply, "digits")
     capsys.readouterr()
     assert main(["--lab", str(fx.root), "ledger", "verify"]) == 5
     err = capsys.readouterr().err

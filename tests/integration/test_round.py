@@ -172,7 +172,7 @@ def test_a_failing_operator_run_is_recorded_and_the_round_goes_on(
         ]
 
     result = run_round(
-        lab,
+        lab.supply,
         "digits",
         plans_for=plans,
         failure_cluster=None,
@@ -229,7 +229,7 @@ def test_a_plan_over_the_capabilitys_memory_budget_is_refused_before_anything_ru
         InvalidRequest, match=r"plan train/huge: config 'hidden' .* over the budget of 512 MiB"
     ):
         run_round(
-            lab,
+            lab.supply,
             "digits",
             plans_for=plans,
             failure_cluster=None,
@@ -323,7 +323,7 @@ def test_a_round_needs_a_frozen_suite(small_lab: Lab) -> None:
     small_lab.approve(str(champion), purpose="parent", key="alice")
     with pytest.raises((NotFound, InvalidRequest)):
         run_round(
-            small_lab,
+            small_lab.supply,
             "digits",
             plans_for=lambda *a: [],
             failure_cluster=None,

@@ -42,7 +42,7 @@ def test_every_public_name_is_listed_and_exists(name: str) -> None:
 def test_the_lab_api_is_pinned() -> None:
     from breedlab.lab import Lab
 
-    public = sorted(n for n in vars(Lab) if not n.startswith("_"))
+    public = sorted(n for n in dir(Lab) if not n.startswith("_"))
     assert public == sorted([
         "actor", "add_capability", "alias", "alias_history", "approve", "bootstrap_digits",
         "capabilities", "capability", "checkpoint", "close", "decision", "endorse_keys",

@@ -17,6 +17,7 @@ ledger alone. The operator runs themselves are ``operator_runs``'s.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from breedlab.clock import format_time
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, LabError, NotFound, PolicyError
 from breedlab.lab.evaluation import Evaluation, check_comparable, evaluate_models, load_suite
+from breedlab.lab.failures import latest_clusters, mine_failures
 from breedlab.lab.operator_runs import (
     Generated,
     Plan,
@@ -34,17 +36,21 @@ from breedlab.lab.operator_runs import (
     check_fresh_model_sizes,
     run_plans,
 )
+from breedlab.lab.recipes import default_plans
 from breedlab.ledger import Event, EventKind
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import Kind
 from breedlab.report.record import ROUND_SCHEMA
 from breedlab.sandbox.executors import Executor
 from breedlab.signing.keys import KeyPair
+from breedlab.supply import aliases
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.packages import check
 from breedlab.viability.round import Entrant, RoundDecision, RoundFacts, decide_round
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = ["PlansFor", "RoundResult", "approved_parents", "run_round"]
 
@@ -65,18 +71,18 @@ class RoundResult:
     generated: tuple[Generated, ...] = field(default_factory=tuple)
 
 
-def approved_parents(lab: Lab, capability: str) -> list[Digest]:
+def approved_parents(supply: Supply, capability: str) -> list[Digest]:
     """SELECT_APPROVED_PARENTS: models of the capability approved as parents, unrevoked
     and verified, the champion first.
 
     Raises:
         PolicyError: the champion itself is not an approved, intact parent.
     """
-    champion = lab.alias(capability, "champion")
+    champion = aliases.alias(supply, capability, "champion")
     if champion is None:
         raise NotFound(f"capability {capability!r} has no champion; set digits@champion first")
     chosen: list[Digest] = []
-    with lab.ledger.reader() as r:
+    with supply.ledger.reader() as r:
         rows = r.packages(capability=capability, kind=Kind.MODEL.value)
         ids = [champion] + [Digest.parse(row.id) for row in rows if row.id != str(champion)]
         for pid in ids:
@@ -88,7 +94,7 @@ def approved_parents(lab: Lab, capability: str) -> list[Digest]:
                         f"'breedlab approve {pid.short} --purpose parent --key KEY'"
                     )
                 continue
-            problems = check(lab.supply, r, pid).problems
+            problems = check(supply, r, pid).problems
             if problems:
                 if pid == champion:
                     first = problems[0]
@@ -138,7 +144,7 @@ def _allowed_operators(
 
 
 def _setup(
-    lab: Lab,
+    supply: Supply,
     capability: str,
     *,
     plans_for: PlansFor,
@@ -147,21 +153,21 @@ def _setup(
     seed: int,
 ) -> _Setup:
     """Read and check what the round needs; nothing is recorded yet."""
-    _, contract = lab.capability(capability)
+    _, contract = supply_packages.capability(supply, capability)
     allowed = _allowed_operators(capability, contract, operators)
     # SELECT_APPROVED_PARENTS first: a bad parent stops the round before anything runs.
-    parents = approved_parents(lab, capability)
-    suite_id = lab.alias(capability, "suite")
+    parents = approved_parents(supply, capability)
+    suite_id = aliases.alias(supply, capability, "suite")
     if suite_id is None:
         raise NotFound(f"capability {capability!r} has no frozen suite (alias {capability}@suite)")
     data = {}
     for role in ("train", "fitness"):
-        ref = lab.alias(capability, f"data-{role}")
+        ref = aliases.alias(supply, capability, f"data-{role}")
         if ref is None:
             raise NotFound(f"capability {capability!r} has no {role} dataset (alias data-{role})")
         data[role] = ref
     if failure_cluster is not None:
-        cluster_manifest = lab.manifest(failure_cluster)
+        cluster_manifest = supply_packages.manifest(supply, failure_cluster)
         if cluster_manifest.kind is not Kind.DATASET or "cluster" not in cluster_manifest.meta:
             raise InvalidRequest(f"{failure_cluster.short} is not a failure-cluster dataset")
     plans = [p for p in plans_for(parents, failure_cluster, data, seed) if p.operator in allowed]
@@ -180,9 +186,9 @@ def _setup(
     )
 
 
-def _start(lab: Lab, setup: _Setup, factory: KeyPair) -> tuple[str, Event]:
+def _start(supply: Supply, setup: _Setup, factory: KeyPair) -> tuple[str, Event]:
     """``round.started``, numbered under the head lock (no two rounds alike)."""
-    with lab.ledger.transaction() as tx:
+    with supply.ledger.transaction() as tx:
         tx.locked_head()
         number = 1 + sum(
             1 for _ in tx.events(kinds=(EventKind.ROUND_STARTED,), subject=setup.capability)
@@ -205,13 +211,13 @@ def _start(lab: Lab, setup: _Setup, factory: KeyPair) -> tuple[str, Event]:
                 "plans": [p.to_json() for p in setup.plans],
             },
             signer=factory,
-            actor=lab.actor,
+            actor=supply.actor,
         )
     return round_id, started
 
 
 def _evaluate(
-    lab: Lab,
+    supply: Supply,
     setup: _Setup,
     candidates: Sequence[Digest],
     *,
@@ -224,7 +230,7 @@ def _evaluate(
     say(f"{round_id}: evaluating the champion (x3, the A/A no-op) and {len(candidates)} candidates")
     models = [setup.champion] * 3 + list(candidates)
     evaluations = evaluate_models(
-        lab, models, setup.suite, executor=executor, round_id=round_id, progress=say
+        supply, models, setup.suite, executor=executor, round_id=round_id, progress=say
     )
     check_comparable(evaluations)
     aa = evaluations[:3]
@@ -235,7 +241,7 @@ def _evaluate(
 
 
 def _decide(
-    lab: Lab,
+    supply: Supply,
     setup: _Setup,
     candidates: Sequence[Digest],
     aa: Sequence[Evaluation],
@@ -243,13 +249,13 @@ def _decide(
 ) -> RoundDecision:
     """Read what the pure core needs (the suite, each scored candidate's integrity) and
     call it."""
-    spec = load_suite(lab, setup.suite)
+    spec = load_suite(supply, setup.suite)
     entrants = []
     for pid, e in zip(candidates, evaluations, strict=True):
         problems: tuple[str, ...] = ()
         if e.scorecard is not None:
-            with lab.ledger.reader() as r:
-                found = check(lab.supply, r, pid).problems
+            with supply.ledger.reader() as r:
+                found = check(supply, r, pid).problems
             problems = tuple(f"{p.where}: {p.message}" for p in found)
         entrants.append(
             Entrant(candidate_id=str(pid), scores=e.scorecard, failure=e.failure, problems=problems)
@@ -268,7 +274,7 @@ def _decide(
 
 
 def _round_record(
-    lab: Lab,
+    supply: Supply,
     setup: _Setup,
     *,
     round_id: str,
@@ -300,7 +306,7 @@ def _round_record(
         scored.append(
             {
                 "package": d.candidate_id,
-                "name": lab.manifest(Digest.parse(d.candidate_id)).name,
+                "name": supply_packages.manifest(supply, Digest.parse(d.candidate_id)).name,
                 "operator": plan.operator,
                 "label": plan.label,
                 "params": dict(plan.params),
@@ -318,9 +324,9 @@ def _round_record(
         "suite": str(setup.suite),
         "champion": str(setup.champion),
         "seed": setup.seed,
-        "cluster": _cluster_record(lab, setup.failure_cluster),
+        "cluster": _cluster_record(supply, setup.failure_cluster),
         "started": started.at,
-        "finished": format_time(lab.clock.now()),
+        "finished": format_time(supply.clock.now()),
         "policy": decided.policy.to_record(),
         "sigma_aa": repr(decided.sigma_aa),
         "champion_scorecard": champion.scorecard.summary() if champion.scorecard else None,
@@ -333,7 +339,7 @@ def _round_record(
 
 
 def _record_decision(
-    lab: Lab,
+    supply: Supply,
     setup: _Setup,
     *,
     round_id: str,
@@ -349,8 +355,8 @@ def _record_decision(
     # round.finished are one step (no interrupt splits them).
     interrupts.check(f"recording the decision of {round_id}")
     capability = setup.capability
-    blob = lab.blobs.put_bytes(canonical.encode(record))
-    decision = lab.ledger.append(
+    blob = supply.blobs.put_bytes(canonical.encode(record))
+    decision = supply.ledger.append(
         EventKind.DECISION_MADE,
         capability,
         {
@@ -365,20 +371,21 @@ def _record_decision(
         actor="viability-controller",
     )
     if decided.winner is not None:
-        current = lab.alias(capability, "shadow")
+        current = aliases.alias(supply, capability, "shadow")
         # seed, stage 7: a low-risk winner progresses to shadow by itself (the factory
         # key may move shadow only to a package the controller recommended).
-        lab.set_alias(
+        aliases.set_alias(
+            supply,
             capability,
             "shadow",
             decided.winner,
             expect=None if current is None else str(current),
             reason=f"{round_id}: viability decision {decision.seq} recommends shadow",
-            key=lab.config.factory_key,
+            key=supply.config.factory_key,
         )
         say(f"{round_id}: winner {Digest.parse(decided.winner).short} moved to {capability}@shadow")
     for d in decided.archived:
-        lab.ledger.append(
+        supply.ledger.append(
             EventKind.CANDIDATE_ARCHIVED,
             d.candidate_id,
             {
@@ -391,7 +398,7 @@ def _record_decision(
             signer=factory,
             actor="viability-controller",
         )
-    lab.ledger.append(
+    supply.ledger.append(
         EventKind.ROUND_FINISHED,
         capability,
         {
@@ -402,13 +409,13 @@ def _record_decision(
             "failed": len(record["failed"]),
         },
         signer=factory,
-        actor=lab.actor,
+        actor=supply.actor,
     )
     return blob, decision.seq
 
 
 def run_round(
-    lab: Lab,
+    supply: Supply,
     capability: str,
     *,
     plans_for: PlansFor,
@@ -421,27 +428,29 @@ def run_round(
     """Run one breeding round. See the module docstring."""
     say = progress or (lambda _message: None)
     setup = _setup(
-        lab,
+        supply,
         capability,
         plans_for=plans_for,
         failure_cluster=failure_cluster,
         operators=operators,
         seed=seed,
     )
-    factory = lab.factory_signer()
+    factory = supply_keys.factory_signer(supply)
     interrupts.check(f"starting a round of {capability}")
-    round_id, started = _start(lab, setup, factory)
+    round_id, started = _start(supply, setup, factory)
     runs = f"{len(setup.plans)} operator runs from {len(setup.parents)} approved parent(s)"
     say(f"{capability} {round_id} (seq {started.seq}): {runs}")
     generated = run_plans(
-        lab.supply, setup.plans, setup.contract, executor=executor, round_id=round_id, progress=say
+        supply, setup.plans, setup.contract, executor=executor, round_id=round_id, progress=say
     )
     candidates = [(g, pid) for g in generated for pid in g.candidates]
     models = [pid for _, pid in candidates]
-    aa, evaluations = _evaluate(lab, setup, models, executor=executor, round_id=round_id, say=say)
-    decided = _decide(lab, setup, models, aa, evaluations)
+    aa, evaluations = _evaluate(
+        supply, setup, models, executor=executor, round_id=round_id, say=say
+    )
+    decided = _decide(supply, setup, models, aa, evaluations)
     record = _round_record(
-        lab,
+        supply,
         setup,
         round_id=round_id,
         started=started,
@@ -452,7 +461,7 @@ def run_round(
         decided=decided,
     )
     blob, seq = _record_decision(
-        lab, setup, round_id=round_id, record=record, decided=decided, factory=factory, say=say
+        supply, setup, round_id=round_id, record=record, decided=decided, factory=factory, say=say
     )
     return RoundResult(
         round_id=round_id,
@@ -466,10 +475,52 @@ def run_round(
     )
 
 
-def _cluster_record(lab: Lab, cluster: Digest | None) -> JsonValue:
+def run_round_with_report(
+    supply: Supply,
+    capability: str,
+    *,
+    failure_cluster: str | None,
+    operators: Sequence[str] | None,
+    executor: Callable[[], Executor],
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> RoundResult:
+    """A round as ``breedlab round`` runs it: the parents are checked before any job
+    starts (``executor`` is called only then), the failure cluster is the one named, else
+    the latest mined (mined now if there is none), the plans are the default recipes, and
+    the HTML report is written under ``reports/CAPABILITY/``."""
+    from breedlab.report import render_round_report
+
+    approved_parents(supply, capability)  # refuse bad parents before any job runs
+    jobs = executor()
+    if failure_cluster is not None:
+        cluster: Digest | None = supply_packages.resolve(supply, failure_cluster)
+    else:
+        clusters = latest_clusters(supply, capability) or mine_failures(
+            supply, capability, executor=jobs
+        )
+        cluster = clusters[0].id if clusters else None
+    result = run_round(
+        supply,
+        capability,
+        plans_for=lambda parents, c, data, s: default_plans(supply, parents, c, data, s),
+        failure_cluster=cluster,
+        operators=operators,
+        executor=jobs,
+        seed=seed,
+        progress=progress,
+    )
+    reports = supply.config.root / "reports" / capability  # rounds are numbered per capability
+    reports.mkdir(parents=True, exist_ok=True)
+    path = reports / f"{result.round_id}.html"
+    path.write_text(render_round_report(result.record), "utf-8")
+    return dataclasses.replace(result, report=str(path))
+
+
+def _cluster_record(supply: Supply, cluster: Digest | None) -> JsonValue:
     if cluster is None:
         return None
-    manifest = lab.manifest(cluster)
+    manifest = supply_packages.manifest(supply, cluster)
     meta = manifest.meta.get("cluster", {})
     description = meta.get("description", "") if isinstance(meta, dict) else ""
     return {"id": str(cluster), "name": manifest.name, "description": str(description)}

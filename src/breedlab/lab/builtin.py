@@ -28,13 +28,17 @@ from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
 from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
 from breedlab.lab.evaluation import evaluate_models
 from breedlab.lab.operator_runs import Generated, Plan, run_plans
+from breedlab.lab.promotion import promote
 from breedlab.registry.manifest import Kind
 from breedlab.sandbox.executors import Executor
+from breedlab.supply import aliases, approvals
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.aliases import point
 from breedlab.supply.packages import register
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = ["DIGITS_METRICS", "DIGITS_POLICY", "Bootstrap", "bootstrap_digits"]
 
@@ -157,7 +161,7 @@ class Bootstrap:
 
 
 def _suite(
-    lab: Lab,
+    supply: Supply,
     *,
     seed: int,
     datasets: dict[str, Digest],
@@ -178,14 +182,14 @@ def _suite(
         budget=Budget(),
     )
     info = register(
-        lab.supply,
+        supply,
         files=[(SUITE_FILE, spec.to_bytes())],
         kind=Kind.SUITE,
         name=name,
         capability="digits",
         license="CC-BY-4.0",
-        data_class=lab.capability("digits")[1].data_class,
-        risk_tier=lab.capability("digits")[1].risk_tier,
+        data_class=supply_packages.capability(supply, "digits")[1].data_class,
+        risk_tier=supply_packages.capability(supply, "digits")[1].risk_tier,
         build_type="suite",
         external={"seed": seed, "critical_items": len(critical)},
         parents=[datasets["dev"], datasets["sealed"], *parents],
@@ -195,7 +199,7 @@ def _suite(
 
 
 def bootstrap_digits(
-    lab: Lab,
+    supply: Supply,
     *,
     model_key: str,
     evaluation_key: str,
@@ -204,7 +208,7 @@ def bootstrap_digits(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> Bootstrap:
-    """Set up the built-in digits capability in ``lab`` (idempotent where it can be).
+    """Set up the built-in digits capability (idempotent where it can be).
 
     Raises:
         PolicyError: a key of the wrong role (each signs what its role owns).
@@ -214,7 +218,7 @@ def bootstrap_digits(
         (evaluation_key, "evaluation"),
         (production_key, "production"),
     ):
-        found = lab.key(key)  # NotFound names a missing key
+        found = supply_keys.key(supply, key)  # NotFound names a missing key
         if found.role != role:
             raise PolicyError(
                 f"--{role}-key {key!r} has role {found.role!r}, not {role!r}",
@@ -222,10 +226,12 @@ def bootstrap_digits(
             )
     say = progress or (lambda _m: None)
     try:
-        contract_info, contract = lab.capability("digits")
+        contract_info, contract = supply_packages.capability(supply, "digits")
     except NotFound:
-        contract_info = lab.add_capability(contract_path("digits"), sign_with=model_key)
-        contract = lab.capability("digits")[1]
+        contract_info = supply_packages.add_capability(
+            supply, contract_path("digits"), sign_with=model_key
+        )
+        contract = supply_packages.capability(supply, "digits")[1]
     say(f"capability digits: contract {contract_info.id.short}")
     splits = digits_splits(seed)
     datasets: dict[str, Digest] = {}
@@ -243,7 +249,8 @@ def bootstrap_digits(
                     "source": "sklearn.datasets.load_digits (UCI optdigits), pixels / 16",
                 },
             )
-            info = lab.import_path(
+            info = supply_packages.import_path(
+                supply,
                 folder,
                 kind="dataset",
                 capability="digits",
@@ -253,7 +260,7 @@ def bootstrap_digits(
             )
             datasets[split.name.value] = info.id
             point(
-                lab.supply,
+                supply,
                 "digits",
                 f"data-{split.name.value}",
                 info.id,
@@ -267,7 +274,7 @@ def bootstrap_digits(
     ) -> Generated:
         """One ``train`` run on the digits splits, recorded as part of the bootstrap."""
         [run] = run_plans(
-            lab.supply,
+            supply,
             [
                 Plan(
                     operator="train",
@@ -289,26 +296,30 @@ def bootstrap_digits(
     if champion_run.failure is not None:
         raise LabError(f"training the champion failed: {champion_run.failure}")
     champion = champion_run.candidates[0]
-    lab_sign(lab, champion, model_key)
+    lab_sign(supply, champion, model_key)
     for purpose, key in (("parent", model_key), ("release", production_key)):
-        if not any(a.purpose == purpose for a in lab.show(str(champion)).approvals):
-            lab.approve(str(champion), purpose=purpose, key=key)
-    if lab.alias("digits", "champion") is None:
+        if not any(
+            a.purpose == purpose for a in supply_packages.show(supply, str(champion)).approvals
+        ):
+            approvals.approve(supply, str(champion), purpose=purpose, key=key)
+    if aliases.alias(supply, "digits", "champion") is None:
         # The capability's first champion: a promotion like any other, by the production
         # owner, with the approvals its risk tier asks for (nothing to shadow against).
-        lab.promote("digits", str(champion), key=production_key)
+        promote(supply, "digits", str(champion), key=production_key)
     say(f"champion {champion.short} trained, signed, approved and aliased")
 
     draft = _suite(
-        lab,
+        supply,
         seed=seed,
         datasets=datasets,
         critical=(),
         parents=[],
         name="digits-suite-draft",
-        sign_with=lab.config.factory_key,
+        sign_with=supply.config.factory_key,
     )
-    [evaluation] = evaluate_models(lab, [champion], draft, executor=executor, round_id="bootstrap")
+    [evaluation] = evaluate_models(
+        supply, [champion], draft, executor=executor, round_id="bootstrap"
+    )
     if evaluation.scorecard is None:
         raise LabError(f"evaluating the champion failed: {evaluation.failure}")
     dev = evaluation.scorecard.splits["dev"]
@@ -316,7 +327,7 @@ def bootstrap_digits(
     good = np.asarray(dev.correct["clean"]) & confident
     critical = tuple(sorted(i for i, ok in zip(dev.ids, good, strict=True) if ok)[:60])
     suite = _suite(
-        lab,
+        supply,
         seed=seed,
         datasets=datasets,
         critical=critical,
@@ -324,7 +335,7 @@ def bootstrap_digits(
         name="digits-suite",
         sign_with=evaluation_key,
     )
-    point(lab.supply, "digits", "suite", suite, reason="frozen digits suite")
+    point(supply, "digits", "suite", suite, reason="frozen digits suite")
     say(f"suite {suite.short} frozen with {len(critical)} critical items")
 
     sibling = None
@@ -332,9 +343,11 @@ def bootstrap_digits(
         sibling_run = train("train/robust-sibling", SIBLING_PARAMS, (champion,), seed + 1)
         if sibling_run.failure is None:
             sibling = sibling_run.candidates[0]
-            lab_sign(lab, sibling, model_key)
-            if not any(a.purpose == "parent" for a in lab.show(str(sibling)).approvals):
-                lab.approve(str(sibling), purpose="parent", key=model_key)
+            lab_sign(supply, sibling, model_key)
+            if not any(
+                a.purpose == "parent" for a in supply_packages.show(supply, str(sibling)).approvals
+            ):
+                approvals.approve(supply, str(sibling), purpose="parent", key=model_key)
             say(f"robust sibling {sibling.short} fine-tuned from the champion, approved as parent")
         else:
             say(f"robust sibling failed: {sibling_run.failure}")
@@ -348,7 +361,7 @@ def bootstrap_digits(
     )
 
 
-def lab_sign(lab: Lab, package: Digest, key: str) -> None:
+def lab_sign(supply: Supply, package: Digest, key: str) -> None:
     """Sign unless this key signed already."""
-    if key not in lab.show(str(package)).signed_by:
-        lab.sign(str(package), key=key)
+    if key not in supply_packages.show(supply, str(package)).signed_by:
+        approvals.sign(supply, str(package), key=key)

@@ -3,8 +3,10 @@ joins them; the CLI and the HTTP app are thin shells over it.
 
 A facade: the registry's verbs are the supply service's (``breedlab.supply``, one
 :class:`~breedlab.supply.Supply` per Lab, ``lab.supply``), the challenger loop's and the
-release controls' are in the modules beside this one. Each method here is the few lines
-that join them (a package's release records joined to its details, a lineage replayed).
+release controls' are in the modules beside this one, which take that Supply first (and
+an executor where jobs run); none of them imports this module. Each method here is the
+few lines that join them (a package's release records joined to its details, a lineage
+replayed, an executor made from the config).
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, Unpack
 
 from breedlab import interrupts
-from breedlab.canonical import JsonValue
 from breedlab.clock import Clock
 from breedlab.config import LabConfig, load_config
 from breedlab.digest import Digest
 from breedlab.errors import Interrupted
-from breedlab.ledger import Event, Ledger
-from breedlab.registry.blobs import BlobStore
+from breedlab.lab import migration, promotion, release
+from breedlab.ledger import Event
 from breedlab.supply import aliases, approvals, audit, layout
 from breedlab.supply import keys as supply_keys
 from breedlab.supply import lineage as supply_lineage
@@ -36,24 +37,18 @@ from breedlab.supply.values import (
     PackageDetails,
     Reconstruction,
 )
-from breedlab.supply.workspace import Workspace
+from breedlab.supply.view import RegistryView
 
 if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when used
     from breedlab.jobs import ParentInput
     from breedlab.lab.breeding import RoundResult
     from breedlab.lab.builtin import Bootstrap
     from breedlab.lab.failures import Cluster
-    from breedlab.lab.migration import MigrationReport
     from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
     from breedlab.lab.samples import Samples
-    from breedlab.release.canary import ExposureCap
-    from breedlab.release.gates import ShadowGate
-    from breedlab.release.shadow_stats import ShadowPair, ShadowReport
-    from breedlab.release.state import ReleaseState
     from breedlab.sandbox.executors import Executor
     from breedlab.serving.router import Router, RouterOptions
-    from breedlab.supply.evidence import Evidence
 
 __all__ = ["PURPOSES", "Lab"]
 
@@ -99,38 +94,14 @@ def _on_supply(
     return method
 
 
-class Lab:
+class Lab(RegistryView):
     """A breedlab lab on disk (embedded default: files + SQLite)."""
 
     def __init__(
         self, config: LabConfig, *, clock: Clock | None = None, read_only: bool = False
     ) -> None:
-        self.supply = Supply(config, clock=clock, read_only=read_only)
+        super().__init__(Supply(config, clock=clock, read_only=read_only))
         audit.anchor_automatically(self.supply)
-
-    @property
-    def config(self) -> LabConfig:
-        return self.supply.config
-
-    @property
-    def clock(self) -> Clock:
-        return self.supply.clock
-
-    @property
-    def blobs(self) -> BlobStore:
-        return self.supply.blobs
-
-    @property
-    def ledger(self) -> Ledger:
-        return self.supply.ledger
-
-    @property
-    def workspace(self) -> Workspace:
-        return self.supply.workspace
-
-    @property
-    def actor(self) -> str:
-        return self.supply.actor
 
     def executor(self, workers: int | None = None) -> Executor:
         """The configured executor (``[executor]`` in breedlab.toml)."""
@@ -193,11 +164,9 @@ class Lab:
     release_signer = _on_supply(supply_keys.release_signer)
 
     add_capability = _on_supply(supply_packages.add_capability)
-    capability = _on_supply(supply_packages.capability)
     capabilities = _on_supply(supply_packages.capabilities)
     import_path = _on_supply(supply_packages.import_path)
     resolve = _on_supply(supply_packages.resolve)
-    manifest = _on_supply(supply_packages.manifest)
     package = _on_supply(supply_packages.package)
     packages = _on_supply(supply_packages.packages)
     sign = _on_supply(approvals.sign)
@@ -208,7 +177,6 @@ class Lab:
     alias = _on_supply(aliases.alias)
     alias_history = _on_supply(aliases.alias_history)
 
-    verify = _on_supply(audit.verify)
     verify_store = _on_supply(audit.verify_store)
     verify_evidence = _on_supply(audit.verify_evidence)
     verify_ledger = _on_supply(audit.verify_ledger)
@@ -218,9 +186,7 @@ class Lab:
 
     decision = _on_supply(supply_lineage.decision)
 
-    def events(self, *, after: int = 0, kinds: Sequence[str] = ()) -> list[Event]:
-        with self.ledger.reader() as r:
-            return list(r.events(after=after, kinds=kinds))
+    events = _on_supply(Supply.events)
 
     def show(self, ref: str) -> PackageDetails:
         """A package's details (:func:`breedlab.supply.packages.show`), its release
@@ -229,7 +195,7 @@ class Lab:
 
         details = supply_packages.show(self.supply, ref)
         pid = str(details.info.id)
-        return dataclasses.replace(details, release=release_records(self, [pid])[pid])
+        return dataclasses.replace(details, release=release_records(self.supply, [pid])[pid])
 
     # -- lineage and reconstruction -----------------------------------------------------------
 
@@ -239,7 +205,8 @@ class Lab:
         from breedlab.lab.release_reports import release_records
 
         graph = supply_lineage.lineage(self.supply, self.resolve(ref))
-        joined = release_records(self, [n.id for n in (*graph.ancestors, *graph.descendants)])
+        nodes = (*graph.ancestors, *graph.descendants)
+        joined = release_records(self.supply, [n.id for n in nodes])
 
         def join(nodes: Iterable[LineageNode]) -> tuple[LineageNode, ...]:
             return tuple(dataclasses.replace(n, release=joined[n.id]) for n in nodes)
@@ -262,24 +229,21 @@ class Lab:
             InvalidRequest: ``out`` exists and is not empty.
             IntegrityError: a blob is corrupt (nothing half-written is left behind).
         """
-        pid = self.resolve(ref)
-        manifest = self.manifest(pid)
-        folder = supply_lineage.empty_target(self.supply, pid, out)
         from breedlab.lab.replay import NOT_REPLAYABLE, build_type, replay_lineage
 
-        replayed: tuple[tuple[str, str, str | None], ...] = ()
-        if build_type(self, pid) not in NOT_REPLAYABLE or any(
-            build_type(self, p) not in NOT_REPLAYABLE for p in manifest.parents
-        ):
-            steps = replay_lineage(self, pid, executor=self.executor(workers))
-            replayed = tuple((r.package, r.operator, r.recomputed) for r in steps)
+        pid = self.resolve(ref)
+        folder = supply_lineage.empty_target(self.supply, pid, out)
+        made = (pid, *self.manifest(pid).parents)
+        steps = []
+        if any(build_type(self.supply, p) not in NOT_REPLAYABLE for p in made):
+            steps = replay_lineage(self.supply, pid, executor=self.executor(workers))
         recomputed, files = supply_lineage.rebuild(self.supply, pid, folder)
         return Reconstruction(
             package=str(pid),
             folder=str(folder),
             recomputed=recomputed,
             files=files,
-            replayed=replayed,
+            replayed=tuple((r.package, r.operator, r.recomputed) for r in steps),
         )
 
     # -- the challenger loop (seed, stage 2) --------------------------------------------------
@@ -299,7 +263,7 @@ class Lab:
         from breedlab.lab.builtin import bootstrap_digits
 
         return bootstrap_digits(
-            self,
+            self.supply,
             model_key=model_key,
             evaluation_key=evaluation_key,
             production_key=production_key,
@@ -313,7 +277,7 @@ class Lab:
         """Mine the champion's failure clusters on dev and record each as a dataset."""
         from breedlab.lab.failures import mine_failures
 
-        return mine_failures(self, capability, executor=self.executor(workers))
+        return mine_failures(self.supply, capability, executor=self.executor(workers))
 
     @_interruptible
     def run_round(
@@ -327,49 +291,31 @@ class Lab:
         progress: Callable[[str], None] | None = None,
     ) -> RoundResult:
         """One breeding round (seed: run_breeding_lab_round); writes an HTML report."""
-        from breedlab.lab.breeding import approved_parents, run_round
-        from breedlab.lab.failures import latest_clusters, mine_failures
-        from breedlab.lab.recipes import default_plans
-        from breedlab.report import render_round_report
+        from breedlab.lab.breeding import run_round_with_report
 
-        approved_parents(self, capability)  # refuse bad parents before any job runs
-        executor = self.executor(workers)
-        if failure_cluster is not None:
-            cluster: Digest | None = self.resolve(failure_cluster)
-        else:
-            clusters = latest_clusters(self, capability) or mine_failures(
-                self, capability, executor=executor
-            )
-            cluster = clusters[0].id if clusters else None
-        result = run_round(
-            self,
+        return run_round_with_report(
+            self.supply,
             capability,
-            plans_for=lambda parents, c, data, s: default_plans(self, parents, c, data, s),
-            failure_cluster=cluster,
+            failure_cluster=failure_cluster,
             operators=operators,
-            executor=executor,
+            executor=functools.partial(self.executor, workers),
             seed=seed,
             progress=progress,
         )
-        reports = self.config.root / "reports" / capability  # rounds are numbered per capability
-        reports.mkdir(parents=True, exist_ok=True)
-        path = reports / f"{result.round_id}.html"
-        path.write_text(render_round_report(result.record), "utf-8")
-        return dataclasses.replace(result, report=str(path))
 
     @_interruptible
     def reproduce(self, ref: str, *, workers: int | None = None) -> Reproduction:
         """Re-run the operator recorded in a package's provenance and compare ids."""
         from breedlab.lab.replay import reproduce
 
-        return reproduce(self, self.resolve(ref), executor=self.executor(workers))
+        return reproduce(self.supply, self.resolve(ref), executor=self.executor(workers))
 
     def parent_input(self, model: Digest) -> ParentInput:
         """A registered model as a job's input: materialised, bounded by its capability's
         memory budget."""
-        from breedlab.lab.evaluation import parent_input
+        from breedlab.lab.operator_runs import model_input
 
-        return parent_input(self, model)
+        return model_input(self.supply, model)
 
     @staticmethod
     def samples(capability: str, out: Path) -> Samples:
@@ -379,138 +325,29 @@ class Lab:
 
         return write_samples(capability, out)
 
-    # -- scale-out ---------------------------------------------------------------------
+    @_interruptible
+    def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
+        """The seed's v1 exit criteria, each pass/fail with evidence."""
+        from breedlab.lab.release_reports import exit_criteria
 
-    def migrate(
-        self,
-        target: Path,
-        *,
-        store_url: str = "objects",
-        ledger_url: str = "ledger.db",
-        store_endpoint: str = "",
-        store_region: str = "",
-    ) -> MigrationReport:
-        """Copy this lab into a new lab folder on other backends, verifying every object
-        and the ledger chain (``breedlab.lab.migration``). The defaults are the embedded
-        ones, so a scale-out lab migrates back with just a target.
+        return exit_criteria(self.supply, capability, executor=self.executor(workers))
 
-        Raises:
-            InvalidRequest: ``target`` is not an empty folder.
-            Conflict: the target store or ledger is not empty.
-            IntegrityError: an object or the chain does not verify.
-        """
-        from breedlab.lab.migration import migrate
+    # -- scale-out and release controls (seed, stage 3): each takes the Supply first ----
 
-        return migrate(
-            self,
-            target,
-            store_url=store_url,
-            ledger_url=ledger_url,
-            store_endpoint=store_endpoint,
-            store_region=store_region,
-        )
+    migrate = _on_supply(migration.migrate)
 
-    # -- release controls (seed, stage 3) -----------------------------------------------------
-
-    def release_state(self, capability: str) -> ReleaseState:
-        """The capability's release state, folded from the ledger."""
-        from breedlab.lab.release import release_state
-
-        return release_state(self, capability)
-
-    def stale_release_aliases(self, capability: str) -> dict[str, str]:
-        """``shadow``/``canary`` aliases whose run has ended, each with why."""
-        from breedlab.lab.release import stale_release_aliases
-
-        return stale_release_aliases(self, capability)
-
-    def router(self, **options: Unpack[RouterOptions]) -> Router:
-        """A :class:`~breedlab.serving.router.Router` over this lab, writing the ledger
-        events it asks for through a :class:`~breedlab.lab.release.LabRecorder`;
-        ``options`` are the router's keyword arguments.
-
-        Raises:
-            InvalidRequest: an unknown shadow priority.
-            IntegrityError: the ledger does not verify (the router refuses to start).
-        """
-        from breedlab.lab.release import LabRecorder
-        from breedlab.serving.router import Router
-
-        return Router(self, LabRecorder(self), **options)
-
-    def shadow_start(
-        self, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None
-    ) -> Event:
-        """Put a recommended or approved package on ``capability@shadow`` and mirror to it
-        (signed by a production ``key``, else ``[signing] release_key``)."""
-        from breedlab.lab.release import start_shadow
-
-        return start_shadow(self, capability, ref, sample=sample, key=key)
-
-    def shadow_stop(self, capability: str, *, key: str | None = None) -> Event:
-        """Stop mirroring; the run's evidence is sealed. Raises NotFound when none runs."""
-        from breedlab.lab.release import stop_shadow
-
-        return stop_shadow(self, capability, key=key)
-
-    def shadow_pairs(
-        self, capability: str, *, sealed_only: bool = False
-    ) -> tuple[Digest, list[ShadowPair], Evidence]:
-        """The latest shadow run's package, its mirrored pairs and their evidence."""
-        from breedlab.lab.release import read_shadow_pairs
-
-        return read_shadow_pairs(self, capability, sealed_only=sealed_only)
-
-    def shadow_wait(self, capability: str, pairs: int, *, timeout: float) -> int:
-        """Wait until the running shadow has ``pairs`` answered pairs; returns how many."""
-        from breedlab.lab.release import wait_for_shadow_pairs
-
-        return wait_for_shadow_pairs(self, capability, pairs, timeout=timeout)
-
-    def shadow_report(self, capability: str) -> tuple[Digest, ShadowReport]:
-        """The current shadow run in numbers (agreement, flips, latency ratios, errors)."""
-        from breedlab.lab.release import shadow_report
-
-        return shadow_report(self, capability)
-
-    def shadow_replay(
-        self, capability: str, log: Path, *, ref: str | None = None
-    ) -> tuple[Digest, ShadowReport]:
-        """Offline shadow: replay a request log through the champion and a challenger."""
-        from breedlab.lab.release import replay_shadow
-
-        return replay_shadow(self, capability, log, ref=ref)
-
-    def canary_start(
-        self,
-        capability: str,
-        *,
-        percent: float | None = None,
-        gate: ShadowGate | None = None,
-        cap: ExposureCap | None = None,
-        stage_min: int | None = None,
-        key: str | None = None,
-    ) -> Event:
-        """Start a canary of the shadow package once the shadow ``gate`` passes (signed by
-        a production ``key``). ``cap`` bounds each stage's exposure (default: 1000 canary
-        requests per stage), and must allow the ``stage_min`` requests a stage needs."""
-        from breedlab.lab.release import start_canary
-
-        return start_canary(
-            self, capability, percent=percent, gate=gate, cap=cap, stage_min=stage_min, key=key
-        )
-
-    def canary_status(self, capability: str) -> dict[str, JsonValue]:
-        """Stage, weight and guardrail statistics of the latest canary."""
-        from breedlab.lab.release import canary_status
-
-        return canary_status(self, capability)
-
-    def canary_stop(self, capability: str, *, reason: str, key: str | None = None) -> Event:
-        """Stop a running canary by hand (100% to the champion; the id is not retired)."""
-        from breedlab.lab.release import stop_canary
-
-        return stop_canary(self, capability, reason=reason, key=key)
+    release_state = _on_supply(release.release_state)
+    stale_release_aliases = _on_supply(release.stale_release_aliases)
+    shadow_start = _on_supply(release.start_shadow)
+    shadow_stop = _on_supply(release.stop_shadow)
+    shadow_pairs = _on_supply(release.read_shadow_pairs)
+    shadow_wait = _on_supply(release.wait_for_shadow_pairs)
+    shadow_report = _on_supply(release.shadow_report)
+    shadow_replay = _on_supply(release.replay_shadow)
+    canary_start = _on_supply(release.start_canary)
+    canary_status = _on_supply(release.canary_status)
+    canary_stop = _on_supply(release.stop_canary)
+    rollback = _on_supply(promotion.rollback)
 
     def promote(
         self,
@@ -526,29 +363,22 @@ class Lab:
 
         ``baking``: how long servers keep the old champion loaded (default one hour).
         """
-        from breedlab.lab.promotion import PromotionPolicy, promote
+        policy = (
+            promotion.PromotionPolicy()
+            if baking is None
+            else promotion.PromotionPolicy(baking=baking)
+        )
+        return promotion.promote(self.supply, capability, ref, policy=policy, key=key)
 
-        policy = PromotionPolicy() if baking is None else PromotionPolicy(baking=baking)
-        return promote(self, capability, ref, policy=policy, key=key)
+    def router(self, **options: Unpack[RouterOptions]) -> Router:
+        """A :class:`~breedlab.serving.router.Router` over this lab, writing the ledger
+        events it asks for through a :class:`~breedlab.lab.release.LabRecorder`;
+        ``options`` are the router's keyword arguments.
 
-    def rollback(
-        self,
-        capability: str,
-        *,
-        switch: Callable[[], None] | None = None,
-        verify: Callable[[Digest], None] | None = None,
-        key: str | None = None,
-    ) -> Event:
-        """Return ``champion`` to ``previous``; records the measured recovery time.
-        ``switch`` is an in-process server's swap, ``verify`` its check that the restored
-        champion serves (:func:`breedlab.lab.promotion.rollback`)."""
-        from breedlab.lab.promotion import rollback
+        Raises:
+            InvalidRequest: an unknown shadow priority.
+            IntegrityError: the ledger does not verify (the router refuses to start).
+        """
+        from breedlab.serving.router import Router
 
-        return rollback(self, capability, switch=switch, verify=verify, key=key)
-
-    @_interruptible
-    def exit_criteria(self, capability: str, *, workers: int | None = None) -> list[Criterion]:
-        """The seed's v1 exit criteria, each pass/fail with evidence."""
-        from breedlab.lab.release_reports import exit_criteria
-
-        return exit_criteria(self, capability, workers=workers)
+        return Router(self, release.LabRecorder(self.supply), **options)

@@ -25,14 +25,16 @@ from breedlab.errors import LabError, NotFound, PolicyError
 from breedlab.evaluator.runner import OUTPUTS_FILE
 from breedlab.evaluator.scoring import Resources, Scorecard, score
 from breedlab.evaluator.suite import SUITE_FILE, SuiteSpec
-from breedlab.jobs import DataInput, Job, ParentInput
+from breedlab.jobs import DataInput, Job
 from breedlab.lab.operator_runs import model_input
 from breedlab.ledger import EventKind
 from breedlab.sandbox import JobSpec, Limits, Outcome
 from breedlab.sandbox.executors import Executor
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = [
     "EVAL_LIMITS",
@@ -41,7 +43,6 @@ __all__ = [
     "evaluate_models",
     "hardware_class",
     "load_suite",
-    "parent_input",
 ]
 
 EVAL_LIMITS = Limits(memory_mib=4096, cpu_seconds=300, file_mib=512, wall_seconds=300.0)
@@ -70,21 +71,16 @@ class Evaluation:
         return self.scorecard is not None
 
 
-def load_suite(lab: Lab, suite: Digest) -> SuiteSpec:
-    manifest = lab.manifest(suite)
+def load_suite(supply: Supply, suite: Digest) -> SuiteSpec:
+    manifest = supply_packages.manifest(supply, suite)
     entry = next((f for f in manifest.files if f.path == SUITE_FILE), None)
     if manifest.kind.value != "suite" or entry is None:
         raise NotFound(f"package {suite.short} is not a suite")
-    return SuiteSpec.from_bytes(lab.blobs.get_bytes(entry.digest))
-
-
-def parent_input(lab: Lab, model: Digest) -> ParentInput:
-    """:func:`~breedlab.lab.operator_runs.model_input` for a caller holding a ``Lab``."""
-    return model_input(lab.supply, model)
+    return SuiteSpec.from_bytes(supply.blobs.get_bytes(entry.digest))
 
 
 def evaluate_models(
-    lab: Lab,
+    supply: Supply,
     models: Sequence[Digest],
     suite_id: Digest,
     *,
@@ -94,19 +90,19 @@ def evaluate_models(
 ) -> list[Evaluation]:
     """Score each model (a model may appear twice: the A/A re-runs) on the suite;
     ``progress`` hears of each job as it ends."""
-    spec = load_suite(lab, suite_id)
+    spec = load_suite(supply, suite_id)
     data_inputs = []
     labels: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     for split, ref in sorted(spec.splits.items()):
         pid = Digest.parse(ref)
-        folder = lab.workspace.materialise(pid, lab.manifest(pid))
+        folder = supply.workspace.materialise(pid, supply_packages.manifest(supply, pid))
         data_inputs.append(DataInput(id=ref, role=split, folder=folder))
         data = read_dataset(folder)
         labels[split] = (data.ids, data.y)
-    limits = replace(EVAL_LIMITS, wall_seconds=float(lab.config.evaluation_wall_seconds))
+    limits = replace(EVAL_LIMITS, wall_seconds=float(supply.config.evaluation_wall_seconds))
     jobs = []
     for model in models:
-        parent = model_input(lab.supply, model)
+        parent = model_input(supply, model)
         job = Job(
             operator="suite",
             params={},
@@ -118,7 +114,7 @@ def evaluate_models(
         jobs.append(
             (
                 JobSpec(job=job, kind="evaluate", limits=limits, extra={"suite": spec.to_json()}),
-                lab.workspace.job_folder(f"eval-{parent.name}"),
+                supply.workspace.job_folder(f"eval-{parent.name}"),
             )
         )
     budget: dict[str, JsonValue] = {**spec.budget.to_json(), "hardware": hardware_class()}
@@ -134,15 +130,15 @@ def evaluate_models(
     evaluations = []
     for model, outcome, (_, folder) in zip(models, outcomes, jobs, strict=True):
         interrupts.check(f"recording the scorecard of {model.short}")
-        evaluation = _evaluation(lab, model, outcome, spec, suite_id, labels, budget, round_id)
+        evaluation = _evaluation(supply, model, outcome, spec, suite_id, labels, budget, round_id)
         evaluations.append(evaluation)
         # Its outputs are in the store: the job's folder goes (a failed job's log stays).
-        lab.workspace.finish_job(folder, failed=not evaluation.ok)
+        supply.workspace.finish_job(folder, failed=not evaluation.ok)
     return evaluations
 
 
 def _evaluation(
-    lab: Lab,
+    supply: Supply,
     model: Digest,
     outcome: Outcome,
     spec: SuiteSpec,
@@ -158,10 +154,10 @@ def _evaluation(
 
     path = outcome.out_dir / OUTPUTS_FILE
     with path.open("rb") as f:
-        outputs_digest, _ = lab.blobs.put_stream(f)
+        outputs_digest, _ = supply.blobs.put_stream(f)
     arrays = load_file(str(path))
     payload = outcome.result.get("evaluation", {})
-    manifest = lab.manifest(model)
+    manifest = supply_packages.manifest(supply, model)
     resources = Resources(
         latency_p50_ms=float(payload["latency_p50_ms"]),
         latency_p95_ms=float(payload["latency_p95_ms"]),
@@ -189,8 +185,8 @@ def _evaluation(
         "outputs": str(outputs_digest),
         "summary": card.summary(),
     }
-    record_digest = lab.blobs.put_bytes(canonical.encode(record))
-    lab.ledger.append(
+    record_digest = supply.blobs.put_bytes(canonical.encode(record))
+    supply.ledger.append(
         EventKind.CANDIDATE_SCORED,
         str(model),
         {
@@ -201,8 +197,8 @@ def _evaluation(
             "outputs": str(outputs_digest),
             "budget": budget,
         },
-        signer=lab.factory_signer(),
-        actor=lab.actor,
+        signer=supply_keys.factory_signer(supply),
+        actor=supply.actor,
     )
     return Evaluation(
         model=model, scorecard=card, record=record_digest, outputs=outputs_digest, budget=budget

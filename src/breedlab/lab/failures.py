@@ -34,10 +34,13 @@ from breedlab.lab.evaluation import evaluate_models, load_suite
 from breedlab.ledger import EventKind
 from breedlab.registry.manifest import Kind
 from breedlab.sandbox.executors import Executor
+from breedlab.supply import aliases
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.packages import register
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = ["MIN_DROP", "Cluster", "latest_clusters", "mine_failures"]
 
@@ -65,21 +68,23 @@ class Cluster:
         }
 
 
-def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Cluster]:
+def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> list[Cluster]:
     """Evaluate the champion on the suite's dev split and record its failure clusters,
     most severe first."""
-    champion = lab.alias(capability, "champion")
-    suite_id = lab.alias(capability, "suite")
-    train_id = lab.alias(capability, "data-train")
+    champion = aliases.alias(supply, capability, "champion")
+    suite_id = aliases.alias(supply, capability, "suite")
+    train_id = aliases.alias(supply, capability, "data-train")
     if champion is None or suite_id is None or train_id is None:
         raise NotFound(f"{capability} needs a champion, a suite and data-train aliases first")
-    [evaluation] = evaluate_models(lab, [champion], suite_id, executor=executor, round_id=None)
+    [evaluation] = evaluate_models(supply, [champion], suite_id, executor=executor, round_id=None)
     if evaluation.scorecard is None:
         raise LabError(f"evaluating the champion failed: {evaluation.failure}")
-    spec = load_suite(lab, suite_id)
+    spec = load_suite(supply, suite_id)
     dev = evaluation.scorecard.splits["dev"]
     clean = dev.accuracy("clean")
-    train = read_dataset(lab.workspace.materialise(train_id, lab.manifest(train_id)))
+    train = read_dataset(
+        supply.workspace.materialise(train_id, supply_packages.manifest(supply, train_id))
+    )
     found: list[
         tuple[float, str, str, dict[str, JsonValue], np.ndarray, np.ndarray, tuple[str, ...]]
     ] = []
@@ -101,7 +106,7 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
         ids = tuple(f"{i}~{p.kind}" for i in train.ids)
         found.append((drop, f"{capability}-cluster-{p.kind}", description, meta, x, train.y, ids))
     y_dev = np.asarray(dev.clean.items.predicted)
-    truth = np.asarray([int(v) for v in _dev_labels(lab, spec)])
+    truth = np.asarray([int(v) for v in _dev_labels(supply, spec)])
     errors = int(np.sum(y_dev != truth))
     pairs = confusion_pairs(truth, y_dev, top_k=2) if errors else ()
     if pairs:
@@ -143,10 +148,10 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
                 ids=ids,
                 meta={"cluster": meta, "champion": str(champion)},
             )
-            contract = lab.capability(capability)[1]
-            train_manifest = lab.manifest(train_id)
+            contract = supply_packages.capability(supply, capability)[1]
+            train_manifest = supply_packages.manifest(supply, train_id)
             info = register(
-                lab.supply,
+                supply,
                 files=[(p.name, p.read_bytes()) for p in sorted(folder.iterdir())],
                 kind=Kind.DATASET,
                 name=name,
@@ -162,7 +167,7 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
                 },
                 parents=[champion, train_id],
                 meta={"cluster": meta},
-                sign_with=lab.config.factory_key,  # the lab made it: the factory vouches
+                sign_with=supply.config.factory_key,  # the lab made it: the factory vouches
             )
             clusters.append(
                 Cluster(
@@ -174,7 +179,7 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
                     items=len(ids),
                 )
             )
-    lab.ledger.append(
+    supply.ledger.append(
         EventKind.FAILURES_MINED,
         capability,
         {
@@ -183,21 +188,23 @@ def mine_failures(lab: Lab, capability: str, *, executor: Executor) -> list[Clus
             "suite": str(suite_id),
             "clusters": [c.to_json() for c in clusters],
         },
-        signer=lab.factory_signer(),
-        actor=lab.actor,
+        signer=supply_keys.factory_signer(supply),
+        actor=supply.actor,
     )
     return clusters
 
 
-def _dev_labels(lab: Lab, spec: object) -> np.ndarray:
+def _dev_labels(supply: Supply, spec: object) -> np.ndarray:
     dev_id = Digest.parse(spec.splits["dev"])  # type: ignore[attr-defined]
-    return read_dataset(lab.workspace.materialise(dev_id, lab.manifest(dev_id))).y
+    return read_dataset(
+        supply.workspace.materialise(dev_id, supply_packages.manifest(supply, dev_id))
+    ).y
 
 
-def latest_clusters(lab: Lab, capability: str) -> list[Cluster]:
+def latest_clusters(supply: Supply, capability: str) -> list[Cluster]:
     """The clusters of the last ``failures.mined`` event for the current champion."""
-    champion = lab.alias(capability, "champion")
-    events = lab.events(kinds=(EventKind.FAILURES_MINED,))
+    champion = aliases.alias(supply, capability, "champion")
+    events = supply.events(kinds=(EventKind.FAILURES_MINED,))
     for event in reversed(events):
         if event.subject == capability and event.payload.get("champion") == str(champion):
             clusters = event.payload.get("clusters", [])

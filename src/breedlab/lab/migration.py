@@ -20,20 +20,20 @@ non-empty -- empty the bucket first).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from breedlab.config import CONFIG_NAME, load_config
 from breedlab.errors import Conflict, InvalidRequest
+from breedlab.supply import audit
+from breedlab.supply.service import Supply
 from breedlab.supply.workspace import discard
-
-if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
 
 __all__ = ["MigrationReport", "migrate"]
 
@@ -66,7 +66,7 @@ def _target_config(source: Path, store: dict[str, str], ledger_url: str) -> str:
 
 
 def migrate(
-    lab: Lab,
+    supply: Supply,
     target: Path,
     *,
     store_url: str,
@@ -74,30 +74,29 @@ def migrate(
     store_endpoint: str = "",
     store_region: str = "",
 ) -> MigrationReport:
-    """Copy ``lab`` into a new lab folder ``target`` on the given backends.
+    """Copy the lab ``supply`` serves into a new lab folder ``target`` on the given backends.
 
     Raises:
         InvalidRequest: ``target`` exists and is not an empty folder.
         Conflict: the target store or ledger is not empty.
         IntegrityError: an object or the chain did not verify (source or target).
     """
-    from breedlab.lab.core import Lab
-
     target = target.resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidRequest(f"{target} exists and is not an empty folder")
     store = {"url": store_url, "endpoint": store_endpoint, "region": store_region}
-    text = _target_config(lab.config.root, store, ledger_url)
-    lab.ledger.verify_chain()  # 1. the source first: never spread a broken ledger
+    text = _target_config(supply.config.root, store, ledger_url)
+    supply.ledger.verify_chain()  # 1. the source first: never spread a broken ledger
     existed = target.exists()  # an empty folder the user made: on failure, emptied, kept
     target.mkdir(parents=True, exist_ok=True)
     try:
         for folder in ("objects", "work"):
             (target / folder).mkdir()
-        shutil.copytree(lab.config.keys_dir, target / "keys")
+        shutil.copytree(supply.config.keys_dir, target / "keys")
         os.chmod(target / "keys", 0o700)
         (target / CONFIG_NAME).write_text(text, "utf-8")
-        with Lab(load_config(target), clock=lab.clock) as copy:
+        copy = Supply(load_config(target), clock=supply.clock)
+        with contextlib.closing(copy.ledger):
             try:
                 copy.blobs.ensure()
             except OSError as e:  # a file where the store's folder should be
@@ -109,8 +108,8 @@ def migrate(
                 if r.event_count():
                     raise Conflict(f"the target ledger {ledger_url} is not empty; refusing")
             objects = total = 0
-            for digest in lab.blobs.digests():  # 2. every object, verified both sides
-                data = lab.blobs.get_bytes(digest)
+            for digest in supply.blobs.digests():  # 2. every object, verified both sides
+                data = supply.blobs.get_bytes(digest)
                 if copy.blobs.put_bytes(data) != digest:
                     raise Conflict(f"object {digest} was stored under another digest")
                 total += copy.blobs.check(digest)
@@ -118,11 +117,11 @@ def migrate(
             # The copy holds the source's events, not changes of its own: no checkpoint
             # is added to them (the copy must end at the source's head, byte for byte).
             copy.ledger.after_commit = None
-            with lab.ledger.reader() as r, copy.ledger.transaction() as tx:  # 3. events
+            with supply.ledger.reader() as r, copy.ledger.transaction() as tx:  # 3. events
                 for event in r.events():
                     tx.append_sealed(event)
                 source_head = r.head()
-            report = copy.verify_ledger()  # 4. chain, projections, checkpoints
+            report = audit.verify_ledger(copy)  # 4. chain, projections, checkpoints
             if (report.events, report.head) != source_head:
                 raise Conflict("the copied ledger does not end at the source's head")
     except BaseException:

@@ -41,20 +41,24 @@ from breedlab.release.promotion import (
 from breedlab.release.recovery import Recovery
 from breedlab.release.state import RELEASE_KINDS, event_time
 from breedlab.serving.served_models import load_served
+from breedlab.supply import aliases
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.aliases import append_move
 from breedlab.supply.evidence import evidence_log
 from breedlab.supply.packages import check_registered_model, require_intact
 from breedlab.supply.verification import valid_approvals
+from breedlab.supply.view import RegistryView
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = ["PromotionCase", "PromotionPolicy", "promote", "promotion_case", "rollback"]
 
 
-def _risk_tier(lab: Lab, capability: str, pid: Digest) -> RiskTier:
-    _, contract = lab.capability(capability)
-    tiers = (contract.risk_tier, lab.manifest(pid).risk_tier)
+def _risk_tier(supply: Supply, capability: str, pid: Digest) -> RiskTier:
+    _, contract = supply_packages.capability(supply, capability)
+    tiers = (contract.risk_tier, supply_packages.manifest(supply, pid).risk_tier)
     return max(tiers, key=lambda t: TIER_RANK[t])
 
 
@@ -79,11 +83,11 @@ class PromotionCase:
     events: tuple[Event, ...]
 
 
-def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
+def promotion_case(supply: Supply, capability: str, pid: Digest) -> PromotionCase:
     """Gather what a promotion of ``pid`` is judged on, reading the ledger once."""
-    with lab.ledger.reader() as r:
-        trusted = trusted_keys(r, lab.blobs)
-        approvals = valid_approvals(lab.blobs, r, pid, purpose="release", trusted=trusted)
+    with supply.ledger.reader() as r:
+        trusted = trusted_keys(r, supply.blobs)
+        approvals = valid_approvals(supply.blobs, r, pid, purpose="release", trusted=trusted)
         proposers = frozenset(str(row.keyid) for row in r.signatures(str(pid)))
         revoked = r.revocation(str(pid)) is not None
         champion = r.alias(capability, "champion")
@@ -98,7 +102,7 @@ def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
     ]
     facts = PromotionFacts(
         package=str(pid),
-        tier=_risk_tier(lab, capability, pid),
+        tier=_risk_tier(supply, capability, pid),
         approvals=approvals,
         proposers=proposers,
         revoked=revoked,
@@ -113,7 +117,7 @@ def promotion_case(lab: Lab, capability: str, pid: Digest) -> PromotionCase:
         recommended=recommended_for_shadow(events, pid),
     )
     timing = PromotionTiming(
-        now=lab.clock.now(),
+        now=supply.clock.now(),
         champion_since=event_time(moves[-1]) if moves else None,
         approved_at=max(approved, default=None),
     )
@@ -144,7 +148,7 @@ def _promotion_hint(capability: str, pid: Digest, problems: list[Problem]) -> st
 
 
 def promote(
-    lab: Lab,
+    supply: Supply,
     capability: str,
     ref: str,
     *,
@@ -164,19 +168,19 @@ def promote(
         PolicyError: naming every unmet condition, or no production key.
     """
     policy = policy or PromotionPolicy()
-    signer = lab.release_signer(key, EventKind.PROMOTED)
-    pid = lab.resolve(ref)
-    manifest = lab.manifest(pid)
+    signer = supply_keys.release_signer(supply, key, EventKind.PROMOTED)
+    pid = supply_packages.resolve(supply, ref)
+    manifest = supply_packages.manifest(supply, pid)
     if manifest.capability != capability:
         raise PolicyError(
             f"package {pid.short} belongs to capability {manifest.capability!r}, not {capability!r}"
         )
     if manifest.kind is not Kind.MODEL:
         raise PolicyError(f"alias 'champion' takes models, and {pid.short} is a {manifest.kind}")
-    with lab.ledger.reader() as r:
-        require_intact(lab.supply, r, pid)  # tampered: IntegrityError; revoked: PolicyError
-    check_registered_model(lab.supply, pid)  # the champion is served: it must answer the contract
-    case = promotion_case(lab, capability, pid)
+    with supply.ledger.reader() as r:
+        require_intact(supply, r, pid)  # tampered: IntegrityError; revoked: PolicyError
+    check_registered_model(supply, pid)  # the champion is served: it must answer the contract
+    case = promotion_case(supply, capability, pid)
     facts = case.facts
     problems = promotion_problems(facts, case.timing, policy)
     if problems:
@@ -185,16 +189,16 @@ def promote(
             hint=_promotion_hint(capability, pid, problems),
         )
     old = None if facts.champion is None else Digest.parse(facts.champion)
-    evidence = _release_evidence(lab, capability, pid, case.events)
-    prev = lab.alias(capability, "previous")
+    evidence = _release_evidence(supply, capability, pid, case.events)
+    prev = aliases.alias(supply, capability, "previous")
     reason = f"promotion of {pid.short}"
     swaps: list[tuple[str, Digest, Digest | None]] = [("champion", pid, old)]
     if old is not None:
         swaps.insert(0, ("previous", old, prev))  # previous first: it takes the old champion
-    with lab.ledger.transaction() as tx:  # one transaction: both moves and the event
+    with supply.ledger.transaction() as tx:  # one transaction: both moves and the event
         for alias, target, expected in swaps:
             append_move(
-                lab.supply,
+                supply,
                 tx,
                 capability,
                 alias,
@@ -217,12 +221,12 @@ def promote(
                 **evidence,
             },
             signer=signer,
-            actor=lab.actor,
+            actor=supply.actor,
         )
 
 
 def _release_evidence(
-    lab: Lab, capability: str, pid: Digest, events: Iterable[Event]
+    supply: Supply, capability: str, pid: Digest, events: Iterable[Event]
 ) -> dict[str, JsonValue]:
     """The sealed evidence of ``pid``'s latest shadow and canary runs (sealed now)."""
     events = tuple(events)
@@ -238,13 +242,13 @@ def _release_evidence(
         ]
         if runs:
             out[f"{stream}_evidence"] = list(
-                evidence_log(lab.supply, capability, stream, runs[-1]).seal()
+                evidence_log(supply, capability, stream, runs[-1]).seal()
             )
     return out
 
 
 def rollback(
-    lab: Lab,
+    supply: Supply,
     capability: str,
     *,
     switch: Callable[[], None] | None = None,
@@ -263,23 +267,23 @@ def rollback(
         NotFound: no ``previous``. PolicyError: nothing to roll back (no promotion since
             the last rollback), or no production key.
     """
-    signer = lab.release_signer(key, EventKind.ROLLED_BACK)
-    t_detect = lab.clock.now()
-    champion = lab.alias(capability, "champion")
-    previous = lab.alias(capability, "previous")
+    signer = supply_keys.release_signer(supply, key, EventKind.ROLLED_BACK)
+    t_detect = supply.clock.now()
+    champion = aliases.alias(supply, capability, "champion")
+    previous = aliases.alias(supply, capability, "previous")
     if champion is None or previous is None:
         raise NotFound(f"{capability} has no previous champion to return to")
-    state = release_state(lab, capability)
+    state = release_state(supply, capability)
     if champion == previous or state.last_change is not ChangeKind.PROMOTION:
         raise PolicyError(
             f"nothing to roll back for {capability}: no promotion since the last rollback "
             "(a rollback is reversed only by a new promotion)"
         )
-    with lab.ledger.reader() as r:
-        require_intact(lab.supply, r, previous)
-    with lab.ledger.transaction() as tx:
+    with supply.ledger.reader() as r:
+        require_intact(supply, r, previous)
+    with supply.ledger.transaction() as tx:
         append_move(
-            lab.supply,
+            supply,
             tx,
             capability,
             "champion",
@@ -291,13 +295,13 @@ def rollback(
         )
     if switch is not None:
         switch()
-    t_switch = lab.clock.now()
+    t_switch = supply.clock.now()
     if verify is not None:
         verify(previous)
     else:
-        served = load_served(lab, previous)
+        served = load_served(RegistryView(supply), previous)
         served.predict([0.0] * served.inputs)
-    t_verified = lab.clock.now()
+    t_verified = supply.clock.now()
     recovery = Recovery(
         t_onset=t_detect,
         t_detect=t_detect,
@@ -308,7 +312,7 @@ def rollback(
         exposed_units=0,
     )
     return append_release_event(
-        lab,
+        supply,
         EventKind.ROLLED_BACK,
         capability,
         {

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.lab.operator_runs import Plan
+from breedlab.supply import packages as supply_packages
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = ["default_plans"]
 
@@ -38,22 +39,22 @@ MERGES: tuple[tuple[str, dict[str, JsonValue]], ...] = (
 )
 
 
-def _same_architecture(lab: Lab, a: Digest, b: Digest) -> bool:
+def _same_architecture(supply: Supply, a: Digest, b: Digest) -> bool:
     from breedlab import canonical
 
     def config(pid: Digest) -> object:
-        manifest = lab.manifest(pid)
+        manifest = supply_packages.manifest(supply, pid)
         entry = next((f for f in manifest.files if f.path == "config.json"), None)
         if entry is None or manifest.family != "torch":
             return None
-        return canonical.decode(lab.blobs.get_bytes(entry.digest))
+        return canonical.decode(supply.blobs.get_bytes(entry.digest))
 
     first = config(a)
     return first is not None and first == config(b)
 
 
 def default_plans(
-    lab: Lab,
+    supply: Supply,
     parents: Sequence[Digest],
     cluster: Digest | None,
     data: Mapping[str, Digest],
@@ -82,7 +83,9 @@ def default_plans(
         )
 
     plans: list[Plan] = []
-    cluster_meta = {} if cluster is None else lab.manifest(cluster).meta.get("cluster", {})
+    cluster_meta = (
+        {} if cluster is None else supply_packages.manifest(supply, cluster).meta.get("cluster", {})
+    )
     kind = (
         cluster_meta.get("perturbation", {}).get("kind") if isinstance(cluster_meta, dict) else None
     )
@@ -103,7 +106,7 @@ def default_plans(
     for scheme in ("int8_pc", "int4_g32"):
         plans.append(plan("quantize", f"quantize/{scheme}", {"scheme": scheme}))
     for other in parents[1:]:
-        if not _same_architecture(lab, champion, other):
+        if not _same_architecture(supply, champion, other):
             continue
         for label, params in MERGES:
             plans.append(plan("merge", f"merge/{label}", params, models=(champion, other)))

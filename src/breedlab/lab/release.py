@@ -65,12 +65,16 @@ from breedlab.serving.canary_run import CanaryRun
 from breedlab.serving.release_logs import shadow_pairs
 from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.signing.keys import KeyPair
+from breedlab.supply import aliases
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.aliases import point
 from breedlab.supply.evidence import Evidence, EvidenceLog, evidence_log, read_evidence
 from breedlab.supply.verification import valid_approvals
+from breedlab.supply.view import RegistryView
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = [
     "DEFAULT_BAKING",
@@ -105,9 +109,9 @@ __all__ = [
 # ------------------------------------------------------------------------------- state
 
 
-def release_state(lab: Lab, capability: str) -> ReleaseState:
+def release_state(supply: Supply, capability: str) -> ReleaseState:
     """Fold the capability's release events (and the retire decisions) into a state."""
-    with lab.ledger.reader() as r:
+    with supply.ledger.reader() as r:
         events = list(r.events(kinds=(*RELEASE_KINDS, EventKind.CANDIDATE_ARCHIVED)))
     return fold_capability(capability, events)
 
@@ -126,11 +130,11 @@ def fold_capability(capability: str, events: Iterable[Event]) -> ReleaseState:
 
 
 def append_release_event(
-    lab: Lab, kind: str, capability: str, payload: Mapping[str, JsonValue], *, signer: KeyPair
+    supply: Supply, kind: str, capability: str, payload: Mapping[str, JsonValue], *, signer: KeyPair
 ) -> Event:
     """Append a ``release.*`` event about ``capability`` (named in the payload too)."""
-    return lab.ledger.append(
-        kind, capability, {"capability": capability, **payload}, signer=signer, actor=lab.actor
+    return supply.ledger.append(
+        kind, capability, {"capability": capability, **payload}, signer=signer, actor=supply.actor
     )
 
 
@@ -143,22 +147,22 @@ class LabRecorder:
     :class:`~breedlab.serving.supplier.ReleaseRecorder`): the lab's evidence logs, and
     the canary's events signed by the lab's factory key."""
 
-    lab: Lab
+    supply: Supply
 
     def evidence_log(self, capability: str, stream: str, seq: int) -> EvidenceLog:
-        return evidence_log(self.lab.supply, capability, stream, seq)
+        return evidence_log(self.supply, capability, stream, seq)
 
     def record(self, kind: str, capability: str, payload: Mapping[str, JsonValue]) -> Event:
         return append_release_event(
-            self.lab, kind, capability, payload, signer=self.lab.factory_signer()
+            self.supply, kind, capability, payload, signer=supply_keys.factory_signer(self.supply)
         )
 
 
 # ----------------------------------------------------------------------------- shadow
 
 
-def _has_shadow_recommendation(lab: Lab, pid: Digest) -> bool:
-    return recommended_for_shadow(lab.events(kinds=(EventKind.DECISION_MADE,)), pid)
+def _has_shadow_recommendation(supply: Supply, pid: Digest) -> bool:
+    return recommended_for_shadow(supply.events(kinds=(EventKind.DECISION_MADE,)), pid)
 
 
 def recommended_for_shadow(events: Iterable[Event], pid: Digest) -> bool:
@@ -170,14 +174,14 @@ def recommended_for_shadow(events: Iterable[Event], pid: Digest) -> bool:
     )
 
 
-def _valid_release_approvals(lab: Lab, pid: Digest) -> tuple[Approval, ...]:
+def _valid_release_approvals(supply: Supply, pid: Digest) -> tuple[Approval, ...]:
     """Every release approval of ``pid`` that counts, credited to its real signer."""
-    with lab.ledger.reader() as r:
-        return valid_approvals(lab.blobs, r, pid, purpose="release")
+    with supply.ledger.reader() as r:
+        return valid_approvals(supply.blobs, r, pid, purpose="release")
 
 
 def start_shadow(
-    lab: Lab, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None
+    supply: Supply, capability: str, ref: str, *, sample: float = 1.0, key: str | None = None
 ) -> Event:
     """Put ``ref`` on ``capability@shadow`` and start mirroring (seed, stage 3), signed
     by a production key (``key``, else ``[signing] release_key``).
@@ -189,20 +193,20 @@ def start_shadow(
     """
     if not 0.0 < sample <= 1.0:
         raise InvalidRequest(f"the shadow sample is a fraction in (0, 1] (got {sample})")
-    signer = lab.release_signer(key, EventKind.SHADOW_STARTED)
-    pid = lab.resolve(ref)
-    state = release_state(lab, capability)
+    signer = supply_keys.release_signer(supply, key, EventKind.SHADOW_STARTED)
+    pid = supply_packages.resolve(supply, ref)
+    state = release_state(supply, capability)
     state.deny.check(pid)
-    if not (_has_shadow_recommendation(lab, pid) or _valid_release_approvals(lab, pid)):
+    if not (_has_shadow_recommendation(supply, pid) or _valid_release_approvals(supply, pid)):
         raise PolicyError(
             f"{pid.short} holds no 'shadow' recommendation from the viability controller and "
             "no release approval; run a round or 'breedlab approve PKG --purpose release'"
         )
     if state.shadow is not None and state.shadow_seq is not None:
-        shadow_log(lab, capability, state.shadow_seq).seal()  # the run it replaces
-    point(lab.supply, capability, "shadow", pid, reason="shadow started", key=signer.name)
+        shadow_log(supply, capability, state.shadow_seq).seal()  # the run it replaces
+    point(supply, capability, "shadow", pid, reason="shadow started", key=signer.name)
     return append_release_event(
-        lab,
+        supply,
         EventKind.SHADOW_STARTED,
         capability,
         {"package": str(pid), "sample": repr(sample)},
@@ -210,19 +214,19 @@ def start_shadow(
     )
 
 
-def stop_shadow(lab: Lab, capability: str, *, key: str | None = None) -> Event:
+def stop_shadow(supply: Supply, capability: str, *, key: str | None = None) -> Event:
     """Stop mirroring; the run's evidence is sealed and named by the event.
 
     Raises NotFound when no shadow runs."""
-    signer = lab.release_signer(key, EventKind.SHADOW_STOPPED)
-    state = release_state(lab, capability)
+    signer = supply_keys.release_signer(supply, key, EventKind.SHADOW_STOPPED)
+    state = release_state(supply, capability)
     if state.shadow is None or state.shadow_seq is None:
         raise NotFound(
-            f"no shadow is running for {capability}{_ended_because(lab, capability, 'shadow')}"
+            f"no shadow is running for {capability}{_ended_because(supply, capability, 'shadow')}"
         )
-    sealed = shadow_log(lab, capability, state.shadow_seq).seal()
+    sealed = shadow_log(supply, capability, state.shadow_seq).seal()
     return append_release_event(
-        lab,
+        supply,
         EventKind.SHADOW_STOPPED,
         capability,
         {"package": str(state.shadow), "evidence": list(sealed)},
@@ -240,17 +244,17 @@ _RUN_ENDS = (
 )
 
 
-def stale_release_aliases(lab: Lab, capability: str) -> dict[str, str]:
+def stale_release_aliases(supply: Supply, capability: str) -> dict[str, str]:
     """``shadow``/``canary`` aliases that still name a package whose run has ended (by a
     stop, an abort, or the package's promotion, perhaps rolled back since), each with why.
 
     The alias keeps its target, as history; this marks it stale (issue 10)."""
-    state = release_state(lab, capability)
+    state = release_state(supply, capability)
     active = {"shadow": state.shadow, "canary": state.canary}
-    ends = [e for e in lab.events(kinds=_RUN_ENDS) if e.subject == capability]
+    ends = [e for e in supply.events(kinds=_RUN_ENDS) if e.subject == capability]
     out: dict[str, str] = {}
     for alias, running in active.items():
-        target = lab.alias(capability, alias)
+        target = aliases.alias(supply, capability, alias)
         if target is None or target == running:
             continue
         mine = [e for e in ends if str(target) in (e.payload.get("package"), e.payload.get("from"))]
@@ -263,20 +267,20 @@ def stale_release_aliases(lab: Lab, capability: str) -> dict[str, str]:
     return out
 
 
-def _ended_because(lab: Lab, capability: str, alias: str) -> str:
-    stale = stale_release_aliases(lab, capability)
+def _ended_because(supply: Supply, capability: str, alias: str) -> str:
+    stale = stale_release_aliases(supply, capability)
     if alias not in stale:
         return ""
-    target = lab.alias(capability, alias)
+    target = aliases.alias(supply, capability, alias)
     assert target is not None  # stale aliases name a package
     return f"; {capability}@{alias} still names {target.short}, whose run ended ({stale[alias]})"
 
 
-def shadow_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
-    return evidence_log(lab.supply, capability, "shadow", seq)
+def shadow_log(supply: Supply, capability: str, seq: int) -> EvidenceLog:
+    return evidence_log(supply, capability, "shadow", seq)
 
 
-def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
+def shadow_run(supply: Supply, capability: str) -> tuple[Digest, int]:
     """The package and start seq of the capability's latest shadow run.
 
     Raises:
@@ -284,7 +288,7 @@ def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
     """
     started = [
         e
-        for e in lab.events(kinds=(EventKind.SHADOW_STARTED,))
+        for e in supply.events(kinds=(EventKind.SHADOW_STARTED,))
         if e.subject == capability and e.payload.get("capability") == capability
     ]
     if not started:
@@ -293,7 +297,7 @@ def shadow_run(lab: Lab, capability: str) -> tuple[Digest, int]:
 
 
 def read_shadow_pairs(
-    lab: Lab, capability: str, *, sealed_only: bool = False
+    supply: Supply, capability: str, *, sealed_only: bool = False
 ) -> tuple[Digest, list[ShadowPair], Evidence]:
     """The shadow package, the pairs mirrored to it (dropped ones included) and the
     evidence they came from; ``sealed_only`` leaves the unsealed tail out.
@@ -301,14 +305,14 @@ def read_shadow_pairs(
     Raises:
         NotFound: no shadow run for the capability.
     """
-    pid, seq = shadow_run(lab, capability)
-    evidence = read_evidence(lab.supply, capability, "shadow", seq)
+    pid, seq = shadow_run(supply, capability)
+    evidence = read_evidence(supply, capability, "shadow", seq)
     records = evidence.records[: evidence.sealed] if sealed_only else evidence.records
     return pid, shadow_pairs(records), evidence
 
 
 def wait_for_shadow_pairs(
-    lab: Lab, capability: str, pairs: int, *, timeout: float, poll: float = 0.5
+    supply: Supply, capability: str, pairs: int, *, timeout: float, poll: float = 0.5
 ) -> int:
     """Wait until the running shadow run's evidence holds ``pairs`` answered pairs (a
     server writes each pair once the shadow process answered it); returns how many.
@@ -322,11 +326,11 @@ def wait_for_shadow_pairs(
         raise InvalidRequest(f"--timeout is a number of seconds, 0 or more (got {timeout})")
     deadline = time.monotonic() + timeout
     while True:
-        pid, got, _ = read_shadow_pairs(lab, capability)
+        pid, got, _ = read_shadow_pairs(supply, capability)
         answered = sum(p.answered for p in got)
         if answered >= pairs:
             return answered
-        if release_state(lab, capability).shadow != pid:
+        if release_state(supply, capability).shadow != pid:
             raise PolicyError(
                 f"the shadow run of {pid.short} ended with {answered} answered pair(s), "
                 f"not {pairs}",
@@ -342,14 +346,14 @@ def wait_for_shadow_pairs(
         time.sleep(poll)
 
 
-def shadow_report(lab: Lab, capability: str, *, seed: int = 0) -> tuple[Digest, ShadowReport]:
+def shadow_report(supply: Supply, capability: str, *, seed: int = 0) -> tuple[Digest, ShadowReport]:
     """Agreement (Wilson), flip matrix, latency ratios (bootstrap), errors, drops."""
-    pid, pairs, _ = read_shadow_pairs(lab, capability)
+    pid, pairs, _ = read_shadow_pairs(supply, capability)
     return pid, summarise_shadow(pairs, seed=seed, resamples=2000)
 
 
 def replay_shadow(
-    lab: Lab, capability: str, log: Path, *, ref: str | None = None, seed: int = 0
+    supply: Supply, capability: str, log: Path, *, ref: str | None = None, seed: int = 0
 ) -> tuple[Digest, ShadowReport]:
     """Offline shadow: replay a request log through the champion and the challenger.
 
@@ -360,11 +364,16 @@ def replay_shadow(
         NotFound: no champion, or no challenger (``ref`` or ``capability@shadow``).
         InvalidRequest: a malformed line.
     """
-    champion = lab.alias(capability, "champion")
-    challenger = lab.resolve(ref) if ref else lab.alias(capability, "shadow")
+    champion = aliases.alias(supply, capability, "champion")
+    challenger = (
+        supply_packages.resolve(supply, ref) if ref else aliases.alias(supply, capability, "shadow")
+    )
     if champion is None or challenger is None:
         raise NotFound(f"{capability} needs a champion and a challenger (shadow alias or PKG)")
-    primary, shadow = load_served(lab, champion), load_served(lab, challenger)
+    primary, shadow = (
+        load_served(RegistryView(supply), champion),
+        load_served(RegistryView(supply), challenger),
+    )
     pairs = []
     for n, line in enumerate(log.read_text("utf-8").splitlines(), 1):
         if not line.strip():
@@ -403,7 +412,7 @@ def _run_pair(primary: ServedModel, shadow: ServedModel, inputs: Sequence[float]
 
 
 def start_canary(
-    lab: Lab,
+    supply: Supply,
     capability: str,
     *,
     percent: float | None = None,
@@ -431,13 +440,13 @@ def start_canary(
     """
     cap = cap or ExposureCap()
     cap.check_passable(CanaryPolicy().stage_min if stage_min is None else stage_min)
-    signer = lab.release_signer(key, EventKind.CANARY_STARTED)
-    state = release_state(lab, capability)
+    signer = supply_keys.release_signer(supply, key, EventKind.CANARY_STARTED)
+    state = release_state(supply, capability)
     if state.canary is not None and not state.canary_passed:
         raise PolicyError(f"a canary of {state.canary.short} runs already for {capability}")
-    _, run = shadow_run(lab, capability)
-    shadow_log(lab, capability, run).seal()
-    pid, pairs, evidence = read_shadow_pairs(lab, capability, sealed_only=True)
+    _, run = shadow_run(supply, capability)
+    shadow_log(supply, capability, run).seal()
+    pid, pairs, evidence = read_shadow_pairs(supply, capability, sealed_only=True)
     report = summarise_shadow(pairs, seed=0, resamples=2000)
     state.deny.check(pid)
     verdict = (gate or ShadowGate()).check(report)
@@ -446,7 +455,7 @@ def start_canary(
     ramp = ramp_from(percent)
     salt = new_salt(salt_bytes or os.urandom(16))
     point(
-        lab.supply,
+        supply,
         capability,
         "canary",
         pid,
@@ -454,7 +463,7 @@ def start_canary(
         key=signer.name,
     )
     return append_release_event(
-        lab,
+        supply,
         EventKind.CANARY_STARTED,
         capability,
         {
@@ -469,15 +478,15 @@ def start_canary(
     )
 
 
-def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = None) -> Event:
+def stop_canary(supply: Supply, capability: str, *, reason: str, key: str | None = None) -> Event:
     """Stop a running canary by hand (100% to the champion; the id is not retired)."""
-    signer = lab.release_signer(key, EventKind.CANARY_STOPPED)
-    state = release_state(lab, capability)
+    signer = supply_keys.release_signer(supply, key, EventKind.CANARY_STOPPED)
+    state = release_state(supply, capability)
     if state.canary is None or state.canary_seq is None:
         raise NotFound(f"no canary runs for {capability}")
-    sealed = canary_log(lab, capability, state.canary_seq).seal()
+    sealed = canary_log(supply, capability, state.canary_seq).seal()
     return append_release_event(
-        lab,
+        supply,
         EventKind.CANARY_STOPPED,
         capability,
         {"package": str(state.canary), "reason": reason, "evidence": list(sealed)},
@@ -485,8 +494,8 @@ def stop_canary(lab: Lab, capability: str, *, reason: str, key: str | None = Non
     )
 
 
-def canary_log(lab: Lab, capability: str, seq: int) -> EvidenceLog:
-    return evidence_log(lab.supply, capability, "canary", seq)
+def canary_log(supply: Supply, capability: str, seq: int) -> EvidenceLog:
+    return evidence_log(supply, capability, "canary", seq)
 
 
 #: What can follow a canary's start: its stages and end, and its package's promotion.
@@ -497,20 +506,22 @@ _CANARY_SINCE = tuple(
 )
 
 
-def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
+def canary_status(supply: Supply, capability: str) -> dict[str, JsonValue]:
     """Stage, weight and the guardrails' statistics, replayed from the server's log.
 
     Raises:
         NotFound: no canary was ever started for the capability.
     """
-    state = release_state(lab, capability)
-    started = [e for e in lab.events(kinds=(EventKind.CANARY_STARTED,)) if e.subject == capability]
+    state = release_state(supply, capability)
+    started = [
+        e for e in supply.events(kinds=(EventKind.CANARY_STARTED,)) if e.subject == capability
+    ]
     if not started:
         raise NotFound(f"no canary for {capability}; run 'breedlab canary start {capability}'")
     last = started[-1]
     pkg = str(last.payload["package"])
     since = [  # everything that happened to this canary and its package, read once
-        e for e in lab.events(after=last.seq, kinds=_CANARY_SINCE) if e.subject == capability
+        e for e in supply.events(after=last.seq, kinds=_CANARY_SINCE) if e.subject == capability
     ]
     ours = [e for e in since if e.payload.get("canary") == last.seq]
     ended = [e for e in since if e.kind in (EventKind.CANARY_ABORTED, EventKind.CANARY_STOPPED)]
@@ -518,7 +529,7 @@ def canary_status(lab: Lab, capability: str) -> dict[str, JsonValue]:
     stage = state.stage if state.canary_seq == last.seq else max(reached, default=0)
     policy = CanaryPolicy()
     replayed = CanaryStage.start(policy, at=0.0)
-    for i, rec in enumerate(canary_log(lab, capability, last.seq).read()):
+    for i, rec in enumerate(canary_log(supply, capability, last.seq).read()):
         if int(rec.get("stage", 0)) == stage:
             replayed = replayed.observe(CanaryObservation.from_record(rec), at=float(i))
     ramp = [float(str(w)) for w in last.payload["ramp"]]

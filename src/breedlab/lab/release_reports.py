@@ -14,25 +14,32 @@ from typing import TYPE_CHECKING
 from breedlab.canonical import JsonValue
 from breedlab.errors import LabError
 from breedlab.lab.release import release_state
+from breedlab.lab.replay import reproduce
 from breedlab.ledger import Event, EventKind
 from breedlab.release.state import RELEASE_KINDS
+from breedlab.supply import audit
+from breedlab.supply import lineage as supply_lineage
+from breedlab.supply import packages as supply_packages
 from breedlab.supply.values import ReleaseRecord
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.sandbox.executors import Executor
+    from breedlab.supply.service import Supply
 
 __all__ = ["Criterion", "exit_criteria", "release_records"]
 
 _JOINED = (*RELEASE_KINDS, EventKind.DECISION_MADE)
 
 
-def release_records(lab: Lab, packages: Iterable[str]) -> dict[str, tuple[ReleaseRecord, ...]]:
+def release_records(
+    supply: Supply, packages: Iterable[str]
+) -> dict[str, tuple[ReleaseRecord, ...]]:
     """Each package's release history from the ledger: the decisions about it, its
     shadow and canary runs and verdicts (with the digests of their sealed evidence),
     promotions and rollbacks (seed, stage 3: release evidence joins to lineage)."""
     wanted = set(packages)
     out: dict[str, list[ReleaseRecord]] = {p: [] for p in wanted}
-    for ev in lab.events(kinds=_JOINED):
+    for ev in supply.events(kinds=_JOINED):
         for pkg, summary in _summaries(ev):
             if pkg in wanted:
                 own = pkg == ev.payload.get("package")  # the evidence is about this one
@@ -111,21 +118,21 @@ class Criterion:
         return {"name": self.name, "passed": self.passed, "evidence": self.evidence}
 
 
-def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> list[Criterion]:
+def exit_criteria(supply: Supply, capability: str, *, executor: Executor) -> list[Criterion]:
     """The seed's v1 exit criteria, each checked from the ledger and by live re-runs:
     reproduce candidates, reject bad ones, explain no-op decisions, verify hashes,
     rollback every promoted artifact."""
     out: list[Criterion] = []
     generated = [
         e
-        for e in lab.events(kinds=(EventKind.CANDIDATE_GENERATED,))
+        for e in supply.events(kinds=(EventKind.CANDIDATE_GENERATED,))
         if e.payload.get("capability", capability) == capability
     ]
     if not generated:
         out.append(Criterion(name="reproduce candidates", passed=False, evidence="no candidates"))
     else:
         pkg = str(generated[-1].payload.get("package", generated[-1].subject))
-        again = lab.reproduce(pkg, workers=workers)
+        again = reproduce(supply, supply_packages.resolve(supply, pkg), executor=executor)
         out.append(
             Criterion(
                 name="reproduce candidates",
@@ -136,10 +143,12 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
         )
     retired = [
         e
-        for e in lab.events(kinds=(EventKind.CANDIDATE_ARCHIVED,))
+        for e in supply.events(kinds=(EventKind.CANDIDATE_ARCHIVED,))
         if e.payload.get("outcome") == "retire" and e.payload.get("reasons")
     ]
-    aborted = [e for e in lab.events(kinds=(EventKind.CANARY_ABORTED,)) if e.subject == capability]
+    aborted = [
+        e for e in supply.events(kinds=(EventKind.CANARY_ABORTED,)) if e.subject == capability
+    ]
     out.append(
         Criterion(
             name="reject bad candidates",
@@ -150,9 +159,11 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
     )
     noops = 0
     unexplained = 0
-    decisions = [e for e in lab.events(kinds=(EventKind.DECISION_MADE,)) if e.subject == capability]
+    decisions = [
+        e for e in supply.events(kinds=(EventKind.DECISION_MADE,)) if e.subject == capability
+    ]
     for ev in decisions:
-        _, record = lab.decision(str(ev.seq))
+        _, record = supply_lineage.decision(supply, str(ev.seq))
         for d in record.get("decisions", []):
             if isinstance(d, dict) and d.get("outcome") == "no-op":
                 noops += 1
@@ -165,9 +176,9 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
         )
     )
     try:
-        results = lab.verify()
-        store = lab.verify_store()
-        ledger = lab.verify_ledger()
+        results = audit.verify(supply)
+        store = audit.verify_store(supply)
+        ledger = audit.verify_ledger(supply)
         bad = [r.package[:19] for r in results if not r.ok]
         out.append(
             Criterion(
@@ -181,12 +192,12 @@ def exit_criteria(lab: Lab, capability: str, *, workers: int | None = None) -> l
         out.append(Criterion(name="verify hashes", passed=False, evidence=e.message))
     # A capability's first champion replaced nothing: there is nothing to roll back to.
     promotions = tuple(
-        ev for ev in release_state(lab, capability).promotions if ev.payload.get("previous")
+        ev for ev in release_state(supply, capability).promotions if ev.payload.get("previous")
     )
     missing = []
     for ev in promotions:
         prev = str(ev.payload["previous"])
-        [res] = lab.verify([prev])
+        [res] = audit.verify(supply, [prev])
         if not res.ok:
             missing.append(prev[:19])
     out.append(

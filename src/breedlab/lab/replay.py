@@ -20,9 +20,11 @@ from breedlab.lab.operator_runs import Plan, run_plans
 from breedlab.ledger import EventKind
 from breedlab.sandbox.executors import Executor
 from breedlab.signing.statements import Statement
+from breedlab.supply import keys as supply_keys
+from breedlab.supply import packages as supply_packages
 
 if TYPE_CHECKING:
-    from breedlab.lab.core import Lab
+    from breedlab.supply.service import Supply
 
 __all__ = ["NOT_REPLAYABLE", "Reproduction", "build_type", "reproduce"]
 
@@ -52,9 +54,9 @@ class Reproduction:
         }
 
 
-def _build(lab: Lab, package: Digest) -> tuple[str, dict[str, JsonValue]]:
-    manifest = lab.manifest(package)
-    statement = Statement.from_bytes(lab.blobs.get_bytes(manifest.provenance))
+def _build(supply: Supply, package: Digest) -> tuple[str, dict[str, JsonValue]]:
+    manifest = supply_packages.manifest(supply, package)
+    statement = Statement.from_bytes(supply.blobs.get_bytes(manifest.provenance))
     definition = statement.predicate.get("buildDefinition", {})
     if not isinstance(definition, dict):
         raise LabError(f"package {package.short} has malformed provenance")
@@ -63,24 +65,24 @@ def _build(lab: Lab, package: Digest) -> tuple[str, dict[str, JsonValue]]:
     return build, dict(external) if isinstance(external, dict) else {}
 
 
-def build_type(lab: Lab, package: Digest) -> str:
-    return _build(lab, package)[0]
+def build_type(supply: Supply, package: Digest) -> str:
+    return _build(supply, package)[0]
 
 
-def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
+def reproduce(supply: Supply, package: Digest, *, executor: Executor) -> Reproduction:
     """Re-run the operator recorded for ``package`` and compare ids.
 
     Raises:
         InvalidRequest: the package was imported (or is a suite or cluster): there is no
             operator to re-run; use ``reconstruct``.
     """
-    build, external = _build(lab, package)
+    build, external = _build(supply, package)
     if build in NOT_REPLAYABLE:
         raise InvalidRequest(
             f"package {package.short} was made by '{build}', not an operator: nothing to re-run "
             f"(use 'breedlab reconstruct {package.short}')"
         )
-    manifest = lab.manifest(package)
+    manifest = supply_packages.manifest(supply, package)
     try:
         data = external["data"]
         assert isinstance(data, dict)
@@ -97,9 +99,9 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
         output = str(external["output"])
     except (KeyError, TypeError, AssertionError) as e:
         raise LabError(f"package {package.short} has incomplete provenance: {e}") from e
-    _, contract = lab.capability(manifest.capability)
+    _, contract = supply_packages.capability(supply, manifest.capability)
     [generated] = run_plans(
-        lab.supply, [plan], contract, executor=executor, round_id=None, record=False
+        supply, [plan], contract, executor=executor, round_id=None, record=False
     )
     if generated.failure is not None:
         return Reproduction(
@@ -113,7 +115,7 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
         recomputed=None if recomputed is None else str(recomputed),
         failure=None if recomputed is not None else f"the re-run made no {output!r} output",
     )
-    lab.ledger.append(
+    supply.ledger.append(
         EventKind.PACKAGE_REPRODUCED,
         str(package),
         {
@@ -122,13 +124,13 @@ def reproduce(lab: Lab, package: Digest, *, executor: Executor) -> Reproduction:
             "recomputed": result.recomputed,
             "match": result.match,
         },
-        signer=lab.factory_signer(),
-        actor=lab.actor,
+        signer=supply_keys.factory_signer(supply),
+        actor=supply.actor,
     )
     return result
 
 
-def replay_lineage(lab: Lab, package: Digest, *, executor: Executor) -> list[Reproduction]:
+def replay_lineage(supply: Supply, package: Digest, *, executor: Executor) -> list[Reproduction]:
     """Reproduce every operator-made package in ``package``'s lineage, oldest first."""
     order: list[Digest] = []
     seen: set[Digest] = set()
@@ -137,10 +139,10 @@ def replay_lineage(lab: Lab, package: Digest, *, executor: Executor) -> list[Rep
         if pid in seen:
             return
         seen.add(pid)
-        for parent in lab.manifest(pid).parents:
+        for parent in supply_packages.manifest(supply, pid).parents:
             visit(parent)
-        if build_type(lab, pid) not in NOT_REPLAYABLE:
+        if build_type(supply, pid) not in NOT_REPLAYABLE:
             order.append(pid)
 
     visit(package)
-    return [reproduce(lab, pid, executor=executor) for pid in order]
+    return [reproduce(supply, pid, executor=executor) for pid in order]

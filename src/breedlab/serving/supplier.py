@@ -1,7 +1,7 @@
 """What serving needs from the layers around it, as Protocols (serving sits below ``lab``).
 
-The registry service (today :class:`breedlab.lab.Lab`; the supply service later)
-satisfies :class:`PackageSource` and :class:`Supplier`: verify a package, read its
+The registry service satisfies :class:`PackageSource` and :class:`Supplier` (as
+:class:`breedlab.supply.view.RegistryView`): verify a package, read its
 manifest and its capability's contract, materialise it; the ledger, blobs, clock and
 config. The release controller (``breedlab.lab.release``) hands the router a
 :class:`ReleaseRecorder` for the ledger writes serving asks for (a canary's stages,

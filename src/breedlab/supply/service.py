@@ -77,6 +77,11 @@ class Supply:
     def actor(self) -> str:
         return self.config.who
 
+    def events(self, *, after: int = 0, kinds: Sequence[str] = ()) -> list[Event]:
+        """The ledger's events after ``after``, only ``kinds`` if given, oldest first."""
+        with self.ledger.reader() as r:
+            return list(r.events(after=after, kinds=kinds))
+
     @contextlib.contextmanager
     def command(self) -> Iterator[None]:
         """One command's scope: inside it each package is verified once and the trusted

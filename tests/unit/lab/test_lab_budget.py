@@ -26,7 +26,8 @@ from breedlab.factory.operators.torch_models import load_parent
 from breedlab.families.torch_family import build_module, save_torch_model
 from breedlab.lab import Lab
 from breedlab.lab.builtin import DIGITS_METRICS, DIGITS_POLICY
-from breedlab.lab.evaluation import evaluate_models, parent_input
+from breedlab.lab.evaluation import evaluate_models
+from breedlab.lab.operator_runs import model_input
 from breedlab.sandbox.executors import LocalExecutor
 from breedlab.serving.served_models import load_served
 from breedlab.serving.shadow_process import READY, RESULT, job_frame
@@ -89,7 +90,7 @@ def test_an_evaluation_job_refuses_a_model_over_its_capabilitys_budget(
 ) -> None:
     lab, wide, narrow = tightened
     suite = _suite(lab, tmp_path)
-    over, within = evaluate_models(lab, [wide, narrow], suite, executor=LocalExecutor(2))
+    over, within = evaluate_models(lab.supply, [wide, narrow], suite, executor=LocalExecutor(2))
     assert not over.ok and over.failure is not None
     assert "evaluation error" in over.failure and "config 'hidden'" in over.failure
     assert OVER in over.failure
@@ -100,11 +101,11 @@ def test_an_operator_refuses_a_parent_over_its_capabilitys_budget(
     tightened: tuple[Lab, Digest, Digest],
 ) -> None:
     lab, wide, narrow = tightened
-    parent = parent_input(lab, wide)
+    parent = model_input(lab.supply, wide)
     assert parent.max_bytes == 1 << 20
     with pytest.raises(InvalidRequest, match=r"\(1\.2 MiB\), " + OVER):  # before it is built
         load_parent(parent)
-    config, _ = load_parent(parent_input(lab, narrow))
+    config, _ = load_parent(model_input(lab.supply, narrow))
     assert config["hidden"] == [4]
 
 
@@ -122,7 +123,13 @@ def test_the_shadow_process_refuses_a_model_over_the_budget_it_is_given(
 ) -> None:
     lab, wide, narrow = tightened
     specs = [
-        [str(parent_input(lab, pid).folder), "torch", [str(i) for i in range(10)], 64, 1 << 20]
+        [
+            str(model_input(lab.supply, pid).folder),
+            "torch",
+            [str(i) for i in range(10)],
+            64,
+            1 << 20,
+        ]
         for pid in (wide, narrow)
     ]
     jobs_r, jobs_w = os.pipe()
