@@ -10,12 +10,22 @@ import typer
 from rich.table import Table
 
 from breedlab.cli.registry_commands import capability_app
-from breedlab.cli.shell import console, open_lab, print_json, progress, short_ids, styled, table
+from breedlab.cli.shell import (
+    CapabilityArg,
+    JsonFlag,
+    PackageArg,
+    console,
+    open_lab,
+    print_json,
+    progress,
+    short_ids,
+    styled,
+    table,
+)
 from breedlab.errors import InvalidRequest
 
 __all__ = ["register"]
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Workers = Annotated[
     int | None, typer.Option("--workers", help="Parallel sandbox jobs (default: config).")
 ]
@@ -63,7 +73,7 @@ def bootstrap(
 
 def failures(
     ctx: typer.Context,
-    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    capability: CapabilityArg,
     workers: Workers = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -106,7 +116,7 @@ def scorecard_table(record: Mapping[str, Any]) -> Table:
 
 def round_(
     ctx: typer.Context,
-    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    capability: CapabilityArg,
     failure_cluster: Annotated[
         str | None,
         typer.Option("--failure-cluster", help="Cluster dataset id (default: the worst mined)."),
@@ -167,7 +177,7 @@ def round_(
 
 def reproduce(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     workers: Workers = None,
     json_out: JsonFlag = False,
 ) -> None:

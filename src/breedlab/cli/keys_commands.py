@@ -6,14 +6,20 @@ from typing import Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, styled, table
+from breedlab.cli.shell import (
+    JsonFlag,
+    ReasonOpt,
+    open_lab,
+    render,
+    styled,
+    table,
+)
 
 __all__ = ["register"]
 
 keys_app = typer.Typer(
     help="Ed25519 signing keys: generate, list, endorse, revoke.", no_args_is_help=True
 )
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @keys_app.command("generate")
@@ -28,14 +34,11 @@ def generate(
     """Generate an Ed25519 key (private key 0600 in LAB/keys) and trust it in the ledger."""
     with open_lab(ctx) as lab:
         info = lab.generate_key(name, role)
-    if json_out:
-        print_json(info.to_json())
-    else:
-        console.print(
-            styled(
-                "generated key ", ("bold", f"{info.name}"), f" ({info.role}) id {info.keyid[:16]}"
-            )
-        )
+    render(
+        json_out,
+        info.to_json(),
+        styled("generated key ", ("bold", f"{info.name}"), f" ({info.role}) id {info.keyid[:16]}"),
+    )
 
 
 @keys_app.command("list")
@@ -43,14 +46,11 @@ def list_keys(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """List the lab's keys with their roles and status."""
     with open_lab(ctx, read_only=True) as lab:
         keys = lab.keys()
-    if json_out:
-        print_json([k.to_json() for k in keys])
-        return
     t = table("name", "role", "key id", "status", "private key")
     for k in keys:
         status = k.status if k.revoked_reason is None else f"revoked: {k.revoked_reason}"
         t.add_row(k.name, k.role, k.keyid[:16], status, "yes" if k.has_private else "no")
-    console.print(t)
+    render(json_out, [k.to_json() for k in keys], t)
 
 
 @keys_app.command("endorse")
@@ -66,33 +66,29 @@ def endorse(
     """
     with open_lab(ctx) as lab:
         infos = lab.endorse_keys(names)
-    if json_out:
-        print_json([i.to_json() for i in infos])
-    else:
-        for info in infos:
-            console.print(
-                styled(
-                    "endorsed key ",
-                    ("bold", f"{info.name}"),
-                    f" ({info.role}) id {info.keyid[:16]}",
-                )
-            )
+    render(
+        json_out,
+        [i.to_json() for i in infos],
+        *(
+            styled("endorsed key ", ("bold", f"{i.name}"), f" ({i.role}) id {i.keyid[:16]}")
+            for i in infos
+        ),
+    )
 
 
 @keys_app.command("revoke")
 def revoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The key to revoke.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")],
+    reason: ReasonOpt,
     json_out: JsonFlag = False,
 ) -> None:
     """Revoke a key: everything it signed stops verifying."""
     with open_lab(ctx) as lab:
         info = lab.revoke_key(name, reason)
-    if json_out:
-        print_json(info.to_json())
-    else:
-        console.print(styled("revoked key ", ("bold", f"{info.name}"), f": {reason}"))
+    render(
+        json_out, info.to_json(), styled("revoked key ", ("bold", f"{info.name}"), f": {reason}")
+    )
 
 
 def register(app: typer.Typer) -> None:

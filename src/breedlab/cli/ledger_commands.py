@@ -12,10 +12,14 @@ from rich.padding import Padding
 from rich.text import Text
 
 from breedlab.cli.shell import (
+    CapabilityArg,
+    JsonFlag,
+    PackageArg,
     brief,
     console,
     open_lab,
     print_json,
+    render,
     short_id,
     short_ids,
     styled,
@@ -25,7 +29,6 @@ from breedlab.cli.shell import (
 
 __all__ = ["register"]
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ledger_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
 witness_app = typer.Typer(
     help="Signed tree heads kept outside the lab (RFC 9162 consistency).",
@@ -122,11 +125,12 @@ def checkpoint(
     """Sign an RFC 6962 Merkle tree head over every event so far."""
     with open_lab(ctx) as lab:
         ev = lab.checkpoint(key=key)
-    if json_out:
-        print_json(ev.to_json())
-    else:
-        p = ev.payload
-        console.print(f"checkpoint seq {ev.seq}: {p['tree_size']} events, root {p['root']}")
+    p = ev.payload
+    render(
+        json_out,
+        ev.to_json(),
+        f"checkpoint seq {ev.seq}: {p['tree_size']} events, root {p['root']}",
+    )
 
 
 @witness_app.command("export")
@@ -138,12 +142,11 @@ def witness_export(
     """Write the latest signed tree head to FILE, for 'ledger verify --witness FILE'."""
     with open_lab(ctx) as lab:
         seen = lab.witness_export(file)
-    if json_out:
-        print_json(json.loads(seen.to_bytes()))
-        return
-    console.print(
+    render(
+        json_out,
+        json.loads(seen.to_bytes()),
         f"witness of {seen.tree_size} events (root {seen.root[:16]}, lab key "
-        f"{seen.lab_key_id[:16]}) written to {file}"
+        f"{seen.lab_key_id[:16]}) written to {file}",
     )
 
 
@@ -153,21 +156,20 @@ def sign_history(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     made by older breedlab); also adds the factory key and pins the lab key id."""
     with open_lab(ctx) as lab:
         ev = lab.sign_history()
-    if json_out:
-        print_json(ev.to_json())
-        return
-    console.print(
+    render(
+        json_out,
+        ev.to_json(),
         f"the lab key vouched for {ev.payload['unsigned']} unsigned event(s) among the first "
-        f"{ev.payload['tree_size']} (seq {ev.seq}); every later change must be signed"
+        f"{ev.payload['tree_size']} (seq {ev.seq}); every later change must be signed",
     )
 
 
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
-    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    capability: CapabilityArg,
     alias: Annotated[str, typer.Argument(help="Alias (champion, previous, shadow, ...).")],
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     expect: Annotated[
         str | None,
         typer.Option("--expect", help="The package it points at now (omit if unset)."),
@@ -190,30 +192,26 @@ def alias_set(
     """
     with open_lab(ctx) as lab:
         move = lab.set_alias(capability, alias, package, expect=expect, reason=reason, key=key)
-    if json_out:
-        print_json(move.to_json())
-    else:
-        old = move.old[:19] if move.old else "(unset)"
-        console.print(f"{capability}@{alias}: {old} -> {move.new[:19]} (seq {move.seq})")
+    old = move.old[:19] if move.old else "(unset)"
+    render(
+        json_out, move.to_json(), f"{capability}@{alias}: {old} -> {move.new[:19]} (seq {move.seq})"
+    )
 
 
 @alias_app.command("history")
 def alias_history(
     ctx: typer.Context,
-    capability: Annotated[str, typer.Argument(help="Capability name.")],
+    capability: CapabilityArg,
     json_out: JsonFlag = False,
 ) -> None:
     """Every alias move of a capability, from the ledger."""
     with open_lab(ctx, read_only=True) as lab:
         moves = lab.alias_history(capability)
-    if json_out:
-        print_json([m.to_json() for m in moves])
-        return
     t = table("seq", "at", "actor", "alias", "from", "to", "reason")
     for m in moves:
         old = "-" if m.old is None else short_id(m.old)
         t.add_row(str(m.seq), when(m.at), m.actor, m.alias, old, short_id(m.new), m.reason)
-    console.print(t)
+    render(json_out, [m.to_json() for m in moves], t)
 
 
 def register(app: typer.Typer) -> None:

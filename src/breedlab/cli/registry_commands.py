@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from breedlab.cli.shell import (
+    CapabilityArg,
+    JsonFlag,
+    PackageArg,
+    ReasonOpt,
     console,
     fields,
     open_lab,
     print_json,
     progress,
+    render,
     short_id,
     short_ids,
     styled,
@@ -29,7 +34,6 @@ if TYPE_CHECKING:  # the lab loads lazily: `breedlab --help` starts fast
 
 __all__ = ["register"]
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 FullFlag = Annotated[bool, typer.Option("--full", help="Ids in full (default: 12 digits).")]
 capability_app = typer.Typer(help="Capability contracts (stage 0).", no_args_is_help=True)
 
@@ -78,7 +82,7 @@ def capability_add(
 @capability_app.command("show")
 def capability_show(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Capability name.")],
+    name: CapabilityArg,
     full: FullFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -180,9 +184,6 @@ def packages(
         for info in infos:
             for a in lab.show(str(info.id)).aliases:
                 aliases.setdefault(str(info.id), []).append(a.split("@", 1)[1])
-    if json_out:
-        print_json([i.to_json() for i in infos])
-        return
     t = table("id", "kind", "name", "capability", "size", "aliases")
     for i in infos:
         m = i.manifest
@@ -194,12 +195,12 @@ def packages(
             _size(m.total_size),
             ", ".join(aliases.get(str(i.id), [])),
         )
-    console.print(t)
+    render(json_out, [i.to_json() for i in infos], t)
 
 
 def show(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     full: FullFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
@@ -247,22 +248,21 @@ def show(
 
 def sign(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     key: Annotated[str, typer.Option("--key", help="A trusted key of this lab.")],
     json_out: JsonFlag = False,
 ) -> None:
     """Sign a package (a DSSE envelope over an in-toto statement naming it)."""
     with open_lab(ctx) as lab:
         info = lab.sign(package, key=key)
-    if json_out:
-        print_json(info.to_json())
-    else:
-        console.print(f"signed {info.id.short} ({info.manifest.name}) with key {key}")
+    render(
+        json_out, info.to_json(), f"signed {info.id.short} ({info.manifest.name}) with key {key}"
+    )
 
 
 def approve(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     purpose: Annotated[str, typer.Option("--purpose", help="parent | release")],
     key: Annotated[str, typer.Option("--key", help="A trusted role key.")],
     json_out: JsonFlag = False,
@@ -270,16 +270,15 @@ def approve(
     """Approve a package for use as a parent or for release (a signed statement)."""
     with open_lab(ctx) as lab:
         a = lab.approve(package, purpose=purpose, key=key)
-    if json_out:
-        print_json(a.to_json())
-    else:
-        console.print(f"approved {a.package[:19]} for {a.purpose} by {a.key} ({a.role})")
+    render(
+        json_out, a.to_json(), f"approved {a.package[:19]} for {a.purpose} by {a.key} ({a.role})"
+    )
 
 
 def revoke(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")],
+    package: PackageArg,
+    reason: ReasonOpt,
     key: Annotated[
         str | None,
         typer.Option(
@@ -293,10 +292,7 @@ def revoke(
     """Revoke a package: it can no longer be a parent, champion or release target."""
     with open_lab(ctx) as lab:
         info = lab.revoke(package, reason=reason, key=key)
-    if json_out:
-        print_json(info.to_json())
-    else:
-        console.print(f"revoked {info.id.short} ({info.manifest.name}): {reason}")
+    render(json_out, info.to_json(), f"revoked {info.id.short} ({info.manifest.name}): {reason}")
 
 
 def verify(
@@ -387,7 +383,7 @@ def verify(
 
 def lineage(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     json_out: JsonFlag = False,
     dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz DOT.")] = False,
 ) -> None:
@@ -421,20 +417,21 @@ def _release_lines(records: tuple[ReleaseRecord, ...]) -> None:
 
 def reconstruct(
     ctx: typer.Context,
-    package: Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")],
+    package: PackageArg,
     out: Annotated[Path | None, typer.Option("--out", help="A new folder to rebuild into.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Rebuild a package's folder from the store and re-derive its id from the files."""
     with open_lab(ctx) as lab, progress(json_out, f"rebuilding {package} from the store"):
         rec = lab.reconstruct(package, out=out)
-    if json_out:
-        print_json(rec.to_json())
-    else:
-        verdict = ("green", "ids match") if rec.match else ("red", "ids DIFFER")
-        console.print(f"rebuilt {rec.files} file(s) into {rec.folder}")
-        console.print(f"  recorded   {rec.package}\n  recomputed {rec.recomputed}")
-        console.print(styled("  ", verdict))
+    verdict = ("green", "ids match") if rec.match else ("red", "ids DIFFER")
+    render(
+        json_out,
+        rec.to_json(),
+        f"rebuilt {rec.files} file(s) into {rec.folder}",
+        f"  recorded   {rec.package}\n  recomputed {rec.recomputed}",
+        styled("  ", verdict),
+    )
     if not rec.match:
         raise typer.Exit(5)
 

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from breedlab.cli.shell import (
+    JsonFlag,
     console,
     fields,
     open_lab,
     print_json,
     progress,
+    render,
     short_ids,
     styled,
     table,
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Cap = Annotated[str, typer.Argument(help="The capability, e.g. digits.")]
 Pkg = Annotated[str, typer.Argument(help="A package id, unique prefix or CAP@alias.")]
 Key = Annotated[
@@ -163,13 +164,10 @@ def _report_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _print_report(title: str, record: dict[str, Any], json_out: bool) -> None:
-    if json_out:
-        print_json(record)
-        return
     t = table("figure", "value", title=title)
     for row in _report_rows(record):
         t.add_row(*row)
-    console.print(t)
+    render(json_out, record, t)
 
 
 @shadow_app.command("start")
@@ -498,12 +496,13 @@ def rollback(
     assert isinstance(rec, dict)
     switch_s = float(str(rec["time_to_mitigate_s"]))
     load_s = float(str(rec["time_to_recover_s"])) - switch_s
-    if json_out:
-        print_json({"seq": ev.seq, **dict(ev.payload), "switch_s": switch_s, "cold_load_s": load_s})
-        return
-    console.print(f"rolled back {capability}@champion to {ev.payload['package']} (seq {ev.seq})")
-    console.print(f"  switch     {switch_s:.3f} s  (the signed alias move; servers follow it)")
-    console.print(f"  cold load  {load_s:.3f} s  (verify, load and probe it in this process)")
+    render(
+        json_out,
+        {"seq": ev.seq, **dict(ev.payload), "switch_s": switch_s, "cold_load_s": load_s},
+        f"rolled back {capability}@champion to {ev.payload['package']} (seq {ev.seq})",
+        f"  switch     {switch_s:.3f} s  (the signed alias move; servers follow it)",
+        f"  cold load  {load_s:.3f} s  (verify, load and probe it in this process)",
+    )
 
 
 def exit_criteria(
@@ -515,17 +514,14 @@ def exit_criteria(
     """The seed's v1 exit criteria, pass/fail with evidence; exits non-zero if any fails."""
     with open_lab(ctx) as lab, progress(json_out, f"checking the exit criteria of {capability}"):
         results = lab.exit_criteria(capability, workers=workers)
-    if json_out:
-        print_json([c.to_json() for c in results])
-    else:
-        t = table("criterion", "result", "evidence", title="v1 exit criteria")
-        for c in results:
-            t.add_row(
-                c.name,
-                styled(("green", "pass")) if c.passed else styled(("red", "FAIL")),
-                c.evidence,
-            )
-        console.print(t)
+    t = table("criterion", "result", "evidence", title="v1 exit criteria")
+    for c in results:
+        t.add_row(
+            c.name,
+            styled(("green", "pass")) if c.passed else styled(("red", "FAIL")),
+            c.evidence,
+        )
+    render(json_out, [c.to_json() for c in results], t)
     if not all(c.passed for c in results):
         raise typer.Exit(code=1)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from breedlab.cli.shell import console, open_lab, print_json, styled
+from breedlab.cli.shell import JsonFlag, open_lab, render, styled
 
 __all__ = ["register"]
 
@@ -27,7 +27,7 @@ def migrate(
         str, typer.Option("--store-endpoint", help="S3-compatible endpoint URL (s3 only).")
     ] = "",
     region: Annotated[str, typer.Option("--store-region", help="S3 region (s3 only).")] = "",
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    json_out: JsonFlag = False,
 ) -> None:
     """Copy the lab to another store and ledger (default: the embedded ones), verifying
     every object and the chain; refuses a non-empty target."""
@@ -39,15 +39,14 @@ def migrate(
             store_endpoint=endpoint,
             store_region=region,
         )
-    if json_out:
-        print_json(dataclasses.asdict(report))
-        return
-    console.print(
+    render(
+        json_out,
+        dataclasses.asdict(report),
         styled(
             ("green", "ok"),
             f" {report.objects} objects ({report.bytes} bytes) and {report.events} ",
             f"events copied to {report.target}, head {report.head[:16]}",
-        )
+        ),
     )
 
 

@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the lab (SQLAlchemy, numpy) loads with the first command th
 __all__ = [
     "EXIT_CODES",
     "TEXT_KEYS",
+    "JsonFlag",
     "as_numbers",
     "brief",
     "console",
@@ -49,6 +50,7 @@ __all__ = [
     "open_lab",
     "print_json",
     "progress",
+    "render",
     "short_id",
     "short_ids",
     "styled",
@@ -66,6 +68,13 @@ EXIT_CODES: tuple[tuple[type[LabError], int], ...] = (
     (Unavailable, 8),
     (Interrupted, 130),  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 )
+
+#: Every command's ``--json``: its result as one JSON document on stdout (see :func:`render`).
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+#: The arguments and options many commands take, with one help text each.
+PackageArg = Annotated[str, typer.Argument(help="Id, unique prefix, or CAP@alias.")]
+CapabilityArg = Annotated[str, typer.Argument(help="Capability name.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger).")]
 
 # No markup: names, reasons, file paths and messages are user text and print as they are
 # ("[bold]" included); styles come only from :func:`styled`.
@@ -191,6 +200,16 @@ def print_json(value: Any, *, numbers: bool = True) -> None:
     """One JSON document on stdout, numbers as numbers (``numbers=False``: as recorded)."""
     out = as_numbers(value) if numbers else value
     sys.stdout.write(json.dumps(out, indent=2, sort_keys=True) + "\n")
+
+
+def render(json_out: bool, document: Any, *lines: RenderableType) -> None:
+    """A command's result: ``document`` as JSON (:func:`print_json`) with ``--json``, else
+    ``lines``, printed one after another."""
+    if json_out:
+        print_json(document)
+        return
+    for line in lines:
+        console.print(line)
 
 
 #: Columns that hold an id or a number: never wrapped (ids are shown short, see

@@ -28,6 +28,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from json.encoder import encode_basestring as _str  # the escaping json.dumps uses
+from typing import TypedDict, Unpack
 
 from breedlab import canonical
 from breedlab.canonical import JsonValue
@@ -39,6 +40,7 @@ __all__ = [
     "EVENT_PAYLOAD_TYPE",
     "GENESIS",
     "Event",
+    "EventFields",
     "EventSignature",
     "Head",
     "event_hash",
@@ -78,25 +80,16 @@ class EventSignature:
             raise IntegrityError(f"malformed event signature {obj!r}") from e
 
 
-def _body(
-    *,
-    seq: int,
-    at: str,
-    actor: str,
-    kind: str,
-    subject: str,
-    payload: Mapping[str, JsonValue],
-    prev_hash: str,
-) -> dict[str, JsonValue]:
-    return {
-        "seq": seq,
-        "at": at,
-        "actor": actor,
-        "kind": kind,
-        "subject": subject,
-        "payload": dict(payload),
-        "prev_hash": prev_hash,
-    }
+class EventFields(TypedDict):
+    """An event's body as keywords: what :func:`seal` and :func:`event_hash` take."""
+
+    seq: int
+    at: str
+    actor: str
+    kind: str
+    subject: str
+    payload: Mapping[str, JsonValue]
+    prev_hash: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,15 +117,15 @@ class Event:
 
     def body(self) -> dict[str, JsonValue]:
         """What the signature covers: everything but ``sig`` and ``hash``."""
-        return _body(
-            seq=self.seq,
-            at=self.at,
-            actor=self.actor,
-            kind=self.kind,
-            subject=self.subject,
-            payload=self.payload,
-            prev_hash=self.prev_hash,
-        )
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "actor": self.actor,
+            "kind": self.kind,
+            "subject": self.subject,
+            "payload": dict(self.payload),
+            "prev_hash": self.prev_hash,
+        }
 
     def canonical_payload(self) -> bytes:
         if self.payload_json is not None:
@@ -140,15 +133,19 @@ class Event:
         return canonical.encode(dict(self.payload))
 
     def _parts(self) -> tuple[str, str]:
-        return _body_parts(
-            seq=self.seq,
-            at=self.at,
-            actor=self.actor,
-            kind=self.kind,
-            subject=self.subject,
-            payload_json=self.canonical_payload(),
-            prev_hash=self.prev_hash,
+        """``canonical.encode(self.body())`` in two pieces, built from the payload's
+        canonical bytes: everything up to ``seq``, and ``subject`` with the closing brace --
+        a signature goes between them, as ``sig`` sorts there. The same bytes as the
+        canonical encoder (keys in code-point order, strings escaped by the function
+        json.dumps uses; a test checks), without encoding the payload a second time."""
+        if type(self.seq) is not int:
+            raise InvalidRequest(f"an event's seq is an integer (got {self.seq!r})")
+        head = (
+            f'{{"actor":{_str(self.actor)},"at":{_str(self.at)},"kind":{_str(self.kind)},'
+            f'"payload":{self.canonical_payload().decode("utf-8")},'
+            f'"prev_hash":{_str(self.prev_hash)},"seq":{self.seq}'
         )
+        return head, f',"subject":{_str(self.subject)}}}'
 
     def signed_message(self) -> bytes:
         """The bytes an event signature signs: DSSE PAE over the canonical body."""
@@ -166,94 +163,30 @@ class Event:
         return out
 
 
-def _body_parts(
-    *,
-    seq: int,
-    at: str,
-    actor: str,
-    kind: str,
-    subject: str,
-    payload_json: bytes,
-    prev_hash: str,
-) -> tuple[str, str]:
-    """``canonical.encode(body)`` in two pieces, built from the payload's canonical bytes:
-    everything up to ``seq``, and ``subject`` with the closing brace -- a signature goes
-    between them, as ``sig`` sorts there. The same bytes as the canonical encoder (keys
-    in code-point order, strings escaped by the function json.dumps uses; a test checks),
-    without encoding the payload a second time."""
-    if type(seq) is not int:
-        raise InvalidRequest(f"an event's seq is an integer (got {seq!r})")
-    head = (
-        f'{{"actor":{_str(actor)},"at":{_str(at)},"kind":{_str(kind)},"payload":'
-        f'{payload_json.decode("utf-8")},"prev_hash":{_str(prev_hash)},"seq":{seq}'
-    )
-    return head, f',"subject":{_str(subject)}}}'
-
-
 def _hash(prev_hash: str, head: str, tail: str, sig: EventSignature | None) -> str:
     signed = "" if sig is None else f',"sig":{sig.canonical()}'
     data = prev_hash + head + signed + tail
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
-def event_hash(
-    *,
-    seq: int,
-    at: str,
-    actor: str,
-    kind: str,
-    subject: str,
-    payload: Mapping[str, JsonValue],
-    prev_hash: str,
-    sig: EventSignature | None = None,
-) -> str:
-    event = Event(
-        seq=seq,
-        at=at,
-        actor=actor,
-        kind=kind,
-        subject=subject,
-        payload=payload,
-        prev_hash=prev_hash,
-        hash="",
-        sig=sig,
-    )
-    return event.computed_hash()
+def event_hash(*, sig: EventSignature | None = None, **body: Unpack[EventFields]) -> str:
+    """The hash an event with this body and signature has (see the module docstring)."""
+    return Event(**body, hash="", sig=sig).computed_hash()
 
 
-def seal(
-    *,
-    seq: int,
-    at: str,
-    actor: str,
-    kind: str,
-    subject: str,
-    payload: Mapping[str, JsonValue],
-    prev_hash: str,
-    signer: KeyPair | None = None,
-) -> Event:
+def seal(*, signer: KeyPair | None = None, **body: Unpack[EventFields]) -> Event:
     """Build an event, signed by ``signer`` (unsigned only if None), with its hash.
 
     Raises:
         InvalidRequest: the payload is not canonical JSON material (a float, ...).
     """
-    event = Event(
-        seq=seq,
-        at=at,
-        actor=actor,
-        kind=kind,
-        subject=subject,
-        payload=payload,
-        prev_hash=prev_hash,
-        hash="",
-        payload_json=canonical.encode(dict(payload)),
-    )
+    event = Event(**body, hash="", payload_json=canonical.encode(dict(body["payload"])))
     head, tail = event._parts()  # encoded once, for the signature and the hash
     sig = None
     if signer is not None:
         message = pae(EVENT_PAYLOAD_TYPE, (head + tail).encode("utf-8"))
         sig = EventSignature(keyid=signer.keyid, sig=signer.sign(message))
-    return replace(event, sig=sig, hash=_hash(prev_hash, head, tail, sig))
+    return replace(event, sig=sig, hash=_hash(body["prev_hash"], head, tail, sig))
 
 
 def verify_chain(events: Iterable[Event], *, start_hash: str = GENESIS, start_seq: int = 1) -> int:

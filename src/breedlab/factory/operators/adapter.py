@@ -161,14 +161,7 @@ def adapter(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         loss: torch.Tensor = loss_fn(peft_model(mix.x[rows]), mix.y[rows])
         return loss
 
-    report = fit(
-        peft_model,
-        n=len(mix),
-        batch_loss=batch_loss,
-        schedule=schedule,
-        generator=seeded(job.seed, "order"),
-        log=log,
-    )
+    report = fit(job, log, peft_model, batch_loss, n=len(mix), schedule=schedule)
     adapter_dir = job.out_dir / "adapter"
     peft_model.save_pretrained(str(adapter_dir), safe_serialization=True)
     _normalise_adapter_folder(adapter_dir)

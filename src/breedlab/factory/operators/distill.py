@@ -136,15 +136,7 @@ def distill(job: Job, log: Log) -> tuple[OutputPackage, ...]:
             alpha=alpha,
         )
 
-    report = fit(
-        student,
-        n=len(transfer),
-        batch_loss=batch_loss,
-        schedule=schedule,
-        generator=seeded(job.seed, "order"),
-        log=log,
-        select=fitness,
-    )
+    report = fit(job, log, student, batch_loss, n=len(transfer), schedule=schedule, select=fitness)
     save_torch_model(job.out_dir / "model", config, student)
     with torch.no_grad():
         agree = (student(data.x).argmax(1) == teacher(data.x).argmax(1)).float().mean()

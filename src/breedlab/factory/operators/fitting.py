@@ -171,22 +171,25 @@ def accuracy(module: nn.Module, data: Examples) -> float:
 
 
 def fit(
+    job: Job,
+    log: Log,
     module: nn.Module,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
     *,
     n: int,
-    batch_loss: Callable[[torch.Tensor], torch.Tensor],
     schedule: Schedule,
-    generator: torch.Generator,
-    log: Log,
     select: Examples | None = None,
 ) -> FitReport:
-    """Fit ``module`` with Adam on mini-batches of ``n`` training rows.
+    """Fit ``module`` with Adam on mini-batches of ``n`` training rows, for ``job``.
 
-    ``batch_loss(rows)`` returns the mean loss of those rows; Adam updates every parameter
-    that requires grad (under PEFT, only the LoRA factors). With a ``select`` set, accuracy
-    on it is measured after each epoch, the best epoch's weights are kept (the earliest on
-    ties) and training stops after ``schedule.patience`` epochs without improvement.
+    The rows are shuffled by the job's ``seeded(job.seed, "order")`` stream, the one every
+    training operator uses, and each epoch's line goes to ``log``. ``batch_loss(rows)``
+    returns the mean loss of those rows; Adam updates every parameter that requires grad
+    (under PEFT, only the LoRA factors). With a ``select`` set, accuracy on it is measured
+    after each epoch, the best epoch's weights are kept (the earliest on ties) and training
+    stops after ``schedule.patience`` epochs without improvement.
     """
+    generator = seeded(job.seed, "order")
     trainable = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=schedule.lr, weight_decay=schedule.weight_decay)
     best: tuple[float, int, dict[str, Any]] | None = None

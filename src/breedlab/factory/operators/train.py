@@ -103,15 +103,7 @@ def train(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         loss: torch.Tensor = loss_fn(module(x), data.y[rows])
         return loss
 
-    report = fit(
-        module,
-        n=len(data),
-        batch_loss=batch_loss,
-        schedule=schedule,
-        generator=seeded(job.seed, "order"),
-        log=log,
-        select=fitness,
-    )
+    report = fit(job, log, module, batch_loss, n=len(data), schedule=schedule, select=fitness)
     save_torch_model(job.out_dir / "model", config, module)
     meta = {
         "architecture": config["architecture"],
