@@ -19,6 +19,7 @@ LAYERS = {
     "signing": 1,
     "jobs": 1, "tensors": 1,
     "registry": 2, "ledger": 2, "capabilities": 2, "datasets": 2, "families": 2,
+    "rows": 2, "splits": 2,
     "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
     "sandbox": 4, "authority": 4,
     "supply": 5, "serving": 6, "lab": 7, "http": 8, "demo": 9, "cli": 10,

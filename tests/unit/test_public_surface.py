@@ -53,6 +53,8 @@ def test_the_lab_api_is_pinned() -> None:
         "verify_ledger", "verify_store",
         # authority (DESIGN §13)
         "factory_signer", "release_signer", "sign_history", "verify_evidence", "witness_export",
+        # a capability of one's own (issue 12)
+        "import_dataset", "init_contract",
         # release controls (seed, stage 3)
         "canary_start", "canary_status", "canary_stop", "exit_criteria", "promote",
         "release_state", "rollback", "router", "shadow_pairs", "shadow_replay",

@@ -3,7 +3,8 @@ into :class:`breedlab.lab.Lab` (DESIGN §12 keeps the names).
 
 Modules: ``shell`` (lab option, error boundary, output), ``lab_commands`` (init, demo),
 ``registry_commands`` (capability, import, packages, show, sign, approve, revoke,
-verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, alias).
+verify, lineage, reconstruct), ``dataset_commands`` (dataset import), ``keys_commands``,
+``ledger_commands`` (ledger, alias).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 from breedlab import __version__
 from breedlab.cli import (
     breeding_commands,
+    dataset_commands,
     keys_commands,
     lab_commands,
     ledger_commands,
@@ -75,6 +77,7 @@ def _root(
 
 lab_commands.register(app)
 registry_commands.register(app)
+dataset_commands.register(app)
 keys_commands.register(app)
 ledger_commands.register(app)
 breeding_commands.register(app)

@@ -14,6 +14,7 @@ from breedlab.cli.shell import (
     JsonFlag,
     PackageArg,
     ReasonOpt,
+    comma_list,
     console,
     fields,
     open_lab,
@@ -77,6 +78,41 @@ def capability_add(
         print_json(info.to_json())
     else:
         _print_info(info, "registered" if info.created else "already registered:")
+
+
+@capability_app.command("init")
+def capability_init(
+    name: CapabilityArg,
+    task: Annotated[str, typer.Option("--task", help="The task: classification.")],
+    modality: Annotated[str, typer.Option("--modality", help="tabular | text | image")],
+    labels: Annotated[
+        str | None, typer.Option("--labels", help="The class labels: a,b,... (else a blank).")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option("--features", help="Tabular: the feature names f1,f2,... (else a blank)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="The file to write (default: NAME.toml here).")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Write a commented contract TOML to edit, then 'capability add' it (never overwrites)."""
+    from breedlab.lab import Lab
+
+    path = Lab.init_contract(
+        out or Path(f"{name}.toml"),
+        name,
+        task=task,
+        modality=modality,
+        labels=comma_list(labels),
+        features=comma_list(features),
+    )
+    render(
+        json_out,
+        {"contract": str(path), "name": name},
+        f"wrote {path}: fill in what it marks FILL IN, then: breedlab capability add {path}",
+    )
 
 
 @capability_app.command("show")

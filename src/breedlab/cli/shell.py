@@ -42,6 +42,7 @@ __all__ = [
     "JsonFlag",
     "as_numbers",
     "brief",
+    "comma_list",
     "console",
     "err_console",
     "exit_code_for",
@@ -91,6 +92,11 @@ def styled(*parts: str | tuple[str, str]) -> Text:
         else:
             out.append(part)
     return out
+
+
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """An option's ``a,b,c`` as names (an absent option: none)."""
+    return tuple(v.strip() for v in text.split(",")) if text else ()
 
 
 def exit_code_for(error: LabError) -> int:

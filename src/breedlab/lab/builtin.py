@@ -26,6 +26,7 @@ from breedlab.digest import Digest
 from breedlab.errors import LabError, NotFound, PolicyError
 from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
 from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
+from breedlab.lab.dataset_splits import store_split
 from breedlab.lab.evaluation import evaluate_models
 from breedlab.lab.operator_runs import Generated, Plan, run_plans
 from breedlab.lab.promotion import promote
@@ -249,23 +250,16 @@ def bootstrap_digits(
                     "source": "sklearn.datasets.load_digits (UCI optdigits), pixels / 16",
                 },
             )
-            info = supply_packages.import_path(
+            info = store_split(
                 supply,
                 folder,
-                kind="dataset",
                 capability="digits",
+                split=split.name.value,
                 license="CC-BY-4.0",
-                name=f"digits-{split.name.value}",
                 sign_with=evaluation_key,
-            )
-            datasets[split.name.value] = info.id
-            point(
-                supply,
-                "digits",
-                f"data-{split.name.value}",
-                info.id,
                 reason="built-in digits splits",
             )
+            datasets[split.name.value] = info.id
     say(f"datasets: {', '.join(f'{k} {v.short}' for k, v in datasets.items())}")
     train_data = (("train", datasets["train"]), ("fitness", datasets["fitness"]))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, Unpack
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.jobs import ParentInput
     from breedlab.lab.breeding import RoundResult
     from breedlab.lab.builtin import Bootstrap
+    from breedlab.lab.data_import import Imported
     from breedlab.lab.failures import Cluster
     from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
@@ -331,6 +332,65 @@ class Lab(RegistryView):
         from breedlab.lab.release_reports import exit_criteria
 
         return exit_criteria(self.supply, capability, executor=self.executor(workers))
+
+    # -- a capability of one's own (issue 12): its contract and its data -------------------
+
+    @staticmethod
+    def init_contract(
+        out: Path,
+        name: str,
+        *,
+        task: str,
+        modality: str,
+        labels: Sequence[str] = (),
+        features: Sequence[str] = (),
+    ) -> Path:
+        """Write a commented contract TOML to ``out`` for its owner to edit (no lab
+        needed). Raises Conflict if ``out`` exists, InvalidRequest for bad arguments."""
+        from breedlab.registry.contract_template import write_contract_template
+
+        return write_contract_template(
+            out, name, task=task, modality=modality, labels=labels, features=features
+        )
+
+    @_interruptible
+    def import_dataset(
+        self,
+        path: Path,
+        *,
+        capability: str,
+        label_column: str,
+        feature_columns: Sequence[str] = (),
+        text_column: str | None = None,
+        id_column: str | None = None,
+        seed: int = 0,
+        fractions: Mapping[str, float] | None = None,
+        sign_with: str | None = None,
+        license: str = "LicenseRef-unspecified",
+        progress: Callable[[str], None] | None = None,
+    ) -> Imported:
+        """A user's CSV, JSONL or Parquet file, checked against the capability's contract
+        and stored as its four splits (:func:`breedlab.lab.data_import.import_dataset`);
+        ``feature_columns`` default to the contract's features."""
+        from breedlab.lab.data_import import Columns, import_dataset
+        from breedlab.splits import DEFAULT_FRACTIONS
+
+        return import_dataset(
+            self.supply,
+            path,
+            capability=capability,
+            columns=Columns(
+                label=label_column,
+                features=tuple(feature_columns),
+                text=text_column,
+                id=id_column,
+            ),
+            seed=seed,
+            fractions=fractions or DEFAULT_FRACTIONS,
+            sign_with=sign_with,
+            license=license,
+            progress=progress,
+        )
 
     # -- scale-out and release controls (seed, stage 3): each takes the Supply first ----
 

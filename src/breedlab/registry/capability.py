@@ -15,7 +15,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,11 +23,29 @@ from breedlab.canonical import JsonValue
 from breedlab.errors import InvalidRequest
 from breedlab.registry.manifest import DataClass, RiskTier
 
-__all__ = ["OPERATOR_NAMES", "Budget", "Contract", "Owners", "TaskType", "parse_contract"]
+__all__ = [
+    "CAPABILITY_NAME",
+    "OPERATOR_NAMES",
+    "Budget",
+    "Contract",
+    "InputType",
+    "Owners",
+    "TaskType",
+    "parse_contract",
+]
 
 #: The candidate factory's catalogue (DESIGN §8); contracts may allow a subset.
 OPERATOR_NAMES = ("train", "distill", "adapter", "quantize", "merge")
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+#: A capability's name (also a package name and an alias prefix).
+CAPABILITY_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+class InputType(enum.StrEnum):
+    """``input.type``: what one request carries."""
+
+    TENSOR = "tensor"  # float32 of ``input.shape`` (an image: digits' 8x8 scans)
+    TABULAR = "tabular"  # float32 values of the named ``input.features``, in that order
+    TEXT = "text"  # one string of at most ``input.max_length`` characters
 
 
 class TaskType(enum.StrEnum):
@@ -76,6 +94,14 @@ class Contract:
     allowed_operators: tuple[str, ...]
     input_shape: tuple[int, ...]  # ``input.shape``; () when the contract gives none
     input_range: tuple[float, float] | None  # ``input.range`` "LOW..HIGH ..."; None if absent
+    input_type: InputType = InputType.TENSOR
+    features: tuple[str, ...] = ()  # tabular: ``input.features``; input_shape is (len,)
+    feature_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    max_length: int | None = None  # text: ``input.max_length`` in characters
+
+    def range_of(self, feature: str) -> tuple[float, float] | None:
+        """A tabular feature's range: its ``[input.ranges]`` entry, else ``input.range``."""
+        return self.feature_ranges.get(feature, self.input_range)
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
@@ -191,18 +217,93 @@ def _input_shape(fields: _Fields, budget: Budget) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _input_range(fields: _Fields) -> tuple[float, float] | None:
+def _input_range(fields: _Fields, key: str = "range") -> tuple[float, float] | None:
     """``input.range``, ``"LOW..HIGH"`` with LOW <= HIGH and an optional description after."""
-    text = fields.get("range", str, required=False)
+    text = fields.get(key, str, required=False)
     if text is None:
         return None
     match = _RANGE.match(text)
     if match is None:
-        raise fields.fail("range", f"must read 'LOW..HIGH' ({text!r})")
+        raise fields.fail(key, f"must read 'LOW..HIGH' ({text!r})")
     low, high = float(match[1]), float(match[2])
     if low > high:
-        raise fields.fail("range", f"has its minimum above its maximum ({text!r})")
+        raise fields.fail(key, f"has its minimum above its maximum ({text!r})")
     return low, high
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Input:
+    type: InputType
+    shape: tuple[int, ...]
+    range: tuple[float, float] | None
+    features: tuple[str, ...] = ()
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_length: int | None = None
+
+
+def _features(fields: _Fields) -> tuple[str, ...]:
+    names = fields.get("features", list)
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise fields.fail("features", "must be a non-empty list of column names")
+    if len(set(names)) != len(names):
+        raise fields.fail("features", "lists a feature twice")
+    return tuple(names)
+
+
+def _feature_ranges(fields: _Fields, features: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """``[input.ranges]``: ``feature = "LOW..HIGH"`` for some of the named features."""
+    if fields.get("ranges", dict, required=False) is None:
+        return {}
+    table = fields.table_of("ranges")
+    out: dict[str, tuple[float, float]] = {}
+    for name in list(table.table):
+        if name not in features:
+            raise table.fail(name, "is not one of 'input.features'")
+        found = _input_range(table, name)
+        assert found is not None  # the key is in the table
+        out[name] = found
+    table.done()
+    return out
+
+
+def _input(fields: _Fields, budget: Budget) -> _Input:
+    """``[input]`` by its type: ``tensor`` (shape, range), ``tabular`` (features, float32,
+    a global range or per-feature ``[input.ranges]``) or ``text`` (max_length)."""
+    try:
+        kind = InputType(fields.text("type"))
+    except ValueError:
+        allowed = ", ".join(t.value for t in InputType)
+        raise fields.fail("type", f"must be one of: {allowed}") from None
+    dtype = fields.text("dtype", required=False)
+    if kind is InputType.TEXT:
+        for key in ("shape", "range", "dtype", "features", "ranges"):
+            if key in fields.table:
+                raise fields.fail(key, "does not apply to text input (give max_length)")
+        length = fields.get("max_length", int)
+        if length <= 0:
+            raise fields.fail("max_length", f"must be a positive number of characters ({length})")
+        return _Input(type=kind, shape=(), range=None, max_length=length)
+    if "max_length" in fields.table:
+        raise fields.fail("max_length", f"applies to text input only, not {kind.value}")
+    if dtype and dtype != "float32":
+        raise fields.fail("dtype", f"must be float32 ({dtype!r})")
+    if kind is InputType.TENSOR:
+        if "features" in fields.table or "ranges" in fields.table:
+            raise fields.fail("features", 'applies to tabular input only (type = "tabular")')
+        return _Input(type=kind, shape=_input_shape(fields, budget), range=_input_range(fields))
+    if "shape" in fields.table:
+        raise fields.fail("shape", "does not apply to tabular input (it is len(features))")
+    features = _features(fields)
+    ranges = _feature_ranges(fields, features)
+    if len(features) * _FLOAT32 > budget.memory_bytes:
+        raise fields.fail("features", f"do not fit the memory budget of {budget.memory_mib} MiB")
+    return _Input(
+        type=kind,
+        shape=(len(features),),
+        range=_input_range(fields),
+        features=features,
+        ranges=ranges,
+    )
 
 
 def _output_classes(fields: _Fields, labels: tuple[str, ...]) -> None:
@@ -214,8 +315,11 @@ def _output_classes(fields: _Fields, labels: tuple[str, ...]) -> None:
 def parse_contract(data: bytes, source: str) -> Contract:
     """Validate a capability contract's TOML bytes.
 
-    Beyond presence and types: ``input.shape`` (when given) is positive integers whose
-    float32 input fits ``budget.memory_mib``; ``input.range`` (when given) reads
+    Beyond presence and types: ``input.type`` is ``tensor``, ``tabular`` or ``text``
+    (:class:`InputType`); ``input.shape`` (tensor, when given) is positive integers whose
+    float32 input fits ``budget.memory_mib``; ``input.features`` (tabular) are distinct
+    names, ``[input.ranges]`` names only those; ``input.max_length`` (text) is a positive
+    number of characters; ``input.range`` and each range (when given) read
     ``LOW..HIGH`` with LOW <= HIGH; ``output.classes`` (when given) counts the labels;
     labels are non-empty and distinct. Other keys of ``[input]`` and ``[output]`` are
     kept as written.
@@ -230,7 +334,7 @@ def parse_contract(data: bytes, source: str) -> Contract:
         raise InvalidRequest(f"{source}: not valid TOML: {e}") from e
     top = _Fields(doc, "", source)
     name = top.text("name")
-    if not _NAME.fullmatch(name):
+    if not CAPABILITY_NAME.fullmatch(name):
         raise top.fail("name", f"must be lowercase letters, digits, '_' or '-' ({name!r})")
     description = top.text("description", required=False)
     try:
@@ -251,9 +355,6 @@ def parse_contract(data: bytes, source: str) -> Contract:
         raise top.fail("labels", "lists a label twice")
 
     input_schema = top.table_of("input")
-    input_schema.text("type")
-    input_schema.text("dtype", required=False)
-    input_range = _input_range(input_schema)
     output_schema = top.table_of("output")
     output_schema.text("type")
     _output_classes(output_schema, tuple(labels_raw))
@@ -271,7 +372,7 @@ def parse_contract(data: bytes, source: str) -> Contract:
         size_mib=budget_fields.number("size_mib"),
     )
     budget_fields.done()
-    input_shape = _input_shape(input_schema, budget)
+    given = _input(input_schema, budget)
 
     owner_fields = top.table_of("owners")
     owners = Owners(
@@ -302,6 +403,10 @@ def parse_contract(data: bytes, source: str) -> Contract:
         budget=budget,
         owners=owners,
         allowed_operators=tuple(operators),
-        input_shape=input_shape,
-        input_range=input_range,
+        input_shape=given.shape,
+        input_range=given.range,
+        input_type=given.type,
+        features=given.features,
+        feature_ranges=given.ranges,
+        max_length=given.max_length,
     )
