@@ -317,3 +317,28 @@ def test_a_text_capability_imports_text_rows(lab: Lab, tmp_path: Path) -> None:
             label_column="y",
             text_column="text",
         )
+
+
+def test_an_interrupted_import_stops_before_writing_and_says_so(lab: Lab, tmp_path: Path) -> None:
+    import signal
+
+    from breedlab.errors import Interrupted
+
+    _wine_lab(lab, tmp_path)
+    with lab.ledger.reader() as r:
+        head = r.head()[0]
+
+    def stop_when_read(message: str) -> None:
+        if message.startswith("checked"):
+            signal.raise_signal(signal.SIGTERM)  # recorded; raised at the next safe point
+
+    with pytest.raises(Interrupted, match=r"before writing the splits; nothing was recorded after"):
+        lab.import_dataset(
+            _write(tmp_path / "w.csv", _rows()),
+            capability="wine",
+            label_column="y",
+            progress=stop_when_read,
+        )
+    with lab.ledger.reader() as r:
+        assert r.head()[0] == head
+    assert lab.alias("wine", "data-train") is None
