@@ -37,6 +37,7 @@ __all__ = ["Columns", "Imported", "ImportedSplit", "import_dataset"]
 
 Progress = Callable[[str], None]
 _EVERY = 50_000  # rows between progress lines
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,7 +104,7 @@ def _number(n: int, row: Row, column: str, bounds: tuple[float, float] | None) -
         number = float(value)
     except ValueError:
         raise _fail(n, column, f"{value!r} is not a number") from None
-    if not math.isfinite(number) or not math.isfinite(np.float32(number)):
+    if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
         raise _fail(n, column, f"{value!r} is not a finite float32 number")
     if bounds is not None and not bounds[0] <= number <= bounds[1]:
         raise _fail(
@@ -203,10 +204,7 @@ def import_dataset(
     seen: dict[str, int] = {}
     with read_rows(path) as rows:
         columns = _check_columns(contract, columns, rows.columns)
-        bounds = [
-            contract.range_of(f) if contract.features else contract.input_range
-            for f in columns.features
-        ]
+        bounds = [contract.range_of(f) for f in columns.features]
         for n, row in rows:
             if n % _EVERY == 0:
                 interrupts.check(f"reading row {n}")

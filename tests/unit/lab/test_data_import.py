@@ -183,6 +183,7 @@ def test_ids_default_to_content_hashes_and_a_repeated_row_is_refused(
     [
         ("alcohol", "abc", r"^row 17, column 'alcohol': 'abc' is not a number$"),
         ("alcohol", "inf", r"^row 17, column 'alcohol': 'inf' is not a finite"),
+        ("alcohol", "1e39", r"^row 17, column 'alcohol': '1e39' is not a finite float32"),
         ("alcohol", "", r"^row 17, column 'alcohol': is missing$"),
         ("y", "class_9", r"^row 17, column 'y': 'class_9' is not one of the contract's labels$"),
     ],
