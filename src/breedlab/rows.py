@@ -37,7 +37,7 @@ class Rows:
 
 
 def _csv(path: Path) -> Iterator[Rows]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is no column
         reader = csv.DictReader(f, strict=True)
         try:
             columns = tuple(reader.fieldnames or ())
