@@ -61,6 +61,8 @@ def test_the_lab_api_is_pinned() -> None:
         "shadow_report", "shadow_start", "shadow_stop", "shadow_wait", "stale_release_aliases",
         # jobs' inputs and the sample folders (the demo's and ``breedlab samples``)
         "parent_input", "samples",
+        # suites for any capability (issue 12)
+        "create_suite",
         # the supply service's parts (``lab.supply`` is the service itself)
         "blobs", "clock", "config", "ledger", "workspace",
     ])  # fmt: skip

@@ -4,7 +4,7 @@ into :class:`breedlab.lab.Lab` (DESIGN §12 keeps the names).
 Modules: ``shell`` (lab option, error boundary, output), ``lab_commands`` (init, demo),
 ``registry_commands`` (capability, import, packages, show, sign, approve, revoke,
 verify, lineage, reconstruct), ``dataset_commands`` (dataset import), ``keys_commands``,
-``ledger_commands`` (ledger, alias).
+``ledger_commands`` (ledger, alias), ``suite_commands`` (suite create).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from breedlab.cli import (
     registry_commands,
     release_commands,
     scale_commands,
+    suite_commands,
 )
 from breedlab.cli.shell import err_console, exit_code_for, styled
 from breedlab.errors import LabError, one_line
@@ -83,6 +84,7 @@ ledger_commands.register(app)
 breeding_commands.register(app)
 scale_commands.register(app)
 release_commands.register(app)
+suite_commands.register(app)
 
 
 def _report(error: LabError, *, as_json: bool) -> None:
