@@ -12,14 +12,14 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from breedlab.errors import InvalidRequest, NotFound
 
-__all__ = ["FORMATS", "Row", "Rows", "read_rows"]
+__all__ = ["FORMATS", "Row", "Rows", "describe_table", "read_rows"]
 
 Row = Mapping[str, object]
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -123,3 +123,31 @@ def read_rows(path: Path) -> Iterator[Rows]:
             hint=f"give one of: {', '.join(sorted(FORMATS))}",
         )
     yield from _READERS[kind](path)
+
+
+def describe_table(
+    path: Path, *, label_column: str, ignore: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """A table's feature columns (every column but the label and ``ignore``, in the
+    file's order) and its labels (the label column's distinct values, sorted): what
+    ``capability init --from FILE`` writes into a contract.
+
+    Raises:
+        NotFound, InvalidRequest: as :func:`read_rows`; a named column is missing; the
+            label column is empty somewhere.
+    """
+    with read_rows(path) as table:
+        missing = [c for c in (label_column, *ignore) if c not in table.columns]
+        if missing:
+            raise InvalidRequest(
+                f"{path} has no column {missing[0]!r}",
+                hint=f"its columns: {', '.join(table.columns)}",
+            )
+        features = [c for c in table.columns if c != label_column and c not in ignore]
+        labels: set[str] = set()
+        for n, row in table:
+            value = row.get(label_column)
+            if value is None or str(value).strip() == "":
+                raise InvalidRequest(f"row {n}, column {label_column!r}: no label")
+            labels.add(str(value))
+    return features, sorted(labels)

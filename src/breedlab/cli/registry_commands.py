@@ -95,6 +95,20 @@ def capability_init(
     out: Annotated[
         Path | None, typer.Option("--out", help="The file to write (default: NAME.toml here).")
     ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A data file (.csv, .jsonl, .parquet): labels and tabular features not "
+            "given are read from it.",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str, typer.Option("--label-column", help="With --from: the label's column.")
+    ] = "label",
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="With --from: a column that is no feature.")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Write a commented contract TOML to edit, then 'capability add' it (never overwrites)."""
@@ -107,6 +121,9 @@ def capability_init(
         modality=modality,
         labels=comma_list(labels),
         features=comma_list(features),
+        table=table,
+        label_column=label_column,
+        ignore=() if id_column is None else (id_column,),
     )
     render(
         json_out,

@@ -345,11 +345,21 @@ class Lab(RegistryView):
         modality: str,
         labels: Sequence[str] = (),
         features: Sequence[str] = (),
+        table: Path | None = None,
+        label_column: str = "label",
+        ignore: Sequence[str] = (),
     ) -> Path:
         """Write a commented contract TOML to ``out`` for its owner to edit (no lab
-        needed). Raises Conflict if ``out`` exists, InvalidRequest for bad arguments."""
+        needed). Labels and (tabular) features not given are read from ``table``, a data
+        file: its ``label_column``'s values and its other columns but ``ignore``.
+        Raises Conflict if ``out`` exists, InvalidRequest for bad arguments."""
         from breedlab.registry.contract_template import write_contract_template
+        from breedlab.rows import describe_table
 
+        if table is not None:
+            found, seen = describe_table(table, label_column=label_column, ignore=ignore)
+            labels = labels or seen
+            features = features or (found if modality == "tabular" else ())
         return write_contract_template(
             out, name, task=task, modality=modality, labels=labels, features=features
         )
