@@ -70,6 +70,11 @@ def test_a_round_records_every_step_in_the_ledger(bred: tuple[Lab, RoundResult])
     }
     assert len(record["decisions"]) == len(candidates)
     assert {c["outcome"] for c in candidates} <= {"shadow", "archive", "no-op", "retire"}
+    # the decision names the recipe it used: the built-in digits recipe, its bytes kept
+    recipe = started[0].payload["recipe"]
+    assert record["recipe"] == {"digest": recipe, "source": "built-in (digits.toml)"}
+    assert lab.events(kinds=("decision.made",))[-1].payload["recipe"] == recipe
+    assert lab.blobs.get_bytes(Digest.parse(recipe)) == lab.recipe("digits").raw
     lab.verify_ledger()
 
 

@@ -3,7 +3,9 @@ into :class:`breedlab.lab.Lab` (DESIGN §12 keeps the names).
 
 Modules: ``shell`` (lab option, error boundary, output), ``lab_commands`` (init, demo),
 ``registry_commands`` (capability, import, packages, show, sign, approve, revoke,
-verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, alias).
+verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, alias),
+``breeding_commands`` (failures, round, reproduce, explain), ``recipe_commands``
+(recipes show, init).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from breedlab.cli import (
     keys_commands,
     lab_commands,
     ledger_commands,
+    recipe_commands,
     registry_commands,
     release_commands,
     scale_commands,
@@ -78,6 +81,7 @@ registry_commands.register(app)
 keys_commands.register(app)
 ledger_commands.register(app)
 breeding_commands.register(app)
+recipe_commands.register(app)
 scale_commands.register(app)
 release_commands.register(app)
 
