@@ -131,6 +131,18 @@ def test_the_decision_is_explained_from_the_ledger_alone(bred: tuple[Lab, RoundR
     assert Path(str(result.report)).read_text().count("<svg") >= 2
 
 
+def test_explain_names_the_recipe_the_decision_used(
+    bred: tuple[Lab, RoundResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breedlab.cli import main
+
+    lab, result = bred
+    capsys.readouterr()
+    assert main(["--lab", str(lab.config.root), "explain", str(result.decision_seq)]) == 0
+    digest = result.record["recipe"]["digest"]
+    assert f"recipe: built-in (digits.toml) ({digest[:19]})" in capsys.readouterr().out
+
+
 def test_candidates_reproduce_to_the_same_id_in_a_fresh_sandbox(
     bred: tuple[Lab, RoundResult],
 ) -> None:

@@ -238,6 +238,9 @@ def explain(
         f"policy: ε_up {policy['epsilon_up']} (σ_AA {policy['sigma_aa']}), "
         f"α {policy['alpha']}, {policy['bootstrap_samples']} bootstrap samples"
     )
+    recipe = record.get("recipe")  # absent from rounds recorded before recipes were data
+    if recipe:
+        console.print(f"recipe: {recipe['source']} ({str(recipe['digest'])[:19]})")
     names = {c["package"]: c["label"] for c in record["candidates"]}
     for d in record["decisions"]:
         label = names.get(d["candidate"], d["candidate"][:19])
