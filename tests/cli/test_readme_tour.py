@@ -72,7 +72,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     assert code == 0, f"failed at {trace[-1:]}:\n{err[-3000:]}"
     assert "Traceback" not in out + err
     assert "registered capability digits" in out
-    assert "wrote digits-data (a dataset) and my-model (a model)" in out
+    assert "wrote digits-data (data) and my-model (a model)" in out
     assert out.count("ids match") >= 2  # reconstruct and reproduce
     # Stage 3: the round's winner went through shadow and canary, was promoted and
     # rolled back, each step seen by the server the traffic went to.

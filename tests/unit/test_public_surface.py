@@ -63,6 +63,8 @@ def test_the_lab_api_is_pinned() -> None:
         "parent_input", "samples",
         # recipes as data (issue 12)
         "init_recipe", "recipe",
+        # suites for any capability (issue 12)
+        "create_suite",
         # the supply service's parts (``lab.supply`` is the service itself)
         "blobs", "clock", "config", "ledger", "workspace",
     ])  # fmt: skip

@@ -5,7 +5,7 @@ Modules: ``shell`` (lab option, error boundary, output), ``lab_commands`` (init,
 ``registry_commands`` (capability, import, packages, show, sign, approve, revoke,
 verify, lineage, reconstruct), ``keys_commands``, ``ledger_commands`` (ledger, alias),
 ``breeding_commands`` (failures, round, reproduce, explain), ``recipe_commands``
-(recipes show, init).
+(recipes show, init), ``suite_commands`` (suite create).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from breedlab.cli import (
     registry_commands,
     release_commands,
     scale_commands,
+    suite_commands,
 )
 from breedlab.cli.shell import err_console, exit_code_for, styled
 from breedlab.errors import LabError, one_line
@@ -84,6 +85,7 @@ breeding_commands.register(app)
 recipe_commands.register(app)
 scale_commands.register(app)
 release_commands.register(app)
+suite_commands.register(app)
 
 
 def _report(error: LabError, *, as_json: bool) -> None:

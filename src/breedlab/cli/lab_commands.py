@@ -103,12 +103,13 @@ def demo(
 
 
 def samples(
-    capability: Annotated[str, typer.Argument(help="A built-in capability (digits).")],
+    capability: Annotated[str, typer.Argument(help="digits or wine.")],
     out: Annotated[Path, typer.Argument(help="Where to write them.")] = Path("."),
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Write sample folders to import: OUT/digits-data (a dataset) and OUT/my-model (a
-    small MLP trained here on it). No lab needed."""
+    """Write samples to import. digits: OUT/digits-data (a dataset) and OUT/my-model (a
+    small MLP trained here on it); wine: OUT/wine.csv (a table to import) and
+    OUT/wine-model (a baseline MLP trained on half its rows). No lab needed."""
     from breedlab.lab import Lab
 
     made = Lab.samples(capability, out)
@@ -121,7 +122,7 @@ def samples(
             }
         )
         return
-    console.print(f"wrote {made.data} (a dataset) and {made.model} (a model)")
+    console.print(f"wrote {made.data} (data) and {made.model} (a model)")
     console.print(f"  the model is an MLP trained here: {made.train_accuracy:.1%} on its data")
 
 

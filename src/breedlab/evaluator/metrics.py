@@ -55,8 +55,10 @@ __all__ = [
     "critical_violations",
     "decide",
     "ece_equal_mass",
+    "ece_per_item",
     "latency_percentiles",
     "macro_f1",
+    "macro_f1_per_item",
     "nll_per_item",
     "ood_violations",
     "per_item",
@@ -170,6 +172,34 @@ def macro_f1(labels: npt.NDArray[np.generic], predicted: npt.NDArray[np.generic]
     return float(np.mean(f1))
 
 
+def macro_f1_per_item(
+    labels: npt.NDArray[np.generic], predicted: npt.NDArray[np.generic]
+) -> FloatArray:
+    """Per-item terms whose mean is exactly :func:`macro_f1`, for a paired comparison.
+
+    ``F1_c = 2·TP_c / (T_c + P_c)`` is a sum over the items correct in class ``c``, so
+    ``macro_f1 = (1/n) Σ_i v_i`` with ``v_i = 1[correct_i] · 2n / (C·(T_{y_i} + P_{y_i}))``
+    (``C`` classes in labels ∪ predictions, ``T``/``P`` true and predicted counts). The
+    weights are those of the whole split and stay fixed when a bootstrap resamples items
+    (a plug-in linearisation): the interval ignores the noise of the class counts
+    themselves, so it is somewhat narrower than a bootstrap of the statistic.
+
+    Raises:
+        InvalidRequest: as :func:`macro_f1`.
+    """
+    macro_f1(labels, predicted)  # validates
+    y = labels.astype(np.int64, copy=False)
+    p = predicted.astype(np.int64, copy=False)
+    classes, inverse = np.unique(np.concatenate([y, p]), return_inverse=True)
+    yi, pi = inverse[: y.shape[0]], inverse[y.shape[0] :]
+    c = classes.shape[0]
+    counts = np.bincount(yi, minlength=c) + np.bincount(pi, minlength=c)
+    n = y.shape[0]
+    out: FloatArray = np.where(yi == pi, 2.0 * n / (c * counts[yi]), 0.0)
+    _readonly(out)
+    return out
+
+
 # ── calibration ───────────────────────────────────────────────────────────────────────
 
 
@@ -227,14 +257,47 @@ def ece_equal_mass(
     return float(np.dot(size[used] / n, gaps))
 
 
+def ece_per_item(
+    confidence: npt.NDArray[np.generic],
+    correct: npt.NDArray[np.generic],
+    num_bins: int = ECE_BINS,
+) -> FloatArray:
+    """Per-item terms whose mean is exactly :func:`ece_equal_mass`, for a paired comparison.
+
+    ``ECE = (1/n) Σ_b |Σ_{i∈B_b} (conf_i − correct_i)|``, so ``e_i = s_b·(conf_i −
+    correct_i)`` with ``s_b`` the sign of item ``i``'s bin sum has mean ECE. Bins and signs
+    are those of the whole split and stay fixed when a bootstrap resamples items (a
+    plug-in linearisation, as :func:`macro_f1_per_item`); a single item may be negative.
+
+    Raises:
+        InvalidRequest: as :func:`ece_equal_mass`.
+    """
+    ece_equal_mass(confidence, correct, num_bins)  # validates
+    conf = confidence.astype(np.float64, copy=False)
+    ok = _check_correct(correct)
+    n = conf.shape[0]
+    runs = np.array_split(np.sort(conf), min(num_bins, n))
+    which = np.searchsorted(_bin_edges(runs), conf, side="left")
+    gap = conf - ok.astype(np.float64)
+    sums = np.bincount(which, weights=gap)
+    out: FloatArray = np.where(sums[which] < 0.0, -gap, gap)
+    _readonly(out)
+    return out
+
+
+def _bin_edges(runs: Sequence[FloatArray]) -> FloatArray:
+    cuts = [(runs[i][-1] + runs[i + 1][0]) / 2.0 for i in range(len(runs) - 1)]
+    edges: FloatArray = np.unique(np.array([*cuts, 1.0], dtype=np.float64))
+    return edges
+
+
 def _equal_mass_bins(
     conf: FloatArray, ok: BoolArray, num_bins: int
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per-bin item count, confidence sum and hit sum (the binning of ``ece_equal_mass``)."""
     n = conf.shape[0]
     runs = np.array_split(np.sort(conf), min(num_bins, n))
-    cuts = [(runs[i][-1] + runs[i + 1][0]) / 2.0 for i in range(len(runs) - 1)]
-    edges = np.unique(np.array([*cuts, 1.0], dtype=np.float64))
+    edges = _bin_edges(runs)
     which = np.searchsorted(edges, conf, side="left")
     size = np.bincount(which, minlength=edges.shape[0]).astype(np.float64)
     conf_sum = np.bincount(which, weights=conf, minlength=edges.shape[0]).astype(np.float64)

@@ -1,7 +1,9 @@
-"""Seeded perturbations of 8×8 digit images, and out-of-distribution images for safety.
+"""Seeded perturbations of evaluation inputs (8×8 images, tabular feature rows), and
+out-of-distribution images for safety.
 
-Owns the image convention, the perturbation catalogue (``PERTURBATIONS``), their specs
-and records, the per-item random generators, and the OOD generators of the safety suite.
+Owns the image and feature-row conventions, the perturbation catalogue
+(``PERTURBATIONS``), their specs and records, the per-item random generators, and the
+OOD generators of the safety suite.
 Leaves choosing which perturbations a suite uses to the suite (``evaluator.digits`` has
 the built-in capability's set), hashing perturbed inputs to ``evaluator.items``, and
 scoring to ``evaluator.metrics``.
@@ -9,6 +11,11 @@ scoring to ``evaluator.metrics``.
 Images: rows of ``x`` with shape ``(n, 64)`` (sklearn's ``digits.data`` layout, row-major
 8×8), dtype float64, **scaled to 0..1** (sklearn's 0..16 divided by 16). Every output is a
 new float64 array in 0..1; inputs are never modified.
+
+Feature rows (``FeatureNoise``, ``MissingValues``): rows of ``x`` with shape ``(n, d)``,
+any finite floats. Their specs carry the per-feature statistics of the train split (std,
+mean) they were built from, so a suite that records them is frozen: re-reading the train
+split is never needed, and a different train split makes a different suite.
 
 Determinism (HELM ``Perturbation.get_rng`` seeds ``Random(str(seed) + instance.id)``;
 notes/evaluation-viability-release.md §2.1): each item's randomness comes from its own
@@ -36,13 +43,16 @@ from typing import ClassVar, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from breedlab.canonical import JsonValue
 from breedlab.errors import InvalidRequest
 
 __all__ = [
     "IMAGE_SIDE",
     "PERTURBATIONS",
     "PIXELS",
+    "FeatureNoise",
     "GaussianNoise",
+    "MissingValues",
     "Occlusion",
     "OodKind",
     "OodSet",
@@ -53,6 +63,7 @@ __all__ = [
     "ood_set",
     "perturb",
     "spec_from_record",
+    "tabular_perturbations",
 ]
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
@@ -107,6 +118,13 @@ def _parse_int(record: Mapping[str, object], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidRequest(f"perturbation record needs {key!r} as an integer")
     return value
+
+
+def _parse_floats(record: Mapping[str, object], key: str) -> tuple[float, ...]:
+    texts = record.get(key)
+    if not isinstance(texts, list) or not texts:
+        raise InvalidRequest(f"perturbation record needs {key!r} as a list of decimal strings")
+    return tuple(_parse_float({key: text}, key) for text in texts)
 
 
 def _check_keys(record: Mapping[str, object], expected: set[str]) -> None:
@@ -253,7 +271,132 @@ class PixelDropout:
         return cls(fraction=_parse_float(record, "fraction"))
 
 
-PerturbationSpec: TypeAlias = GaussianNoise | PixelShift | Occlusion | PixelDropout
+def _feature_stats(what: str, values: Sequence[float], *, positive: bool) -> tuple[float, ...]:
+    stats = tuple(float(v) for v in values)
+    if not stats:
+        raise InvalidRequest(f"{what} needs one value per feature, got none")
+    if not all(math.isfinite(v) for v in stats) or (positive and min(stats) < 0.0):
+        raise InvalidRequest(f"{what} must be finite{' and >= 0' if positive else ''}")
+    return stats
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureNoise:
+    """Additive Gaussian noise in per-feature standard-deviation units:
+    ``x_j + sigma·std_j·N(0, 1)`` for every feature ``j``, not clipped.
+
+    ``std`` is the train split's population std per feature (recorded, so the suite is
+    frozen); a constant feature (std 0) is left as it is.
+    """
+
+    kind: ClassVar[str] = "feature_noise"
+    sigma: float = 0.3
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sigma) and 0.0 < self.sigma <= 10.0):
+            raise InvalidRequest(f"feature noise sigma must be in (0, 10], got {self.sigma!r}")
+        object.__setattr__(self, "std", _feature_stats("feature std", self.std, positive=True))
+
+    @property
+    def width(self) -> int:
+        """Features per row."""
+        return len(self.std)
+
+    def apply_one(self, row: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """Perturb one feature row with its own generator."""
+        scale = self.sigma * np.asarray(self.std, dtype=np.float64)
+        out: FloatArray = row + scale * rng.standard_normal(self.width)
+        return out
+
+    def to_record(self) -> dict[str, JsonValue]:
+        """The spec as canonical-JSON-ready data (floats as decimal strings)."""
+        return {
+            "kind": self.kind,
+            "sigma": _float_text(self.sigma),
+            "std": [_float_text(v) for v in self.std],
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> FeatureNoise:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        _check_keys(record, {"kind", "sigma", "std"})
+        return cls(sigma=_parse_float(record, "sigma"), std=_parse_floats(record, "std"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissingValues:
+    """Replace exactly ``round_half_up(fraction·d)`` features, chosen without replacement,
+    by the train split's mean of that feature (mean imputation of a missing value).
+
+    ``mean`` is recorded, so the suite is frozen. An exact count gives every item the
+    same severity, as ``PixelDropout``.
+    """
+
+    kind: ClassVar[str] = "missing"
+    fraction: float = 0.2
+    mean: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0):
+            raise InvalidRequest(f"missing fraction must be in (0, 1], got {self.fraction!r}")
+        object.__setattr__(self, "mean", _feature_stats("feature mean", self.mean, positive=False))
+        if self.count < 1:
+            raise InvalidRequest(
+                f"missing fraction {self.fraction!r} replaces no feature of {self.width}"
+            )
+
+    @property
+    def width(self) -> int:
+        """Features per row."""
+        return len(self.mean)
+
+    @property
+    def count(self) -> int:
+        """Features replaced per row."""
+        return math.floor(self.fraction * self.width + 0.5)
+
+    def apply_one(self, row: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """Perturb one feature row with its own generator."""
+        out = row.copy()
+        chosen = rng.choice(self.width, size=self.count, replace=False)
+        out[chosen] = np.asarray(self.mean, dtype=np.float64)[chosen]
+        return out
+
+    def to_record(self) -> dict[str, JsonValue]:
+        """The spec as canonical-JSON-ready data (floats as decimal strings)."""
+        return {
+            "kind": self.kind,
+            "fraction": _float_text(self.fraction),
+            "mean": [_float_text(v) for v in self.mean],
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> MissingValues:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        _check_keys(record, {"kind", "fraction", "mean"})
+        return cls(fraction=_parse_float(record, "fraction"), mean=_parse_floats(record, "mean"))
+
+
+def tabular_perturbations(
+    train: npt.NDArray[np.generic], *, sigma: float = 0.3, fraction: float = 0.2
+) -> tuple[FeatureNoise, MissingValues]:
+    """The tabular perturbations with their statistics taken from ``train`` ``(n, d)``.
+
+    Raises:
+        InvalidRequest: ``train`` is not a non-empty 2-d array of finite floats.
+    """
+    x = _check_rows(train, "train features")
+    if x.shape[0] == 0:
+        raise InvalidRequest("train features must not be empty")
+    std = tuple(float(v) for v in x.std(axis=0))
+    mean = tuple(float(v) for v in x.mean(axis=0))
+    return FeatureNoise(sigma=sigma, std=std), MissingValues(fraction=fraction, mean=mean)
+
+
+PerturbationSpec: TypeAlias = (
+    GaussianNoise | PixelShift | Occlusion | PixelDropout | FeatureNoise | MissingValues
+)
 
 #: The catalogue: kind → spec type. Variants are parameters of a spec ("noise at σ=0.3"),
 #: recorded in the suite with ``to_record``; a new kind is a new entry here.
@@ -263,6 +406,8 @@ PERTURBATIONS: Final[Mapping[str, type[PerturbationSpec]]] = MappingProxyType(
         PixelShift.kind: PixelShift,
         Occlusion.kind: Occlusion,
         PixelDropout.kind: PixelDropout,
+        FeatureNoise.kind: FeatureNoise,
+        MissingValues.kind: MissingValues,
     }
 )
 
@@ -291,6 +436,17 @@ def _check_images(x: npt.NDArray[np.generic], what: str) -> FloatArray:
     return values
 
 
+def _check_rows(x: npt.NDArray[np.generic], what: str, width: int | None = None) -> FloatArray:
+    if x.ndim != 2 or (width is not None and x.shape[1] != width):
+        raise InvalidRequest(f"{what} must have shape (n, {width or 'd'}), got {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidRequest(f"{what} must be floating point, got {x.dtype}")
+    values = x.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(values)):
+        raise InvalidRequest(f"{what} must be finite")
+    return values
+
+
 def _check_ids(item_ids: Sequence[str], n: int) -> None:
     if len(item_ids) != n:
         raise InvalidRequest(f"{len(item_ids)} item ids for {n} images")
@@ -304,16 +460,21 @@ def perturb(
     """Apply ``spec`` to every row of ``x``, row ``i`` seeded by ``(seed, spec.kind, item_ids[i])``.
 
     Returns:
-        A new float64 array of the same shape, values in 0..1.
+        A new float64 array of the same shape (images: values in 0..1).
 
     Raises:
-        InvalidRequest: ``x`` not ``(n, 64)`` floats in 0..1, ids not unique or not one per row.
+        InvalidRequest: ``x`` not ``(n, 64)`` floats in 0..1 (image kinds) or not
+            ``(n, spec.width)`` finite floats (feature kinds), ids not unique or not one
+            per row.
     """
-    images = _check_images(x, "images")
-    _check_ids(item_ids, images.shape[0])
-    out = np.empty_like(images)
+    if isinstance(spec, FeatureNoise | MissingValues):
+        rows = _check_rows(x, "feature rows", spec.width)
+    else:
+        rows = _check_images(x, "images")
+    _check_ids(item_ids, rows.shape[0])
+    out = np.empty_like(rows)
     for i, item_id in enumerate(item_ids):
-        out[i] = spec.apply_one(images[i], item_rng(seed, spec.kind, item_id))
+        out[i] = spec.apply_one(rows[i], item_rng(seed, spec.kind, item_id))
     return out
 
 

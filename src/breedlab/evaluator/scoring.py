@@ -6,6 +6,10 @@ across models) and aggregates (what people read). Metric names are a fixed vocab
 that suites refer to:
 
     accuracy            binary per item, clean inputs
+    macro_f1            continuous per item, clean inputs: terms whose mean is macro-F1
+                        (``metrics.macro_f1_per_item``)
+    ece                 continuous per item, clean inputs: terms whose mean is the
+                        equal-mass ECE (``metrics.ece_per_item``; lower is better)
     robust_accuracy     binary per item: right on the clean input and every perturbation
     accuracy_<kind>     binary per item under one perturbation (slices)
     brier, nll          continuous per item, clean inputs (lower is better)
@@ -25,7 +29,13 @@ import numpy.typing as npt
 
 from breedlab.canonical import JsonValue
 from breedlab.errors import IntegrityError, InvalidRequest
-from breedlab.evaluator.metrics import ClassificationScores, classification_scores, reliability
+from breedlab.evaluator.metrics import (
+    ClassificationScores,
+    classification_scores,
+    ece_per_item,
+    macro_f1_per_item,
+    reliability,
+)
 from breedlab.evaluator.suite import SuiteSpec
 
 __all__ = ["AGGREGATES", "Resources", "Scorecard", "SplitScores", "score"]
@@ -41,6 +51,7 @@ def _text(value: float) -> str:
 class SplitScores:
     split: str
     ids: tuple[str, ...]
+    labels: npt.NDArray[np.int64]
     clean: ClassificationScores
     correct: Mapping[str, npt.NDArray[np.bool_]]  # variant -> per item
     robust: npt.NDArray[np.bool_]
@@ -80,6 +91,11 @@ class Scorecard:
             return s.robust
         if metric.startswith("accuracy_") and metric[len("accuracy_") :] in s.correct:
             return s.correct[metric[len("accuracy_") :]]
+        if metric == "macro_f1":
+            return macro_f1_per_item(s.labels, np.asarray(s.clean.items.predicted))
+        if metric == "ece":
+            items = s.clean.items
+            return ece_per_item(np.asarray(items.confidence), np.asarray(items.correct))
         if metric == "brier":
             return np.asarray(s.clean.items.brier)
         if metric == "nll":
@@ -149,7 +165,9 @@ def _split(
         correct[variant] = np.asarray(scores.items.correct, dtype=bool)
     assert clean is not None
     robust = np.logical_and.reduce([correct[v] for v in suite.variants()])
-    return SplitScores(split=split, ids=tuple(ids), clean=clean, correct=correct, robust=robust)
+    return SplitScores(
+        split=split, ids=tuple(ids), labels=labels, clean=clean, correct=correct, robust=robust
+    )
 
 
 def score(

@@ -6,6 +6,9 @@
     {"architecture": "cnn", "channels": [16, 32], "classes": 10, "family": "torch",
      "hidden": [64], "image": [8, 8], "inputs": 64}
 
+An MLP for tabular features adds ``"standardize": true``: its weights then hold the
+training split's per-feature mean and standard deviation (see :class:`MLP`).
+
 Only architectures in :data:`ARCHITECTURES` load: a package cannot bring code. Weights are
 read with safetensors; a weight-only quantized file (``breedlab.tensors.quantized``) is
 dequantized to fp32 on load. Submodules have stable names (``hidden.0``, ``conv.1``,
@@ -40,6 +43,7 @@ __all__ = [
     "check_size",
     "parameter_count",
     "save_torch_model",
+    "set_input_statistics",
 ]
 
 CONFIG_FILE = "config.json"
@@ -74,7 +78,8 @@ def _linear_parameters(sizes: list[int]) -> int:
 
 def _mlp_parameters(config: Mapping[str, Any]) -> int:
     sizes = [_int(config, "inputs"), *_ints(config, "hidden"), _int(config, "classes")]
-    return _linear_parameters(sizes)
+    statistics = 2 * sizes[0] if _standardize(config) else 0  # input_mean, input_std
+    return _linear_parameters(sizes) + statistics
 
 
 def _cnn_parameters(config: Mapping[str, Any]) -> int:
@@ -134,15 +139,31 @@ def check_size(config: Mapping[str, Any], max_bytes: int) -> int:
 
 
 class MLP(nn.Module):
-    """inputs → [Linear → ReLU] × len(hidden) → head."""
+    """inputs → [Linear → ReLU] × len(hidden) → head.
 
-    def __init__(self, inputs: int, hidden: list[int], classes: int) -> None:
+    With ``standardize`` (tabular features on different scales, e.g. wine's proline in
+    the hundreds beside hue near 1) the inputs are first centred and scaled by the
+    buffers ``input_mean`` and ``input_std``, stored with the weights: the training
+    split's statistics travel with the model (:func:`set_input_statistics`)."""
+
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
+    def __init__(
+        self, inputs: int, hidden: list[int], classes: int, *, standardize: bool = False
+    ) -> None:
         super().__init__()
         sizes = [inputs, *hidden]
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("input_mean", torch.zeros(inputs))
+            self.register_buffer("input_std", torch.ones(inputs))
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
         self.head = nn.Linear(sizes[-1], classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardize:
+            x = (x - self.input_mean) / self.input_std
         for layer in self.hidden:
             x = torch.relu(layer(x))
         logits: torch.Tensor = self.head(x)
@@ -179,8 +200,34 @@ class CNN(nn.Module):
         return logits
 
 
+def _standardize(config: Mapping[str, Any]) -> bool:
+    value = config.get("standardize", False)
+    if not isinstance(value, bool):
+        raise InvalidRequest("config 'standardize' must be true or false")
+    if value and config.get("architecture") != "mlp":
+        raise InvalidRequest("config 'standardize' is for architecture 'mlp'")
+    return value
+
+
 def _mlp(config: Mapping[str, Any]) -> nn.Module:
-    return MLP(_int(config, "inputs"), _ints(config, "hidden"), _int(config, "classes"))
+    return MLP(
+        _int(config, "inputs"),
+        _ints(config, "hidden"),
+        _int(config, "classes"),
+        standardize=_standardize(config),
+    )
+
+
+def set_input_statistics(module: nn.Module, x: torch.Tensor) -> None:
+    """Set a standardizing MLP's ``input_mean`` and ``input_std`` from the rows ``x`` (a
+    feature constant in ``x`` keeps scale 1); a module without them is left alone."""
+    if not isinstance(module, MLP) or not module.standardize:
+        return
+    with torch.no_grad():
+        rows = x.to(torch.float32)
+        std = rows.std(dim=0, unbiased=False)
+        module.input_mean.copy_(rows.mean(dim=0))
+        module.input_std.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
 
 
 def _cnn(config: Mapping[str, Any]) -> nn.Module:

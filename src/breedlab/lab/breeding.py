@@ -82,7 +82,11 @@ def approved_parents(supply: Supply, capability: str) -> list[Digest]:
     """
     champion = aliases.alias(supply, capability, "champion")
     if champion is None:
-        raise NotFound(f"capability {capability!r} has no champion; set digits@champion first")
+        raise NotFound(
+            f"capability {capability!r} has no champion",
+            hint=f"import a model, approve it (purposes parent and release) and "
+            f"'breedlab promote {capability} MODEL'",
+        )
     chosen: list[Digest] = []
     with supply.ledger.reader() as r:
         rows = r.packages(capability=capability, kind=Kind.MODEL.value)

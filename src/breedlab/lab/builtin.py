@@ -24,18 +24,18 @@ from breedlab.capabilities import contract_path
 from breedlab.datasets import write_dataset
 from breedlab.digest import Digest
 from breedlab.errors import LabError, NotFound, PolicyError
+from breedlab.evaluator.design import POLICY
 from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
-from breedlab.evaluator.suite import SUITE_FILE, Budget, SuiteSpec
+from breedlab.evaluator.suite import Budget, SuiteSpec
 from breedlab.lab.evaluation import evaluate_models
 from breedlab.lab.operator_runs import Generated, Plan, run_plans
 from breedlab.lab.promotion import promote
-from breedlab.registry.manifest import Kind
+from breedlab.lab.suites import register_suite
 from breedlab.sandbox.executors import Executor
 from breedlab.supply import aliases, approvals
 from breedlab.supply import keys as supply_keys
 from breedlab.supply import packages as supply_packages
 from breedlab.supply.aliases import point
-from breedlab.supply.packages import register
 
 if TYPE_CHECKING:
     from breedlab.supply.service import Supply
@@ -127,13 +127,8 @@ DIGITS_METRICS: tuple[dict[str, JsonValue], ...] = (
     },
 )
 
-DIGITS_POLICY: dict[str, JsonValue] = {
-    "epsilon_min": "0.01",
-    "alpha": "0.05",
-    "bootstrap_samples": 2000,
-    "min_pairs": 30,
-    "utility_min": "0",
-}
+#: The digits suite's decision policy: the one every created suite has (``evaluator.design``).
+DIGITS_POLICY: dict[str, JsonValue] = dict(POLICY)
 
 CHAMPION_PARAMS: dict[str, JsonValue] = {
     "architecture": "mlp",
@@ -181,21 +176,7 @@ def _suite(
         policy=DIGITS_POLICY,
         budget=Budget(),
     )
-    info = register(
-        supply,
-        files=[(SUITE_FILE, spec.to_bytes())],
-        kind=Kind.SUITE,
-        name=name,
-        capability="digits",
-        license="CC-BY-4.0",
-        data_class=supply_packages.capability(supply, "digits")[1].data_class,
-        risk_tier=supply_packages.capability(supply, "digits")[1].risk_tier,
-        build_type="suite",
-        external={"seed": seed, "critical_items": len(critical)},
-        parents=[datasets["dev"], datasets["sealed"], *parents],
-        sign_with=sign_with,
-    )
-    return info.id
+    return register_suite(supply, spec, license="CC-BY-4.0", parents=parents, sign_with=sign_with)
 
 
 def bootstrap_digits(

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
     from breedlab.lab.samples import Samples
+    from breedlab.lab.suites import SuiteBuild
     from breedlab.sandbox.executors import Executor
     from breedlab.serving.router import Router, RouterOptions
 
@@ -339,6 +340,35 @@ class Lab(RegistryView):
         from breedlab.lab.release_reports import exit_criteria
 
         return exit_criteria(self.supply, capability, executor=self.executor(workers))
+
+    # -- suites for any capability (issue 12) -------------------------------------------
+
+    def create_suite(
+        self,
+        capability: str,
+        *,
+        perturbations: Sequence[str] | None = None,
+        critical: Sequence[str] = (),
+        metrics: Sequence[str] | None = None,
+        seed: int = 0,
+        name: str | None = None,
+        key: str | None = None,
+    ) -> SuiteBuild:
+        """Build, register and alias (``CAP@suite``) a frozen suite from the capability's
+        contract and its ``data-*`` splits (:func:`breedlab.lab.suites.create_suite`),
+        signed by ``key`` if given."""
+        from breedlab.lab.suites import create_suite
+
+        return create_suite(
+            self.supply,
+            capability,
+            perturbations=perturbations,
+            critical=critical,
+            metrics=metrics,
+            seed=seed,
+            name=name,
+            sign_with=key,
+        )
 
     # -- scale-out and release controls (seed, stage 3): each takes the Supply first ----
 

@@ -69,12 +69,14 @@ def migrate(
     supply: Supply,
     target: Path,
     *,
-    store_url: str,
-    ledger_url: str,
+    store_url: str = "objects",
+    ledger_url: str = "ledger.db",
     store_endpoint: str = "",
     store_region: str = "",
 ) -> MigrationReport:
-    """Copy the lab ``supply`` serves into a new lab folder ``target`` on the given backends.
+    """Copy the lab ``supply`` serves into a new lab folder ``target`` on the given backends,
+    verifying every object and the ledger chain. The defaults are the embedded ones, so a
+    scale-out lab migrates back with just a target.
 
     Raises:
         InvalidRequest: ``target`` exists and is not an empty folder.

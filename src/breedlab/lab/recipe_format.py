@@ -125,7 +125,8 @@ _FIT = {"epochs": "int", "lr": "decimal", "batch_size": "int", "weight_decay": "
 #: operators' own parameter lists by a test; importing the operators would import torch).
 PARAMETERS: Mapping[str, Mapping[str, str]] = {
     "train": {
-        **_ARCHITECTURE, "classes": "int", **_FIT, "patience": "int", "augment": "str",
+        **_ARCHITECTURE, "classes": "int", "standardize": "bool", **_FIT, "patience": "int",
+        "augment": "str",
         "noise_sigma": "decimal", "name": "str",
     },
     "distill": {

@@ -23,8 +23,10 @@ from breedlab.evaluator.metrics import (
     critical_violations,
     decide,
     ece_equal_mass,
+    ece_per_item,
     latency_percentiles,
     macro_f1,
+    macro_f1_per_item,
     nll_per_item,
     ood_violations,
     per_item,
@@ -434,3 +436,68 @@ def test_latency_percentiles_are_ordered_and_within_the_observed_range(
 def test_latency_refuses_empty_negative_or_non_numeric_durations(durations: list[object]) -> None:
     with pytest.raises(InvalidRequest):
         latency_percentiles(durations)  # type: ignore[arg-type]
+
+
+# ── per-item terms the controller pairs (macro-F1, ECE) ─────────────────────────────
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.integers(2, 6).flatmap(
+        lambda k: st.integers(1, 40).flatmap(
+            lambda n: st.tuples(
+                hnp.arrays(np.int64, (n,), elements=st.integers(0, k - 1)),
+                hnp.arrays(np.int64, (n,), elements=st.integers(0, k)),  # k: never a label
+            )
+        )
+    )
+)
+def test_macro_f1_per_item_terms_average_to_sklearn_macro_f1(
+    case: tuple[np.ndarray, np.ndarray],
+) -> None:
+    labels, predicted = case
+    terms = macro_f1_per_item(labels, predicted)
+    assert terms.shape == labels.shape and not terms.flags.writeable
+    expected = f1_score(labels, predicted, average="macro", zero_division=0.0)
+    assert float(np.mean(terms)) == pytest.approx(expected, abs=1e-12)
+    assert np.all(terms[labels != predicted] == 0.0)  # only correct items carry F1
+
+
+def test_macro_f1_per_item_weighs_a_rare_class_more_on_a_hand_computed_case() -> None:
+    # Class 0: T=3, P=3, TP=2 -> F1 2/3; class 1: T=1, P=1, TP=0 -> 0; macro 1/3.
+    # Each correct class-0 item carries 2n / (C·(T+P)) = 8 / (2·6) = 2/3.
+    labels = np.array([0, 0, 0, 1])
+    predicted = np.array([0, 0, 1, 0])
+    terms = macro_f1_per_item(labels, predicted)
+    assert terms.tolist() == pytest.approx([2 / 3, 2 / 3, 0.0, 0.0])
+    assert float(np.mean(terms)) == pytest.approx(1 / 3)
+
+
+def test_ece_per_item_terms_average_to_the_hand_computed_ece() -> None:
+    # The hand-computed case above: bin 1 (0.2, 0.4, 0.6) is over-confident (mean conf
+    # 0.4 > acc 1/3) and bin 2 (0.8, 0.9) under-confident (0.85 < 1), so bin 1's terms
+    # are conf − correct and bin 2's are correct − conf.
+    conf = np.array([0.9, 0.2, 0.8, 0.4, 0.6])
+    correct = np.array([True, False, True, True, False])
+    expected = 3 / 5 * abs(0.4 - 1 / 3) + 2 / 5 * abs(0.85 - 1.0)
+    terms = ece_per_item(conf, correct, num_bins=2)
+    assert terms.tolist() == pytest.approx([0.1, 0.2, 0.2, -0.6, 0.6])
+    assert float(np.mean(terms)) == pytest.approx(expected)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    st.integers(1, 80).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.floats(0, 1, allow_subnormal=False), min_size=n, max_size=n),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+        )
+    ),
+    st.integers(1, 15),
+)
+def test_ece_per_item_terms_average_to_the_slow_reference(
+    case: tuple[list[float], list[bool]], num_bins: int
+) -> None:
+    conf, correct = case
+    terms = ece_per_item(np.array(conf), np.array(correct, dtype=bool), num_bins)
+    assert float(np.mean(terms)) == pytest.approx(slow_ece(conf, correct, num_bins), abs=1e-12)

@@ -111,6 +111,7 @@ def distill(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         classes=teacher_config["classes"],
         architecture="mlp",
         hidden=(32,),
+        standardize=bool(teacher_config.get("standardize", False)),
     )
 
     # The transfer set: the labelled data and seeded noisy copies with the same labels.
@@ -125,7 +126,7 @@ def distill(job: Job, log: Log) -> tuple[OutputPackage, ...]:
     with torch.no_grad():
         soft_targets = teacher(transfer.x)  # once, not per epoch (notes/operators.md §5)
 
-    student = fresh_module(config, job.seed)
+    student = fresh_module(config, job.seed, data.x)
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
         return distillation_loss(

@@ -20,7 +20,13 @@ from breedlab.errors import InvalidRequest
 from breedlab.factory.operators.augmentation import image_shape
 from breedlab.factory.operators.fitting import Examples
 from breedlab.factory.operators.parameters import param_positive_int, param_sizes
-from breedlab.families.torch_family import ARCHITECTURES, TorchFamily, build_module, check_size
+from breedlab.families.torch_family import (
+    ARCHITECTURES,
+    TorchFamily,
+    build_module,
+    check_size,
+    set_input_statistics,
+)
 from breedlab.jobs import Job, ParentInput, param_str
 
 __all__ = [
@@ -34,7 +40,7 @@ __all__ = [
 ]
 
 #: Parameters :func:`config_from_params` reads.
-ARCHITECTURE_PARAMS = ("architecture", "hidden", "channels", "image", "classes")
+ARCHITECTURE_PARAMS = ("architecture", "hidden", "channels", "image", "classes", "standardize")
 
 _DEFAULT_CHANNELS = (16, 32)
 
@@ -46,9 +52,11 @@ def config_from_params(
     classes: int,
     architecture: str = "mlp",
     hidden: Sequence[int] = (128, 64),
+    standardize: bool = False,
 ) -> dict[str, Any]:
     """A torch-family config: ``architecture`` (``mlp`` | ``cnn``), ``hidden`` widths and,
-    for ``cnn``, ``channels`` (default [16, 32]) and ``image`` (default: square).
+    for ``cnn``, ``channels`` (default [16, 32]) and ``image`` (default: square); for an
+    ``mlp``, ``standardize`` (default as given: a student follows its teacher).
 
     ``inputs`` and ``classes`` come from the data (or the teacher); a ``classes``
     parameter may widen the head beyond the labels seen.
@@ -59,6 +67,9 @@ def config_from_params(
     arch = param_str(params, "architecture", architecture)
     if arch not in ARCHITECTURES:
         raise InvalidRequest(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    standardize = params.get("standardize", standardize)
+    if not isinstance(standardize, bool) or (standardize and arch != "mlp"):
+        raise InvalidRequest("parameter 'standardize' is true or false, for architecture 'mlp'")
     heads = param_positive_int(params, "classes", classes)
     if heads < classes:
         raise InvalidRequest(f"parameter 'classes' is {heads} but the labels need {classes}")
@@ -77,6 +88,8 @@ def config_from_params(
         for key in ("channels", "image"):
             if key in params:
                 raise InvalidRequest(f"parameter {key!r} is for architecture 'cnn', not {arch!r}")
+    if standardize:  # absent when false: digits' configs (and package ids) stay as they were
+        config["standardize"] = True
     return config
 
 
@@ -92,10 +105,13 @@ def check_params_size(
     check_size(config_from_params(params, inputs=inputs, classes=classes), max_bytes)
 
 
-def fresh_module(config: Mapping[str, Any], seed: int) -> nn.Module:
-    """A newly initialised module: torch's global generator seeded with ``seed`` first."""
+def fresh_module(config: Mapping[str, Any], seed: int, x: torch.Tensor) -> nn.Module:
+    """A newly initialised module: torch's global generator seeded with ``seed`` first; a
+    standardizing MLP takes its input statistics from the training rows ``x``."""
     torch.manual_seed(seed)
-    return build_module(config)
+    module = build_module(config)
+    set_input_statistics(module, x)
+    return module
 
 
 def one_torch_parent(job: Job) -> ParentInput:

@@ -12,6 +12,7 @@ Parameters (decimal strings where the value is not an integer):
 =================  =========  ===========================================================
 ``architecture``   "mlp"      or "cnn" (``families.torch_family.ARCHITECTURES``)
 ``hidden``         [128, 64]  hidden widths; ``channels`` [16, 32], ``image`` for cnn
+``standardize``    false      mlp: scale inputs by the train split's mean and std (tabular)
 ``classes``        labels     head width (default: largest label + 1)
 ``epochs``         30         upper bound; fewer after an early stop
 ``lr``             "0.003"    Adam
@@ -85,7 +86,7 @@ def train(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         config = config_from_params(
             params, inputs=int(data.x.shape[1]), classes=int(data.y.max()) + 1
         )
-        module = fresh_module(config, job.seed)
+        module = fresh_module(config, job.seed, data.x)
     check_fits(config, data, "train")
     if fitness is not None:
         check_fits(config, fitness, "fitness")

@@ -1,0 +1,95 @@
+"""Text perturbations: seeded per (seed, kind, item id), an exact severity per item,
+records that round-trip through canonical JSON."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from breedlab.canonical import decode, encode
+from breedlab.errors import InvalidRequest
+from breedlab.evaluator.text_perturbations import (
+    TEXT_PERTURBATIONS,
+    CaseSwap,
+    CharTypos,
+    TextPerturbation,
+    Whitespace,
+    WordDropout,
+    WordSwap,
+    perturb_texts,
+    text_spec_from_record,
+)
+
+SPECS: tuple[TextPerturbation, ...] = (
+    CharTypos(fraction=0.05),
+    CaseSwap(fraction=0.5),
+    Whitespace(fraction=0.3),
+    WordDropout(fraction=0.1),
+    WordSwap(fraction=0.1),
+)
+TEXTS = (
+    "the film is a quiet triumph of craft and patience",
+    "an utterly forgettable sequel",
+    "Bold",
+    "",
+    "it looks good but says nothing at all about anything that matters to anyone",
+)
+IDS = tuple(f"t{i}" for i in range(len(TEXTS)))
+
+
+def test_the_catalogue_names_the_five_kinds_of_the_issue() -> None:
+    assert list(TEXT_PERTURBATIONS) == ["typos", "case", "whitespace", "word_dropout", "word_swap"]
+    assert {s.kind for s in SPECS} == set(TEXT_PERTURBATIONS)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
+def test_an_items_text_depends_on_seed_kind_and_id_only(spec: TextPerturbation) -> None:
+    out = perturb_texts(spec, TEXTS, item_ids=IDS, seed=3)
+    reordered = perturb_texts(spec, TEXTS[::-1], item_ids=IDS[::-1], seed=3)[::-1]
+    assert out == reordered
+    seeds = {perturb_texts(spec, TEXTS, item_ids=IDS, seed=s)[4] for s in range(8)}
+    assert len(seeds) > 1  # the long text is perturbed differently under other seeds
+    assert out[3] == ""  # nothing to perturb in an empty text
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
+def test_records_round_trip_through_canonical_json(spec: TextPerturbation) -> None:
+    assert text_spec_from_record(decode(encode(spec.to_record()))) == spec
+
+
+def test_word_perturbations_change_exactly_their_count_of_words() -> None:
+    text = TEXTS[4]  # 14 words, 13 gaps
+    words = text.split()
+    [dropped] = perturb_texts(WordDropout(fraction=0.2), [text], item_ids=["x"], seed=0)
+    assert len(dropped.split()) == 11  # round_half_up(0.2 · 14) = 3 dropped
+    [swapped] = perturb_texts(CaseSwap(fraction=0.2), [text], item_ids=["x"], seed=0)
+    assert sum(a != b for a, b in zip(swapped.split(), words, strict=True)) == 3
+    [spaced] = perturb_texts(Whitespace(fraction=0.5), [text], item_ids=["x"], seed=0)
+    assert spaced.split() == words
+    assert len(re.findall(" {2,}", spaced)) == 7  # round_half_up(0.5 · 13) gaps widened
+    [moved] = perturb_texts(WordSwap(fraction=0.1), [text], item_ids=["x"], seed=0)
+    assert sorted(moved.split()) == sorted(words) and moved != text
+    assert perturb_texts(WordDropout(), ["Bold"], item_ids=["x"], seed=0) == ("Bold",)
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
+def test_typos_edit_some_letter_and_leave_text_without_letters_alone(text: str) -> None:
+    [out] = perturb_texts(CharTypos(fraction=0.05), [text], item_ids=["x"], seed=0)
+    assert abs(len(out) - len(text)) <= max(1, round(0.05 * len(text)) + 1)
+    if not any(c.isalpha() for c in text):
+        assert out == text
+
+
+def test_bad_specs_records_and_inputs_are_refused() -> None:
+    with pytest.raises(InvalidRequest, match=r"fraction must be in \(0, 1\]"):
+        WordDropout(fraction=0.0)
+    with pytest.raises(InvalidRequest, match="unknown text perturbation 'blur'; known: typos"):
+        text_spec_from_record({"kind": "blur", "fraction": "0.1"})
+    with pytest.raises(InvalidRequest, match=r"must be written 0\.1"):
+        text_spec_from_record({"kind": "case", "fraction": "0.10"})
+    with pytest.raises(InvalidRequest, match="unique item ids"):
+        perturb_texts(CaseSwap(), ["a", "b"], item_ids=["x", "x"], seed=0)
