@@ -70,6 +70,11 @@ def test_a_round_records_every_step_in_the_ledger(bred: tuple[Lab, RoundResult])
     }
     assert len(record["decisions"]) == len(candidates)
     assert {c["outcome"] for c in candidates} <= {"shadow", "archive", "no-op", "retire"}
+    # the decision names the recipe it used: the built-in digits recipe, its bytes kept
+    recipe = started[0].payload["recipe"]
+    assert record["recipe"] == {"digest": recipe, "source": "built-in (digits.toml)"}
+    assert lab.events(kinds=("decision.made",))[-1].payload["recipe"] == recipe
+    assert lab.blobs.get_bytes(Digest.parse(recipe)) == lab.recipe("digits").raw
     lab.verify_ledger()
 
 
@@ -124,6 +129,18 @@ def test_the_decision_is_explained_from_the_ledger_alone(bred: tuple[Lab, RoundR
         assert decision["reasons"]
     assert lab.decision("latest")[0].seq == result.decision_seq
     assert Path(str(result.report)).read_text().count("<svg") >= 2
+
+
+def test_explain_names_the_recipe_the_decision_used(
+    bred: tuple[Lab, RoundResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breedlab.cli import main
+
+    lab, result = bred
+    capsys.readouterr()
+    assert main(["--lab", str(lab.config.root), "explain", str(result.decision_seq)]) == 0
+    digest = result.record["recipe"]["digest"]
+    assert f"recipe: built-in (digits.toml) ({digest[:19]})" in capsys.readouterr().out
 
 
 def test_candidates_reproduce_to_the_same_id_in_a_fresh_sandbox(

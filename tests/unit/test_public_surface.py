@@ -17,6 +17,8 @@ MODULES = [
     "breedlab.registry",
     "breedlab.ledger",
     "breedlab.lab",
+    "breedlab.lab.recipes",
+    "breedlab.lab.recipe_format",
     "breedlab.supply",
     "breedlab.jobs",
     "breedlab.datasets",
@@ -61,6 +63,8 @@ def test_the_lab_api_is_pinned() -> None:
         "shadow_report", "shadow_start", "shadow_stop", "shadow_wait", "stale_release_aliases",
         # jobs' inputs and the sample folders (the demo's and ``breedlab samples``)
         "parent_input", "samples",
+        # recipes as data (issue 12)
+        "init_recipe", "recipe",
         # suites for any capability (issue 12)
         "create_suite",
         # the supply service's parts (``lab.supply`` is the service itself)

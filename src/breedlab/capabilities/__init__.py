@@ -1,4 +1,5 @@
-"""Built-in capability contracts shipped with breedlab (``digits``)."""
+"""Built-in capability contracts shipped with breedlab (``digits``), and beside them in
+``recipes/`` each one's operator recipe (read by ``breedlab.lab.recipes``)."""
 
 from __future__ import annotations
 

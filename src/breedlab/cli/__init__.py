@@ -4,7 +4,8 @@ into :class:`breedlab.lab.Lab` (DESIGN §12 keeps the names).
 Modules: ``shell`` (lab option, error boundary, output), ``lab_commands`` (init, demo),
 ``registry_commands`` (capability, import, packages, show, sign, approve, revoke,
 verify, lineage, reconstruct), ``dataset_commands`` (dataset import), ``keys_commands``,
-``ledger_commands`` (ledger, alias), ``suite_commands`` (suite create).
+``ledger_commands`` (ledger, alias), ``breeding_commands`` (failures, round, reproduce,
+explain), ``recipe_commands`` (recipes show, init), ``suite_commands`` (suite create).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from breedlab.cli import (
     keys_commands,
     lab_commands,
     ledger_commands,
+    recipe_commands,
     registry_commands,
     release_commands,
     scale_commands,
@@ -82,6 +84,7 @@ dataset_commands.register(app)
 keys_commands.register(app)
 ledger_commands.register(app)
 breeding_commands.register(app)
+recipe_commands.register(app)
 scale_commands.register(app)
 release_commands.register(app)
 suite_commands.register(app)

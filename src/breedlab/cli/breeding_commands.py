@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from breedlab.cli.recipe_commands import RecipesOpt
 from breedlab.cli.registry_commands import capability_app
 from breedlab.cli.shell import (
     CapabilityArg,
@@ -125,12 +126,14 @@ def round_(
         str | None, typer.Option("--operators", help="Comma-separated subset of operators.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="The round's seed.")] = 0,
+    recipes: RecipesOpt = None,
     workers: Workers = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Run one breeding round: generate in the sandbox, evaluate, decide, shadow or archive.
 
-    A failed job's log is kept in LAB/work/jobs/failed/ (the newest 5 failed jobs).
+    The operator runs are the capability's recipe ('breedlab recipes show CAP'). A failed
+    job's log is kept in LAB/work/jobs/failed/ (the newest 5 failed jobs).
     """
     ops = None if operators is None else [o.strip() for o in operators.split(",") if o.strip()]
     with open_lab(ctx) as lab, progress(json_out, f"breeding {capability}") as say:
@@ -141,6 +144,7 @@ def round_(
             workers=workers,
             seed=seed,
             progress=say,
+            recipes=recipes,
         )
     record = result.record
     if json_out:
@@ -234,6 +238,9 @@ def explain(
         f"policy: ε_up {policy['epsilon_up']} (σ_AA {policy['sigma_aa']}), "
         f"α {policy['alpha']}, {policy['bootstrap_samples']} bootstrap samples"
     )
+    recipe = record.get("recipe")  # absent from rounds recorded before recipes were data
+    if recipe:
+        console.print(f"recipe: {recipe['source']} ({str(recipe['digest'])[:19]})")
     names = {c["package"]: c["label"] for c in record["candidates"]}
     for d in record["decisions"]:
         label = names.get(d["candidate"], d["candidate"][:19])

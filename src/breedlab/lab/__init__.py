@@ -4,7 +4,8 @@
   registry service: keys, packages, aliases, lineage, audit) from the config and joins
   it with the challenger loop and the release controls.
 - ``breeding``, ``evaluation``, ``recipes``, ``failures``, ``builtin``, ``replay``: the
-  challenger loop (seed, stage 2) and its replay.
+  challenger loop (seed, stage 2) and its replay; ``recipe_format``: the recipe files'
+  schema and checks (recipes as data).
 - ``operator_runs``: plans run in the sandbox and their outputs stored (on the supply
   service alone: below the rest of ``lab/``).
 - ``release``, ``promotion``, ``release_reports``: the release controller (seed, stage

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from breedlab import canonical, interrupts
@@ -36,7 +37,8 @@ from breedlab.lab.operator_runs import (
     check_fresh_model_sizes,
     run_plans,
 )
-from breedlab.lab.recipes import default_plans
+from breedlab.lab.recipe_format import Recipe
+from breedlab.lab.recipes import recipe_for, recipe_plans
 from breedlab.ledger import Event, EventKind
 from breedlab.registry.capability import Contract
 from breedlab.registry.manifest import Kind
@@ -126,6 +128,7 @@ class _Setup:
     plans: list[Plan]
     failure_cluster: Digest | None
     seed: int
+    recipe: Recipe | None  # None: plans from code (tests), not from a recipe file
 
     @property
     def champion(self) -> Digest:
@@ -155,6 +158,7 @@ def _setup(
     failure_cluster: Digest | None,
     operators: Sequence[str] | None,
     seed: int,
+    recipe: Recipe | None,
 ) -> _Setup:
     """Read and check what the round needs; nothing is recorded yet."""
     _, contract = supply_packages.capability(supply, capability)
@@ -187,7 +191,13 @@ def _setup(
         plans=plans,
         failure_cluster=failure_cluster,
         seed=seed,
+        recipe=recipe,
     )
+
+
+def _recipe_field(setup: _Setup) -> dict[str, JsonValue]:
+    """The optional ``recipe`` payload field: the digest of the recipe file used."""
+    return {} if setup.recipe is None else {"recipe": str(setup.recipe.digest)}
 
 
 def _start(supply: Supply, setup: _Setup, factory: KeyPair) -> tuple[str, Event]:
@@ -213,6 +223,7 @@ def _start(supply: Supply, setup: _Setup, factory: KeyPair) -> tuple[str, Event]
                 "suite": str(setup.suite),
                 "seed": setup.seed,
                 "plans": [p.to_json() for p in setup.plans],
+                **_recipe_field(setup),
             },
             signer=factory,
             actor=supply.actor,
@@ -329,6 +340,11 @@ def _round_record(
         "champion": str(setup.champion),
         "seed": setup.seed,
         "cluster": _cluster_record(supply, setup.failure_cluster),
+        "recipe": (
+            None
+            if setup.recipe is None
+            else {"digest": str(setup.recipe.digest), "source": setup.recipe.source}
+        ),
         "started": started.at,
         "finished": format_time(supply.clock.now()),
         "policy": decided.policy.to_record(),
@@ -370,6 +386,7 @@ def _record_decision(
             "champion": str(setup.champion),
             "suite": str(setup.suite),
             "outcomes": {d.candidate_id: d.outcome.value for d in decided.decisions},
+            **_recipe_field(setup),
         },
         signer=factory,
         actor="viability-controller",
@@ -428,8 +445,10 @@ def run_round(
     executor: Executor,
     seed: int = 0,
     progress: Progress | None = None,
+    recipe: Recipe | None = None,
 ) -> RoundResult:
-    """Run one breeding round. See the module docstring."""
+    """Run one breeding round. See the module docstring. ``recipe`` is the recipe
+    ``plans_for`` follows, named in the ledger and the record (its bytes are stored)."""
     say = progress or (lambda _message: None)
     setup = _setup(
         supply,
@@ -438,9 +457,12 @@ def run_round(
         failure_cluster=failure_cluster,
         operators=operators,
         seed=seed,
+        recipe=recipe,
     )
     factory = supply_keys.factory_signer(supply)
     interrupts.check(f"starting a round of {capability}")
+    if recipe is not None:
+        supply.blobs.put_bytes(recipe.raw)  # the digest recorded names bytes we keep
     round_id, started = _start(supply, setup, factory)
     runs = f"{len(setup.plans)} operator runs from {len(setup.parents)} approved parent(s)"
     say(f"{capability} {round_id} (seq {started.seq}): {runs}")
@@ -488,13 +510,17 @@ def run_round_with_report(
     executor: Callable[[], Executor],
     seed: int = 0,
     progress: Progress | None = None,
+    recipes: Path | None = None,
 ) -> RoundResult:
-    """A round as ``breedlab round`` runs it: the parents are checked before any job
-    starts (``executor`` is called only then), the failure cluster is the one named, else
-    the latest mined (mined now if there is none), the plans are the default recipes, and
-    the HTML report is written under ``reports/CAPABILITY/``."""
+    """A round as ``breedlab round`` runs it: the recipe and the parents are checked
+    before any job starts (``executor`` is called only then), the failure cluster is the
+    one named, else the latest mined (mined now if there is none), the plans are the
+    capability's recipe (``recipes``, else ``LAB/recipes/CAP.toml``, else the built-in one:
+    :func:`breedlab.lab.recipes.locate`), and the HTML report is written under
+    ``reports/CAPABILITY/``."""
     from breedlab.report import render_round_report
 
+    recipe = recipe_for(supply, capability, recipes)
     approved_parents(supply, capability)  # refuse bad parents before any job runs
     jobs = executor()
     if failure_cluster is not None:
@@ -507,12 +533,13 @@ def run_round_with_report(
     result = run_round(
         supply,
         capability,
-        plans_for=lambda parents, c, data, s: default_plans(supply, parents, c, data, s),
+        plans_for=lambda parents, c, data, s: recipe_plans(supply, recipe, parents, c, data, s),
         failure_cluster=cluster,
         operators=operators,
         executor=jobs,
         seed=seed,
         progress=progress,
+        recipe=recipe,
     )
     reports = supply.config.root / "reports" / capability  # rounds are numbered per capability
     reports.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from breedlab.clock import Clock
 from breedlab.config import LabConfig, load_config
 from breedlab.digest import Digest
 from breedlab.errors import Interrupted
-from breedlab.lab import migration, promotion, release
+from breedlab.lab import migration, promotion, recipes, release
 from breedlab.ledger import Event
 from breedlab.supply import aliases, approvals, audit, layout
 from breedlab.supply import keys as supply_keys
@@ -291,8 +291,10 @@ class Lab(RegistryView):
         workers: int | None = None,
         seed: int = 0,
         progress: Callable[[str], None] | None = None,
+        recipes: Path | None = None,
     ) -> RoundResult:
-        """One breeding round (seed: run_breeding_lab_round); writes an HTML report."""
+        """One breeding round (seed: run_breeding_lab_round); writes an HTML report.
+        ``recipes``: the recipe file (default: ``LAB/recipes/CAP.toml``, else built in)."""
         from breedlab.lab.breeding import run_round_with_report
 
         return run_round_with_report(
@@ -303,7 +305,13 @@ class Lab(RegistryView):
             executor=functools.partial(self.executor, workers),
             seed=seed,
             progress=progress,
+            recipes=recipes,
         )
+
+    # -- recipes: which operator runs a round makes (lab/recipes.py) ----------------------
+
+    recipe = _on_supply(recipes.recipe_for)
+    init_recipe = _on_supply(recipes.init_recipe)
 
     @_interruptible
     def reproduce(self, ref: str, *, workers: int | None = None) -> Reproduction:

@@ -1,42 +1,152 @@
-"""Recipes: which operator runs a round makes from its parents and failure cluster.
+"""Recipes: where a round's recipe comes from, and the plans it makes.
 
-The catalogue of operators is fixed (DESIGN §8); a recipe is only parameters. For each
-allowed operator the round plans these runs (variants are parameters, not operators):
+A recipe (the file format and its checks: :mod:`breedlab.lab.recipe_format`) lists the
+operator runs of a round. Where a round's recipe comes from (:func:`locate`):
+``--recipes FILE``, else ``LAB/recipes/CAP.toml``, else the capability's built-in recipe
+(``breedlab/capabilities/recipes/CAP.toml``), else an error saying how to write one
+(``breedlab recipes init CAP`` writes a starter: :func:`init_recipe`).
 
-    train      fine-tune the champion with the cluster's perturbation as augmentation
-               (noise or shift clusters)
-    distill    a 4x smaller student of the champion (Hinton soft targets)
-    adapter    LoRA on the failure cluster with replay, merged into the champion
-    quantize   int8 per channel; int4 in groups of 32
-    merge      champion + each approved parent of the same architecture: linear,
-               task arithmetic (λ = 0.75), TIES (density 0.5) and SLERP (t = 0.5),
-               the champion as base where a method needs one
-
-All runs of a round share the round's seed. Everything here is recorded in each
-candidate's provenance, so a recipe change shows up as a different package id.
+:func:`expand` turns a recipe into :class:`~breedlab.lab.operator_runs.Plan` values from
+facts the caller read (pure); :func:`recipe_plans` reads them from the registry: which
+approved parents share the champion's architecture, and the failure cluster's
+perturbation kind. Running the plans is ``operator_runs``'s; recording the recipe's
+digest with the round is ``breeding``'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
+from breedlab.errors import InvalidRequest, NotFound
 from breedlab.lab.operator_runs import Plan
+from breedlab.lab.recipe_format import KIND, Parents, Recipe, check_allowed, parse_recipe
 from breedlab.supply import packages as supply_packages
 
 if TYPE_CHECKING:
     from breedlab.supply.service import Supply
 
-__all__ = ["default_plans"]
+__all__ = [
+    "expand",
+    "init_recipe",
+    "lab_recipe_path",
+    "locate",
+    "recipe_for",
+    "recipe_plans",
+    "starter_recipe",
+]
 
-MERGES: tuple[tuple[str, dict[str, JsonValue]], ...] = (
-    ("linear", {"method": "linear", "weights": ["0.5", "0.5"]}),
-    ("task-arithmetic", {"method": "task_arithmetic", "lambda": "0.75"}),
-    ("ties", {"method": "ties", "density": "0.5"}),
-    ("slerp", {"method": "slerp", "t": "0.5"}),
-)
+
+# -- expansion (pure) ------------------------------------------------------------------------
+
+
+def _substitute(value: JsonValue, kind: str) -> JsonValue:
+    if isinstance(value, str):
+        return value.replace(KIND, kind)
+    if isinstance(value, list):
+        return [_substitute(v, kind) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, kind) for k, v in value.items()}
+    return value
+
+
+def expand(
+    recipe: Recipe,
+    *,
+    parents: Sequence[Digest],
+    same_architecture: Sequence[Digest],
+    cluster: Digest | None,
+    cluster_kind: str | None,
+    data: Mapping[str, Digest],
+    seed: int,
+) -> list[Plan]:
+    """The round's plans: each run whose condition holds, on its parents.
+
+    ``parents`` are the approved parents, the champion first; ``same_architecture`` the
+    others of them a merge may take; ``data`` holds ``train`` and ``fitness``.
+    """
+    champion = parents[0]
+    datasets = {**data, **({} if cluster is None else {"cluster": cluster})}
+    plans: list[Plan] = []
+    for run in recipe.runs:
+        if not run.when.holds(cluster, cluster_kind):
+            continue
+        kind = cluster_kind or ""
+        models: list[tuple[Digest, ...]]
+        if run.parents is Parents.EACH_SAME_ARCHITECTURE:
+            models = [(champion, other) for other in same_architecture]
+        else:
+            models = [() if run.parents is Parents.NONE else (champion,)]
+        label, params = _substitute(run.label, kind), _substitute(dict(run.params), kind)
+        assert isinstance(label, str) and isinstance(params, dict)
+        for chosen in models:
+            plans.append(
+                Plan(
+                    operator=run.operator,
+                    label=label,
+                    parents=chosen,
+                    params=params,
+                    data=tuple((role, datasets[role]) for role in run.data),
+                    seed=seed,
+                    failure_cluster=cluster,
+                )
+            )
+    return plans
+
+
+# -- reading (the shell around the pure parts) -----------------------------------------------
+
+
+def _builtin(capability: str) -> Path:
+    folder = resources.files("breedlab.capabilities").joinpath("recipes")
+    return Path(str(folder.joinpath(f"{capability}.toml")))
+
+
+def lab_recipe_path(supply: Supply, capability: str) -> Path:
+    """``LAB/recipes/CAP.toml``."""
+    return supply.config.root / "recipes" / f"{capability}.toml"
+
+
+def locate(supply: Supply, capability: str, recipes: Path | None) -> tuple[Path, str]:
+    """The recipe file a round of ``capability`` uses and how to name it.
+
+    Raises:
+        NotFound: ``recipes`` does not exist, or there is no recipe for the capability.
+    """
+    if recipes is not None:
+        if not recipes.is_file():
+            raise NotFound(f"no recipe file {str(recipes)!r}")
+        return recipes, str(recipes)
+    in_lab = lab_recipe_path(supply, capability)
+    if in_lab.is_file():
+        return in_lab, str(in_lab)
+    builtin = _builtin(capability)
+    if builtin.is_file():
+        return builtin, f"built-in ({capability}.toml)"
+    raise NotFound(
+        f"no recipe for {capability!r}: no --recipes FILE, no {in_lab}, no built-in recipe",
+        hint=f"'breedlab recipes init {capability}' writes a starter recipe to {in_lab}",
+    )
+
+
+def recipe_for(supply: Supply, capability: str, recipes: Path | None = None) -> Recipe:
+    """The recipe a round of ``capability`` runs (:func:`locate`), parsed and checked
+    against the capability's contract.
+
+    Raises:
+        NotFound: no recipe, or no such capability.
+        InvalidRequest: the file is not a valid recipe (``FILE:LINE:`` in the message).
+        PolicyError: it runs an operator the contract does not allow.
+    """
+    _, contract = supply_packages.capability(supply, capability)
+    path, source = locate(supply, capability, recipes)
+    recipe = parse_recipe(path.read_bytes(), path, source=source)
+    check_allowed(recipe, capability, contract.allowed_operators)
+    return recipe
 
 
 def _same_architecture(supply: Supply, a: Digest, b: Digest) -> bool:
@@ -53,61 +163,121 @@ def _same_architecture(supply: Supply, a: Digest, b: Digest) -> bool:
     return first is not None and first == config(b)
 
 
-def default_plans(
+def _cluster_kind(supply: Supply, cluster: Digest | None) -> str | None:
+    """The perturbation kind of a failure cluster (None for a confusion cluster)."""
+    if cluster is None:
+        return None
+    meta = supply_packages.manifest(supply, cluster).meta.get("cluster", {})
+    perturbation = meta.get("perturbation", {}) if isinstance(meta, dict) else {}
+    kind = perturbation.get("kind") if isinstance(perturbation, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def recipe_plans(
     supply: Supply,
+    recipe: Recipe,
     parents: Sequence[Digest],
     cluster: Digest | None,
     data: Mapping[str, Digest],
     seed: int,
 ) -> list[Plan]:
-    champion = parents[0]
-    train = ("train", data["train"])
-    fitness = ("fitness", data["fitness"])
-
-    def plan(
-        operator: str,
-        label: str,
-        params: Mapping[str, JsonValue],
-        datasets: tuple[tuple[str, Digest], ...] = (),
-        models: tuple[Digest, ...] = (champion,),
-    ) -> Plan:
-        """A run of the round: its seed and cluster, on the champion unless told."""
-        return Plan(
-            operator=operator,
-            label=label,
-            parents=models,
-            params=params,
-            data=datasets,
-            seed=seed,
-            failure_cluster=cluster,
-        )
-
-    plans: list[Plan] = []
-    cluster_meta = (
-        {} if cluster is None else supply_packages.manifest(supply, cluster).meta.get("cluster", {})
+    """:func:`expand` with the facts read from the registry: which approved parents share
+    the champion's architecture, and the cluster's perturbation kind."""
+    needs_others = any(r.parents is Parents.EACH_SAME_ARCHITECTURE for r in recipe.runs)
+    others = [p for p in parents[1:] if needs_others and _same_architecture(supply, parents[0], p)]
+    return expand(
+        recipe,
+        parents=parents,
+        same_architecture=others,
+        cluster=cluster,
+        cluster_kind=_cluster_kind(supply, cluster),
+        data=data,
+        seed=seed,
     )
-    kind = (
-        cluster_meta.get("perturbation", {}).get("kind") if isinstance(cluster_meta, dict) else None
+
+
+# -- a starter recipe ------------------------------------------------------------------------
+
+_STARTER_RUNS = {
+    "train": """\
+# Fine-tune the champion with the failure cluster's perturbation as augmentation.
+[[run]]
+operator = "train"
+label = "train/finetune-{{kind}}"
+when = {{ cluster_kind = ["noise"] }}
+data = ["train", "fitness"]
+params = {{ epochs = 10, augment = "{{kind}}", name = "{capability}-ft-{{kind}}" }}
+""",
+    "distill": """\
+# A small student of the champion (Hinton soft targets).
+[[run]]
+operator = "distill"
+label = "distill/mlp-32"
+data = ["train", "fitness"]
+params = {{ architecture = "mlp", hidden = [32], epochs = 40, name = "{capability}-mlp-32" }}
+""",
+    "adapter": """\
+# LoRA on the failure cluster, with replay from train, merged into the champion.
+[[run]]
+operator = "adapter"
+label = "adapter/lora-r8"
+when = {{ cluster = true }}
+data = ["train", "cluster"]
+params = {{ r = 8, lora_alpha = 16 }}
+""",
+    "quantize": """\
+# Weight-only int8, per output channel.
+[[run]]
+operator = "quantize"
+label = "quantize/int8_pc"
+params = {{ scheme = "int8_pc" }}
+""",
+    "merge": """\
+# The champion merged with each approved parent of its architecture.
+[[run]]
+operator = "merge"
+label = "merge/linear"
+parents = "champion+each-same-architecture"
+params = {{ method = "linear", weights = ["0.5", "0.5"] }}
+
+[[run]]
+operator = "merge"
+label = "merge/ties"
+parents = "champion+each-same-architecture"
+params = {{ method = "ties", density = "0.5" }}
+""",
+}
+
+
+def starter_recipe(capability: str, allowed: Sequence[str]) -> str:
+    """A commented starter recipe for a torch MLP capability: one or two runs per allowed
+    operator, names derived from the capability."""
+    runs = [
+        _STARTER_RUNS[op].format(capability=capability) for op in _STARTER_RUNS if op in allowed
+    ]
+    head = (
+        f"# Operator runs for {capability}: what 'breedlab round {capability}' makes.\n"
+        "# Schema: the docstring of breedlab.lab.recipes ('breedlab recipes show "
+        f"{capability}' checks it).\n"
+        f'capability = "{capability}"\n'
     )
-    if kind in ("noise", "shift"):
-        finetune: dict[str, JsonValue] = {
-            "architecture": "mlp",
-            "hidden": [128, 64],
-            "epochs": 10,
-            "augment": kind,
-            "name": f"digits-mlp-ft-{kind}",
-        }
-        plans.append(plan("train", f"train/finetune-{kind}", finetune, (train, fitness)))
-    distill: dict[str, JsonValue] = {"architecture": "mlp", "hidden": [32], "epochs": 40}
-    plans.append(plan("distill", "distill/mlp-32", distill, (train, fitness)))
-    if cluster is not None:
-        lora: dict[str, JsonValue] = {"r": 8, "lora_alpha": 16}
-        plans.append(plan("adapter", "adapter/lora-r8", lora, (train, ("cluster", cluster))))
-    for scheme in ("int8_pc", "int4_g32"):
-        plans.append(plan("quantize", f"quantize/{scheme}", {"scheme": scheme}))
-    for other in parents[1:]:
-        if not _same_architecture(supply, champion, other):
-            continue
-        for label, params in MERGES:
-            plans.append(plan("merge", f"merge/{label}", params, models=(champion, other)))
-    return plans
+    return "\n".join([head, *runs])
+
+
+def init_recipe(supply: Supply, capability: str, *, force: bool = False) -> Path:
+    """Write a starter recipe to ``LAB/recipes/CAP.toml`` (checked like any recipe).
+
+    Raises:
+        NotFound: no such capability.
+        InvalidRequest: the file exists (and ``force`` is not set).
+    """
+    _, contract = supply_packages.capability(supply, capability)
+    path = lab_recipe_path(supply, capability)
+    if path.exists() and not force:
+        raise InvalidRequest(f"{path} exists", hint="edit it, or pass --force to overwrite it")
+    text = starter_recipe(capability, contract.allowed_operators)
+    recipe = parse_recipe(text.encode(), path)
+    check_allowed(recipe, capability, contract.allowed_operators)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, "utf-8")
+    return path

@@ -171,6 +171,7 @@ class RoundStarted(TypedDict):
     parents: list[str]
     plans: list[JsonValue]
     failure_cluster: str | None
+    recipe: NotRequired[str]  # the recipe file's digest (rounds planned from a recipe)
 
 
 class CandidateGenerated(TypedDict):
@@ -228,6 +229,7 @@ class DecisionMade(TypedDict):
     winner: str | None
     decision: str  # the decision record blob
     outcomes: dict[str, JsonValue]
+    recipe: NotRequired[str]  # the recipe file's digest (rounds planned from a recipe)
 
 
 class RoundFinished(TypedDict):
