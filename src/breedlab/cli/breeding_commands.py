@@ -14,7 +14,6 @@ from breedlab.cli.registry_commands import capability_app
 from breedlab.cli.shell import (
     CapabilityArg,
     JsonFlag,
-    PackageArg,
     console,
     open_lab,
     print_json,
@@ -181,30 +180,46 @@ def round_(
 
 def reproduce(
     ctx: typer.Context,
-    package: PackageArg,
+    package: Annotated[
+        str | None, typer.Argument(help="Id, unique prefix, or CAP@alias.", show_default=False)
+    ] = None,
+    decision: Annotated[
+        str | None,
+        typer.Option(
+            "--decision",
+            help="Instead of PACKAGE: every candidate of a round's decision (latest, seq, "
+            "round-N).",
+        ),
+    ] = None,
     workers: Workers = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Re-run a package's recorded operator in a fresh sandbox and compare ids."""
-    with open_lab(ctx) as lab, progress(json_out, f"reproducing {package} in a fresh sandbox"):
-        result = lab.reproduce(package, workers=workers)
+    """Re-run a package's recorded operator in a fresh sandbox and compare ids (exit 5 if
+    any differs)."""
+    if (package is None) == (decision is None):
+        raise InvalidRequest("name a PACKAGE or a --decision (one of them)")
+    what = package if decision is None else f"the candidates of decision {decision}"
+    with open_lab(ctx) as lab, progress(json_out, f"reproducing {what} in a fresh sandbox"):
+        if package is not None:
+            results = [lab.reproduce(package, workers=workers)]
+        else:
+            results = lab.reproduce_decision(str(decision), workers=workers)
     if json_out:
-        print_json(result.to_json())
-    elif result.match:
-        console.print(
-            styled(
-                ("green", "reproduced"), f" {result.package[:19]} ({result.operator}): ids match"
+        print_json(results[0].to_json() if package else [r.to_json() for r in results])
+    for r in [] if json_out else results:
+        if r.match:
+            console.print(
+                styled(("green", "reproduced"), f" {r.package[:19]} ({r.operator}): ids match")
             )
-        )
-    else:
-        console.print(
-            styled(
-                ("red", "NOT reproduced"),
-                f" {result.package[:19]} ({result.operator}): ",
-                f"got {result.recomputed or result.failure}",
+        else:
+            console.print(
+                styled(
+                    ("red", "NOT reproduced"),
+                    f" {r.package[:19]} ({r.operator}): ",
+                    f"got {r.recomputed or r.failure}",
+                )
             )
-        )
-    if not result.match:
+    if not all(r.match for r in results):
         raise typer.Exit(5)
 
 

@@ -320,6 +320,14 @@ class Lab(RegistryView):
 
         return reproduce(self.supply, self.resolve(ref), executor=self.executor(workers))
 
+    @_interruptible
+    def reproduce_decision(self, ref: str, *, workers: int | None = None) -> list[Reproduction]:
+        """Re-run every candidate of a round's decision (``latest``, a seq, ``round-N``)
+        and compare ids."""
+        from breedlab.lab.replay import reproduce_decision
+
+        return reproduce_decision(self.supply, ref, executor=self.executor(workers))
+
     def parent_input(self, model: Digest) -> ParentInput:
         """A registered model as a job's input: materialised, bounded by its capability's
         memory budget."""

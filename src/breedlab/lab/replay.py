@@ -21,12 +21,13 @@ from breedlab.ledger import EventKind
 from breedlab.sandbox.executors import Executor
 from breedlab.signing.statements import Statement
 from breedlab.supply import keys as supply_keys
+from breedlab.supply import lineage as supply_lineage
 from breedlab.supply import packages as supply_packages
 
 if TYPE_CHECKING:
     from breedlab.supply.service import Supply
 
-__all__ = ["NOT_REPLAYABLE", "Reproduction", "build_type", "reproduce"]
+__all__ = ["NOT_REPLAYABLE", "Reproduction", "build_type", "reproduce", "reproduce_decision"]
 
 #: Build types that record data, not a runnable recipe.
 NOT_REPLAYABLE = ("import", "suite", "failures")
@@ -146,3 +147,21 @@ def replay_lineage(supply: Supply, package: Digest, *, executor: Executor) -> li
 
     visit(package)
     return [reproduce(supply, pid, executor=executor) for pid in order]
+
+
+def reproduce_decision(supply: Supply, ref: str, *, executor: Executor) -> list[Reproduction]:
+    """Reproduce every candidate a round's decision judged (``ref`` as
+    :func:`breedlab.supply.lineage.decision` reads it: ``latest``, a seq, ``round-N``),
+    in the record's order. A candidate that failed to reproduce is reported, not raised.
+
+    Raises:
+        NotFound: no such decision.
+    """
+    _, record = supply_lineage.decision(supply, ref)
+    candidates = record.get("candidates")
+    packages = [
+        Digest.parse(str(c["package"]))
+        for c in (candidates if isinstance(candidates, list) else [])
+        if isinstance(c, dict) and c.get("package")
+    ]
+    return [reproduce(supply, pid, executor=executor) for pid in packages]
