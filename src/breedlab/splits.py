@@ -14,7 +14,13 @@ import numpy as np
 
 from breedlab.errors import InvalidRequest
 
-__all__ = ["DEFAULT_FRACTIONS", "SPLIT_NAMES", "parse_fractions", "stratified_split"]
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "SPLIT_NAMES",
+    "grouped_split",
+    "parse_fractions",
+    "stratified_split",
+]
 
 SPLIT_NAMES = ("train", "fitness", "dev", "sealed")
 DEFAULT_FRACTIONS: Mapping[str, float] = {
@@ -98,6 +104,56 @@ def stratified_split(
             raise InvalidRequest(
                 f"split {name!r} would be empty ({len(y)} rows)",
                 hint="import more rows, or give that split a larger --fractions share",
+            )
+        picked.sort()
+    return chosen
+
+
+def grouped_split(
+    labels: Sequence[int], groups: Sequence[str], fractions: Mapping[str, float], seed: int
+) -> dict[str, list[int]]:
+    """Row indices per split with every group (a movie, a patient, a customer) whole in
+    one split, so nothing a model learned about a group is scored again in another.
+
+    Groups are stratified by their most common label (ties: the smaller label), shuffled
+    by ``seed``, and each group goes to the split furthest below its share of that
+    stratum's rows (ties to the earlier split). Within a split, rows keep their file
+    order. The same labels, groups, fractions and seed give the same splits.
+
+    Raises:
+        InvalidRequest: fewer groups than splits, or a split would be empty.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    if len(members) < len(SPLIT_NAMES):
+        raise InvalidRequest(
+            f"{len(members)} groups cannot fill {len(SPLIT_NAMES)} splits",
+            hint="every group goes whole into one split: import more groups",
+        )
+    strata: dict[int, list[str]] = {}
+    for g, rows in members.items():
+        counts = np.bincount(y[rows])
+        strata.setdefault(int(np.argmax(counts)), []).append(g)
+    rng = np.random.default_rng(seed)
+    share = [fractions[s] for s in SPLIT_NAMES]
+    chosen: dict[str, list[int]] = {s: [] for s in SPLIT_NAMES}
+    for label in sorted(strata):
+        names = sorted(strata[label])
+        order = [names[i] for i in rng.permutation(len(names))]
+        total = sum(len(members[g]) for g in order)
+        filled = [0] * len(SPLIT_NAMES)
+        for g in order:
+            behind = [share[i] * total - filled[i] for i in range(len(SPLIT_NAMES))]
+            target = max(range(len(SPLIT_NAMES)), key=lambda i: (behind[i], -i))
+            chosen[SPLIT_NAMES[target]].extend(members[g])
+            filled[target] += len(members[g])
+    for name, picked in chosen.items():
+        if not picked:
+            raise InvalidRequest(
+                f"split {name!r} would be empty ({len(members)} groups)",
+                hint="import more groups, or give that split a larger --fractions share",
             )
         picked.sort()
     return chosen

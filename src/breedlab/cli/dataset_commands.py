@@ -35,6 +35,13 @@ def dataset_import(
         str | None,
         typer.Option("--id-column", help="Item ids (default: a hash of the row's content)."),
     ] = None,
+    group_column: Annotated[
+        str | None,
+        typer.Option(
+            "--group-column",
+            help="Keep each group (a movie, a patient) whole in one split.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the split.")] = 0,
     fractions: Annotated[
         str | None,
@@ -60,6 +67,7 @@ def dataset_import(
             feature_columns=comma_list(feature_columns),
             text_column=text_column,
             id_column=id_column,
+            group_column=group_column,
             seed=seed,
             fractions=parse_fractions(fractions) if fractions else None,
             sign_with=key,

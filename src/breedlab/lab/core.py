@@ -390,6 +390,7 @@ class Lab(RegistryView):
         feature_columns: Sequence[str] = (),
         text_column: str | None = None,
         id_column: str | None = None,
+        group_column: str | None = None,
         seed: int = 0,
         fractions: Mapping[str, float] | None = None,
         sign_with: str | None = None,
@@ -398,7 +399,8 @@ class Lab(RegistryView):
     ) -> Imported:
         """A user's CSV, JSONL or Parquet file, checked against the capability's contract
         and stored as its four splits (:func:`breedlab.lab.data_import.import_dataset`);
-        ``feature_columns`` default to the contract's features."""
+        ``feature_columns`` default to the contract's features; with ``group_column``
+        each group's rows go whole into one split."""
         from breedlab.lab.data_import import Columns, import_dataset
         from breedlab.splits import DEFAULT_FRACTIONS
 
@@ -411,6 +413,7 @@ class Lab(RegistryView):
                 features=tuple(feature_columns),
                 text=text_column,
                 id=id_column,
+                group=group_column,
             ),
             seed=seed,
             fractions=fractions or DEFAULT_FRACTIONS,

@@ -9,6 +9,7 @@ digits bootstrap). A bad row leaves the ledger as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from collections import Counter
@@ -26,7 +27,7 @@ from breedlab.errors import InvalidRequest
 from breedlab.lab.dataset_splits import store_split
 from breedlab.registry.capability import Contract, InputType
 from breedlab.rows import Row, read_rows
-from breedlab.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, stratified_split
+from breedlab.splits import DEFAULT_FRACTIONS, SPLIT_NAMES, grouped_split, stratified_split
 from breedlab.supply import packages as supply_packages
 from breedlab.supply.values import PackageInfo
 
@@ -48,6 +49,7 @@ class Columns:
     features: tuple[str, ...] = ()
     text: str | None = None
     id: str | None = None
+    group: str | None = None  # rows of one group go whole into one split
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,8 +161,9 @@ def _check_columns(contract: Contract, columns: Columns, present: Sequence[str])
                 f"{len(features)} feature columns, but the contract's input has "
                 f"{math.prod(contract.input_shape)} values"
             )
-        columns = Columns(label=columns.label, features=tuple(features), id=columns.id)
-    wanted = [columns.label, *columns.features, *filter(None, (columns.text, columns.id))]
+        columns = dataclasses.replace(columns, features=tuple(features))
+    named = (columns.text, columns.id, columns.group)
+    wanted = [columns.label, *columns.features, *filter(None, named)]
     missing = [c for c in wanted if c not in present]
     if missing and present:  # a JSONL file's columns are its first object's keys
         raise InvalidRequest(
@@ -201,6 +204,7 @@ def import_dataset(
     texts: list[str] = []
     ys: list[int] = []
     ids: list[str] = []
+    groups: list[str] = []
     seen: dict[str, int] = {}
     with read_rows(path) as rows:
         columns = _check_columns(contract, columns, rows.columns)
@@ -227,10 +231,16 @@ def import_dataset(
             seen[item] = n
             ids.append(item)
             ys.append(y)
+            if columns.group is not None:
+                groups.append(str(_present(n, row, columns.group)))
     if not ys:
         raise InvalidRequest(f"{path} has no rows")
-    say(f"checked {len(ys)} rows; splitting by label with seed {seed}")
-    chosen = stratified_split(ys, fractions, seed)
+    if columns.group is None:
+        say(f"checked {len(ys)} rows; splitting by label with seed {seed}")
+        chosen = stratified_split(ys, fractions, seed)
+    else:
+        say(f"checked {len(ys)} rows; splitting by {columns.group!r} groups with seed {seed}")
+        chosen = grouped_split(ys, groups, fractions, seed)
     interrupts.check("writing the splits")
     y_all = np.asarray(ys, dtype=np.int64)
     x_all = np.asarray(xs, dtype=np.float32)
@@ -245,6 +255,9 @@ def import_dataset(
                 "labels": list(contract.labels),
             }
             split_ids = [ids[r] for r in rows_of]
+            if columns.group is not None:  # absent otherwise: ungrouped ids stay as they were
+                meta["group_column"] = columns.group
+                meta["groups"] = sorted({groups[r] for r in rows_of})
             if columns.text is not None:
                 write_text_dataset(
                     folder,

@@ -343,3 +343,50 @@ def test_an_interrupted_import_stops_before_writing_and_says_so(lab: Lab, tmp_pa
     with lab.ledger.reader() as r:
         assert r.head()[0] == head
     assert lab.alias("wine", "data-train") is None
+
+
+def test_a_group_column_keeps_each_group_whole_in_one_split(lab: Lab, tmp_path: Path) -> None:
+    """Reviews of one movie in two splits would score what the model memorised about the
+    movie: ``--group-column`` deals whole groups."""
+    contract = lab.init_contract(
+        tmp_path / "r.toml", "reviews", task="classification", modality="text",
+        labels=["neg", "pos"],
+    )  # fmt: skip
+    lab.add_capability(contract)
+    rows = [
+        {"text": f"movie {m} review {r}", "movie": f"m{m:02d}", "y": ["neg", "pos"][(m + r) % 2]}
+        for m in range(40)
+        for r in range(1 + m % 5)
+    ]
+    path = _write(tmp_path / "r.jsonl", rows)
+    result = lab.import_dataset(
+        path, capability="reviews", label_column="y", text_column="text", group_column="movie"
+    )
+    seen: dict[str, str] = {}
+    for split in SPLIT_NAMES:
+        pid = lab.resolve(f"reviews@data-{split}")
+        data = read_text_dataset(lab.supply.workspace.materialise(pid, lab.manifest(pid)))
+        movies = {t.split()[1] for t in data.texts}  # "movie 7 review 2"
+        for movie in movies:
+            assert seen.setdefault(movie, split) == split, f"movie {movie} in {split} and more"
+        assert data.meta["groups"] == sorted(f"m{int(m):02d}" for m in movies)
+    assert len(seen) == 40 and sum(s.package.created for s in result.splits) == 4
+    # Roughly the fractions in rows (whole groups of 1-5 rows cannot hit them exactly).
+    sizes = {s.split: sum(s.labels.values()) for s in result.splits}
+    assert sum(sizes.values()) == len(rows) == 120
+    assert 0.45 <= sizes["train"] / 120 <= 0.75 and sizes["dev"] >= 10 and sizes["sealed"] >= 10
+    # Deterministic for a seed; another seed deals the groups differently.
+    again = lab.import_dataset(
+        path, capability="reviews", label_column="y", text_column="text", group_column="movie"
+    )
+    assert [s.package.id for s in again.splits] == [s.package.id for s in result.splits]
+    with pytest.raises(InvalidRequest, match="3 groups cannot fill 4 splits"):
+        lab.import_dataset(
+            _write(
+                tmp_path / "few.jsonl", [r for r in rows if r["movie"] in ("m01", "m02", "m03")]
+            ),
+            capability="reviews",
+            label_column="y",
+            text_column="text",
+            group_column="movie",
+        )
