@@ -50,7 +50,8 @@ def test_the_lab_api_is_pinned() -> None:
         "capabilities", "capability", "checkpoint", "close", "decision", "endorse_keys",
         "events", "executor",
         "failures", "generate_key", "import_path", "init", "key", "keys", "lineage",
-        "manifest", "migrate", "open", "package", "packages", "reconstruct", "reproduce", "resolve",
+        "manifest", "migrate", "open", "package", "packages", "reconstruct", "reproduce",
+        "reproduce_decision", "resolve",
         "revoke", "revoke_key", "run_round", "set_alias", "show", "sign", "verify",
         "verify_ledger", "verify_store",
         # authority (DESIGN §13)
