@@ -127,7 +127,7 @@ PARAMETERS: Mapping[str, Mapping[str, str]] = {
     "train": {
         **_ARCHITECTURE, "classes": "int", "standardize": "bool", **_FIT, "patience": "int",
         "augment": "str",
-        "noise_sigma": "decimal", "name": "str",
+        "noise_sigma": "decimal", "missing_fraction": "decimal", "name": "str",
     },
     "distill": {
         **_ARCHITECTURE, **_FIT, "patience": "int", "temperature": "decimal",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, NotFound
+from breedlab.evaluator.design import Modality, modality
 from breedlab.lab.operator_runs import Plan
 from breedlab.lab.recipe_format import KIND, Parents, Recipe, check_allowed, parse_recipe
 from breedlab.supply import packages as supply_packages
@@ -198,13 +199,22 @@ def recipe_plans(
 
 # -- a starter recipe ------------------------------------------------------------------------
 
+#: The perturbation kinds the ``train`` operator can augment with, by modality
+#: (``factory.operators.augmentation.Augment``): a starter's fine-tune runs on a failure
+#: cluster of one of these. Text has none yet, so its starter has no fine-tune.
+_AUGMENTS: Mapping[Modality, tuple[str, ...]] = {
+    Modality.IMAGE: ("noise", "shift"),
+    Modality.TABULAR: ("feature_noise", "missing"),
+    Modality.TEXT: (),
+}
+
 _STARTER_RUNS = {
     "train": """\
 # Fine-tune the champion with the failure cluster's perturbation as augmentation.
 [[run]]
 operator = "train"
 label = "train/finetune-{{kind}}"
-when = {{ cluster_kind = ["noise"] }}
+when = {{ cluster_kind = [{kinds}] }}
 data = ["train", "fitness"]
 params = {{ epochs = 10, augment = "{{kind}}", name = "{capability}-ft-{{kind}}" }}
 """,
@@ -217,7 +227,8 @@ data = ["train", "fitness"]
 params = {{ architecture = "mlp", hidden = [32], epochs = 40, name = "{capability}-mlp-32" }}
 """,
     "adapter": """\
-# LoRA on the failure cluster, with replay from train, merged into the champion.
+# LoRA on the failure cluster (any kind: a perturbation, a confusion, a feature slice),
+# with replay from train, merged into the champion.
 [[run]]
 operator = "adapter"
 label = "adapter/lora-r8"
@@ -249,11 +260,17 @@ params = {{ method = "ties", density = "0.5" }}
 }
 
 
-def starter_recipe(capability: str, allowed: Sequence[str]) -> str:
+def starter_recipe(
+    capability: str, allowed: Sequence[str], modality: Modality = Modality.IMAGE
+) -> str:
     """A commented starter recipe for a torch MLP capability: one or two runs per allowed
-    operator, names derived from the capability."""
+    operator, names derived from the capability. The fine-tune runs on the failure
+    clusters of ``modality`` that ``train`` can augment with (``_AUGMENTS``)."""
+    kinds = ", ".join(f'"{k}"' for k in _AUGMENTS[modality])
     runs = [
-        _STARTER_RUNS[op].format(capability=capability) for op in _STARTER_RUNS if op in allowed
+        _STARTER_RUNS[op].format(capability=capability, kinds=kinds)
+        for op in _STARTER_RUNS
+        if op in allowed and (op != "train" or kinds)
     ]
     head = (
         f"# Operator runs for {capability}: what 'breedlab round {capability}' makes.\n"
@@ -275,7 +292,8 @@ def init_recipe(supply: Supply, capability: str, *, force: bool = False) -> Path
     path = lab_recipe_path(supply, capability)
     if path.exists() and not force:
         raise InvalidRequest(f"{path} exists", hint="edit it, or pass --force to overwrite it")
-    text = starter_recipe(capability, contract.allowed_operators)
+    kind = modality(contract.input_schema, contract.input_shape)
+    text = starter_recipe(capability, contract.allowed_operators, kind)
     recipe = parse_recipe(text.encode(), path)
     check_allowed(recipe, capability, contract.allowed_operators)
     path.parent.mkdir(parents=True, exist_ok=True)
