@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, NotFound
-from breedlab.evaluator.design import Modality, modality
 from breedlab.lab.operator_runs import Plan
 from breedlab.lab.recipe_format import KIND, Parents, Recipe, check_allowed, parse_recipe
 from breedlab.supply import packages as supply_packages
@@ -199,13 +198,15 @@ def recipe_plans(
 
 # -- a starter recipe ------------------------------------------------------------------------
 
-#: The perturbation kinds the ``train`` operator can augment with, by modality
-#: (``factory.operators.augmentation.Augment``): a starter's fine-tune runs on a failure
-#: cluster of one of these. Text has none yet, so its starter has no fine-tune.
-_AUGMENTS: Mapping[Modality, tuple[str, ...]] = {
-    Modality.IMAGE: ("noise", "shift"),
-    Modality.TABULAR: ("feature_noise", "missing"),
-    Modality.TEXT: (),
+#: The perturbation kinds the ``train`` operator can augment with, by modality (the
+#: values of ``evaluator.design.Modality``; ``factory.operators.augmentation.Augment``):
+#: a starter's fine-tune runs on a failure cluster of one of these. Text has none yet, so
+#: its starter has no fine-tune. (Strings, not the enum: importing the evaluator here
+#: would load numpy for every CLI command.)
+_AUGMENTS: Mapping[str, tuple[str, ...]] = {
+    "image": ("noise", "shift"),
+    "tabular": ("feature_noise", "missing"),
+    "text": (),
 }
 
 _STARTER_RUNS = {
@@ -260,9 +261,7 @@ params = {{ method = "ties", density = "0.5" }}
 }
 
 
-def starter_recipe(
-    capability: str, allowed: Sequence[str], modality: Modality = Modality.IMAGE
-) -> str:
+def starter_recipe(capability: str, allowed: Sequence[str], modality: str = "image") -> str:
     """A commented starter recipe for a torch MLP capability: one or two runs per allowed
     operator, names derived from the capability. The fine-tune runs on the failure
     clusters of ``modality`` that ``train`` can augment with (``_AUGMENTS``)."""
@@ -292,8 +291,10 @@ def init_recipe(supply: Supply, capability: str, *, force: bool = False) -> Path
     path = lab_recipe_path(supply, capability)
     if path.exists() and not force:
         raise InvalidRequest(f"{path} exists", hint="edit it, or pass --force to overwrite it")
+    from breedlab.evaluator.design import modality  # numpy: only when a starter is written
+
     kind = modality(contract.input_schema, contract.input_shape)
-    text = starter_recipe(capability, contract.allowed_operators, kind)
+    text = starter_recipe(capability, contract.allowed_operators, kind.value)
     recipe = parse_recipe(text.encode(), path)
     check_allowed(recipe, capability, contract.allowed_operators)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -352,10 +352,8 @@ def _starter_plans(text: str, kind: str | None, cluster: Digest | None = CLUSTER
 
 
 def test_a_tabular_starter_fine_tunes_on_the_tabular_perturbations_a_cluster_names() -> None:
-    from breedlab.evaluator.design import Modality
-
     ops = ["train", "distill", "adapter", "quantize"]
-    text = starter_recipe("wine", ops, Modality.TABULAR)
+    text = starter_recipe("wine", ops, "tabular")
     assert 'cluster_kind = ["feature_noise", "missing"]' in text and '"noise"' not in text
     for kind in ("feature_noise", "missing"):
         [finetune] = [p for p in _starter_plans(text, kind) if p.operator == "train"]
@@ -370,13 +368,11 @@ def test_a_tabular_starter_fine_tunes_on_the_tabular_perturbations_a_cluster_nam
 
 
 def test_an_image_starter_fine_tunes_on_noise_and_shift_and_a_text_one_not_at_all() -> None:
-    from breedlab.evaluator.design import Modality
-
     ops = ["train", "distill", "adapter", "quantize"]
     image = starter_recipe("letters", ops)
     assert 'cluster_kind = ["noise", "shift"]' in image
     assert _starter_plans(image, "shift")[0].label == "train/finetune-shift"
-    text = starter_recipe("reviews", ops, Modality.TEXT)
+    text = starter_recipe("reviews", ops, "text")
     assert {r.operator for r in _parse(text).runs} == {"distill", "adapter", "quantize"}
 
 
