@@ -164,7 +164,7 @@ def _same_architecture(supply: Supply, a: Digest, b: Digest) -> bool:
 
 
 def _cluster_kind(supply: Supply, cluster: Digest | None) -> str | None:
-    """The perturbation kind of a failure cluster (None for a confusion cluster)."""
+    """The perturbation kind of a failure cluster (None for a confusion or slice cluster)."""
     if cluster is None:
         return None
     meta = supply_packages.manifest(supply, cluster).meta.get("cluster", {})
