@@ -10,6 +10,8 @@ nor scikit-learn)::
     perturbations   seeded perturbations of 8×8 digit images (noise, shift, occlusion,
                     dropout) and OOD images, each seeded by (suite seed, kind, item id)
     items           per-item content hashes and the suite hash over ordered items
+    slices          failure slices: a feature's quantile bin (or a band of text
+                    lengths) where a model's error rate is clearly above its overall rate
     digits          the built-in capability's data: sklearn digits, stratified
                     train / fitness / dev / sealed splits, confusion mining
 

@@ -1,12 +1,18 @@
 """Failure clusters: where the champion fails, mined from its per-item errors on dev.
 
-Two kinds of cluster (DESIGN §8 "LoRA via PEFT on the failure cluster"):
+Three kinds of cluster (DESIGN §8 "LoRA via PEFT on the failure cluster"):
 
 - ``perturbation``: an input perturbation that costs the champion at least
   ``MIN_DROP`` of dev accuracy. Its dataset is the *training* items under that
   perturbation (seeded by the cluster's own seed and item id): what the adapter trains on.
 - ``confusion``: the most frequent (true, predicted) class pairs on dev. Its dataset is
   the training items of those classes.
+- ``slice`` (tabular capabilities only): a quantile bin of one feature where the
+  champion's dev error rate is clearly above its overall rate (``evaluator.slices``: an
+  exact binomial test, Holm-corrected over every bin; at most ``MAX_SLICES``). Its dataset
+  is the training items in the same bin, ``[low, high)`` by the dev split's edges; its
+  meta names the feature, the bin and all edges. A small dev split often has none.
+  Text-length slices (``evaluator.slices.length_slices``) wait for a text suite.
 
 The dev split only *describes* a cluster; the data always comes from the train split,
 so the decision split never leaks into training. Each cluster is recorded as a dataset
@@ -25,11 +31,13 @@ import numpy as np
 
 from breedlab import interrupts
 from breedlab.canonical import JsonValue
-from breedlab.datasets import read_dataset, write_dataset
+from breedlab.datasets import Dataset, read_dataset, write_dataset
 from breedlab.digest import Digest
 from breedlab.errors import LabError, NotFound
+from breedlab.evaluator.design import Modality, modality
 from breedlab.evaluator.digits import confusion_pairs
 from breedlab.evaluator.perturbations import perturb
+from breedlab.evaluator.slices import feature_slices, in_bin
 from breedlab.lab.evaluation import evaluate_models, load_suite
 from breedlab.ledger import EventKind
 from breedlab.registry.manifest import Kind
@@ -42,9 +50,10 @@ from breedlab.supply.packages import register
 if TYPE_CHECKING:
     from breedlab.supply.service import Supply
 
-__all__ = ["MIN_DROP", "Cluster", "latest_clusters", "mine_failures"]
+__all__ = ["MAX_SLICES", "MIN_DROP", "Cluster", "latest_clusters", "mine_failures"]
 
 MIN_DROP = 0.05
+MAX_SLICES = 3
 CLUSTER_SEED = 1009  # not the suite's seed: training never sees the suite's own draws
 
 
@@ -52,9 +61,11 @@ CLUSTER_SEED = 1009  # not the suite's seed: training never sees the suite's own
 class Cluster:
     id: Digest
     name: str
-    kind: str
+    kind: str  # perturbation | confusion | slice
     description: str
-    severity: float  # accuracy lost on dev (perturbation) or share of errors (confusion)
+    # accuracy lost on dev (perturbation), dev share of the confusions (confusion), or dev
+    # share of the bin's errors beyond the overall rate (slice)
+    severity: float
     items: int
 
     def to_json(self) -> dict[str, JsonValue]:
@@ -85,9 +96,7 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
     train = read_dataset(
         supply.workspace.materialise(train_id, supply_packages.manifest(supply, train_id))
     )
-    found: list[
-        tuple[float, str, str, dict[str, JsonValue], np.ndarray, np.ndarray, tuple[str, ...]]
-    ] = []
+    found: list[_Found] = []
     for p in spec.perturbations:
         drop = clean - dev.accuracy(p.kind)
         if drop < MIN_DROP:
@@ -134,6 +143,12 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
                 tuple(i for i, keep in zip(train.ids, rows, strict=True) if keep),
             )
         )
+    contract = supply_packages.capability(supply, capability)[1]
+    if modality(contract.input_schema, contract.input_shape) is Modality.TABULAR:
+        dev_x = _dev_features(supply, spec, dev.ids)
+        features = contract.features or tuple(f"x{j}" for j in range(dev_x.shape[1]))
+        wrong = ~np.asarray(dev.correct["clean"], dtype=bool)
+        found.extend(_slice_clusters(capability, dev_x, wrong, features, train))
     found.sort(key=lambda f: -f[0])
     # The clusters and failures.mined are one step: recorded whole or not at all.
     interrupts.check(f"recording the failure clusters of {capability}")
@@ -148,7 +163,6 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
                 ids=ids,
                 meta={"cluster": meta, "champion": str(champion)},
             )
-            contract = supply_packages.capability(supply, capability)[1]
             train_manifest = supply_packages.manifest(supply, train_id)
             info = register(
                 supply,
@@ -192,6 +206,59 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
         actor=supply.actor,
     )
     return clusters
+
+
+_Found = tuple[float, str, str, dict[str, JsonValue], np.ndarray, np.ndarray, tuple[str, ...]]
+
+
+def _slice_clusters(
+    capability: str,
+    dev_x: np.ndarray,
+    wrong: np.ndarray,
+    names: tuple[str, ...],
+    train: Dataset,
+) -> list[_Found]:
+    """The ``MAX_SLICES`` most severe feature slices of dev, each with the train items
+    in its bin (a bin no train item falls in gives no cluster)."""
+    found: list[_Found] = []
+    for s in feature_slices(dev_x, wrong, names):
+        rows = in_bin(train.x[:, s.feature_index], s.low, s.high)
+        if not rows.any():
+            continue
+        description = (
+            f"{s.feature} in {s.bounds()} (bin {s.bin + 1} of {s.bins}): dev error rate "
+            f"{s.rate:.3f} ({s.errors}/{s.items}) vs {s.overall:.3f} overall, "
+            f"p={s.p_value:.2g}"
+        )
+        meta: dict[str, JsonValue] = {
+            "kind": "slice",
+            **s.to_record(),
+            "description": description,
+            "severity": repr(s.severity),
+        }
+        found.append(
+            (
+                s.severity,
+                f"{capability}-cluster-slice-{s.feature_index}-{s.bin}",
+                description,
+                meta,
+                train.x[rows].astype(np.float64),
+                train.y[rows],
+                tuple(i for i, keep in zip(train.ids, rows, strict=True) if keep),
+            )
+        )
+        if len(found) == MAX_SLICES:
+            break
+    return found
+
+
+def _dev_features(supply: Supply, spec: object, ids: tuple[str, ...]) -> np.ndarray:
+    """The dev split's features, in the scorecard's item order."""
+    dev_id = Digest.parse(spec.splits["dev"])  # type: ignore[attr-defined]
+    data = read_dataset(
+        supply.workspace.materialise(dev_id, supply_packages.manifest(supply, dev_id))
+    )
+    return data.subset(ids).x.astype(np.float64)
 
 
 def _dev_labels(supply: Supply, spec: object) -> np.ndarray:

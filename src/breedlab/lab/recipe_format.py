@@ -35,7 +35,8 @@ Keys of a run (nothing else is accepted):
 ``when``      a condition; the run is skipped when it does not hold.
               ``{ cluster = true }``: the round has a failure cluster.
               ``{ cluster_kind = [...] }``: the cluster's perturbation kind is one of these
-              (a confusion cluster has none, so it never matches).
+              (a confusion or feature-slice cluster has none, so it never
+              matches; ``{ cluster = true }`` runs on every kind).
 
 Every run uses the round's seed and records the round's failure cluster. Expanded runs
 come out run by run in file order, then parent by parent. Everything a run is made of is
@@ -127,7 +128,7 @@ PARAMETERS: Mapping[str, Mapping[str, str]] = {
     "train": {
         **_ARCHITECTURE, "classes": "int", "standardize": "bool", **_FIT, "patience": "int",
         "augment": "str",
-        "noise_sigma": "decimal", "name": "str",
+        "noise_sigma": "decimal", "missing_fraction": "decimal", "name": "str",
     },
     "distill": {
         **_ARCHITECTURE, **_FIT, "patience": "int", "temperature": "decimal",

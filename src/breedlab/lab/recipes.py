@@ -164,7 +164,7 @@ def _same_architecture(supply: Supply, a: Digest, b: Digest) -> bool:
 
 
 def _cluster_kind(supply: Supply, cluster: Digest | None) -> str | None:
-    """The perturbation kind of a failure cluster (None for a confusion cluster)."""
+    """The perturbation kind of a failure cluster (None for a confusion or slice cluster)."""
     if cluster is None:
         return None
     meta = supply_packages.manifest(supply, cluster).meta.get("cluster", {})
@@ -198,13 +198,24 @@ def recipe_plans(
 
 # -- a starter recipe ------------------------------------------------------------------------
 
+#: The perturbation kinds the ``train`` operator can augment with, by modality (the
+#: values of ``evaluator.design.Modality``; ``factory.operators.augmentation.Augment``):
+#: a starter's fine-tune runs on a failure cluster of one of these. Text has none yet, so
+#: its starter has no fine-tune. (Strings, not the enum: importing the evaluator here
+#: would load numpy for every CLI command.)
+_AUGMENTS: Mapping[str, tuple[str, ...]] = {
+    "image": ("noise", "shift"),
+    "tabular": ("feature_noise", "missing"),
+    "text": (),
+}
+
 _STARTER_RUNS = {
     "train": """\
 # Fine-tune the champion with the failure cluster's perturbation as augmentation.
 [[run]]
 operator = "train"
 label = "train/finetune-{{kind}}"
-when = {{ cluster_kind = ["noise"] }}
+when = {{ cluster_kind = [{kinds}] }}
 data = ["train", "fitness"]
 params = {{ epochs = 10, augment = "{{kind}}", name = "{capability}-ft-{{kind}}" }}
 """,
@@ -217,7 +228,8 @@ data = ["train", "fitness"]
 params = {{ architecture = "mlp", hidden = [32], epochs = 40, name = "{capability}-mlp-32" }}
 """,
     "adapter": """\
-# LoRA on the failure cluster, with replay from train, merged into the champion.
+# LoRA on the failure cluster (any kind: a perturbation, a confusion, a feature slice),
+# with replay from train, merged into the champion.
 [[run]]
 operator = "adapter"
 label = "adapter/lora-r8"
@@ -249,11 +261,15 @@ params = {{ method = "ties", density = "0.5" }}
 }
 
 
-def starter_recipe(capability: str, allowed: Sequence[str]) -> str:
+def starter_recipe(capability: str, allowed: Sequence[str], modality: str = "image") -> str:
     """A commented starter recipe for a torch MLP capability: one or two runs per allowed
-    operator, names derived from the capability."""
+    operator, names derived from the capability. The fine-tune runs on the failure
+    clusters of ``modality`` that ``train`` can augment with (``_AUGMENTS``)."""
+    kinds = ", ".join(f'"{k}"' for k in _AUGMENTS[modality])
     runs = [
-        _STARTER_RUNS[op].format(capability=capability) for op in _STARTER_RUNS if op in allowed
+        _STARTER_RUNS[op].format(capability=capability, kinds=kinds)
+        for op in _STARTER_RUNS
+        if op in allowed and (op != "train" or kinds)
     ]
     head = (
         f"# Operator runs for {capability}: what 'breedlab round {capability}' makes.\n"
@@ -275,7 +291,10 @@ def init_recipe(supply: Supply, capability: str, *, force: bool = False) -> Path
     path = lab_recipe_path(supply, capability)
     if path.exists() and not force:
         raise InvalidRequest(f"{path} exists", hint="edit it, or pass --force to overwrite it")
-    text = starter_recipe(capability, contract.allowed_operators)
+    from breedlab.evaluator.design import modality  # numpy: only when a starter is written
+
+    kind = modality(contract.input_schema, contract.input_shape)
+    text = starter_recipe(capability, contract.allowed_operators, kind.value)
     recipe = parse_recipe(text.encode(), path)
     check_allowed(recipe, capability, contract.allowed_operators)
     path.parent.mkdir(parents=True, exist_ok=True)

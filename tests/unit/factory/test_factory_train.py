@@ -269,3 +269,26 @@ def test_augmentation_is_seeded_clipped_and_leaves_about_half_the_rows_clean() -
     assert augment_rows(x, Augment.NONE, torch.Generator(), **args) is x  # type: ignore[arg-type]
     noisy_x = noisy(x, 5.0, torch.Generator().manual_seed(0), 0.0, 1.0)
     assert noisy_x.min() >= 0 and noisy_x.max() <= 1
+
+
+def test_tabular_augmentation_is_in_std_units_and_imputes_an_exact_count_of_means() -> None:
+    from breedlab.factory.operators.augmentation import feature_noisy, mean_imputed
+
+    x = torch.zeros(20000, 3)
+    std = torch.tensor([1000.0, 1.0, 0.0])  # proline-like, hue-like, constant
+    moved = feature_noisy(x, 0.3, std, torch.Generator().manual_seed(0))
+    spread = moved.std(dim=0)
+    assert abs(spread[0].item() - 300.0) < 15 and abs(spread[1].item() - 0.3) < 0.015
+    assert spread[2].item() == 0.0  # a constant feature stays put
+    rows = torch.arange(10.0).repeat(500, 1)  # 500 rows of 10 features
+    mean = torch.full((10,), -1.0)
+    imputed = mean_imputed(rows, 0.25, mean, torch.Generator().manual_seed(1))
+    replaced = imputed == -1.0
+    assert torch.equal(replaced.sum(dim=1), torch.full((500,), 3))  # round_half_up(2.5)
+    assert torch.equal(imputed[~replaced], rows[~replaced])
+    assert replaced.any(dim=0).all()  # every feature is drawn by some row
+    x = torch.rand(400, 3)
+    args = {"sigma": 0.3, "shape": (0, 0), "low": 0.0, "high": 1.0, "std": std, "mean": mean[:3]}
+    a = augment_rows(x, Augment.MISSING, torch.Generator().manual_seed(3), **args)  # type: ignore[arg-type]
+    b = augment_rows(x, Augment.MISSING, torch.Generator().manual_seed(3), **args)  # type: ignore[arg-type]
+    assert torch.equal(a, b) and 0.4 < (a == x).all(dim=1).float().mean().item() < 0.6

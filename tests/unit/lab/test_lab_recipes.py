@@ -344,3 +344,38 @@ def test_the_starter_recipe_names_nothing_of_digits() -> None:
     recipe = _parse(text)
     assert {r.operator for r in recipe.runs} == set(PARAMETERS)
     assert "digits" not in text
+
+
+def _starter_plans(text: str, kind: str | None, cluster: Digest | None = CLUSTER) -> list[Plan]:
+    args = {"parents": (CHAMPION,), "same_architecture": (), "data": DATA, "seed": 0}
+    return expand(_parse(text), cluster=cluster, cluster_kind=kind, **args)  # type: ignore[arg-type]
+
+
+def test_a_tabular_starter_fine_tunes_on_the_tabular_perturbations_a_cluster_names() -> None:
+    ops = ["train", "distill", "adapter", "quantize"]
+    text = starter_recipe("wine", ops, "tabular")
+    assert 'cluster_kind = ["feature_noise", "missing"]' in text and '"noise"' not in text
+    for kind in ("feature_noise", "missing"):
+        [finetune] = [p for p in _starter_plans(text, kind) if p.operator == "train"]
+        assert finetune.label == f"train/finetune-{kind}"
+        assert finetune.params["augment"] == kind and finetune.params["name"] == f"wine-ft-{kind}"
+    # A slice or confusion cluster has no perturbation kind: LoRA on it, no fine-tune.
+    sliced = _starter_plans(text, None)
+    assert [p.operator for p in sliced] == ["distill", "adapter", "quantize"]
+    assert sliced[1].data == (("train", DATA["train"]), ("cluster", CLUSTER))
+    # digits' kinds never fire for a tabular capability
+    assert [p.operator for p in _starter_plans(text, "noise")] == ["distill", "adapter", "quantize"]
+
+
+def test_an_image_starter_fine_tunes_on_noise_and_shift_and_a_text_one_not_at_all() -> None:
+    ops = ["train", "distill", "adapter", "quantize"]
+    image = starter_recipe("letters", ops)
+    assert 'cluster_kind = ["noise", "shift"]' in image
+    assert _starter_plans(image, "shift")[0].label == "train/finetune-shift"
+    text = starter_recipe("reviews", ops, "text")
+    assert {r.operator for r in _parse(text).runs} == {"distill", "adapter", "quantize"}
+
+
+def test_recipes_init_writes_the_starter_of_the_contracts_modality(wine: Lab) -> None:
+    text = wine.init_recipe("wine").read_text()  # 13 features: tabular
+    assert 'when = { cluster_kind = ["feature_noise", "missing"] }' in text

@@ -19,10 +19,14 @@ Parameters (decimal strings where the value is not an integer):
 ``batch_size``     32
 ``weight_decay``   "0"        Adam's L2 term
 ``patience``       10         epochs without a better fitness accuracy before stopping
-``augment``        "none"     "noise" | "shift": half of each batch perturbed (seeded)
-``noise_sigma``    "0.3"      σ of the "noise" augmentation
+``augment``        "none"     half of each batch perturbed (seeded): images "noise" |
+                              "shift"; tabular "feature_noise" | "missing" (the train
+                              split's per-feature std and mean; ``augmentation``)
+``noise_sigma``    "0.3"      σ of "noise" (input units) and "feature_noise" (std units)
 ``name``           "train-<architecture>"
 =================  =========  ===========================================================
+
+``missing_fraction`` ("0.2"): the share of features "missing" replaces by their mean.
 
 Output: ``model/`` (``config.json`` + ``model.safetensors``), role ``candidate``.
 """
@@ -42,7 +46,11 @@ from breedlab.factory.operators.fitting import (
     schedule_from_params,
     seeded,
 )
-from breedlab.factory.operators.parameters import check_known, param_positive_float
+from breedlab.factory.operators.parameters import (
+    check_known,
+    param_fraction,
+    param_positive_float,
+)
 from breedlab.factory.operators.torch_models import (
     ARCHITECTURE_PARAMS,
     check_fits,
@@ -56,7 +64,14 @@ from breedlab.jobs import Job, Log, OutputPackage, param_str
 
 __all__ = ["train"]
 
-_PARAMS = (*ARCHITECTURE_PARAMS, *SCHEDULE_PARAMS, "augment", "noise_sigma", "name")
+_PARAMS = (
+    *ARCHITECTURE_PARAMS,
+    *SCHEDULE_PARAMS,
+    "augment",
+    "noise_sigma",
+    "missing_fraction",
+    "name",
+)
 
 
 def train(job: Job, log: Log) -> tuple[OutputPackage, ...]:
@@ -77,6 +92,7 @@ def train(job: Job, log: Log) -> tuple[OutputPackage, ...]:
             f"parameter 'augment' must be one of {', '.join(a.value for a in Augment)}"
         ) from None
     sigma = param_positive_float(params, "noise_sigma", "0.3")
+    fraction = param_fraction(params, "missing_fraction", "0.2")
     schedule = schedule_from_params(params, epochs=30, lr="0.003", batch_size=32, patience=10)
     data = examples(job, "train")
     fitness = optional_examples(job, "fitness")
@@ -94,12 +110,24 @@ def train(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         image_shape(config["inputs"], config.get("image")) if augment is Augment.SHIFT else (0, 0)
     )
     low, high = float(data.x.min()), float(data.x.max())
+    tabular = augment in (Augment.FEATURE_NOISE, Augment.MISSING)
+    std = data.x.std(dim=0, correction=0) if tabular else None  # the suite's population std
+    mean = data.x.mean(dim=0) if tabular else None
     augmenter = seeded(job.seed, "augment")
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def batch_loss(rows: torch.Tensor) -> torch.Tensor:
         x = augment_rows(
-            data.x[rows], augment, augmenter, sigma=sigma, shape=shape, low=low, high=high
+            data.x[rows],
+            augment,
+            augmenter,
+            sigma=sigma,
+            shape=shape,
+            low=low,
+            high=high,
+            std=std,
+            mean=mean,
+            fraction=fraction,
         )
         loss: torch.Tensor = loss_fn(module(x), data.y[rows])
         return loss
