@@ -1,7 +1,10 @@
 """The FastAPI app behind ``breedlab serve`` (DESIGN §11).
 
 Routes: ``POST /v1/{capability}/predict`` (the champion answers; a sticky canary cohort
-may get the canary; a sampled share is mirrored to the shadow), ``GET /metrics``
+may get the canary; a sampled share is mirrored to the shadow; ``inputs`` by position,
+by tabular feature name, or a text, read by the contract), ``POST
+/v1/{capability}/predict:batch`` (up to ``max_batch`` such requests, every one checked
+before any is routed, then each routed as if sent alone, in order), ``GET /metrics``
 (Prometheus), ``GET /healthz``, and admin routes under ``/admin/{capability}/`` that need
 ``Authorization: Bearer <token>`` (the token file ``LAB/keys/admin.token``, created 0600
 on first serve). One error boundary: :data:`ERROR_STATUS` maps error families to HTTP
@@ -62,9 +65,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from breedlab.lab import Lab
+    from breedlab.serving.router import CapabilityRoute
 
 __all__ = [
     "ERROR_STATUS",
+    "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
     "TOKEN_FILE",
@@ -85,6 +90,7 @@ ERROR_STATUS: tuple[tuple[type[LabError], int], ...] = (
     (Unavailable, 503),
 )
 TOKEN_FILE = "admin.token"
+_PREDICT_PATHS = ("/predict", "/predict:batch")
 
 
 @contextmanager
@@ -196,6 +202,8 @@ def ensure_admin_token(keys_dir: Path) -> Path:
 
 #: Request bodies above this many bytes are refused before they are read (413).
 MAX_BODY_BYTES = 1 << 20
+#: The most requests one ``predict:batch`` body may hold (``serve --max-batch``).
+MAX_BATCH = 64
 #: Request bodies whose arrays and objects nest deeper than this are refused before they
 #: are parsed (400). Every body the API takes nests two deep.
 MAX_JSON_DEPTH = 32
@@ -228,15 +236,19 @@ _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class PredictRequest(BaseModel):
-    """One request: the cohort unit, the input vector, optionally its label and risk."""
+    """One request: the cohort unit, the inputs, optionally its label and risk."""
 
     model_config = ConfigDict(extra="forbid")
     unit: str = Field(min_length=1, max_length=256)
-    inputs: list[float] = Field(
-        min_length=1,
-        max_length=65536,
-        description="As many numbers as the capability's input shape (64 for digits), "
-        "each within the contract's range.",
+    inputs: (
+        Annotated[list[float], Field(min_length=1, max_length=65536)]
+        | Annotated[dict[str, Any], Field(min_length=1, max_length=65536)]
+        | Annotated[str, Field(max_length=1 << 20)]
+    ) = Field(
+        description="By the capability's contract: as many numbers as its input shape (64 "
+        "for digits), each within the contract's range; for a tabular capability, "
+        'also an object naming every feature once ({"alcohol": 13.2, ...}); for a text '
+        "capability, one string of at most its max_length characters.",
     )
     label: str | None = Field(
         default=None, max_length=256, description="The true label, one of the capability's."
@@ -249,6 +261,19 @@ class PredictResponse(BaseModel):
     probabilities: list[float]
     role: str
     package: str
+
+
+class BatchRequest(BaseModel):
+    """Predict requests answered in one round trip (at most ``serve --max-batch``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests: list[PredictRequest] = Field(min_length=1)
+
+
+class BatchResponse(BaseModel):
+    """One answer per request, in the order they were sent."""
+
+    results: list[PredictResponse]
 
 
 _KEY = Field(
@@ -288,12 +313,19 @@ class Promote(BaseModel):
     key: str | None = _KEY
 
 
+#: The names pydantic gives the members of ``inputs``' union in an error's location.
+_UNION_TAGS = frozenset({"list[float]", "dict[str,any]", "str"})
+
+
 def _one_line(exc: RequestValidationError) -> str:
     errors = exc.errors()
     if not errors:
         return "invalid request body"
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    # ``inputs.list[float].3`` reads as ``inputs.3``: the union member is no field.
+    loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "inputs" and p in _UNION_TAGS)]
+    where = ".".join(loc) or "body"
     return one_line(f"{where}: {first.get('msg', 'invalid')}")
 
 
@@ -309,13 +341,15 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     max_depth: int = MAX_JSON_DEPTH,
     shadow_priority: str | None = None,
+    max_batch: int = MAX_BATCH,
 ) -> FastAPI:
     """The app over an open lab. ``token`` defaults to the lab's admin token file.
 
     ``release_key`` names the production key that signs admin actions when a request
     names none (default: ``[signing] release_key``); ``max_body`` bounds a request body
     in bytes (refused with 413 before it is read), ``max_depth`` the nesting of its arrays
-    and objects (refused with 400 before it is parsed). ``faults`` injects errors per role
+    and objects (refused with 400 before it is parsed), ``max_batch`` the requests of one
+    ``predict:batch`` body (refused with 422 above it). ``faults`` injects errors per role
     (``{"canary": 0.05}``) for abort drills. ``shadow_priority`` (``idle`` or ``normal``)
     overrides ``[release] shadow_priority`` for the shadow process.
     """
@@ -397,7 +431,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         capability = request.path_params.get("capability")
-        if capability is not None and request.url.path.endswith("/predict"):
+        if capability is not None and request.url.path.endswith(_PREDICT_PATHS):
             requests.labels(capability, "champion", "invalid").inc()
         return JSONResponse(
             {"error": InvalidRequest.code, "message": _one_line(exc)}, status_code=422
@@ -431,27 +465,34 @@ def create_app(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=_ERRORS)
-    def predict(capability: str, body: PredictRequest) -> PredictResponse:
-        table = router.refresh()
-        route = table.routes.get(capability)
+    def route_of(capability: str) -> CapabilityRoute:
+        route = router.refresh().routes.get(capability)
         if route is None:
             if capability in router.degraded:
                 raise Unavailable(
                     f"capability {capability!r} cannot be served: {router.degraded[capability]}"
                 )
             raise NotFound(f"no champion serves capability {capability!r}")
+        return route
+
+    def admitted(route: CapabilityRoute, body: PredictRequest) -> list[float]:
+        """The body's row, once it and its label answer the contract (nothing routed)."""
+        if body.label is not None and body.label not in route.champion.labels:
+            raise InvalidRequest(
+                f"label: {body.label[:40]!r} is not one of {route.capability}'s labels "
+                f"({', '.join(route.champion.labels[:12])})"
+            )
+        return route.champion.row(body.inputs)
+
+    def answered(route: CapabilityRoute, body: PredictRequest, row: list[float]) -> PredictResponse:
+        """Route one admitted request: champion, canary cohort, shadow mirror, metrics."""
+        capability = route.capability
         low = (body.risk or ("low" if route.risk_tier is RiskTier.LOW else "high")) == "low"
         before = router.mirror.mirrored, router.mirror.dropped
         t0 = time.perf_counter()
         try:
-            if body.label is not None and body.label not in route.champion.labels:
-                raise InvalidRequest(
-                    f"label: {body.label[:40]!r} is not one of {capability}'s labels "
-                    f"({', '.join(route.champion.labels[:12])})"
-                )
             answer = router.predict(
-                route, unit=body.unit, inputs=body.inputs, truth=body.label, low_risk=low
+                route, unit=body.unit, inputs=row, truth=body.label, low_risk=low
             )
         except InvalidRequest:  # the client's fault: not a model error
             requests.labels(capability, "champion", "invalid").inc()
@@ -472,6 +513,44 @@ def create_app(
             probabilities=answer.probabilities,
             role=role,
             package=str(answer.package),
+        )
+
+    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=_ERRORS)
+    def predict(capability: str, body: PredictRequest) -> PredictResponse:
+        route = route_of(capability)
+        try:
+            row = admitted(route, body)
+        except InvalidRequest:
+            requests.labels(capability, "champion", "invalid").inc()
+            raise
+        return answered(route, body, row)
+
+    @app.post("/v1/{capability}/predict:batch", response_model=BatchResponse, responses=_ERRORS)
+    def predict_batch(capability: str, body: BatchRequest) -> BatchResponse:
+        route = route_of(capability)
+        rows: list[list[float]] = []
+        try:
+            if len(body.requests) > max_batch:
+                raise InvalidRequest(
+                    f"requests: a batch holds at most {max_batch} requests "
+                    f"(got {len(body.requests)})",
+                    hint="split it, or serve with a larger --max-batch",
+                )
+            for i, item in enumerate(body.requests):  # every one checked before any routed
+                try:
+                    rows.append(admitted(route, item))
+                except InvalidRequest as e:
+                    raise InvalidRequest(f"requests.{i}: {e.message}", hint=e.hint) from e
+        except InvalidRequest:
+            requests.labels(capability, "champion", "invalid").inc()
+            raise
+        # Each as if sent alone, in order: a fresh route per request, so a canary that
+        # one aborts (or a promotion in between) is seen by the next, as for singles.
+        return BatchResponse(
+            results=[
+                answered(route_of(capability), item, row)
+                for item, row in zip(body.requests, rows, strict=True)
+            ]
         )
 
     @app.get("/metrics", response_class=PlainTextResponse)
