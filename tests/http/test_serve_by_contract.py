@@ -133,7 +133,7 @@ def test_named_features_answer_exactly_as_the_positional_row(wine: Served) -> No
         ),
         (lambda r: {**r, "proline": 1e39}, "inputs[12] (proline): 1e+39 is not a finite float32"),
         (lambda r: "a sentence", "inputs: this capability takes 13 numbers, not a text"),
-        (lambda r: {}, "inputs: "),
+        (lambda r: {}, "inputs: missing 'alcohol', 'malic_acid'"),
     ],
 )
 def test_a_bad_named_request_is_a_422_naming_the_feature(

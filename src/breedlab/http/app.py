@@ -242,7 +242,7 @@ class PredictRequest(BaseModel):
     unit: str = Field(min_length=1, max_length=256)
     inputs: (
         Annotated[list[float], Field(min_length=1, max_length=65536)]
-        | Annotated[dict[str, Any], Field(min_length=1, max_length=65536)]
+        | Annotated[dict[str, Any], Field(max_length=65536)]
         | Annotated[str, Field(max_length=1 << 20)]
     ) = Field(
         description="By the capability's contract: as many numbers as its input shape (64 "

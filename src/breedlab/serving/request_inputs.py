@@ -12,6 +12,7 @@ looks like (``breedlab.http``), and whether a family can take a text (``served_m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -59,16 +60,14 @@ class InputSchema:
     def of(cls, contract: Contract) -> InputSchema:
         if contract.input_type is InputType.TEXT:
             return cls(type=InputType.TEXT, size=0, max_length=contract.max_length)
-        size = 1
-        for d in contract.input_shape:
-            size *= d
+        size = math.prod(contract.input_shape) if contract.input_shape else 0
         if contract.input_type is InputType.TABULAR:
             bounds = tuple(contract.range_of(f) for f in contract.features)
         else:
             bounds = (contract.input_range,) * size
         return cls(
             type=contract.input_type,
-            size=size if contract.input_shape else 0,
+            size=size,
             features=contract.features,
             bounds=bounds if any(b is not None for b in bounds) else (),
         )
