@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +41,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breedlab.clock import format_time
@@ -55,11 +54,25 @@ from breedlab.errors import (
     Unavailable,
     one_line,
 )
+from breedlab.http.bodies import (
+    ADMIN_ERROR_ANSWERS,
+    ERROR_ANSWERS,
+    MAX_BATCH,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    BatchRequest,
+    BatchResponse,
+    CanaryStart,
+    PredictRequest,
+    PredictResponse,
+    Promote,
+    ShadowStart,
+    one_line_reason,
+)
 from breedlab.http.limits import BodyLimit
 from breedlab.registry.manifest import RiskTier
-from breedlab.release.canary import DEFAULT_STAGE_MAX_REQUESTS, CanaryPolicy, ExposureCap
+from breedlab.release.canary import CanaryPolicy, ExposureCap
 from breedlab.release.shadow_stats import ShadowPair
-from breedlab.release.state import MAX_BAKING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -200,135 +213,6 @@ def ensure_admin_token(keys_dir: Path) -> Path:
     return path
 
 
-#: Request bodies above this many bytes are refused before they are read (413).
-MAX_BODY_BYTES = 1 << 20
-#: The most requests one ``predict:batch`` body may hold (``serve --max-batch``).
-MAX_BATCH = 64
-#: Request bodies whose arrays and objects nest deeper than this are refused before they
-#: are parsed (400). Every body the API takes nests two deep.
-MAX_JSON_DEPTH = 32
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: a stable code and one line saying what was wrong."""
-
-    error: str
-    message: str
-
-
-#: The statuses a route may answer besides 200, documented in the OpenAPI schema.
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": what}
-    for status, what in (
-        (400, f"a body that is not UTF-8 JSON, or nests deeper than {MAX_JSON_DEPTH} levels"),
-        (404, "no such capability, package or run"),
-        (413, f"the body is larger than the limit ({MAX_BODY_BYTES} bytes by default)"),
-        (422, "a bad body: a field named, one line"),
-        (503, "the capability's models cannot be loaded now (the others serve)"),
-    )
-}
-_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    401: {"model": ErrorBody, "description": "no or a wrong admin bearer token"},
-    403: {"model": ErrorBody, "description": "refused by policy"},
-    409: {"model": ErrorBody, "description": "a concurrent change won; re-read and retry"},
-}
-
-
-class PredictRequest(BaseModel):
-    """One request: the cohort unit, the inputs, optionally its label and risk."""
-
-    model_config = ConfigDict(extra="forbid")
-    unit: str = Field(min_length=1, max_length=256)
-    inputs: (
-        Annotated[list[float], Field(min_length=1, max_length=65536)]
-        | Annotated[dict[str, Any], Field(max_length=65536)]
-        | Annotated[str, Field(max_length=1 << 20)]
-    ) = Field(
-        description="By the capability's contract: as many numbers as its input shape (64 "
-        "for digits), each within the contract's range; for a tabular capability, "
-        'also an object naming every feature once ({"alcohol": 13.2, ...}); for a text '
-        "capability, one string of at most its max_length characters.",
-    )
-    label: str | None = Field(
-        default=None, max_length=256, description="The true label, one of the capability's."
-    )
-    risk: Literal["low", "high"] | None = None
-
-
-class PredictResponse(BaseModel):
-    label: str
-    probabilities: list[float]
-    role: str
-    package: str
-
-
-class BatchRequest(BaseModel):
-    """Predict requests answered in one round trip (at most ``serve --max-batch``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    requests: list[PredictRequest] = Field(min_length=1)
-
-
-class BatchResponse(BaseModel):
-    """One answer per request, in the order they were sent."""
-
-    results: list[PredictResponse]
-
-
-_KEY = Field(
-    default=None,
-    min_length=1,
-    max_length=64,
-    description="The production key that signs the action (default: the server's).",
-)
-
-
-class ShadowStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    package: str = Field(min_length=4)
-    sample: float = Field(default=1.0, gt=0.0, le=1.0)
-    key: str | None = _KEY
-
-
-class CanaryStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    percent: float | None = Field(default=None, gt=0.0, le=100.0)
-    max_requests: int | None = Field(
-        default=DEFAULT_STAGE_MAX_REQUESTS, ge=1, description="Canary requests per stage."
-    )
-    max_units: int | None = Field(default=None, ge=1, description="Distinct units per stage.")
-    key: str | None = _KEY
-
-
-class Promote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    package: str = Field(min_length=4)
-    baking_s: int | None = Field(
-        default=None,
-        ge=0,
-        le=int(MAX_BAKING.total_seconds()),
-        description="Seconds the old champion stays loaded (default 3600).",
-    )
-    key: str | None = _KEY
-
-
-#: The names pydantic gives the members of ``inputs``' union in an error's location.
-_UNION_TAGS = frozenset({"list[float]", "dict[str,any]", "str"})
-
-
-def _one_line(exc: RequestValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "invalid request body"
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    # ``inputs.list[float].3`` reads as ``inputs.3``: the union member is no field.
-    loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "inputs" and p in _UNION_TAGS)]
-    where = ".".join(loc) or "body"
-    return one_line(f"{where}: {first.get('msg', 'invalid')}")
-
-
 def create_app(
     lab: Lab,
     *,
@@ -434,7 +318,7 @@ def create_app(
         if capability is not None and request.url.path.endswith(_PREDICT_PATHS):
             requests.labels(capability, "champion", "invalid").inc()
         return JSONResponse(
-            {"error": InvalidRequest.code, "message": _one_line(exc)}, status_code=422
+            {"error": InvalidRequest.code, "message": one_line_reason(exc)}, status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -515,7 +399,7 @@ def create_app(
             package=str(answer.package),
         )
 
-    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=_ERRORS)
+    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=ERROR_ANSWERS)
     def predict(capability: str, body: PredictRequest) -> PredictResponse:
         route = route_of(capability)
         try:
@@ -525,7 +409,9 @@ def create_app(
             raise
         return answered(route, body, row)
 
-    @app.post("/v1/{capability}/predict:batch", response_model=BatchResponse, responses=_ERRORS)
+    @app.post(
+        "/v1/{capability}/predict:batch", response_model=BatchResponse, responses=ERROR_ANSWERS
+    )
     def predict_batch(capability: str, body: BatchRequest) -> BatchResponse:
         route = route_of(capability)
         rows: list[list[float]] = []
@@ -573,7 +459,7 @@ def create_app(
 
     guard = [Depends(admin)]
 
-    @app.post("/admin/{capability}/shadow/start", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/shadow/start", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
         ev = lab.shadow_start(
             capability, body.package, sample=body.sample, key=body.key or release_key
@@ -582,20 +468,20 @@ def create_app(
         router.mirror.wait_ready()  # mirroring starts once the shadow process has its models
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
-    @app.post("/admin/{capability}/shadow/stop", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/shadow/stop", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def shadow_stop(capability: str) -> dict[str, Any]:
         router.mirror.flush()
         ev = lab.shadow_stop(capability, key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
-    @app.get("/admin/{capability}/shadow/report", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.get("/admin/{capability}/shadow/report", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def shadow_report(capability: str) -> dict[str, Any]:
         router.mirror.flush()
         pid, report = lab.shadow_report(capability)
         return {"package": str(pid), **report.to_record()}
 
-    @app.post("/admin/{capability}/canary/start", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/canary/start", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def canary_start(capability: str, body: CanaryStart | None = None) -> dict[str, Any]:
         router.mirror.flush()
         body = body or CanaryStart()
@@ -609,13 +495,13 @@ def create_app(
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, "package": ev.payload["package"]}
 
-    @app.post("/admin/{capability}/canary/stop", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/canary/stop", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def canary_stop(capability: str) -> dict[str, Any]:
         ev = lab.canary_stop(capability, reason="stopped by an admin", key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
-    @app.get("/admin/{capability}/status", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.get("/admin/{capability}/status", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def status(capability: str) -> dict[str, Any]:
         table = router.refresh()
         route = table.routes.get(capability)
@@ -646,7 +532,7 @@ def create_app(
             "events": router.events[-20:],
         }
 
-    @app.post("/admin/{capability}/promote", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/promote", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def promote(capability: str, body: Promote) -> dict[str, Any]:
         ev = lab.promote(
             capability,
@@ -657,7 +543,7 @@ def create_app(
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
-    @app.post("/admin/{capability}/rollback", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/rollback", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def rollback(capability: str) -> dict[str, Any]:
         # In process: the swap happens inside this request (DESIGN §11).
         def switch() -> None:
