@@ -19,9 +19,13 @@
    over alternating phases, and their ratios), and the server's resident memory (VmRSS)
    before, during (the most seen) and after. Target: the limit keeps RSS flat and the
    refusals cheap.
+5. ``predict:batch`` (issue 12): the same 512 requests sent one at a time and as batches
+   of 64 on one kept-alive connection, closed loop, alternating; the median time per
+   request of each and their ratio (each batched request is still routed alone: the
+   saving is the round trips and the HTTP and JSON work per request).
 
 Usage: ``.venv/bin/python benchmarks/serve.py [--rate 150] [--seconds 8] [--drills 15]
-[--parts primary,head,oversize,drills]``. Nothing is sent anywhere but 127.0.0.1.
+[--parts primary,head,oversize,drills,batch]``. Nothing is sent anywhere but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -385,6 +389,35 @@ def canary_drills(lab: Lab, champion_dir: Path, work: Path, drills: int) -> dict
     }
 
 
+def batched(lab_path: Path, *, reps: int, size: int = 64) -> dict[str, object]:
+    with _server(lab_path, 150.0) as (url, _, bodies):
+        requests = json.loads(bodies.read_text("utf-8"))
+        single_s: list[float] = []
+        batch_s: list[float] = []
+        with httpx.Client(base_url=url, timeout=60) as c:
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                singles = [c.post("/v1/digits/predict", json=b).json() for b in requests]
+                single_s.append((time.perf_counter() - t0) / len(requests))
+                t0 = time.perf_counter()
+                answers: list[Any] = []
+                for at in range(0, len(requests), size):
+                    r = c.post(
+                        "/v1/digits/predict:batch", json={"requests": requests[at : at + size]}
+                    )
+                    answers += r.json()["results"]
+                batch_s.append((time.perf_counter() - t0) / len(requests))
+                assert answers == singles, "a batch answered otherwise than single requests"
+    single, batch = statistics.median(single_s), statistics.median(batch_s)
+    return {
+        "requests": len(requests),
+        "batch_size": size,
+        "single_ms_per_request": round(single * 1e3, 3),
+        "batch_ms_per_request": round(batch * 1e3, 3),
+        "speedup": round(single / batch, 2),
+    }
+
+
 def head_reads(root: Path, calls: int = 20000, rounds: int = 7) -> dict[str, Any]:
     """Microseconds per ``Ledger.head()`` and per raw head ``SELECT``, alternating rounds."""
     import sqlite3
@@ -421,7 +454,7 @@ def main() -> None:
     parser.add_argument("--oversize-mb", type=float, default=50.0, help="each oversized body")
     parser.add_argument(
         "--parts",
-        default="primary,head,oversize,drills",
+        default="primary,head,oversize,drills,batch",
         help="which measurements, comma-separated",
     )
     args = parser.parse_args()
@@ -447,6 +480,8 @@ def main() -> None:
                 senders=args.senders,
                 mb=args.oversize_mb,
             )
+        if "batch" in parts:
+            out["predict_batch"] = batched(root / "lab", reps=args.reps)
         if "drills" in parts:
             with Lab.open(root / "lab") as lab:
                 out["canary_fault_5pct"] = canary_drills(

@@ -269,6 +269,7 @@ OPERATIONS = [
     ("POST", "/admin/{capability}/shadow/start"),
     ("POST", "/admin/{capability}/shadow/stop"),
     ("POST", "/v1/{capability}/predict"),
+    ("POST", "/v1/{capability}/predict:batch"),
 ]
 
 
@@ -303,6 +304,9 @@ def test_generated_requests_never_get_a_server_error(
             valid["package"] = data.draw(st.sampled_from(sorted(ids.values())))
         if path.endswith("/predict") and data.draw(st.booleans(), label="a real input"):
             valid = body(data.draw(st.integers(0, 1000)))
+        if path.endswith(":batch") and data.draw(st.booleans(), label="real inputs"):
+            rows = data.draw(st.lists(st.integers(0, 1000), min_size=1, max_size=70))
+            valid = {"requests": [body(i) for i in rows]}  # over the bound (64) too
         content = data.draw(_broken(valid), label="body")
     r = c.request(method, url, content=content, headers=headers)
     _answers_in_shape(r, method)

@@ -63,6 +63,12 @@ def serve(
         int,
         typer.Option("--max-body", min=1024, help="Largest request body in bytes (413 above)."),
     ] = 1 << 20,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch", min=1, help="Most requests in one predict:batch body (422 above)."
+        ),
+    ] = 64,
     shadow_priority: Annotated[
         str | None,
         typer.Option(
@@ -104,7 +110,11 @@ def serve(
     with sock, open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)
         app = create_app(
-            lab, release_key=release_key, max_body=max_body, shadow_priority=shadow_priority
+            lab,
+            release_key=release_key,
+            max_body=max_body,
+            max_batch=max_batch,
+            shadow_priority=shadow_priority,
         )
         bound = sock.getsockname()[1]
         url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"

@@ -1,7 +1,8 @@
 """The HTTP shell (DESIGN §11): ``breedlab serve`` runs :func:`create_app` under uvicorn.
 
 Modules: ``app`` (the FastAPI app: predict, metrics, health and admin routes; the one
-table from error family to HTTP status), ``limits`` (bounds on a request body),
+table from error family to HTTP status), ``bodies`` (the request and answer bodies,
+validated at the edge), ``limits`` (bounds on a request body),
 ``traffic`` (the client side: requests made from a dataset, sent to a server on loopback
 only, and their summary; ``breedlab traffic``). Every route is parse, one call into the
 lab's release controller, render. Which model answers, and the shadow and canary

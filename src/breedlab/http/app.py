@@ -1,7 +1,10 @@
 """The FastAPI app behind ``breedlab serve`` (DESIGN §11).
 
 Routes: ``POST /v1/{capability}/predict`` (the champion answers; a sticky canary cohort
-may get the canary; a sampled share is mirrored to the shadow), ``GET /metrics``
+may get the canary; a sampled share is mirrored to the shadow; ``inputs`` by position,
+by tabular feature name, or a text, read by the contract), ``POST
+/v1/{capability}/predict:batch`` (up to ``max_batch`` such requests, every one checked
+before any is routed, then each routed as if sent alone, in order), ``GET /metrics``
 (Prometheus), ``GET /healthz``, and admin routes under ``/admin/{capability}/`` that need
 ``Authorization: Bearer <token>`` (the token file ``LAB/keys/admin.token``, created 0600
 on first serve). One error boundary: :data:`ERROR_STATUS` maps error families to HTTP
@@ -24,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,7 +41,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from breedlab.clock import format_time
@@ -52,19 +54,35 @@ from breedlab.errors import (
     Unavailable,
     one_line,
 )
+from breedlab.http.bodies import (
+    ADMIN_ERROR_ANSWERS,
+    ERROR_ANSWERS,
+    MAX_BATCH,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    BatchRequest,
+    BatchResponse,
+    CanaryStart,
+    PredictRequest,
+    PredictResponse,
+    Promote,
+    ShadowStart,
+    one_line_reason,
+)
 from breedlab.http.limits import BodyLimit
 from breedlab.registry.manifest import RiskTier
-from breedlab.release.canary import DEFAULT_STAGE_MAX_REQUESTS, CanaryPolicy, ExposureCap
+from breedlab.release.canary import CanaryPolicy, ExposureCap
 from breedlab.release.shadow_stats import ShadowPair
-from breedlab.release.state import MAX_BAKING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from breedlab.lab import Lab
+    from breedlab.serving.router import CapabilityRoute
 
 __all__ = [
     "ERROR_STATUS",
+    "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
     "TOKEN_FILE",
@@ -85,6 +103,7 @@ ERROR_STATUS: tuple[tuple[type[LabError], int], ...] = (
     (Unavailable, 503),
 )
 TOKEN_FILE = "admin.token"
+_PREDICT_PATHS = ("/predict", "/predict:batch")
 
 
 @contextmanager
@@ -194,109 +213,6 @@ def ensure_admin_token(keys_dir: Path) -> Path:
     return path
 
 
-#: Request bodies above this many bytes are refused before they are read (413).
-MAX_BODY_BYTES = 1 << 20
-#: Request bodies whose arrays and objects nest deeper than this are refused before they
-#: are parsed (400). Every body the API takes nests two deep.
-MAX_JSON_DEPTH = 32
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: a stable code and one line saying what was wrong."""
-
-    error: str
-    message: str
-
-
-#: The statuses a route may answer besides 200, documented in the OpenAPI schema.
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": what}
-    for status, what in (
-        (400, f"a body that is not UTF-8 JSON, or nests deeper than {MAX_JSON_DEPTH} levels"),
-        (404, "no such capability, package or run"),
-        (413, f"the body is larger than the limit ({MAX_BODY_BYTES} bytes by default)"),
-        (422, "a bad body: a field named, one line"),
-        (503, "the capability's models cannot be loaded now (the others serve)"),
-    )
-}
-_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    401: {"model": ErrorBody, "description": "no or a wrong admin bearer token"},
-    403: {"model": ErrorBody, "description": "refused by policy"},
-    409: {"model": ErrorBody, "description": "a concurrent change won; re-read and retry"},
-}
-
-
-class PredictRequest(BaseModel):
-    """One request: the cohort unit, the input vector, optionally its label and risk."""
-
-    model_config = ConfigDict(extra="forbid")
-    unit: str = Field(min_length=1, max_length=256)
-    inputs: list[float] = Field(
-        min_length=1,
-        max_length=65536,
-        description="As many numbers as the capability's input shape (64 for digits), "
-        "each within the contract's range.",
-    )
-    label: str | None = Field(
-        default=None, max_length=256, description="The true label, one of the capability's."
-    )
-    risk: Literal["low", "high"] | None = None
-
-
-class PredictResponse(BaseModel):
-    label: str
-    probabilities: list[float]
-    role: str
-    package: str
-
-
-_KEY = Field(
-    default=None,
-    min_length=1,
-    max_length=64,
-    description="The production key that signs the action (default: the server's).",
-)
-
-
-class ShadowStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    package: str = Field(min_length=4)
-    sample: float = Field(default=1.0, gt=0.0, le=1.0)
-    key: str | None = _KEY
-
-
-class CanaryStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    percent: float | None = Field(default=None, gt=0.0, le=100.0)
-    max_requests: int | None = Field(
-        default=DEFAULT_STAGE_MAX_REQUESTS, ge=1, description="Canary requests per stage."
-    )
-    max_units: int | None = Field(default=None, ge=1, description="Distinct units per stage.")
-    key: str | None = _KEY
-
-
-class Promote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    package: str = Field(min_length=4)
-    baking_s: int | None = Field(
-        default=None,
-        ge=0,
-        le=int(MAX_BAKING.total_seconds()),
-        description="Seconds the old champion stays loaded (default 3600).",
-    )
-    key: str | None = _KEY
-
-
-def _one_line(exc: RequestValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "invalid request body"
-    first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return one_line(f"{where}: {first.get('msg', 'invalid')}")
-
-
 def create_app(
     lab: Lab,
     *,
@@ -309,13 +225,15 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     max_depth: int = MAX_JSON_DEPTH,
     shadow_priority: str | None = None,
+    max_batch: int = MAX_BATCH,
 ) -> FastAPI:
     """The app over an open lab. ``token`` defaults to the lab's admin token file.
 
     ``release_key`` names the production key that signs admin actions when a request
     names none (default: ``[signing] release_key``); ``max_body`` bounds a request body
     in bytes (refused with 413 before it is read), ``max_depth`` the nesting of its arrays
-    and objects (refused with 400 before it is parsed). ``faults`` injects errors per role
+    and objects (refused with 400 before it is parsed), ``max_batch`` the requests of one
+    ``predict:batch`` body (refused with 422 above it). ``faults`` injects errors per role
     (``{"canary": 0.05}``) for abort drills. ``shadow_priority`` (``idle`` or ``normal``)
     overrides ``[release] shadow_priority`` for the shadow process.
     """
@@ -397,10 +315,10 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         capability = request.path_params.get("capability")
-        if capability is not None and request.url.path.endswith("/predict"):
+        if capability is not None and request.url.path.endswith(_PREDICT_PATHS):
             requests.labels(capability, "champion", "invalid").inc()
         return JSONResponse(
-            {"error": InvalidRequest.code, "message": _one_line(exc)}, status_code=422
+            {"error": InvalidRequest.code, "message": one_line_reason(exc)}, status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -431,27 +349,34 @@ def create_app(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=_ERRORS)
-    def predict(capability: str, body: PredictRequest) -> PredictResponse:
-        table = router.refresh()
-        route = table.routes.get(capability)
+    def route_of(capability: str) -> CapabilityRoute:
+        route = router.refresh().routes.get(capability)
         if route is None:
             if capability in router.degraded:
                 raise Unavailable(
                     f"capability {capability!r} cannot be served: {router.degraded[capability]}"
                 )
             raise NotFound(f"no champion serves capability {capability!r}")
+        return route
+
+    def admitted(route: CapabilityRoute, body: PredictRequest) -> list[float]:
+        """The body's row, once it and its label answer the contract (nothing routed)."""
+        if body.label is not None and body.label not in route.champion.labels:
+            raise InvalidRequest(
+                f"label: {body.label[:40]!r} is not one of {route.capability}'s labels "
+                f"({', '.join(route.champion.labels[:12])})"
+            )
+        return route.champion.row(body.inputs)
+
+    def answered(route: CapabilityRoute, body: PredictRequest, row: list[float]) -> PredictResponse:
+        """Route one admitted request: champion, canary cohort, shadow mirror, metrics."""
+        capability = route.capability
         low = (body.risk or ("low" if route.risk_tier is RiskTier.LOW else "high")) == "low"
         before = router.mirror.mirrored, router.mirror.dropped
         t0 = time.perf_counter()
         try:
-            if body.label is not None and body.label not in route.champion.labels:
-                raise InvalidRequest(
-                    f"label: {body.label[:40]!r} is not one of {capability}'s labels "
-                    f"({', '.join(route.champion.labels[:12])})"
-                )
             answer = router.predict(
-                route, unit=body.unit, inputs=body.inputs, truth=body.label, low_risk=low
+                route, unit=body.unit, inputs=row, truth=body.label, low_risk=low
             )
         except InvalidRequest:  # the client's fault: not a model error
             requests.labels(capability, "champion", "invalid").inc()
@@ -474,6 +399,46 @@ def create_app(
             package=str(answer.package),
         )
 
+    @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=ERROR_ANSWERS)
+    def predict(capability: str, body: PredictRequest) -> PredictResponse:
+        route = route_of(capability)
+        try:
+            row = admitted(route, body)
+        except InvalidRequest:
+            requests.labels(capability, "champion", "invalid").inc()
+            raise
+        return answered(route, body, row)
+
+    @app.post(
+        "/v1/{capability}/predict:batch", response_model=BatchResponse, responses=ERROR_ANSWERS
+    )
+    def predict_batch(capability: str, body: BatchRequest) -> BatchResponse:
+        route = route_of(capability)
+        rows: list[list[float]] = []
+        try:
+            if len(body.requests) > max_batch:
+                raise InvalidRequest(
+                    f"requests: a batch holds at most {max_batch} requests "
+                    f"(got {len(body.requests)})",
+                    hint="split it, or serve with a larger --max-batch",
+                )
+            for i, item in enumerate(body.requests):  # every one checked before any routed
+                try:
+                    rows.append(admitted(route, item))
+                except InvalidRequest as e:
+                    raise InvalidRequest(f"requests.{i}: {e.message}", hint=e.hint) from e
+        except InvalidRequest:
+            requests.labels(capability, "champion", "invalid").inc()
+            raise
+        # Each as if sent alone, in order: a fresh route per request, so a canary that
+        # one aborts (or a promotion in between) is seen by the next, as for singles.
+        return BatchResponse(
+            results=[
+                answered(route_of(capability), item, row)
+                for item, row in zip(body.requests, rows, strict=True)
+            ]
+        )
+
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -494,7 +459,7 @@ def create_app(
 
     guard = [Depends(admin)]
 
-    @app.post("/admin/{capability}/shadow/start", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/shadow/start", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def shadow_start(capability: str, body: ShadowStart) -> dict[str, Any]:
         ev = lab.shadow_start(
             capability, body.package, sample=body.sample, key=body.key or release_key
@@ -503,20 +468,20 @@ def create_app(
         router.mirror.wait_ready()  # mirroring starts once the shadow process has its models
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
-    @app.post("/admin/{capability}/shadow/stop", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/shadow/stop", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def shadow_stop(capability: str) -> dict[str, Any]:
         router.mirror.flush()
         ev = lab.shadow_stop(capability, key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
-    @app.get("/admin/{capability}/shadow/report", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.get("/admin/{capability}/shadow/report", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def shadow_report(capability: str) -> dict[str, Any]:
         router.mirror.flush()
         pid, report = lab.shadow_report(capability)
         return {"package": str(pid), **report.to_record()}
 
-    @app.post("/admin/{capability}/canary/start", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/canary/start", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def canary_start(capability: str, body: CanaryStart | None = None) -> dict[str, Any]:
         router.mirror.flush()
         body = body or CanaryStart()
@@ -530,13 +495,13 @@ def create_app(
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, "package": ev.payload["package"]}
 
-    @app.post("/admin/{capability}/canary/stop", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/canary/stop", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def canary_stop(capability: str) -> dict[str, Any]:
         ev = lab.canary_stop(capability, reason="stopped by an admin", key=release_key)
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind}
 
-    @app.get("/admin/{capability}/status", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.get("/admin/{capability}/status", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def status(capability: str) -> dict[str, Any]:
         table = router.refresh()
         route = table.routes.get(capability)
@@ -567,7 +532,7 @@ def create_app(
             "events": router.events[-20:],
         }
 
-    @app.post("/admin/{capability}/promote", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/promote", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def promote(capability: str, body: Promote) -> dict[str, Any]:
         ev = lab.promote(
             capability,
@@ -578,7 +543,7 @@ def create_app(
         router.refresh(force=True)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}
 
-    @app.post("/admin/{capability}/rollback", dependencies=guard, responses=_ADMIN_ERRORS)
+    @app.post("/admin/{capability}/rollback", dependencies=guard, responses=ADMIN_ERROR_ANSWERS)
     def rollback(capability: str) -> dict[str, Any]:
         # In process: the swap happens inside this request (DESIGN §11).
         def switch() -> None:

@@ -14,6 +14,8 @@ Protocols in ``supplier`` (the ``Lab`` satisfies them today, the supply service 
 - ``shadow_process``: the shadow process itself (a fresh interpreter; binary frames).
 - ``served_models``: :class:`~breedlab.serving.served_models.ServedModel` and
   :func:`~breedlab.serving.served_models.load_served` (verify, materialise, load).
+- ``request_inputs``: :class:`~breedlab.serving.request_inputs.InputSchema`, a request's
+  inputs (by position, by tabular feature name, or a text) read by the contract.
 - ``canary_run``: :class:`~breedlab.serving.canary_run.CanaryRun`, a running canary's
   monitors; its events are written through an injected ``record``.
 - ``release_logs``: shadow evidence records and pairs; what a run's log must offer.

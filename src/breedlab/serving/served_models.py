@@ -1,15 +1,14 @@
 """A served model: a verified, loaded package and its capability's contract.
 
-Owns :class:`ServedModel` (the contract's input checks and the model's answer, with
-which fault is whose) and :func:`load_served` (verify, materialise, load). Leaves to
-others: verification itself and where packages live (the registry, through a
-:class:`~breedlab.serving.supplier.PackageSource`), loading a family's files
-(:mod:`breedlab.families`).
+Owns :class:`ServedModel` (a request's inputs made the model's row by the contract,
+and the model's answer, with which fault is whose) and :func:`load_served` (verify,
+materialise, load). Leaves to others: verification itself and where packages live (the
+registry, through a :class:`~breedlab.serving.supplier.PackageSource`), loading a
+family's files (:mod:`breedlab.families`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from breedlab.digest import Digest
 from breedlab.errors import IntegrityError, InvalidRequest, PolicyError, Unavailable
+from breedlab.serving.request_inputs import InputSchema, RequestInputs
 from breedlab.supply.values import ProblemKind
 
 if TYPE_CHECKING:
@@ -31,19 +31,46 @@ __all__ = ["ServedModel", "load_served"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServedModel:
-    """A verified, loaded model and the labels of its capability."""
+    """A verified, loaded model, the labels of its capability and what a request of it
+    carries (its contract's :class:`~breedlab.serving.request_inputs.InputSchema`)."""
 
     package: Digest
     model: Model
     labels: tuple[str, ...]
-    inputs: int
+    schema: InputSchema
     folder: Path | None = None  # the materialised package: a shadow process loads it again
     family: str | None = None
     max_bytes: int | None = None  # the contract's memory budget it was loaded under
-    bounds: tuple[float, float] | None = None  # the contract's input range, inclusive
+
+    @property
+    def inputs(self) -> int:
+        """The count of numbers in one request's row (0 for a text capability)."""
+        return self.schema.size
+
+    def row(self, inputs: RequestInputs) -> list[float]:
+        """A request's ``inputs`` (by position, by feature name, or a text) as the checked
+        float row this model takes, in contract order.
+
+        Raises:
+            InvalidRequest: the inputs do not answer the contract (the index or feature
+                named), or they are a text and no served family takes text yet.
+        """
+        row = self.schema.row(inputs)
+        if isinstance(row, str):
+            # Issue 12: the one place a text row would reach a model. No family serves
+            # text yet: the router, the canary's paired answers and the shadow process's
+            # binary frames carry float rows only. A text family plugs in here (and in
+            # those frames), answering ``self.model.predict_proba([row])``.
+            raise InvalidRequest(
+                f"this capability takes text, and no text model family serves yet "
+                f"(this champion is {self.family or 'of no family'})",
+                hint="text serving comes with the text model families (issue 12)",
+            )
+        self.schema.check(row)
+        return row
 
     def predict(self, inputs: Sequence[float]) -> tuple[str, list[float]]:
-        """The label and class probabilities for one input vector.
+        """The label and class probabilities for one input row.
 
         Raises:
             InvalidRequest: wrong length, values outside the contract's range, or values
@@ -65,26 +92,7 @@ class ServedModel:
         Raises:
             InvalidRequest: wrong length, non-finite float32 values, values out of range.
         """
-        import numpy as np
-
-        if len(inputs) != self.inputs:
-            raise InvalidRequest(f"inputs must hold {self.inputs} numbers (got {len(inputs)})")
-        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused next
-            x = np.asarray([inputs], dtype=np.float32)
-        finite = np.isfinite(x[0])
-        if not finite.all():
-            at = int(np.argmin(finite))
-            raise InvalidRequest(f"inputs[{at}]: {inputs[at]!r} is not a finite float32 number")
-        if self.bounds is not None:
-            low, high = self.bounds
-            outside = (x[0] < low) | (x[0] > high)
-            if outside.any():
-                at = int(np.argmax(outside))
-                raise InvalidRequest(
-                    f"inputs[{at}]: {inputs[at]!r} is outside the contract's range "
-                    f"{low:g}..{high:g}"
-                )
-        return x
+        return self.schema.check(inputs)
 
 
 def load_served(supply: PackageSource, package: Digest) -> ServedModel:
@@ -111,9 +119,8 @@ def load_served(supply: PackageSource, package: Digest) -> ServedModel:
         package=package,
         model=load_model(folder, manifest.family, max_bytes=budget),
         labels=contract.labels,
-        inputs=math.prod(contract.input_shape) if contract.input_shape else 0,
+        schema=InputSchema.of(contract),
         folder=folder,
         family=manifest.family,
         max_bytes=budget,
-        bounds=contract.input_range,
     )

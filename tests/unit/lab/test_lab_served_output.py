@@ -11,6 +11,7 @@ import pytest
 
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, Unavailable
+from breedlab.serving.request_inputs import InputSchema
 from breedlab.serving.served_models import ServedModel
 
 
@@ -27,8 +28,7 @@ def _served(out: list[float]) -> ServedModel:
         package=Digest.parse("sha256:" + "ab" * 32),
         model=_Stub(out),  # type: ignore[arg-type]
         labels=("a", "b"),
-        inputs=2,
-        bounds=(0.0, 16.0),
+        schema=InputSchema(size=2, bounds=((0.0, 16.0),) * 2),
     )
 
 
