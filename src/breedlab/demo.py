@@ -350,7 +350,10 @@ def _release_tour(
             raise LabError(f"the canary of {pkg.short} did not pass: {roles.count('canary')}")
         return {"report": report, "canary_requests": roles.count("canary")}
 
-    app = create_app(lab, token=token, release_key="pat")
+    # The shadow process at normal priority: at idle priority (the serving default, so a
+    # shadow never slows the champion) it gets no CPU at all on a busy machine, and the
+    # tour, which waits for its mirrored pairs, would wait with it.
+    app = create_app(lab, token=token, release_key="pat", shadow_priority="normal")
     with serving(app) as url, httpx.Client(base_url=url, headers=auth, timeout=60) as c:
         # 1. shadow
         c.post("/admin/digits/shadow/start", json={"package": str(target)}).raise_for_status()
