@@ -2,9 +2,10 @@
 ``model.safetensors``, tokenizer files), built with the ``Auto*`` mappings and loaded with
 ``local_files_only=True`` so nothing is ever fetched from a hub.
 
-Sequence classifiers answer ``predict_proba(texts)``; a folder without a classification
-head (a bare encoder such as MiniLM) loads as an encoder whose ``embed(texts)`` gives
-mean-pooled sentence embeddings.
+Sequence classifiers answer ``predict_proba(texts)``; so does a bare encoder with
+breedlab's linear head (``head.json``, ``families.text_head``). A folder without any
+classification head (a bare encoder such as MiniLM) loads as an encoder whose
+``embed(texts)`` gives mean-pooled sentence embeddings.
 
 The weights are read by breedlab, never by transformers: ``model.safetensors`` goes
 through :func:`breedlab.tensors.quantized.load_state_dict`, so a weight-only quantized
@@ -37,9 +38,20 @@ import numpy.typing as npt
 from breedlab.errors import IntegrityError, InvalidRequest
 from breedlab.families.base import DEFAULT_MAX_BYTES
 
-__all__ = ["TOKENIZER_FILES", "WEIGHTS_FILE", "TransformersFamily", "TransformersModel"]
+__all__ = [
+    "BATCH_TEXTS",
+    "DEFAULT_MAX_TOKENS",
+    "TOKENIZER_FILES",
+    "WEIGHTS_FILE",
+    "TransformersFamily",
+    "TransformersModel",
+]
 
 WEIGHTS_FILE = "model.safetensors"
+#: Texts per forward pass: bounds activation memory whatever the caller passes.
+BATCH_TEXTS = 64
+#: Tokens per text when the package does not say (a head's ``max_length`` does).
+DEFAULT_MAX_TOKENS = 128
 #: A folder must hold one of these: without any, ``AutoTokenizer`` silently builds a
 #: tokenizer of five special tokens that maps every word to ``[UNK]`` (measured).
 TOKENIZER_FILES = (
@@ -59,45 +71,92 @@ _REFUSED_CONFIG_KEYS = {
 }
 
 
+def _texts(x: Any) -> list[str]:
+    """``x`` as a list of strings; anything else is a clear error, not a tokenizer's."""
+    if isinstance(x, str):
+        raise InvalidRequest("a text model takes a list of texts, not one string")
+    texts = list(x)
+    if not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("a text model takes strings")
+    return texts
+
+
 class TransformersModel:
     family = "transformers"
 
-    def __init__(self, folder: Path, model: Any, tokenizer: Any, *, classifier: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        model: Any,
+        tokenizer: Any,
+        *,
+        classifier: bool,
+        max_length: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
         self.folder = folder
         self._model = model.eval()
         self.tokenizer = tokenizer
         self.classifier = classifier
+        self.max_length = max_length
         self.config = model.config.to_dict()
 
     @property
     def module(self) -> Any:
         return self._model
 
-    def _encode(self, texts: Sequence[str], max_length: int) -> Any:
+    def _encode(self, texts: Sequence[str]) -> Any:
         return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         )
 
-    def predict_proba(self, x: Any, *, max_length: int = 128) -> npt.NDArray[np.float64]:
+    def predict_proba(self, x: Any) -> npt.NDArray[np.float64]:
+        """Class probabilities for a list of texts, in batches of :data:`BATCH_TEXTS`."""
         import torch
 
         if not self.classifier:
             raise IntegrityError(f"{self.folder} has no classification head")
+        texts = _texts(x)
+        parts = []
         with torch.no_grad():
-            logits = self._model(**self._encode(x, max_length)).logits
-        return np.asarray(torch.softmax(logits.double(), dim=1).numpy(), dtype=np.float64)
+            for start in range(0, len(texts), BATCH_TEXTS):
+                out = self._model(**self._encode(texts[start : start + BATCH_TEXTS]))
+                logits = getattr(out, "logits", out)
+                parts.append(torch.softmax(logits.double(), dim=1).numpy())
+        if not parts:
+            return np.zeros((0, self.classes), dtype=np.float64)
+        return np.asarray(np.concatenate(parts), dtype=np.float64)
 
-    def embed(self, texts: Sequence[str], *, max_length: int = 128) -> npt.NDArray[np.float64]:
-        """Mean-pooled last hidden states (the sentence-transformers recipe), unnormalised."""
+    @property
+    def classes(self) -> int:
+        head = getattr(self._model, "head", None)
+        if head is not None:
+            return int(head.out_features)
+        return int(self._model.config.num_labels)
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """Mean-pooled last hidden states (the sentence-transformers recipe), unnormalised,
+        in batches of :data:`BATCH_TEXTS`."""
         import torch
 
-        batch = self._encode(texts, max_length)
+        from breedlab.families.text_head import EncoderClassifier, mean_pool
+
+        if isinstance(self._model, EncoderClassifier):
+            encoder = self._model.encoder
+        else:
+            encoder = getattr(self._model, "base_model", self._model)
+        texts = _texts(texts)
+        parts = []
         with torch.no_grad():
-            base = getattr(self._model, "base_model", self._model)
-            hidden = base(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return np.asarray(pooled.double().numpy(), dtype=np.float64)
+            for start in range(0, len(texts), BATCH_TEXTS):
+                batch = self._encode(texts[start : start + BATCH_TEXTS])
+                hidden = encoder(**batch).last_hidden_state
+                parts.append(mean_pool(hidden, batch["attention_mask"]).double().numpy())
+        width = int(self._model.config.hidden_size)
+        return np.asarray(np.concatenate(parts) if parts else np.zeros((0, width)))
 
     def parameter_count(self) -> int:
         return int(sum(p.numel() for p in self._model.parameters()))
@@ -193,6 +252,10 @@ def _build(
     import torch
     from huggingface_hub.errors import StrictDataclassError
     from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING
+    from transformers.utils import logging as hf_logging
+
+    # Else a "Loading weights" progress bar goes to stderr on every load.
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     mapping = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING if classifier else MODEL_MAPPING
     try:
@@ -256,7 +319,28 @@ class TransformersFamily:
         if not (folder / WEIGHTS_FILE).is_file():
             raise IntegrityError(f"{folder} has no {WEIGHTS_FILE} (pickle checkpoints refused)")
         config = _config(folder)
-        classifier = _is_classifier(config)
         tokenizer = _tokenizer(folder, config)
+        if (folder / "head.json").exists():
+            return _encoder_classifier(folder, config, tokenizer, max_bytes=max_bytes)
+        classifier = _is_classifier(config)
         model = _build(folder, config, _weights(folder), classifier=classifier, max_bytes=max_bytes)
         return TransformersModel(folder, model, tokenizer, classifier=classifier)
+
+
+def _encoder_classifier(
+    folder: Path, config: Any, tokenizer: Any, *, max_bytes: int
+) -> TransformersModel:
+    """A bare encoder with breedlab's linear head (``families.text_head``)."""
+    from breedlab.families.text_head import EncoderClassifier, HeadSpec, load_head, split_state
+
+    spec = HeadSpec.read(folder)
+    if _is_classifier(config):
+        raise IntegrityError(f"{folder}: a sequence classifier cannot also carry head.json")
+    encoder_state, head_state = split_state(folder, _weights(folder))
+    head_bytes = (int(config.hidden_size) + 1) * spec.classes * 4
+    encoder = _build(
+        folder, config, encoder_state, classifier=False, max_bytes=max_bytes - head_bytes
+    )
+    module = EncoderClassifier(encoder, spec)
+    load_head(module, folder, head_state)
+    return TransformersModel(folder, module, tokenizer, classifier=True, max_length=spec.max_length)

@@ -26,24 +26,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    BertModel,
-    BertTokenizer,
-)
+from transformers import BertForSequenceClassification
 
 from breedlab.errors import IntegrityError
 from breedlab.factory.merge import MergeSpec, merge_files
 from breedlab.families import load_model
 from breedlab.families.transformers_family import TransformersFamily, TransformersModel
 from breedlab.tensors.quantized import QUANT_KEY, load_state_dict, quantize_file
+from text_models import WORDS, save_tiny_bert
 
-WORDS = (
-    *("the", "a", "an", "movie", "film", "was", "is", "good", "great", "bad"),
-    *("awful", "fun", "boring", "plot", "actor", "story", "not", "very", "and", "but"),
-)
-SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 TEXTS = [
     "the movie was good",
     "an awful boring plot",
@@ -53,33 +44,6 @@ TEXTS = [
     "zebra",  # out of vocabulary: [UNK]
 ]
 LABELS = 3
-
-
-def save_tiny_bert(folder: Path, *, seed: int = 0, classifier: bool = True) -> torch.nn.Module:
-    """A seeded, randomly initialised BERT (2 layers, hidden 32) and its tokenizer in ``folder``.
-
-    ``initializer_range=0.2`` (BERT's default is 0.02) so that the random head gives
-    probabilities far enough from uniform for closeness checks to mean something.
-    """
-    vocab = {token: i for i, token in enumerate((*SPECIALS, *WORDS))}
-    # transformers 5: the vocabulary is the `vocab` argument (a dict or a path); a
-    # `vocab_file=` keyword is silently ignored and leaves only the 5 special tokens.
-    tokenizer = BertTokenizer(vocab=vocab)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=LABELS,
-        initializer_range=0.2,
-    )
-    torch.manual_seed(seed)
-    model = (BertForSequenceClassification if classifier else BertModel)(config).eval()
-    model.save_pretrained(folder)  # safetensors is the only format transformers 5 writes
-    tokenizer.save_pretrained(folder)
-    return model
 
 
 def reference_proba(model: Any, tokenizer: Any, texts: list[str]) -> npt.NDArray[np.float64]:

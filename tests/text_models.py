@@ -1,0 +1,57 @@
+"""Tiny text models for tests: a seeded, randomly initialised BERT with a hand-written
+WordPiece vocabulary (fast stand-ins for all-MiniLM-L6-v2), saved as local folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
+
+from breedlab.families.text_head import EncoderClassifier, HeadSpec, save_encoder_classifier
+
+WORDS = (
+    *("the", "a", "an", "movie", "film", "was", "is", "good", "great", "bad"),
+    *("awful", "fun", "boring", "plot", "actor", "story", "not", "very", "and", "but"),
+)
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def save_tiny_bert(
+    folder: Path, *, seed: int = 0, classifier: bool = True, labels: int = 3
+) -> torch.nn.Module:
+    """A seeded, randomly initialised BERT (2 layers, hidden 32) and its tokenizer in ``folder``.
+
+    ``initializer_range=0.2`` (BERT's default is 0.02) so that the random head gives
+    probabilities far enough from uniform for closeness checks to mean something.
+    """
+    vocab = {token: i for i, token in enumerate((*SPECIALS, *WORDS))}
+    # transformers 5: the vocabulary is the `vocab` argument (a dict or a path); a
+    # `vocab_file=` keyword is silently ignored and leaves only the 5 special tokens.
+    tokenizer = BertTokenizer(vocab=vocab)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=labels,
+        initializer_range=0.2,
+    )
+    torch.manual_seed(seed)
+    model = (BertForSequenceClassification if classifier else BertModel)(config).eval()
+    model.save_pretrained(folder)  # safetensors is the only format transformers 5 writes
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def save_tiny_encoder_classifier(folder: Path, *, seed: int = 0, classes: int = 2) -> Path:
+    """A tiny bare BERT encoder with a seeded breedlab linear head (``head.json``)."""
+    encoder_folder = folder.parent / f"{folder.name}-encoder"
+    encoder = save_tiny_bert(encoder_folder, seed=seed, classifier=False)
+    module = EncoderClassifier(encoder, HeadSpec(classes=classes, max_length=32))
+    torch.manual_seed(seed + 1)
+    torch.nn.init.normal_(module.head.weight, std=0.5)
+    save_encoder_classifier(module, folder, source=encoder_folder)
+    return folder
