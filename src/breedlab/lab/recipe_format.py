@@ -28,9 +28,10 @@ Keys of a run (nothing else is accepted):
               capability's ``data-train`` / ``data-fitness`` aliases) and ``cluster`` (the
               round's failure cluster; needs a ``when`` that requires one).
 ``parents``   ``"champion"`` (default): one run on the champion.
-              ``"champion+each-same-architecture"``: one run per other approved parent whose
-              torch ``config.json`` equals the champion's, with parents (champion, that
-              parent) -- what ``merge`` needs.
+              ``"champion+each-same-architecture"``: one run per other approved parent of the
+              champion's family whose ``config.json`` (and a text model's ``head.json``)
+              equal the champion's, with parents (champion, that parent) -- what
+              ``merge`` needs.
               ``"none"``: no parent (``train`` from a seeded initialisation).
 ``when``      a condition; the run is skipped when it does not hold.
               ``{ cluster = true }``: the round has a failure cluster.

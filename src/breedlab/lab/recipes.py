@@ -149,18 +149,26 @@ def recipe_for(supply: Supply, capability: str, recipes: Path | None = None) -> 
     return recipe
 
 
+#: The files that fix a model's shape: two parents whose copies are equal can be merged
+#: (the torch config; a text model's encoder config and its head).
+_SHAPE_FILES = ("config.json", "head.json")
+
+
 def _same_architecture(supply: Supply, a: Digest, b: Digest) -> bool:
-    from breedlab import canonical
+    import json
 
-    def config(pid: Digest) -> object:
+    def shape(pid: Digest) -> object:
         manifest = supply_packages.manifest(supply, pid)
-        entry = next((f for f in manifest.files if f.path == "config.json"), None)
-        if entry is None or manifest.family != "torch":
+        if manifest.family not in ("torch", "transformers"):
             return None
-        return canonical.decode(supply.blobs.get_bytes(entry.digest))
+        found: dict[str, object] = {"family": manifest.family}
+        for entry in manifest.files:
+            if entry.path in _SHAPE_FILES:
+                found[entry.path] = json.loads(supply.blobs.get_bytes(entry.digest))
+        return found if "config.json" in found else None
 
-    first = config(a)
-    return first is not None and first == config(b)
+    first = shape(a)
+    return first is not None and first == shape(b)
 
 
 def _cluster_kind(supply: Supply, cluster: Digest | None) -> str | None:
