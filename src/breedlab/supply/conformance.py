@@ -38,7 +38,7 @@ def _probe_inputs(contract: Contract, family: str) -> Any:
 
 
 def check_answers_contract(
-    folder: Path, family: str | None, contract: Contract, *, what: str
+    folder: Path, family: str | None, contract: Contract, *, what: str, base: bool = False
 ) -> None:
     """Refuse a model that does not answer ``contract`` (``what`` names it in messages).
 
@@ -46,6 +46,10 @@ def check_answers_contract(
     bounded by ``budget.memory_mib``; for a classification contract with an
     ``input.shape``, the probe's outputs have one column per label, rows that are
     finite distributions. Not checked: accuracy, latency, or inputs out of range.
+
+    ``base``: a bare text encoder (no classification head) is accepted -- a model to
+    build on (the ``train`` operator puts a head on it), imported but never served, so
+    release approval and alias moves check without it.
 
     Raises:
         InvalidRequest: no family, or an unknown one (the message says what to pass).
@@ -63,6 +67,14 @@ def check_answers_contract(
     model = load_model(folder, family, max_bytes=contract.budget.memory_bytes)
     if contract.task is not TaskType.CLASSIFICATION:
         return
+    if not getattr(model, "classifier", True):
+        if base:
+            return
+        raise IntegrityError(
+            f"{what} is a bare encoder with no classification head, so it cannot answer "
+            f"capability {contract.name!r}",
+            hint="give it a head: a 'train' run with this encoder as its parent",
+        )
     if family == "torch" and not contract.input_shape:
         return  # nothing to build a probe from; serving takes whatever width the model does
     import numpy as np

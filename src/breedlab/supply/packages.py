@@ -184,7 +184,7 @@ def import_path(
         if stored.kind is Kind.MODEL:
             folder = supply.workspace.materialise(stored.id, stored)
             conformance.check_answers_contract(
-                folder, stored.family, contract, what=f"model {path}"
+                folder, stored.family, contract, what=f"model {path}", base=True
             )
 
     return register(

@@ -105,9 +105,11 @@ def test_a_registered_model_is_probed_again_before_release_and_every_alias_move(
     probed: list[str] = []
     real = conformance.check_answers_contract
 
-    def spy(folder: Path, family: str | None, contract: Any, *, what: str) -> None:
+    def spy(
+        folder: Path, family: str | None, contract: Any, *, what: str, base: bool = False
+    ) -> None:
         probed.append(what)
-        real(folder, family, contract, what=what)
+        real(folder, family, contract, what=what, base=base)
 
     monkeypatch.setattr(conformance, "check_answers_contract", spy)
     lab.approve(pid, purpose="parent", key="alice")
@@ -159,3 +161,38 @@ def test_the_cli_refuses_a_contract_whose_shape_is_not_numbers_with_one_line(
     assert main(["capability", "add", str(bad)]) == 3
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "field 'input.shape'" in err
+
+
+def _text_capability(lab: Lab, tmp_path: Path) -> str:
+    from breedlab.registry.contract_template import write_contract_template
+
+    path = tmp_path / "blurbs.toml"
+    write_contract_template(
+        path, name="blurbs", task="classification", modality="text", labels=("neg", "pos")
+    )
+    lab.add_capability(path)
+    return "blurbs"
+
+
+def test_a_bare_text_encoder_imports_as_a_base_but_is_never_aliased_or_released(
+    lab: Lab, tmp_path: Path
+) -> None:
+    from text_models import save_tiny_bert, save_tiny_encoder_classifier
+
+    capability = _text_capability(lab, tmp_path)
+    encoder = tmp_path / "encoder"
+    save_tiny_bert(encoder, classifier=False)
+    info = lab.import_path(
+        encoder, kind="model", capability=capability, license="MIT", family="transformers"
+    )
+    with pytest.raises(IntegrityError, match="bare encoder with no classification head"):
+        lab.set_alias(capability, "staging", str(info.id))
+    with pytest.raises(IntegrityError, match="bare encoder"):
+        lab.approve(str(info.id), purpose="release", key="pat")
+    # The same encoder with a head answers the contract (two labels, two classes).
+    headed = save_tiny_encoder_classifier(tmp_path / "headed", classes=2)
+    pid = lab.import_path(
+        headed, kind="model", capability=capability, license="MIT", family="transformers"
+    ).id
+    lab.set_alias(capability, "staging", str(pid))
+    assert lab.alias(capability, "staging") == pid
