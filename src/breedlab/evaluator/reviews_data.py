@@ -17,7 +17,10 @@ Cleaning, in this order (counts in :class:`Cleaning`): keep the ``fresh`` and ``
 rows (``plot`` rows are synopses, not reviews); collapse runs of whitespace to one space
 and strip; drop every copy of a sentence that appears with both labels (neither label
 can be trusted); keep the first copy (file order) of a sentence repeated with one label,
-and with it that copy's movie. Item ids are ``reviews-`` + the first 16 hex digits of
+and with it that copy's movie (the file lists one film under two names,
+``el_crimen_del_padre_amaro`` and ``the_crime_of_padre_amaro``, with the same 35
+sentences: they are kept once, so a copy cannot sit in another split; 507 movies remain
+of 508). Item ids are ``reviews-`` + the first 16 hex digits of
 the item's content hash (:func:`breedlab.datasets.text_item_hash`), so they do not
 depend on the file's row order or on the seed.
 
