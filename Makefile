@@ -61,6 +61,7 @@ services:
 bench: venv
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/reviews_data.py
 	$(PY) benchmarks/round.py
 	$(PY) benchmarks/merge.py
 	$(PY) benchmarks/scale.py
