@@ -4,9 +4,9 @@ data step)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
@@ -15,14 +15,25 @@ from breedlab.cli.shell import JsonFlag, comma_list, err_console, open_lab, rend
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from breedlab.lab.data_import import ImportedSplit
+    from breedlab.lab import PackageInfo
 
 __all__ = ["register"]
 
 dataset_app = typer.Typer(help="Datasets: import a capability's data.", no_args_is_help=True)
 
 
-def _splits_table(title: str, splits: Sequence[ImportedSplit]) -> Table:
+class _Split(Protocol):
+    """What the table shows of one stored split (``dataset import`` and ``reviews``)."""
+
+    @property
+    def split(self) -> str: ...
+    @property
+    def package(self) -> PackageInfo: ...
+    @property
+    def labels(self) -> Mapping[str, int]: ...
+
+
+def _splits_table(title: str, splits: Sequence[_Split]) -> Table:
     t = table("split", "id", "items", "labels", title=title)
     for s in splits:
         counts = ", ".join(f"{label} {n}" for label, n in s.labels.items())

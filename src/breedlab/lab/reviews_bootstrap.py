@@ -55,7 +55,7 @@ _LICENSE_NOTE = (
     "(Apache-2.0). The sentences are scraped review snippets; their own licence and "
     "provenance are unclear. Keep them inside the lab; do not redistribute."
 )
-CAPABILITY = "reviews"
+_CAPABILITY = "reviews"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +75,7 @@ class ReviewsData:
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
-            "capability": CAPABILITY,
+            "capability": _CAPABILITY,
             "contract": str(self.contract),
             "size": self.size.value,
             "seed": self.seed,
@@ -122,15 +122,15 @@ def bootstrap_reviews_data(
     )
     splits = reviews_splits(corpus, size=chosen_size, seed=seed)
     try:
-        contract_info, contract = supply_packages.capability(supply, CAPABILITY)
+        contract_info, contract = supply_packages.capability(supply, _CAPABILITY)
     except NotFound:
         contract_info = supply_packages.add_capability(
-            supply, contract_path(CAPABILITY), sign_with=key
+            supply, contract_path(_CAPABILITY), sign_with=key
         )
-        contract = supply_packages.capability(supply, CAPABILITY)[1]
+        contract = supply_packages.capability(supply, _CAPABILITY)[1]
     if contract.labels != LABELS:
         raise IntegrityError(
-            f"capability {CAPABILITY!r} has labels {list(contract.labels)}, not {list(LABELS)}"
+            f"capability {_CAPABILITY!r} has labels {list(contract.labels)}, not {list(LABELS)}"
         )
     longest = max(len(corpus.texts[r]) for rows in splits.rows.values() for r in rows)
     if contract.max_length is not None and longest > contract.max_length:
@@ -168,7 +168,7 @@ def bootstrap_reviews_data(
             info = store_split(
                 supply,
                 folder,
-                capability=CAPABILITY,
+                capability=_CAPABILITY,
                 split=split,
                 license=REVIEWS_LICENSE,
                 sign_with=key,
