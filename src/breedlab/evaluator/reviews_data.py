@@ -201,7 +201,7 @@ def _clean(rows: Sequence[Mapping[str, str | None]]) -> tuple[list[tuple[str, in
     copies: dict[str, int] = {}
     conflicting: set[str] = set()
     labelled = 0
-    for n, row in enumerate(rows, start=2):  # line 1 is the header
+    for n, row in enumerate(rows, start=2):  # CSV record 1 is the header
         category = (row.get("category") or "").strip()
         if category not in index:
             continue
@@ -209,7 +209,7 @@ def _clean(rows: Sequence[Mapping[str, str | None]]) -> tuple[list[tuple[str, in
         text = " ".join((row.get("text") or "").split())
         movie = (row.get("movie_name") or "").strip()
         if not text or not movie:
-            raise IntegrityError(f"corpus row {n}: empty {'text' if not text else 'movie_name'}")
+            raise IntegrityError(f"corpus record {n}: empty {'text' if not text else 'movie_name'}")
         copies[text] = copies.get(text, 0) + 1
         if text not in first:
             first[text] = (index[category], movie)

@@ -177,6 +177,15 @@ def test_a_corrupt_or_absent_corpus_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(IntegrityError, match="no fresh or rotten sentences"):
         read_corpus(empty, expected_sha256=None)
+    nameless = _bz2_csv(
+        tmp_path / "nameless.csv.bz2",
+        [
+            {"category": "fresh", "text": "Good.", "movie_name": "m1"},
+            {"category": "rotten", "text": "Bad.", "movie_name": " "},
+        ],
+    )
+    with pytest.raises(IntegrityError, match="corpus record 3: empty movie_name"):
+        read_corpus(nameless, expected_sha256=None)
 
 
 def test_an_unknown_size_is_refused() -> None:
