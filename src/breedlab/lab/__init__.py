@@ -6,6 +6,8 @@
 - ``breeding``, ``evaluation``, ``recipes``, ``failures``, ``builtin``, ``replay``: the
   challenger loop (seed, stage 2) and its replay; ``recipe_format``: the recipe files'
   schema and checks (recipes as data).
+- ``reviews_bootstrap``: the built-in reviews capability's data step (its contract and
+  four signed split packages; ``dataset reviews``).
 - ``operator_runs``: plans run in the sandbox and their outputs stored (on the supply
   service alone: below the rest of ``lab/``).
 - ``release``, ``promotion``, ``release_reports``: the release controller (seed, stage

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the challenger loop pulls in numpy and scipy: imported when
     from breedlab.lab.failures import Cluster
     from breedlab.lab.release_reports import Criterion
     from breedlab.lab.replay import Reproduction
+    from breedlab.lab.reviews_bootstrap import ReviewsData
     from breedlab.lab.samples import Samples
     from breedlab.lab.suites import SuiteBuild
     from breedlab.sandbox.executors import Executor
@@ -273,6 +274,21 @@ class Lab(RegistryView):
             seed=seed,
             progress=progress,
         )
+
+    @_interruptible
+    def bootstrap_reviews_data(
+        self,
+        *,
+        key: str,
+        size: str = "ci",
+        seed: int = 0,
+        progress: Callable[[str], None] | None = None,
+    ) -> ReviewsData:
+        """The built-in reviews capability's contract and its four data splits (``ci``:
+        about 3,300 sentences; ``full``: all 12,752), signed by the evaluation ``key``."""
+        from breedlab.lab.reviews_bootstrap import bootstrap_reviews_data
+
+        return bootstrap_reviews_data(self.supply, size=size, seed=seed, key=key, progress=progress)
 
     @_interruptible
     def failures(self, capability: str, *, workers: int | None = None) -> list[Cluster]:
