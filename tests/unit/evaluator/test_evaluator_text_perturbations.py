@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from breedlab.canonical import decode, encode
 from breedlab.errors import InvalidRequest
+from breedlab.evaluator.perturbations import spec_from_record
 from breedlab.evaluator.text_perturbations import (
     TEXT_PERTURBATIONS,
     CaseSwap,
@@ -20,7 +21,6 @@ from breedlab.evaluator.text_perturbations import (
     WordDropout,
     WordSwap,
     perturb_texts,
-    text_spec_from_record,
 )
 
 SPECS: tuple[TextPerturbation, ...] = (
@@ -57,7 +57,8 @@ def test_an_items_text_depends_on_seed_kind_and_id_only(spec: TextPerturbation) 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
 def test_records_round_trip_through_canonical_json(spec: TextPerturbation) -> None:
-    assert text_spec_from_record(decode(encode(spec.to_record()))) == spec
+    assert spec_from_record(decode(encode(spec.to_record()))) == spec
+    assert type(spec).from_record(spec.to_record()) == spec
 
 
 def test_word_perturbations_change_exactly_their_count_of_words() -> None:
@@ -87,9 +88,11 @@ def test_typos_edit_some_letter_and_leave_text_without_letters_alone(text: str) 
 def test_bad_specs_records_and_inputs_are_refused() -> None:
     with pytest.raises(InvalidRequest, match=r"fraction must be in \(0, 1\]"):
         WordDropout(fraction=0.0)
-    with pytest.raises(InvalidRequest, match="unknown text perturbation 'blur'; known: typos"):
-        text_spec_from_record({"kind": "blur", "fraction": "0.1"})
-    with pytest.raises(InvalidRequest, match=r"must be written 0\.1"):
-        text_spec_from_record({"kind": "case", "fraction": "0.10"})
-    with pytest.raises(InvalidRequest, match="unique item ids"):
+    with pytest.raises(InvalidRequest, match=r"unknown perturbation kind 'blur'; known: .*'typos'"):
+        spec_from_record({"kind": "blur", "fraction": "0.1"})
+    with pytest.raises(InvalidRequest, match=r"must be written '0\.1'"):
+        spec_from_record({"kind": "case", "fraction": "0.10"})
+    with pytest.raises(InvalidRequest, match="keys"):
+        spec_from_record({"kind": "case", "fraction": "0.1", "sigma": "0.1"})
+    with pytest.raises(InvalidRequest, match="item ids must be unique"):
         perturb_texts(CaseSwap(), ["a", "b"], item_ids=["x", "x"], seed=0)
