@@ -96,3 +96,38 @@ def test_bad_specs_records_and_inputs_are_refused() -> None:
         spec_from_record({"kind": "case", "fraction": "0.1", "sigma": "0.1"})
     with pytest.raises(InvalidRequest, match="item ids must be unique"):
         perturb_texts(CaseSwap(), ["a", "b"], item_ids=["x", "x"], seed=0)
+
+
+def test_cases_whose_outcome_needs_no_random_draw_come_out_as_computed_by_hand() -> None:
+    def one(spec: TextPerturbation, text: str) -> str:
+        return perturb_texts(spec, [text], item_ids=["x"], seed=11)[0]
+
+    assert one(CaseSwap(fraction=1.0), "Hello  big World") == "hELLO BIG wORLD"
+    assert one(WordSwap(fraction=0.5), "good film") == "film good"  # 1 swap, only place
+    assert one(WordSwap(fraction=1.0), "good film") == "good film"  # 2 swaps undo
+    assert len(one(WordDropout(fraction=1.0), "a b c").split()) == 1  # never the last word
+    spaced = one(Whitespace(fraction=1.0), "a b c")
+    assert re.fullmatch(r"a {2,4}b {2,4}c", spaced)
+    assert one(CharTypos(fraction=1.0), "1234 ?!") == "1234 ?!"  # no letters: unchanged
+    assert one(CaseSwap(fraction=1.0), "   ") == ""  # whitespace only: no words
+
+
+def test_a_suite_records_text_perturbations_and_reads_them_back() -> None:
+    from breedlab.evaluator import design
+    from breedlab.evaluator.suite import Budget, SuiteSpec
+
+    offered = design.perturbation_catalogue(design.Modality.TEXT, None)
+    suite = SuiteSpec(
+        capability="reviews",
+        name="reviews-suite",
+        seed=3,
+        splits={"dev": "a", "sealed": "b"},
+        perturbations=tuple(offered.values()),
+        critical_items=(),
+        metrics=(),
+        policy={},
+        budget=Budget(),
+    )
+    again = SuiteSpec.from_bytes(suite.to_bytes())
+    assert again.perturbations == SPECS  # the catalogue's defaults, in catalogue order
+    assert again.variants() == ("clean", *TEXT_PERTURBATIONS)
