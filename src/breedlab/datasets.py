@@ -39,6 +39,7 @@ __all__ = [
     "Dataset",
     "TextDataset",
     "item_hash",
+    "read_any_dataset",
     "read_dataset",
     "read_text_dataset",
     "text_item_hash",
@@ -81,11 +82,7 @@ class Dataset:
         Raises:
             InvalidRequest: an id is not in this dataset.
         """
-        index = {item: i for i, item in enumerate(self.ids)}
-        try:
-            rows = [index[i] for i in ids]
-        except KeyError as e:
-            raise InvalidRequest(f"item {e.args[0]} is not in this dataset") from None
+        rows = _positions(self.ids, ids)
         return Dataset(
             x=self.x[rows],
             y=self.y[rows],
@@ -93,6 +90,14 @@ class Dataset:
             hashes=tuple(self.hashes[r] for r in rows),
             meta=self.meta,
         )
+
+
+def _positions(held: Sequence[str], ids: Sequence[str]) -> list[int]:
+    index = {item: i for i, item in enumerate(held)}
+    try:
+        return [index[i] for i in ids]
+    except KeyError as e:
+        raise InvalidRequest(f"item {e.args[0]} is not in this dataset") from None
 
 
 def _write(
@@ -216,6 +221,21 @@ class TextDataset:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, ids: Sequence[str]) -> TextDataset:
+        """The items with these ids, in the given order.
+
+        Raises:
+            InvalidRequest: an id is not in this dataset.
+        """
+        rows = _positions(self.ids, ids)
+        return TextDataset(
+            texts=tuple(self.texts[r] for r in rows),
+            y=self.y[rows],
+            ids=tuple(ids),
+            hashes=tuple(self.hashes[r] for r in rows),
+            meta=self.meta,
+        )
+
 
 def write_text_dataset(
     folder: Path,
@@ -260,3 +280,15 @@ def read_text_dataset(folder: Path, *, check_hashes: bool = True) -> TextDataset
         (lambda i: text_item_hash(texts[i], int(y[i]))) if check_hashes else None,
     )
     return TextDataset(texts=texts, y=y, ids=found.ids, hashes=found.hashes, meta=found.meta)
+
+
+def read_any_dataset(folder: Path, *, check_hashes: bool = True) -> Dataset | TextDataset:
+    """Read a dataset package folder of either kind: a text one when it holds
+    ``TEXTS_FILE``.
+
+    Raises:
+        IntegrityError: as :func:`read_dataset` and :func:`read_text_dataset`.
+    """
+    if (folder / TEXTS_FILE).is_file():
+        return read_text_dataset(folder, check_hashes=check_hashes)
+    return read_dataset(folder, check_hashes=check_hashes)

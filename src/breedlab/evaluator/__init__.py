@@ -8,7 +8,11 @@ nor scikit-learn)::
                     NLL), robustness (worst case over perturbations, gap), safety
                     (critical confusions, OOD abstention), resource (latency p50/p95)
     perturbations   seeded perturbations of 8×8 digit images (noise, shift, occlusion,
-                    dropout) and OOD images, each seeded by (suite seed, kind, item id)
+                    dropout), feature rows and OOD images; reads back any suite's specs
+    text_perturbations  seeded text perturbations (typos, case, whitespace, word
+                    dropout and swap) for text capabilities
+    seeding         one generator per (suite seed, kind, item id), applying a spec
+                    item by item, and the fields of spec records
     items           per-item content hashes and the suite hash over ordered items
     slices          failure slices: a feature's quantile bin (or a band of text
                     lengths) where a model's error rate is clearly above its overall rate

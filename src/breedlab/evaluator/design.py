@@ -22,7 +22,8 @@ import numpy.typing as npt
 from breedlab.canonical import JsonValue
 from breedlab.errors import InvalidRequest
 from breedlab.evaluator.digits import DIGITS_PERTURBATIONS
-from breedlab.evaluator.perturbations import PIXELS, PerturbationSpec, tabular_perturbations
+from breedlab.evaluator.perturbations import PIXELS, SuitePerturbation, tabular_perturbations
+from breedlab.evaluator.text_perturbations import TEXT_PERTURBATIONS
 
 __all__ = [
     "POLICY",
@@ -81,21 +82,18 @@ def modality(input_schema: Mapping[str, JsonValue], input_shape: Sequence[int]) 
 
 def perturbation_catalogue(
     kind: Modality, train_x: npt.NDArray[np.generic] | None
-) -> dict[str, PerturbationSpec]:
+) -> dict[str, SuitePerturbation]:
     """The perturbations a suite of this modality may use, by kind.
 
     Tabular specs take their per-feature std and mean from ``train_x`` (the train split,
-    ``(n, d)``), so the suite records them and stays frozen.
+    ``(n, d)``), so the suite records them and stays frozen. Text gets every kind of
+    ``TEXT_PERTURBATIONS`` at its default fraction (``train_x`` is not used).
 
     Raises:
-        InvalidRequest: text (its perturbations come with the text capability), or a
-            tabular modality without train features.
+        InvalidRequest: a tabular modality without train features.
     """
     if kind is Modality.TEXT:
-        raise InvalidRequest(
-            "text suites come with the text capability",
-            hint="suites can be created for tabular and image capabilities today",
-        )
+        return {k: spec() for k, spec in TEXT_PERTURBATIONS.items()}
     if kind is Modality.IMAGE:
         return {p.kind: p for p in DIGITS_PERTURBATIONS}
     if train_x is None:

@@ -2,8 +2,10 @@
 out-of-distribution images for safety.
 
 Owns the image and feature-row conventions, the perturbation catalogue
-(``PERTURBATIONS``), their specs and records, the per-item random generators, and the
-OOD generators of the safety suite.
+(``PERTURBATIONS``), their specs and records, reading back any spec a suite records
+(``spec_from_record``, text kinds included), and the OOD generators of the safety suite.
+The per-item generators and record fields are ``evaluator.seeding``'s (``item_rng`` is
+re-exported here).
 Leaves choosing which perturbations a suite uses to the suite (``evaluator.digits`` has
 the built-in capability's set), hashing perturbed inputs to ``evaluator.items``, and
 scoring to ``evaluator.metrics``.
@@ -17,13 +19,8 @@ any finite floats. Their specs carry the per-feature statistics of the train spl
 mean) they were built from, so a suite that records them is frozen: re-reading the train
 split is never needed, and a different train split makes a different suite.
 
-Determinism (HELM ``Perturbation.get_rng`` seeds ``Random(str(seed) + instance.id)``;
-notes/evaluation-viability-release.md §2.1): each item's randomness comes from its own
-generator, ``PCG64(SeedSequence(int(sha256(f"{seed}:{kind}:{item_id}"))))``. An item's
-perturbation therefore depends only on the suite seed, the perturbation kind and the item
-id: not on the item's position, the batch, the process or the other items. Parameters
-(σ, fraction, ...) are not part of the key, so two levels of one kind draw the same
-numbers (noise at σ=0.1 and σ=0.3 differ only in scale: common random numbers).
+Determinism: an item's perturbation depends only on the suite seed, the kind and the item
+id (``evaluator.seeding``).
 
 numpy documents no cross-version guarantee for ``Generator`` distribution streams, so a
 suite must also record the hashes of its perturbed inputs (``evaluator.items``); a numpy
@@ -32,7 +29,6 @@ upgrade that changed them is then an integrity error, never a silent drift.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +41,17 @@ import numpy.typing as npt
 
 from breedlab.canonical import JsonValue
 from breedlab.errors import InvalidRequest
+from breedlab.evaluator.seeding import (
+    check_ids,
+    check_keys,
+    float_text,
+    item_rng,
+    parse_float,
+    parse_floats,
+    parse_int,
+    seeded_each,
+)
+from breedlab.evaluator.text_perturbations import TEXT_PERTURBATIONS, TextPerturbation
 
 __all__ = [
     "IMAGE_SIDE",
@@ -59,6 +66,7 @@ __all__ = [
     "PerturbationSpec",
     "PixelDropout",
     "PixelShift",
+    "SuitePerturbation",
     "item_rng",
     "ood_set",
     "perturb",
@@ -73,65 +81,6 @@ IMAGE_SIDE: Final = 8
 PIXELS: Final = IMAGE_SIDE * IMAGE_SIDE
 
 _NEIGHBOURS: Final = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
-
-
-def item_rng(seed: int, kind: str, item_id: str) -> np.random.Generator:
-    """The generator of one item under one perturbation kind (see the module docstring).
-
-    Raises:
-        InvalidRequest: ``seed`` is not an int (bools refused), or ``kind``/``item_id`` empty.
-    """
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InvalidRequest(f"seed must be an int, not {type(seed).__name__}")
-    if not kind or not item_id:
-        raise InvalidRequest("perturbation kind and item id must be non-empty")
-    if ":" in kind:
-        # The seed (an int) and the kind hold no ':', so the key splits back unambiguously.
-        raise InvalidRequest(f"perturbation kind must not contain ':', got {kind!r}")
-    digest = hashlib.sha256(f"{seed}:{kind}:{item_id}".encode()).digest()
-    return np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest, "big")))
-    )
-
-
-def _float_text(value: float) -> str:
-    # Canonical JSON refuses floats; repr is the shortest text that round-trips exactly.
-    return repr(float(value))
-
-
-def _parse_float(record: Mapping[str, object], key: str) -> float:
-    text = record.get(key)
-    if not isinstance(text, str):
-        raise InvalidRequest(f"perturbation record needs {key!r} as a decimal string")
-    try:
-        value = float(text)
-    except ValueError as e:
-        raise InvalidRequest(f"perturbation {key!r} is not a number: {text!r}") from e
-    if _float_text(value) != text:
-        # One spelling per value, so a spec and its record are a bijection (stable hashes).
-        raise InvalidRequest(f"perturbation {key!r} must be written {_float_text(value)!r}")
-    return value
-
-
-def _parse_int(record: Mapping[str, object], key: str) -> int:
-    value = record.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidRequest(f"perturbation record needs {key!r} as an integer")
-    return value
-
-
-def _parse_floats(record: Mapping[str, object], key: str) -> tuple[float, ...]:
-    texts = record.get(key)
-    if not isinstance(texts, list) or not texts:
-        raise InvalidRequest(f"perturbation record needs {key!r} as a list of decimal strings")
-    return tuple(_parse_float({key: text}, key) for text in texts)
-
-
-def _check_keys(record: Mapping[str, object], expected: set[str]) -> None:
-    if set(record) != expected:
-        raise InvalidRequest(
-            f"perturbation record keys {sorted(record)} != expected {sorted(expected)}"
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,13 +104,13 @@ class GaussianNoise:
 
     def to_record(self) -> dict[str, str | int]:
         """The spec as canonical-JSON-ready data (floats as decimal strings)."""
-        return {"kind": self.kind, "sigma": _float_text(self.sigma)}
+        return {"kind": self.kind, "sigma": float_text(self.sigma)}
 
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> GaussianNoise:
         """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
-        _check_keys(record, {"kind", "sigma"})
-        return cls(sigma=_parse_float(record, "sigma"))
+        check_keys(record, {"kind", "sigma"})
+        return cls(sigma=parse_float(record, "sigma"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,8 +148,8 @@ class PixelShift:
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> PixelShift:
         """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
-        _check_keys(record, {"kind", "pixels"})
-        return cls(pixels=_parse_int(record, "pixels"))
+        check_keys(record, {"kind", "pixels"})
+        return cls(pixels=parse_int(record, "pixels"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,8 +178,8 @@ class Occlusion:
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> Occlusion:
         """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
-        _check_keys(record, {"kind", "size"})
-        return cls(size=_parse_int(record, "size"))
+        check_keys(record, {"kind", "size"})
+        return cls(size=parse_int(record, "size"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,13 +211,13 @@ class PixelDropout:
 
     def to_record(self) -> dict[str, str | int]:
         """The spec as canonical-JSON-ready data (floats as decimal strings)."""
-        return {"kind": self.kind, "fraction": _float_text(self.fraction)}
+        return {"kind": self.kind, "fraction": float_text(self.fraction)}
 
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> PixelDropout:
         """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
-        _check_keys(record, {"kind", "fraction"})
-        return cls(fraction=_parse_float(record, "fraction"))
+        check_keys(record, {"kind", "fraction"})
+        return cls(fraction=parse_float(record, "fraction"))
 
 
 def _feature_stats(what: str, values: Sequence[float], *, positive: bool) -> tuple[float, ...]:
@@ -313,15 +262,15 @@ class FeatureNoise:
         """The spec as canonical-JSON-ready data (floats as decimal strings)."""
         return {
             "kind": self.kind,
-            "sigma": _float_text(self.sigma),
-            "std": [_float_text(v) for v in self.std],
+            "sigma": float_text(self.sigma),
+            "std": [float_text(v) for v in self.std],
         }
 
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> FeatureNoise:
         """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
-        _check_keys(record, {"kind", "sigma", "std"})
-        return cls(sigma=_parse_float(record, "sigma"), std=_parse_floats(record, "std"))
+        check_keys(record, {"kind", "sigma", "std"})
+        return cls(sigma=parse_float(record, "sigma"), std=parse_floats(record, "std"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -367,15 +316,15 @@ class MissingValues:
         """The spec as canonical-JSON-ready data (floats as decimal strings)."""
         return {
             "kind": self.kind,
-            "fraction": _float_text(self.fraction),
-            "mean": [_float_text(v) for v in self.mean],
+            "fraction": float_text(self.fraction),
+            "mean": [float_text(v) for v in self.mean],
         }
 
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> MissingValues:
         """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
-        _check_keys(record, {"kind", "fraction", "mean"})
-        return cls(fraction=_parse_float(record, "fraction"), mean=_parse_floats(record, "mean"))
+        check_keys(record, {"kind", "fraction", "mean"})
+        return cls(fraction=parse_float(record, "fraction"), mean=parse_floats(record, "mean"))
 
 
 def tabular_perturbations(
@@ -412,16 +361,25 @@ PERTURBATIONS: Final[Mapping[str, type[PerturbationSpec]]] = MappingProxyType(
 )
 
 
-def spec_from_record(record: Mapping[str, object]) -> PerturbationSpec:
-    """Rebuild a spec from its ``to_record()`` form.
+#: What a suite may record: an array perturbation or a text one
+#: (``evaluator.text_perturbations``).
+SuitePerturbation: TypeAlias = PerturbationSpec | TextPerturbation
+
+_SUITE_KINDS: Final[Mapping[str, type[SuitePerturbation]]] = MappingProxyType(
+    {**PERTURBATIONS, **TEXT_PERTURBATIONS}
+)
+
+
+def spec_from_record(record: Mapping[str, object]) -> SuitePerturbation:
+    """Rebuild a spec, array or text, from its ``to_record()`` form.
 
     Raises:
         InvalidRequest: unknown kind, missing or extra keys, or a non-canonical number.
     """
     kind = record.get("kind")
-    if not isinstance(kind, str) or kind not in PERTURBATIONS:
-        raise InvalidRequest(f"unknown perturbation kind {kind!r}; known: {sorted(PERTURBATIONS)}")
-    return PERTURBATIONS[kind].from_record(record)
+    if not isinstance(kind, str) or kind not in _SUITE_KINDS:
+        raise InvalidRequest(f"unknown perturbation kind {kind!r}; known: {sorted(_SUITE_KINDS)}")
+    return _SUITE_KINDS[kind].from_record(record)
 
 
 def _check_images(x: npt.NDArray[np.generic], what: str) -> FloatArray:
@@ -447,13 +405,6 @@ def _check_rows(x: npt.NDArray[np.generic], what: str, width: int | None = None)
     return values
 
 
-def _check_ids(item_ids: Sequence[str], n: int) -> None:
-    if len(item_ids) != n:
-        raise InvalidRequest(f"{len(item_ids)} item ids for {n} images")
-    if len(set(item_ids)) != n:
-        raise InvalidRequest("item ids must be unique (each seeds its own perturbation)")
-
-
 def perturb(
     spec: PerturbationSpec, x: npt.NDArray[np.generic], *, item_ids: Sequence[str], seed: int
 ) -> FloatArray:
@@ -471,10 +422,9 @@ def perturb(
         rows = _check_rows(x, "feature rows", spec.width)
     else:
         rows = _check_images(x, "images")
-    _check_ids(item_ids, rows.shape[0])
     out = np.empty_like(rows)
-    for i, item_id in enumerate(item_ids):
-        out[i] = spec.apply_one(rows[i], item_rng(seed, spec.kind, item_id))
+    for i, row in enumerate(seeded_each(spec, list(rows), item_ids=item_ids, seed=seed)):
+        out[i] = row
     return out
 
 
@@ -517,7 +467,7 @@ def ood_set(
         if source is None or source_ids is None:
             raise InvalidRequest("inverted OOD images need source images and their ids")
         images = _check_images(source, "source images")
-        _check_ids(source_ids, images.shape[0])
+        check_ids(source_ids, images.shape[0])
         x = 1.0 - images
         ids = tuple(f"ood-inverted-{sid}" for sid in source_ids)
     else:

@@ -234,9 +234,7 @@ def length_slices(
 ) -> tuple[Slice, ...]:
     """:func:`feature_slices` on one feature, each text's length in characters
     (``LENGTH``): short or long inputs where a text model fails more often.
-
-    Not yet called by failure mining: no text suite exists (text suites come with the
-    built-in text capability, ``evaluator.design.perturbation_catalogue``).
+    Failure mining (``lab.failures``) records them as slice clusters of text capabilities.
     """
     lengths = np.asarray([[len(t)] for t in texts], dtype=np.float64).reshape(len(texts), 1)
     return feature_slices(lengths, wrong, (LENGTH,), bins=bins, min_items=min_items, alpha=alpha)

@@ -20,7 +20,7 @@ from typing import Any
 from breedlab import canonical
 from breedlab.canonical import JsonValue
 from breedlab.errors import IntegrityError, InvalidRequest
-from breedlab.evaluator.perturbations import PerturbationSpec, spec_from_record
+from breedlab.evaluator.perturbations import SuitePerturbation, spec_from_record
 
 __all__ = ["SUITE_FILE", "SUITE_SCHEMA", "Budget", "SuiteSpec"]
 
@@ -50,7 +50,7 @@ class SuiteSpec:
     name: str
     seed: int
     splits: Mapping[str, str]  # "dev" / "sealed" -> dataset package id
-    perturbations: tuple[PerturbationSpec, ...]
+    perturbations: tuple[SuitePerturbation, ...]  # array or text kinds
     critical_items: tuple[str, ...]  # dev item ids that must never be wrong
     metrics: tuple[Mapping[str, JsonValue], ...]  # viability MetricSpec records
     policy: Mapping[str, JsonValue]  # epsilon_min, alpha, bootstrap_samples, ...

@@ -3,14 +3,13 @@ dropout and swap), for the suites of text capabilities.
 
 Owns the text perturbation catalogue (``TEXT_PERTURBATIONS``), its specs and records, and
 :func:`perturb_texts`. Each item's randomness comes from
-``evaluator.perturbations.item_rng(seed, kind, item_id)`` (HELM seeds its perturbations by
+``evaluator.seeding.item_rng(seed, kind, item_id)`` (HELM seeds its perturbations by
 instance id), so an item's perturbed text depends only on the suite seed, the kind and
 the item id. Severity is an exact count per item (as ``PixelDropout``), never a
 Bernoulli draw, so every item is perturbed alike.
 
-Not yet wired into suites: ``evaluator.design`` refuses text until the text capability
-brings text datasets and a runner that feeds strings to models; then these join the
-suite records next to ``evaluator.perturbations.PERTURBATIONS``.
+Suites of text capabilities record these (``evaluator.design.perturbation_catalogue``);
+``evaluator.perturbations.spec_from_record`` reads them back with the array kinds.
 
 Words are maximal runs of non-whitespace; a perturbation that works on words rejoins them
 with single spaces (``Whitespace`` is the one that adds spacing).
@@ -23,13 +22,13 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, Final, TypeAlias
+from typing import ClassVar, Final, Self, TypeAlias
 
 import numpy as np
 
 from breedlab.canonical import JsonValue
 from breedlab.errors import InvalidRequest
-from breedlab.evaluator.perturbations import item_rng
+from breedlab.evaluator.seeding import check_keys, float_text, parse_float, seeded_each
 
 __all__ = [
     "TEXT_PERTURBATIONS",
@@ -40,18 +39,12 @@ __all__ = [
     "WordDropout",
     "WordSwap",
     "perturb_texts",
-    "text_spec_from_record",
 ]
 
 
 def _count(fraction: float, units: int) -> int:
     """``round_half_up(fraction·units)``, at least 1 when there is a unit to perturb."""
     return min(units, max(1, math.floor(fraction * units + 0.5))) if units else 0
-
-
-def _check_fraction(kind: str, fraction: float) -> None:
-    if not (math.isfinite(fraction) and 0.0 < fraction <= 1.0):
-        raise InvalidRequest(f"{kind} fraction must be in (0, 1], got {fraction!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,11 +55,23 @@ class _Fraction:
     fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_fraction(self.kind, self.fraction)
+        if not (math.isfinite(self.fraction) and 0.0 < self.fraction <= 1.0):
+            raise InvalidRequest(f"{self.kind} fraction must be in (0, 1], got {self.fraction!r}")
 
     def to_record(self) -> dict[str, JsonValue]:
         """The spec as canonical-JSON-ready data (the fraction as a decimal string)."""
-        return {"kind": self.kind, "fraction": repr(float(self.fraction))}
+        return {"kind": self.kind, "fraction": float_text(self.fraction)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> Self:
+        """Inverse of ``to_record``. Raises InvalidRequest on a malformed record."""
+        check_keys(record, {"kind", "fraction"})
+        return cls(fraction=parse_float(record, "fraction"))
+
+    def _chosen(self, units: int, rng: np.random.Generator) -> list[int]:
+        """``_count(fraction, units)`` distinct positions of ``units``, in draw order."""
+        chosen = rng.choice(units, size=_count(self.fraction, units), replace=False)
+        return [int(i) for i in chosen]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,11 +85,11 @@ class CharTypos(_Fraction):
 
     def apply_one(self, text: str, rng: np.random.Generator) -> str:
         letters = [i for i, c in enumerate(text) if c.isalpha()]
-        chosen = sorted(
-            rng.choice(letters, size=_count(self.fraction, len(letters)), replace=False)
-        )
         chars = list(text)
-        for i in reversed(chosen):  # from the end, so earlier positions stay put
+        # From the end, so earlier positions stay put.
+        for i in sorted(
+            (letters[k] for k in self._chosen(len(letters), rng)), reverse=True
+        ):  # from the end, so earlier positions stay put
             op = int(rng.integers(4))
             if op == 0:
                 del chars[i]
@@ -106,7 +111,7 @@ class CaseSwap(_Fraction):
 
     def apply_one(self, text: str, rng: np.random.Generator) -> str:
         words = text.split()
-        for i in rng.choice(len(words), size=_count(self.fraction, len(words)), replace=False):
+        for i in self._chosen(len(words), rng):
             words[i] = words[i].swapcase()
         return " ".join(words)
 
@@ -123,7 +128,7 @@ class Whitespace(_Fraction):
         if not words:
             return ""
         gaps = [" "] * (len(words) - 1)
-        for i in rng.choice(len(gaps), size=_count(self.fraction, len(gaps)), replace=False):
+        for i in self._chosen(len(gaps), rng):
             gaps[i] = " " * int(rng.integers(2, 5))
         return "".join(w + g for w, g in zip(words, [*gaps, ""], strict=True))
 
@@ -167,30 +172,6 @@ TEXT_PERTURBATIONS: Final[Mapping[str, type[TextPerturbation]]] = MappingProxyTy
 )
 
 
-def text_spec_from_record(record: Mapping[str, object]) -> TextPerturbation:
-    """Rebuild a text spec from its ``to_record()`` form.
-
-    Raises:
-        InvalidRequest: unknown kind, other keys than kind and fraction, or a fraction not
-            written as its shortest decimal.
-    """
-    kind = record.get("kind")
-    if not isinstance(kind, str) or kind not in TEXT_PERTURBATIONS:
-        raise InvalidRequest(
-            f"unknown text perturbation {kind!r}; known: {', '.join(TEXT_PERTURBATIONS)}"
-        )
-    text = record.get("fraction")
-    if set(record) != {"kind", "fraction"} or not isinstance(text, str):
-        raise InvalidRequest(f"a {kind} record has exactly a kind and a fraction string")
-    try:
-        fraction = float(text)
-    except ValueError as e:
-        raise InvalidRequest(f"{kind} fraction is not a number: {text!r}") from e
-    if repr(fraction) != text:
-        raise InvalidRequest(f"{kind} fraction must be written {fraction!r}")
-    return TEXT_PERTURBATIONS[kind](fraction=fraction)
-
-
 def perturb_texts(
     spec: TextPerturbation, texts: Sequence[str], *, item_ids: Sequence[str], seed: int
 ) -> tuple[str, ...]:
@@ -199,11 +180,6 @@ def perturb_texts(
     Raises:
         InvalidRequest: not one unique id per text, or a text that is not a str.
     """
-    if len(item_ids) != len(texts) or len(set(item_ids)) != len(item_ids):
-        raise InvalidRequest(f"{len(texts)} texts need as many unique item ids")
     if not all(isinstance(t, str) for t in texts):
         raise InvalidRequest("text perturbations take str inputs")
-    return tuple(
-        spec.apply_one(text, item_rng(seed, spec.kind, item_id))
-        for text, item_id in zip(texts, item_ids, strict=True)
-    )
+    return tuple(seeded_each(spec, texts, item_ids=item_ids, seed=seed))

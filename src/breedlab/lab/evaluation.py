@@ -19,7 +19,7 @@ import numpy as np
 
 from breedlab import canonical, interrupts
 from breedlab.canonical import JsonValue
-from breedlab.datasets import read_dataset
+from breedlab.datasets import read_any_dataset
 from breedlab.digest import Digest
 from breedlab.errors import LabError, NotFound, PolicyError
 from breedlab.evaluator.runner import OUTPUTS_FILE
@@ -97,7 +97,7 @@ def evaluate_models(
         pid = Digest.parse(ref)
         folder = supply.workspace.materialise(pid, supply_packages.manifest(supply, pid))
         data_inputs.append(DataInput(id=ref, role=split, folder=folder))
-        data = read_dataset(folder)
+        data = read_any_dataset(folder)
         labels[split] = (data.ids, data.y)
     limits = replace(EVAL_LIMITS, wall_seconds=float(supply.config.evaluation_wall_seconds))
     jobs = []

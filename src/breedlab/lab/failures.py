@@ -7,12 +7,15 @@ Three kinds of cluster (DESIGN §8 "LoRA via PEFT on the failure cluster"):
   perturbation (seeded by the cluster's own seed and item id): what the adapter trains on.
 - ``confusion``: the most frequent (true, predicted) class pairs on dev. Its dataset is
   the training items of those classes.
-- ``slice`` (tabular capabilities only): a quantile bin of one feature where the
-  champion's dev error rate is clearly above its overall rate (``evaluator.slices``: an
-  exact binomial test, Holm-corrected over every bin; at most ``MAX_SLICES``). Its dataset
-  is the training items in the same bin, ``[low, high)`` by the dev split's edges; its
-  meta names the feature, the bin and all edges. A small dev split often has none.
-  Text-length slices (``evaluator.slices.length_slices``) wait for a text suite.
+- ``slice`` (tabular and text capabilities): a quantile bin of one feature -- for text,
+  the length in characters (``evaluator.slices.length_slices``) -- where the champion's
+  dev error rate is clearly above its overall rate (``evaluator.slices``: an exact
+  binomial test, Holm-corrected over every bin; at most ``MAX_SLICES``). Its dataset is
+  the training items in the same bin, ``[low, high)`` by the dev split's edges; its meta
+  names the feature, the bin and all edges. A small dev split often has none.
+
+A text capability's clusters are text dataset packages (``datasets.write_text_dataset``):
+perturbed training texts, the texts of the confused classes, the texts of a length band.
 
 The dev split only *describes* a cluster; the data always comes from the train split,
 so the decision split never leaks into training. Each cluster is recorded as a dataset
@@ -31,13 +34,21 @@ import numpy as np
 
 from breedlab import interrupts
 from breedlab.canonical import JsonValue
-from breedlab.datasets import Dataset, read_dataset, write_dataset
+from breedlab.datasets import (
+    Dataset,
+    TextDataset,
+    read_any_dataset,
+    write_dataset,
+    write_text_dataset,
+)
 from breedlab.digest import Digest
 from breedlab.errors import LabError, NotFound
 from breedlab.evaluator.design import Modality, modality
 from breedlab.evaluator.digits import confusion_pairs
-from breedlab.evaluator.perturbations import perturb
-from breedlab.evaluator.slices import feature_slices, in_bin
+from breedlab.evaluator.perturbations import SuitePerturbation, perturb
+from breedlab.evaluator.slices import Slice, feature_slices, in_bin, length_slices
+from breedlab.evaluator.suite import SuiteSpec
+from breedlab.evaluator.text_perturbations import TextPerturbation, perturb_texts
 from breedlab.lab.evaluation import evaluate_models, load_suite
 from breedlab.ledger import EventKind
 from breedlab.registry.manifest import Kind
@@ -93,7 +104,7 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
     spec = load_suite(supply, suite_id)
     dev = evaluation.scorecard.splits["dev"]
     clean = dev.accuracy("clean")
-    train = read_dataset(
+    train = read_any_dataset(
         supply.workspace.materialise(train_id, supply_packages.manifest(supply, train_id))
     )
     found: list[_Found] = []
@@ -101,7 +112,7 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
         drop = clean - dev.accuracy(p.kind)
         if drop < MIN_DROP:
             continue
-        x = perturb(p, train.x.astype(np.float64), item_ids=train.ids, seed=CLUSTER_SEED)
+        x = _perturbed(p, train)
         description = (
             f"{p.kind} inputs: dev accuracy {dev.accuracy(p.kind):.3f} vs {clean:.3f} clean "
             f"(-{drop:.3f})"
@@ -115,7 +126,8 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
         ids = tuple(f"{i}~{p.kind}" for i in train.ids)
         found.append((drop, f"{capability}-cluster-{p.kind}", description, meta, x, train.y, ids))
     y_dev = np.asarray(dev.clean.items.predicted)
-    truth = np.asarray([int(v) for v in _dev_labels(supply, spec)])
+    dev_data = _dev_items(supply, spec, dev.ids)
+    truth = np.asarray([int(v) for v in dev_data.y])
     errors = int(np.sum(y_dev != truth))
     pairs = confusion_pairs(truth, y_dev, top_k=2) if errors else ()
     if pairs:
@@ -138,17 +150,20 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
                 f"{capability}-cluster-confusion",
                 description,
                 meta,
-                train.x[rows].astype(np.float64),
-                train.y[rows],
-                tuple(i for i, keep in zip(train.ids, rows, strict=True) if keep),
+                *_subset(train, rows),
             )
         )
     contract = supply_packages.capability(supply, capability)[1]
-    if modality(contract.input_schema, contract.input_shape) is Modality.TABULAR:
-        dev_x = _dev_features(supply, spec, dev.ids)
+    kind = modality(contract.input_schema, contract.input_shape)
+    wrong = ~np.asarray(dev.correct["clean"], dtype=bool)
+    if kind is Modality.TABULAR and isinstance(dev_data, Dataset):
+        dev_x = dev_data.x.astype(np.float64)
         features = contract.features or tuple(f"x{j}" for j in range(dev_x.shape[1]))
-        wrong = ~np.asarray(dev.correct["clean"], dtype=bool)
-        found.extend(_slice_clusters(capability, dev_x, wrong, features, train))
+        slices = feature_slices(dev_x, wrong, features)
+        found.extend(_slice_clusters(capability, slices, _values(train), train))
+    elif kind is Modality.TEXT and isinstance(dev_data, TextDataset):
+        slices = length_slices(dev_data.texts, wrong)
+        found.extend(_slice_clusters(capability, slices, _values(train), train))
     found.sort(key=lambda f: -f[0])
     # The clusters and failures.mined are one step: recorded whole or not at all.
     interrupts.check(f"recording the failure clusters of {capability}")
@@ -156,13 +171,11 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
     with tempfile.TemporaryDirectory(prefix="breedlab-cluster-") as scratch:
         for severity, name, description, meta, x, y, ids in found:
             folder = Path(scratch) / name
-            write_dataset(
-                folder,
-                x=x.astype(np.float32),
-                y=y,
-                ids=ids,
-                meta={"cluster": meta, "champion": str(champion)},
-            )
+            cluster_meta: dict[str, JsonValue] = {"cluster": meta, "champion": str(champion)}
+            if isinstance(x, tuple):
+                write_text_dataset(folder, texts=x, y=y, ids=ids, meta=cluster_meta)
+            else:
+                write_dataset(folder, x=x.astype(np.float32), y=y, ids=ids, meta=cluster_meta)
             train_manifest = supply_packages.manifest(supply, train_id)
             info = register(
                 supply,
@@ -208,21 +221,50 @@ def mine_failures(supply: Supply, capability: str, *, executor: Executor) -> lis
     return clusters
 
 
-_Found = tuple[float, str, str, dict[str, JsonValue], np.ndarray, np.ndarray, tuple[str, ...]]
+#: A cluster before it is recorded: severity, name, description, meta, then its items --
+#: feature rows or texts -- with their labels and ids.
+_Items = np.ndarray | tuple[str, ...]
+_Found = tuple[float, str, str, dict[str, JsonValue], _Items, np.ndarray, tuple[str, ...]]
+
+
+def _perturbed(p: SuitePerturbation, train: Dataset | TextDataset) -> _Items:
+    """The train items under ``p``, each seeded by ``CLUSTER_SEED`` and its id."""
+    if isinstance(train, TextDataset) and isinstance(p, TextPerturbation):
+        return perturb_texts(p, train.texts, item_ids=train.ids, seed=CLUSTER_SEED)
+    if isinstance(train, Dataset) and not isinstance(p, TextPerturbation):
+        return perturb(p, train.x.astype(np.float64), item_ids=train.ids, seed=CLUSTER_SEED)
+    raise LabError(f"perturbation {p.kind!r} does not fit the train split's items")
+
+
+def _subset(
+    train: Dataset | TextDataset, rows: np.ndarray
+) -> tuple[_Items, np.ndarray, tuple[str, ...]]:
+    """The items, labels and ids of the train rows ``rows`` (a boolean mask) selects."""
+    ids = tuple(i for i, keep in zip(train.ids, rows, strict=True) if keep)
+    if isinstance(train, TextDataset):
+        texts = tuple(t for t, keep in zip(train.texts, rows, strict=True) if keep)
+        return texts, train.y[rows], ids
+    return train.x[rows].astype(np.float64), train.y[rows], ids
+
+
+def _values(data: Dataset | TextDataset) -> np.ndarray:
+    """What slices bin, ``(n, features)``: the feature rows, or each text's length."""
+    if isinstance(data, TextDataset):
+        return np.asarray([[len(t)] for t in data.texts], dtype=np.float64).reshape(-1, 1)
+    return data.x.astype(np.float64)
 
 
 def _slice_clusters(
     capability: str,
-    dev_x: np.ndarray,
-    wrong: np.ndarray,
-    names: tuple[str, ...],
-    train: Dataset,
+    slices: tuple[Slice, ...],
+    train_values: np.ndarray,
+    train: Dataset | TextDataset,
 ) -> list[_Found]:
-    """The ``MAX_SLICES`` most severe feature slices of dev, each with the train items
-    in its bin (a bin no train item falls in gives no cluster)."""
+    """The ``MAX_SLICES`` most severe of ``slices`` (most severe first), each with the
+    train items in its bin (a bin no train item falls in gives no cluster)."""
     found: list[_Found] = []
-    for s in feature_slices(dev_x, wrong, names):
-        rows = in_bin(train.x[:, s.feature_index], s.low, s.high)
+    for s in slices:
+        rows = in_bin(train_values[:, s.feature_index], s.low, s.high)
         if not rows.any():
             continue
         description = (
@@ -242,9 +284,7 @@ def _slice_clusters(
                 f"{capability}-cluster-slice-{s.feature_index}-{s.bin}",
                 description,
                 meta,
-                train.x[rows].astype(np.float64),
-                train.y[rows],
-                tuple(i for i, keep in zip(train.ids, rows, strict=True) if keep),
+                *_subset(train, rows),
             )
         )
         if len(found) == MAX_SLICES:
@@ -252,20 +292,13 @@ def _slice_clusters(
     return found
 
 
-def _dev_features(supply: Supply, spec: object, ids: tuple[str, ...]) -> np.ndarray:
-    """The dev split's features, in the scorecard's item order."""
-    dev_id = Digest.parse(spec.splits["dev"])  # type: ignore[attr-defined]
-    data = read_dataset(
+def _dev_items(supply: Supply, spec: SuiteSpec, ids: tuple[str, ...]) -> Dataset | TextDataset:
+    """The dev split's items and labels, in the scorecard's item order."""
+    dev_id = Digest.parse(spec.splits["dev"])
+    data = read_any_dataset(
         supply.workspace.materialise(dev_id, supply_packages.manifest(supply, dev_id))
     )
-    return data.subset(ids).x.astype(np.float64)
-
-
-def _dev_labels(supply: Supply, spec: object) -> np.ndarray:
-    dev_id = Digest.parse(spec.splits["dev"])  # type: ignore[attr-defined]
-    return read_dataset(
-        supply.workspace.materialise(dev_id, supply_packages.manifest(supply, dev_id))
-    ).y
+    return data.subset(ids)
 
 
 def latest_clusters(supply: Supply, capability: str) -> list[Cluster]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from breedlab.datasets import Dataset, read_dataset
+from breedlab.datasets import Dataset, TextDataset, read_any_dataset
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, NotFound
 from breedlab.evaluator import design
@@ -74,7 +74,11 @@ def register_suite(
     return info.id
 
 
-def _split(supply: Supply, capability: str, role: str) -> tuple[Digest, Dataset]:
+def _split(
+    supply: Supply, capability: str, role: str, kind: design.Modality
+) -> tuple[Digest, Dataset | TextDataset]:
+    """The split's package id and items, refused unless they are texts exactly when the
+    capability takes text."""
     ref = aliases.alias(supply, capability, f"data-{role}")
     if ref is None:
         raise NotFound(
@@ -82,7 +86,14 @@ def _split(supply: Supply, capability: str, role: str) -> tuple[Digest, Dataset]
             hint=f"import it and set the alias: breedlab alias set {capability} data-{role} ID",
         )
     folder = supply.workspace.materialise(ref, supply_packages.manifest(supply, ref))
-    return ref, read_dataset(folder)
+    data = read_any_dataset(folder)
+    if isinstance(data, TextDataset) != (kind is design.Modality.TEXT):
+        held = "texts" if isinstance(data, TextDataset) else "arrays"
+        raise InvalidRequest(
+            f"{capability}@data-{role} holds {held} but the capability's input is {kind.value}",
+            hint="import the split again with dataset import (--text-column for text)",
+        )
+    return ref, data
 
 
 def create_suite(
@@ -104,15 +115,18 @@ def create_suite(
     Raises:
         NotFound: no such capability, or a ``data-train``/``data-dev``/``data-sealed``
             alias missing.
-        InvalidRequest: text inputs, an unknown perturbation or metric name (the error
-            lists the known ones), critical ids not in the dev split (named), or a metric
-            selection without the primary metric.
+        InvalidRequest: a split of the other modality (texts for arrays or back), an
+            unknown perturbation or metric name (the error lists the known ones), critical
+            ids not in the dev split (named), or a metric selection without the primary.
     """
     contract = supply_packages.capability(supply, capability)[1]
     kind = design.modality(contract.input_schema, contract.input_shape)
-    dev_id, dev = _split(supply, capability, "dev")
-    sealed_id, sealed = _split(supply, capability, "sealed")
-    train_x = _split(supply, capability, "train")[1].x if kind is design.Modality.TABULAR else None
+    dev_id, dev = _split(supply, capability, "dev", kind)
+    sealed_id, sealed = _split(supply, capability, "sealed", kind)
+    train = (
+        _split(supply, capability, "train", kind)[1] if kind is design.Modality.TABULAR else None
+    )
+    train_x = train.x if isinstance(train, Dataset) else None
     offered = design.perturbation_catalogue(kind, train_x)
     chosen = design.choose(perturbations, list(offered), "perturbation")
     critical_ids = tuple(sorted(set(critical)))

@@ -179,7 +179,14 @@ def _preload(kind: str, job: Any) -> None:
     if kind == "evaluate":
         names = ("breedlab.families.torch_family",)
         if any(p.family == "transformers" for p in job.parents):
-            names += ("breedlab.families.transformers_family", "transformers")
+            # transformers imports its model code lazily; modeling_utils pulls in
+            # accelerate and with it urllib3, whose import opens a probe socket (IPv6
+            # detection) that the armed tripwire would count as the job's network use.
+            names += (
+                "breedlab.families.transformers_family",
+                "transformers",
+                "transformers.modeling_utils",
+            )
     else:
         from breedlab.factory.operators import PRELOAD
 

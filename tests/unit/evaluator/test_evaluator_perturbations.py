@@ -236,7 +236,7 @@ def test_malformed_records_are_refused(record: dict[str, object], why: str) -> N
         (np.full((2, PIXELS), 16.0), ["a", "b"], "0..1"),
         (np.zeros((2, 8, 8)), ["a", "b"], "shape"),
         (np.zeros((2, PIXELS), dtype=np.int64), ["a", "b"], "floating"),
-        (np.zeros((2, PIXELS)), ["a"], "2 images"),
+        (np.zeros((2, PIXELS)), ["a"], "for 2 items"),
         (np.zeros((2, PIXELS)), ["a", "a"], "unique"),
     ],
 )

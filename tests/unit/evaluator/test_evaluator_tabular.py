@@ -97,8 +97,8 @@ def test_the_modality_follows_the_input_type_and_a_tensors_shape() -> None:
     assert design.modality({"type": "tensor"}, (64,)) is design.Modality.IMAGE
     assert design.modality({"type": "tensor"}, (13,)) is design.Modality.TABULAR
     assert design.modality({"type": "tabular"}, (13,)) is design.Modality.TABULAR
-    with pytest.raises(InvalidRequest, match="text suites come with the text capability"):
-        design.perturbation_catalogue(design.modality({"type": "text"}, ()), None)
+    text = design.perturbation_catalogue(design.modality({"type": "text"}, ()), None)
+    assert list(text) == ["typos", "case", "whitespace", "word_dropout", "word_swap"]
     with pytest.raises(InvalidRequest, match="no suite for input type 'audio'"):
         design.modality({"type": "audio"}, ())
     assert list(design.perturbation_catalogue(design.Modality.IMAGE, None)) == [

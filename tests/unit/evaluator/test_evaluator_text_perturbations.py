@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from breedlab.canonical import decode, encode
 from breedlab.errors import InvalidRequest
+from breedlab.evaluator.perturbations import spec_from_record
 from breedlab.evaluator.text_perturbations import (
     TEXT_PERTURBATIONS,
     CaseSwap,
@@ -20,7 +21,6 @@ from breedlab.evaluator.text_perturbations import (
     WordDropout,
     WordSwap,
     perturb_texts,
-    text_spec_from_record,
 )
 
 SPECS: tuple[TextPerturbation, ...] = (
@@ -57,7 +57,8 @@ def test_an_items_text_depends_on_seed_kind_and_id_only(spec: TextPerturbation) 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
 def test_records_round_trip_through_canonical_json(spec: TextPerturbation) -> None:
-    assert text_spec_from_record(decode(encode(spec.to_record()))) == spec
+    assert spec_from_record(decode(encode(spec.to_record()))) == spec
+    assert type(spec).from_record(spec.to_record()) == spec
 
 
 def test_word_perturbations_change_exactly_their_count_of_words() -> None:
@@ -87,9 +88,46 @@ def test_typos_edit_some_letter_and_leave_text_without_letters_alone(text: str) 
 def test_bad_specs_records_and_inputs_are_refused() -> None:
     with pytest.raises(InvalidRequest, match=r"fraction must be in \(0, 1\]"):
         WordDropout(fraction=0.0)
-    with pytest.raises(InvalidRequest, match="unknown text perturbation 'blur'; known: typos"):
-        text_spec_from_record({"kind": "blur", "fraction": "0.1"})
-    with pytest.raises(InvalidRequest, match=r"must be written 0\.1"):
-        text_spec_from_record({"kind": "case", "fraction": "0.10"})
-    with pytest.raises(InvalidRequest, match="unique item ids"):
+    with pytest.raises(InvalidRequest, match=r"unknown perturbation kind 'blur'; known: .*'typos'"):
+        spec_from_record({"kind": "blur", "fraction": "0.1"})
+    with pytest.raises(InvalidRequest, match=r"must be written '0\.1'"):
+        spec_from_record({"kind": "case", "fraction": "0.10"})
+    with pytest.raises(InvalidRequest, match="keys"):
+        spec_from_record({"kind": "case", "fraction": "0.1", "sigma": "0.1"})
+    with pytest.raises(InvalidRequest, match="item ids must be unique"):
         perturb_texts(CaseSwap(), ["a", "b"], item_ids=["x", "x"], seed=0)
+
+
+def test_cases_whose_outcome_needs_no_random_draw_come_out_as_computed_by_hand() -> None:
+    def one(spec: TextPerturbation, text: str) -> str:
+        return perturb_texts(spec, [text], item_ids=["x"], seed=11)[0]
+
+    assert one(CaseSwap(fraction=1.0), "Hello  big World") == "hELLO BIG wORLD"
+    assert one(WordSwap(fraction=0.5), "good film") == "film good"  # 1 swap, only place
+    assert one(WordSwap(fraction=1.0), "good film") == "good film"  # 2 swaps undo
+    assert len(one(WordDropout(fraction=1.0), "a b c").split()) == 1  # never the last word
+    spaced = one(Whitespace(fraction=1.0), "a b c")
+    assert re.fullmatch(r"a {2,4}b {2,4}c", spaced)
+    assert one(CharTypos(fraction=1.0), "1234 ?!") == "1234 ?!"  # no letters: unchanged
+    assert one(CaseSwap(fraction=1.0), "   ") == ""  # whitespace only: no words
+
+
+def test_a_suite_records_text_perturbations_and_reads_them_back() -> None:
+    from breedlab.evaluator import design
+    from breedlab.evaluator.suite import Budget, SuiteSpec
+
+    offered = design.perturbation_catalogue(design.Modality.TEXT, None)
+    suite = SuiteSpec(
+        capability="reviews",
+        name="reviews-suite",
+        seed=3,
+        splits={"dev": "a", "sealed": "b"},
+        perturbations=tuple(offered.values()),
+        critical_items=(),
+        metrics=(),
+        policy={},
+        budget=Budget(),
+    )
+    again = SuiteSpec.from_bytes(suite.to_bytes())
+    assert again.perturbations == SPECS  # the catalogue's defaults, in catalogue order
+    assert again.variants() == ("clean", *TEXT_PERTURBATIONS)
