@@ -47,7 +47,7 @@ def test_the_lab_api_is_pinned() -> None:
     public = sorted(n for n in dir(Lab) if not n.startswith("_"))
     assert public == sorted([
         "actor", "add_capability", "alias", "alias_history", "approve", "bootstrap_digits",
-        "bootstrap_reviews_data",
+        "bootstrap_reviews", "bootstrap_reviews_data",
         "capabilities", "capability", "checkpoint", "close", "decision", "endorse_keys",
         "events", "executor",
         "failures", "generate_key", "import_path", "init", "key", "keys", "lineage",

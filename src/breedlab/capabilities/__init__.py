@@ -1,4 +1,4 @@
-"""Built-in capability contracts shipped with breedlab (``digits``), and beside them in
+"""Built-in capability contracts shipped with breedlab (``digits``, ``reviews``), and beside them in
 ``recipes/`` each one's operator recipe (read by ``breedlab.lab.recipes``)."""
 
 from __future__ import annotations
@@ -8,12 +8,17 @@ from pathlib import Path
 
 from breedlab.errors import NotFound
 
-__all__ = ["builtin_names", "contract_path", "resolve_contract"]
+__all__ = ["builtin_names", "contract_path", "recipe_path", "resolve_contract"]
 
 
 def contract_path(name: str) -> Path:
     """The path of a built-in contract file, e.g. ``contract_path("digits")``."""
     return Path(str(resources.files(__package__).joinpath(f"{name}.toml")))
+
+
+def recipe_path(name: str) -> Path:
+    """The path of a built-in recipe file, e.g. ``recipe_path("reviews-ci")``."""
+    return Path(str(resources.files(__package__).joinpath("recipes", f"{name}.toml")))
 
 
 def builtin_names() -> tuple[str, ...]:

@@ -34,28 +34,43 @@ Workers = Annotated[
 @capability_app.command("bootstrap")
 def bootstrap(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A built-in capability (digits).")],
+    name: Annotated[str, typer.Argument(help="A built-in capability: digits or reviews.")],
     model_key: Annotated[str, typer.Option("--model-key", help="Signs models and data.")],
     evaluation_key: Annotated[str, typer.Option("--evaluation-key", help="Signs the suite.")],
     production_key: Annotated[
         str, typer.Option("--production-key", help="Approves the champion's release.")
     ],
     seed: Annotated[int, typer.Option("--seed", help="Splits and training seed.")] = 0,
+    size: Annotated[
+        str, typer.Option("--size", help="reviews only: ci (~2,000 sentences) or full.")
+    ] = "ci",
     workers: Workers = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Set up a built-in capability: contract, data splits, trained champion, suite."""
-    if name != "digits":
-        raise InvalidRequest(f"no built-in capability {name!r}; built in: digits")
-    with open_lab(ctx) as lab, progress(json_out, "bootstrapping digits") as say:
-        result = lab.bootstrap_digits(
-            model_key=model_key,
-            evaluation_key=evaluation_key,
-            production_key=production_key,
-            seed=seed,
-            workers=workers,
-            progress=say,
-        )
+    if name not in ("digits", "reviews"):
+        raise InvalidRequest(f"no built-in capability {name!r}; built in: digits, reviews")
+    if name == "digits" and size != "ci":
+        raise InvalidRequest("--size applies to reviews; digits has one size")
+    keys = {"model_key": model_key, "evaluation_key": evaluation_key}
+    with open_lab(ctx) as lab, progress(json_out, f"bootstrapping {name}") as say:
+        if name == "reviews":
+            result = lab.bootstrap_reviews(
+                **keys,
+                production_key=production_key,
+                size=size,
+                seed=seed,
+                workers=workers,
+                progress=say,
+            )
+        else:
+            result = lab.bootstrap_digits(
+                **keys,
+                production_key=production_key,
+                seed=seed,
+                workers=workers,
+                progress=say,
+            )
     if json_out:
         print_json(
             {
@@ -68,7 +83,9 @@ def bootstrap(
             }
         )
     else:
-        console.print(styled(("bold green", "digits ready"), f": champion {result.champion.short}"))
+        console.print(
+            styled(("bold green", f"{name} ready"), f": champion {result.champion.short}")
+        )
 
 
 def failures(

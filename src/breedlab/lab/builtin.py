@@ -28,7 +28,7 @@ from breedlab.evaluator.design import POLICY
 from breedlab.evaluator.digits import DIGITS_PERTURBATIONS, digits_splits
 from breedlab.evaluator.suite import Budget, SuiteSpec
 from breedlab.lab.dataset_splits import store_split
-from breedlab.lab.evaluation import evaluate_models
+from breedlab.lab.evaluation import Evaluation, evaluate_models
 from breedlab.lab.operator_runs import Generated, Plan, run_plans
 from breedlab.lab.promotion import promote
 from breedlab.lab.suites import register_suite
@@ -41,7 +41,17 @@ from breedlab.supply.aliases import point
 if TYPE_CHECKING:
     from breedlab.supply.service import Supply
 
-__all__ = ["DIGITS_METRICS", "DIGITS_POLICY", "Bootstrap", "bootstrap_digits"]
+__all__ = [
+    "DIGITS_METRICS",
+    "DIGITS_POLICY",
+    "Bootstrap",
+    "approve_champion",
+    "approve_parent",
+    "bootstrap_digits",
+    "check_owner_keys",
+    "known_good_items",
+    "lab_sign",
+]
 
 Progress = Callable[[str], None]
 
@@ -180,6 +190,59 @@ def _suite(
     return register_suite(supply, spec, license="CC-BY-4.0", parents=parents, sign_with=sign_with)
 
 
+def check_owner_keys(supply: Supply, *, model: str, evaluation: str, production: str) -> None:
+    """Each key exists and has the role it is passed for.
+
+    Raises:
+        NotFound: no such key. PolicyError: a key of another role (the hint says how to
+            make one of the right role).
+    """
+    for key, role in ((model, "model"), (evaluation, "evaluation"), (production, "production")):
+        found = supply_keys.key(supply, key)  # NotFound names a missing key
+        if found.role != role:
+            raise PolicyError(
+                f"--{role}-key {key!r} has role {found.role!r}, not {role!r}",
+                hint=f"generate one: breedlab keys generate NAME --role {role}",
+            )
+
+
+def approve_champion(
+    supply: Supply, capability: str, champion: Digest, *, model_key: str, production_key: str
+) -> None:
+    """Sign and approve a bootstrap's champion (parent, release) and, for a capability
+    with none yet, promote it: a promotion like any other, by the production owner."""
+    lab_sign(supply, champion, model_key)
+    for purpose, key in (("parent", model_key), ("release", production_key)):
+        if not any(
+            a.purpose == purpose for a in supply_packages.show(supply, str(champion)).approvals
+        ):
+            approvals.approve(supply, str(champion), purpose=purpose, key=key)
+    if aliases.alias(supply, capability, "champion") is None:
+        promote(supply, capability, str(champion), key=production_key)
+
+
+def approve_parent(supply: Supply, model: Digest, *, key: str) -> None:
+    """Sign and approve ``model`` as a parent (once per key)."""
+    lab_sign(supply, model, key)
+    if not any(a.purpose == "parent" for a in supply_packages.show(supply, str(model)).approvals):
+        approvals.approve(supply, str(model), purpose="parent", key=key)
+
+
+def known_good_items(evaluation: Evaluation, *, confidence: float, limit: int) -> tuple[str, ...]:
+    """The first ``limit`` dev item ids (sorted) the champion gets right with at least
+    ``confidence``: a suite's critical set, answers no descendant may break.
+
+    Raises:
+        LabError: the evaluation failed.
+    """
+    if evaluation.scorecard is None:
+        raise LabError(f"evaluating the champion failed: {evaluation.failure}")
+    dev = evaluation.scorecard.splits["dev"]
+    sure = np.asarray(dev.clean.items.confidence) >= confidence
+    good = np.asarray(dev.correct["clean"]) & sure
+    return tuple(sorted(i for i, ok in zip(dev.ids, good, strict=True) if ok)[:limit])
+
+
 def bootstrap_digits(
     supply: Supply,
     *,
@@ -195,17 +258,7 @@ def bootstrap_digits(
     Raises:
         PolicyError: a key of the wrong role (each signs what its role owns).
     """
-    for key, role in (
-        (model_key, "model"),
-        (evaluation_key, "evaluation"),
-        (production_key, "production"),
-    ):
-        found = supply_keys.key(supply, key)  # NotFound names a missing key
-        if found.role != role:
-            raise PolicyError(
-                f"--{role}-key {key!r} has role {found.role!r}, not {role!r}",
-                hint=f"generate one: breedlab keys generate NAME --role {role}",
-            )
+    check_owner_keys(supply, model=model_key, evaluation=evaluation_key, production=production_key)
     say = progress or (lambda _m: None)
     try:
         contract_info, contract = supply_packages.capability(supply, "digits")
@@ -271,16 +324,7 @@ def bootstrap_digits(
     if champion_run.failure is not None:
         raise LabError(f"training the champion failed: {champion_run.failure}")
     champion = champion_run.candidates[0]
-    lab_sign(supply, champion, model_key)
-    for purpose, key in (("parent", model_key), ("release", production_key)):
-        if not any(
-            a.purpose == purpose for a in supply_packages.show(supply, str(champion)).approvals
-        ):
-            approvals.approve(supply, str(champion), purpose=purpose, key=key)
-    if aliases.alias(supply, "digits", "champion") is None:
-        # The capability's first champion: a promotion like any other, by the production
-        # owner, with the approvals its risk tier asks for (nothing to shadow against).
-        promote(supply, "digits", str(champion), key=production_key)
+    approve_champion(supply, "digits", champion, model_key=model_key, production_key=production_key)
     say(f"champion {champion.short} trained, signed, approved and aliased")
 
     draft = _suite(
@@ -295,12 +339,7 @@ def bootstrap_digits(
     [evaluation] = evaluate_models(
         supply, [champion], draft, executor=executor, round_id="bootstrap"
     )
-    if evaluation.scorecard is None:
-        raise LabError(f"evaluating the champion failed: {evaluation.failure}")
-    dev = evaluation.scorecard.splits["dev"]
-    confident = np.asarray(dev.clean.items.confidence) >= 0.99
-    good = np.asarray(dev.correct["clean"]) & confident
-    critical = tuple(sorted(i for i, ok in zip(dev.ids, good, strict=True) if ok)[:60])
+    critical = known_good_items(evaluation, confidence=0.99, limit=60)
     suite = _suite(
         supply,
         seed=seed,
@@ -318,11 +357,7 @@ def bootstrap_digits(
         sibling_run = train("train/robust-sibling", SIBLING_PARAMS, (champion,), seed + 1)
         if sibling_run.failure is None:
             sibling = sibling_run.candidates[0]
-            lab_sign(supply, sibling, model_key)
-            if not any(
-                a.purpose == "parent" for a in supply_packages.show(supply, str(sibling)).approvals
-            ):
-                approvals.approve(supply, str(sibling), purpose="parent", key=model_key)
+            approve_parent(supply, sibling, key=model_key)
             say(f"robust sibling {sibling.short} fine-tuned from the champion, approved as parent")
         else:
             say(f"robust sibling failed: {sibling_run.failure}")

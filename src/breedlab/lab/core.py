@@ -276,6 +276,32 @@ class Lab(RegistryView):
         )
 
     @_interruptible
+    def bootstrap_reviews(
+        self,
+        *,
+        model_key: str,
+        evaluation_key: str,
+        production_key: str,
+        size: str = "ci",
+        seed: int = 0,
+        workers: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Bootstrap:
+        """Set up the built-in reviews capability: data, MiniLM champion, suite, sibling."""
+        from breedlab.lab.builtin_reviews import bootstrap_reviews
+
+        return bootstrap_reviews(
+            self.supply,
+            model_key=model_key,
+            evaluation_key=evaluation_key,
+            production_key=production_key,
+            executor=self.executor(workers),
+            size=size,
+            seed=seed,
+            progress=progress,
+        )
+
+    @_interruptible
     def bootstrap_reviews_data(
         self,
         *,

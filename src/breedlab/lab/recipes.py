@@ -16,11 +16,11 @@ digest with the round is ``breeding``'s.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from breedlab.canonical import JsonValue
+from breedlab.capabilities import recipe_path
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest, NotFound
 from breedlab.lab.operator_runs import Plan
@@ -101,11 +101,6 @@ def expand(
 # -- reading (the shell around the pure parts) -----------------------------------------------
 
 
-def _builtin(capability: str) -> Path:
-    folder = resources.files("breedlab.capabilities").joinpath("recipes")
-    return Path(str(folder.joinpath(f"{capability}.toml")))
-
-
 def lab_recipe_path(supply: Supply, capability: str) -> Path:
     """``LAB/recipes/CAP.toml``."""
     return supply.config.root / "recipes" / f"{capability}.toml"
@@ -124,7 +119,7 @@ def locate(supply: Supply, capability: str, recipes: Path | None) -> tuple[Path,
     in_lab = lab_recipe_path(supply, capability)
     if in_lab.is_file():
         return in_lab, str(in_lab)
-    builtin = _builtin(capability)
+    builtin = recipe_path(capability)
     if builtin.is_file():
         return builtin, f"built-in ({capability}.toml)"
     raise NotFound(

@@ -96,6 +96,16 @@ def _split(
     return ref, data
 
 
+#: Latency replay items for a text suite: one text through a MiniLM-sized encoder takes
+#: ~100x an MLP row, so the default 200 items x 5 passes would cost each candidate's
+#: evaluation ~10 s of the round; 50 still give a p95 from 50 fastest-of-5 timings.
+TEXT_LATENCY_ITEMS = 50
+
+
+def _budget(kind: design.Modality) -> Budget:
+    return Budget(latency_items=TEXT_LATENCY_ITEMS) if kind is design.Modality.TEXT else Budget()
+
+
 def create_suite(
     supply: Supply,
     capability: str,
@@ -106,8 +116,11 @@ def create_suite(
     seed: int = 0,
     name: str | None = None,
     sign_with: str | None = None,
+    alias: bool = True,
 ) -> SuiteBuild:
     """Build, register and alias (``CAP@suite``) a frozen suite for ``capability``.
+    ``alias=False`` registers without moving the alias (a draft, e.g. to score the
+    champion before its critical items are chosen).
 
     ``perturbations`` and ``metrics`` choose subsets of what the modality offers (None:
     all); ``critical`` are dev item ids that must never be wrong (zero tolerance).
@@ -152,11 +165,12 @@ def create_suite(
         critical_items=critical_ids,
         metrics=tuple(records[n] for n in names),
         policy=design.POLICY,
-        budget=Budget(),
+        budget=_budget(kind),
     )
     license = supply_packages.manifest(supply, dev_id).license
     suite = register_suite(supply, spec, license=license, sign_with=sign_with)
-    aliases.point(supply, capability, "suite", suite, reason=f"suite create: {spec.name}")
+    if alias:
+        aliases.point(supply, capability, "suite", suite, reason=f"suite create: {spec.name}")
     return SuiteBuild(
         suite=suite,
         capability=capability,
