@@ -39,6 +39,7 @@ from breedlab.supply import packages as supply_packages
 from breedlab.supply.aliases import point
 
 if TYPE_CHECKING:
+    from breedlab.registry.capability import Contract
     from breedlab.supply.service import Supply
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "approve_champion",
     "approve_parent",
     "bootstrap_digits",
+    "bootstrap_run",
     "check_owner_keys",
     "known_good_items",
     "lab_sign",
@@ -243,6 +245,16 @@ def known_good_items(evaluation: Evaluation, *, confidence: float, limit: int) -
     return tuple(sorted(i for i, ok in zip(dev.ids, good, strict=True) if ok)[:limit])
 
 
+def bootstrap_run(
+    supply: Supply, plan: Plan, contract: Contract, *, executor: Executor, progress: Progress
+) -> Generated:
+    """One operator run in the sandbox, recorded as part of a bootstrap."""
+    [run] = run_plans(
+        supply, [plan], contract, executor=executor, round_id="bootstrap", progress=progress
+    )
+    return run
+
+
 def bootstrap_digits(
     supply: Supply,
     *,
@@ -301,24 +313,15 @@ def bootstrap_digits(
         label: str, params: Mapping[str, JsonValue], parents: tuple[Digest, ...], run_seed: int
     ) -> Generated:
         """One ``train`` run on the digits splits, recorded as part of the bootstrap."""
-        [run] = run_plans(
-            supply,
-            [
-                Plan(
-                    operator="train",
-                    label=label,
-                    params=params,
-                    parents=parents,
-                    data=train_data,
-                    seed=run_seed,
-                )
-            ],
-            contract,
-            executor=executor,
-            round_id="bootstrap",
-            progress=say,
+        plan = Plan(
+            operator="train",
+            label=label,
+            params=params,
+            parents=parents,
+            data=train_data,
+            seed=run_seed,
         )
-        return run
+        return bootstrap_run(supply, plan, contract, executor=executor, progress=say)
 
     champion_run = train("train/champion", CHAMPION_PARAMS, (), seed)
     if champion_run.failure is not None:

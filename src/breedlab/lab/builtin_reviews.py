@@ -34,11 +34,12 @@ from breedlab.lab.builtin import (
     Bootstrap,
     approve_champion,
     approve_parent,
+    bootstrap_run,
     check_owner_keys,
     known_good_items,
 )
 from breedlab.lab.evaluation import evaluate_models
-from breedlab.lab.operator_runs import Generated, Plan, run_plans
+from breedlab.lab.operator_runs import Plan
 from breedlab.lab.recipes import lab_recipe_path
 from breedlab.lab.reviews_bootstrap import bootstrap_reviews_data
 from breedlab.lab.suites import create_suite
@@ -145,24 +146,18 @@ def bootstrap_reviews(
     say(f"all-MiniLM-L6-v2 imported as a bare encoder: {encoder.short}")
 
     def train(label: str, params: Mapping[str, JsonValue], parent: Digest, run_seed: int) -> Digest:
-        [run] = run_plans(
-            supply,
-            [
-                Plan(
-                    operator="train",
-                    label=label,
-                    params=params,
-                    parents=(parent,),
-                    data=(("train", datasets["train"]), ("fitness", datasets["fitness"])),
-                    seed=run_seed,
-                )
-            ],
-            contract,
-            executor=executor,
-            round_id="bootstrap",
-            progress=say,
+        plan = Plan(
+            operator="train",
+            label=label,
+            params=params,
+            parents=(parent,),
+            data=(("train", datasets["train"]), ("fitness", datasets["fitness"])),
+            seed=run_seed,
         )
-        return _candidate(run, label)
+        run = bootstrap_run(supply, plan, contract, executor=executor, progress=say)
+        if run.failure is not None or not run.candidates:
+            raise LabError(f"{label} failed: {run.failure}")
+        return run.candidates[0]
 
     champion = train("train/head", HEAD_PARAMS, encoder, seed)
     approve_champion(
@@ -217,12 +212,6 @@ def bootstrap_reviews(
         suite=suite.suite,
         critical_items=len(critical),
     )
-
-
-def _candidate(run: Generated, label: str) -> Digest:
-    if run.failure is not None or not run.candidates:
-        raise LabError(f"{label} failed: {run.failure}")
-    return run.candidates[0]
 
 
 def _place_recipe(supply: Supply, size: str, say: Progress) -> None:
