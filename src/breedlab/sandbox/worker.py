@@ -181,9 +181,11 @@ def _preload(kind: str, job: Any) -> None:
         if any(p.family == "transformers" for p in job.parents):
             names += ("breedlab.families.transformers_family", "transformers")
     else:
-        from breedlab.factory.operators import PRELOAD
+        from breedlab.factory.operators import PRELOAD, TEXT_PRELOAD
 
         names = PRELOAD.get(job.operator, ())
+        if any(p.family == "transformers" for p in job.parents):
+            names += TEXT_PRELOAD
     for name in names:
         importlib.import_module(name)
 
