@@ -179,7 +179,12 @@ def _preload(kind: str, job: Any) -> None:
     if kind == "evaluate":
         names = ("breedlab.families.torch_family",)
         if any(p.family == "transformers" for p in job.parents):
-            names += ("breedlab.families.transformers_family", "transformers")
+            # modeling_utils: see factory.operators.TEXT_PRELOAD (urllib3's import probe)
+            names += (
+                "breedlab.families.transformers_family",
+                "transformers",
+                "transformers.modeling_utils",
+            )
     else:
         from breedlab.factory.operators import PRELOAD, TEXT_PRELOAD
 

@@ -74,11 +74,13 @@ PRELOAD: Mapping[str, tuple[str, ...]] = {
 }
 
 #: What every job on a ``transformers`` parent needs on top of :data:`PRELOAD`, imported
-#: before the tripwire for the same reason (transformers resolves its model classes lazily
-#: on first use).
+#: before the tripwire for the same reason: transformers resolves a model class lazily on
+#: first use, and ``modeling_bert`` pulls in ``modeling_utils`` -> accelerate -> botocore
+#: -> urllib3, whose IPv6 probe the tripwire reports as network access (measured).
 TEXT_PRELOAD: tuple[str, ...] = (
     "transformers",
     "breedlab.families.transformers_family",
     "transformers.models.auto.modeling_auto",
+    "transformers.modeling_utils",
     "safetensors.torch",
 )
