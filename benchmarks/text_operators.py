@@ -8,9 +8,9 @@ Measures, on ``--texts`` short template reviews:
   ``(time of a run with --steps steps − time of the same run with 0 steps) / steps``, so
   loading, the teacher pass and the accuracy passes cancel out.
 
-Each figure is the median of ``--repeats`` runs. Prints figures; asserts nothing. The
-notes measured 1.11 s/step for MiniLM LoRA at batch 32 on one quiet thread
-(notes/models-and-data.md §2); ``--batch-size 32`` compares with that.
+Each figure is the median of ``--repeats`` runs, wall and CPU seconds. Prints figures;
+asserts nothing. The notes measured 1.11 s/step for MiniLM LoRA at batch 32 on one quiet
+thread (notes/models-and-data.md §2); ``--batch-size 32`` compares with that.
 
     .venv/bin/python benchmarks/text_operators.py [--texts 200] [--steps 10] \\
         [--batch-size 16] [--repeats 2]
@@ -73,10 +73,11 @@ def _parent(folder: Path, name: str) -> ParentInput:
 Run = Callable[[Job, Callable[[str], None]], tuple[OutputPackage, ...]]
 
 
-def _seconds(run: Run, job: Job) -> float:
-    start = time.perf_counter()
+def _seconds(run: Run, job: Job) -> tuple[float, float]:
+    """Wall and CPU seconds of one run (CPU time is the steadier figure on a loaded box)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run(job, lambda _: None)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -114,13 +115,12 @@ def main() -> None:
             )
 
         minilm = _parent(_minilm(), "minilm")
-        head_times = [
-            _seconds(train, job("train", minilm, ("train",))) for _ in range(args.repeats)
-        ]
+        head = [_seconds(train, job("train", minilm, ("train",))) for _ in range(args.repeats)]
         champion = _parent(root / "out0" / "model", "minilm-head")
         print(
-            f"head fit on {len(texts)} texts (embed + L-BFGS): "
-            f"median {statistics.median(head_times):.2f} s of {head_times}"
+            f"head fit on {len(texts)} texts (embed + L-BFGS): median "
+            f"{statistics.median(w for w, _ in head):.2f} s wall, "
+            f"{statistics.median(c for _, c in head):.2f} s CPU"
         )
         batch = {"batch_size": args.batch_size}
         cases: list[tuple[str, Run, tuple[str, ...], dict[str, object]]] = [
@@ -129,14 +129,15 @@ def main() -> None:
             ("distill (layers 0,2,4)", distill, ("train",), batch),
         ]
         for label, run, roles, params in cases:
-            per_step = []
+            wall, cpu = [], []
             for _ in range(args.repeats):
                 zero = _seconds(run, job(run.__name__, champion, roles, steps=0, **params))
                 full = _seconds(run, job(run.__name__, champion, roles, steps=args.steps, **params))
-                per_step.append((full - zero) / args.steps)
+                wall.append((full[0] - zero[0]) / args.steps)
+                cpu.append((full[1] - zero[1]) / args.steps)
             print(
                 f"{label}: batch {args.batch_size}, max_length 64: median "
-                f"{statistics.median(per_step):.3f} s/step of {[round(s, 3) for s in per_step]}"
+                f"{statistics.median(wall):.3f} s/step wall, {statistics.median(cpu):.3f} CPU"
             )
 
 

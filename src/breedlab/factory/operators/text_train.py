@@ -158,11 +158,10 @@ def _fine_tune(
     schedule = step_schedule(params, steps=30, lr="0.0001", batch_size=16, max_length=64)
     replay = param_fraction(params, "replay", "0.3", below_one=True)
     cluster = optional_text_examples(job, "cluster")
-    pool = text_examples(job, "train") if cluster is None or replay > 0 else None
     if cluster is None:
-        assert pool is not None  # read just above when there is no cluster
-        mix, replayed = pool, 0
+        mix, replayed = text_examples(job, "train"), 0
     else:
+        pool = text_examples(job, "train") if replay > 0 else None
         mix, replayed = focus_with_replay(cluster, pool, replay, job.seed)
     check_labels(module.spec.classes, mix.y, "train" if cluster is None else "cluster")
 
