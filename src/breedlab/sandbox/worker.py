@@ -179,18 +179,18 @@ def _preload(kind: str, job: Any) -> None:
     if kind == "evaluate":
         names = ("breedlab.families.torch_family",)
         if any(p.family == "transformers" for p in job.parents):
-            # transformers imports its model code lazily; modeling_utils pulls in
-            # accelerate and with it urllib3, whose import opens a probe socket (IPv6
-            # detection) that the armed tripwire would count as the job's network use.
+            # modeling_utils: see factory.operators.TEXT_PRELOAD (urllib3's import probe)
             names += (
                 "breedlab.families.transformers_family",
                 "transformers",
                 "transformers.modeling_utils",
             )
     else:
-        from breedlab.factory.operators import PRELOAD
+        from breedlab.factory.operators import PRELOAD, TEXT_PRELOAD
 
         names = PRELOAD.get(job.operator, ())
+        if any(p.family == "transformers" for p in job.parents):
+            names += TEXT_PRELOAD
     for name in names:
         importlib.import_module(name)
 

@@ -308,7 +308,7 @@ def test_adapter_needs_one_torch_parent_a_cluster_and_replay_data(
     tmp_path: Path, champion: ParentInput, data: dict[str, DataInput]
 ) -> None:
     hf = ParentInput(
-        id="sha256:cd", name="minilm", family="transformers", folder=tmp_path, max_bytes=BUDGET
+        id="sha256:cd", name="minilm", family="onnx", folder=tmp_path, max_bytes=BUDGET
     )
     with pytest.raises(InvalidRequest, match="needs a torch-family parent"):
         adapter(_job(tmp_path, hf, (data["train"], data["cluster"])), _quiet)

@@ -179,7 +179,7 @@ def test_distill_needs_exactly_one_torch_teacher_and_train_data(
     with pytest.raises(InvalidRequest, match="exactly one parent, got 2"):
         distill(two, _quiet)
     hf = ParentInput(
-        id="sha256:cd", name="minilm", family="transformers", folder=tmp_path, max_bytes=BUDGET
+        id="sha256:cd", name="minilm", family="onnx", folder=tmp_path, max_bytes=BUDGET
     )
     with pytest.raises(InvalidRequest, match="needs a torch-family parent"):
         distill(_job(tmp_path, hf, data), _quiet)

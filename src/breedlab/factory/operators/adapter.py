@@ -17,14 +17,8 @@ otherwise match suffixes silently). The head gets a LoRA update rather than PEFT
 
 Determinism. ``torch.manual_seed(job.seed)`` right before ``get_peft_model`` fixes the
 LoRA init (A: Kaiming-uniform, B: zeros, ``init_lora_weights=True``); data order comes
-from ``seeded(job.seed, "order")``. PEFT's ``save_pretrained`` writes
-``adapter_model.safetensors`` (deterministic), ``adapter_config.json`` and a ``README.md``
-model card. The card is PEFT's empty template ("[More Information Needed]"), so it is
-removed -- the package manifest and provenance say what the adapter is. The config is
-rewritten in PEFT's own layout (``indent=2, sort_keys=True``) with ``target_modules``
-sorted (PEFT stores them as a set, whose order varies between processes) and
-``base_model_name_or_path`` and ``revision`` null (the parent is named by package id in
-the lineage, never by a path on this machine).
+from ``seeded(job.seed, "order")``. The adapter folder is rewritten deterministically by
+``operators.adapter_files``.
 
 Parameters: ``r`` (4), ``lora_alpha`` (8), ``targets`` (all Linear/Conv2d), ``replay``
 ("0.3", in [0, 1)), ``epochs`` (10), ``lr`` ("0.002"), ``batch_size`` (32),
@@ -33,25 +27,29 @@ Parameters: ``r`` (4), ``lora_alpha`` (8), ``targets`` (all Linear/Conv2d), ``re
 Outputs: ``adapter/`` (kind ``adapter``, family ``peft-lora``, role ``artifact``, parents
 ``(champion id,)``) and ``model/`` (the merged plain model: kind ``model``, family
 ``torch``, role ``candidate``, parents ``(champion id, "output:adapter")``).
+
+With a ``transformers`` parent, ``operators.text_adapter`` runs instead (LoRA on the
+attention projections, the head trained whole).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
-from breedlab.errors import IntegrityError, InvalidRequest
+from breedlab.errors import InvalidRequest
+from breedlab.factory.operators.adapter_files import (
+    ADAPTER_FILES,
+    adapter_packages,
+    normalise_adapter_folder,
+)
 from breedlab.factory.operators.fitting import (
     Examples,
     accuracy,
     examples,
     fit,
+    replay_rows,
     schedule_from_params,
-    seeded,
 )
 from breedlab.factory.operators.parameters import (
     check_known,
@@ -59,6 +57,8 @@ from breedlab.factory.operators.parameters import (
     param_names,
     param_positive_int,
 )
+from breedlab.factory.operators.text_adapter import text_adapter
+from breedlab.factory.operators.text_parents import is_text_job
 from breedlab.factory.operators.torch_models import check_fits, load_parent, one_torch_parent
 from breedlab.families.torch_family import save_torch_model
 from breedlab.jobs import Job, Log, OutputPackage
@@ -66,10 +66,6 @@ from breedlab.jobs import Job, Log, OutputPackage
 __all__ = ["ADAPTER_FILES", "adapter", "lora_targets"]
 
 _PARAMS = ("r", "lora_alpha", "targets", "replay", "epochs", "lr", "batch_size", "weight_decay")
-
-#: The files an adapter package holds (PEFT's names); anything else PEFT writes is refused.
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-_MODEL_CARD = "README.md"
 
 
 def lora_targets(module: nn.Module) -> list[str]:
@@ -83,28 +79,8 @@ def _mix(
     """The cluster plus the replay share drawn from ``pool`` (module docstring)."""
     if pool is None or replay == 0:
         return cluster, 0
-    in_cluster = set(cluster.ids)
-    candidates = torch.tensor(
-        [i for i, item in enumerate(pool.ids) if item not in in_cluster], dtype=torch.long
-    )
-    wanted = min(round(replay * len(cluster) / (1 - replay)), len(candidates))
-    order = torch.randperm(len(candidates), generator=seeded(seed, "replay"))
-    replayed = pool.take(candidates[order[:wanted]])
-    return Examples.concat((cluster, replayed)), wanted
-
-
-def _normalise_adapter_folder(folder: Path) -> None:
-    """Keep only :data:`ADAPTER_FILES`, with a config free of set order and local paths."""
-    (folder / _MODEL_CARD).unlink(missing_ok=True)
-    present = sorted(p.name for p in folder.iterdir())
-    if present != sorted(ADAPTER_FILES):
-        raise IntegrityError(f"PEFT wrote {present}, expected exactly {list(ADAPTER_FILES)}")
-    path = folder / "adapter_config.json"
-    config: dict[str, Any] = json.loads(path.read_bytes())
-    config["target_modules"] = sorted(config["target_modules"])
-    config["base_model_name_or_path"] = None
-    config["revision"] = None
-    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+    rows = replay_rows(cluster.ids, pool.ids, replay, seed)
+    return Examples.concat((cluster, pool.take(rows))), len(rows)
 
 
 def adapter(job: Job, log: Log) -> tuple[OutputPackage, ...]:
@@ -114,6 +90,8 @@ def adapter(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         InvalidRequest: not exactly one torch parent, a dataset missing (``cluster``;
             ``train`` unless ``replay`` is "0"), unknown target modules, or a bad parameter.
     """
+    if is_text_job(job):  # a transformers parent: operators.text_adapter
+        return text_adapter(job, log)
     torch.set_num_threads(1)  # DESIGN §7
     params = job.params
     check_known(params, _PARAMS, job.operator)
@@ -164,7 +142,7 @@ def adapter(job: Job, log: Log) -> tuple[OutputPackage, ...]:
     report = fit(job, log, peft_model, batch_loss, n=len(mix), schedule=schedule)
     adapter_dir = job.out_dir / "adapter"
     peft_model.save_pretrained(str(adapter_dir), safe_serialization=True)
-    _normalise_adapter_folder(adapter_dir)
+    normalise_adapter_folder(adapter_dir)
 
     merged: nn.Module = peft_model.merge_and_unload()
     save_torch_model(job.out_dir / "model", config, merged)
@@ -182,23 +160,4 @@ def adapter(job: Job, log: Log) -> tuple[OutputPackage, ...]:
     if pool is not None:  # forgetting shows here: the parent's own training data
         model_meta["train_accuracy"] = f"{accuracy(merged, pool):.4f}"
     log(f"adapter: {adapter_meta} {model_meta}")
-    return (
-        OutputPackage(
-            folder="adapter",
-            kind="adapter",
-            name=f"{parent.name}-lora",
-            family="peft-lora",
-            role="artifact",
-            parents=(parent.id,),
-            meta=adapter_meta,
-        ),
-        OutputPackage(
-            folder="model",
-            kind="model",
-            name=f"{parent.name}-lora-merged",
-            family="torch",
-            role="candidate",
-            parents=(parent.id, "output:adapter"),
-            meta=model_meta,
-        ),
-    )
+    return adapter_packages(parent, "torch", adapter_meta=adapter_meta, model_meta=model_meta)

@@ -19,12 +19,14 @@ Parameters: ``temperature`` ("4"), ``alpha`` ("0.7"), ``copies`` (1), ``noise_si
 ``patience`` (5), ``name`` ("<teacher name>-distilled").
 
 Output: ``model/``, role ``candidate``, parents ``(teacher id,)``.
+
+With a ``transformers`` teacher, ``operators.text_distill`` runs instead (a layer-drop
+student trained by logit KD).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from breedlab.factory.operators.augmentation import noisy
 from breedlab.factory.operators.fitting import (
@@ -37,12 +39,15 @@ from breedlab.factory.operators.fitting import (
     schedule_from_params,
     seeded,
 )
+from breedlab.factory.operators.kd import distillation_loss
 from breedlab.factory.operators.parameters import (
     check_known,
     param_fraction,
     param_nonnegative_int,
     param_positive_float,
 )
+from breedlab.factory.operators.text_distill import text_distill
+from breedlab.factory.operators.text_parents import is_text_job
 from breedlab.factory.operators.torch_models import (
     check_fits,
     config_from_params,
@@ -62,25 +67,6 @@ _PARAMS = (
 )  # fmt: skip
 
 
-def distillation_loss(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    temperature: float,
-    alpha: float,
-) -> torch.Tensor:
-    """Hinton KD: ``α·KL(teacher ‖ student at T)·T² + (1−α)·CE`` (module docstring)."""
-    soft = F.kl_div(
-        F.log_softmax(student / temperature, dim=1),
-        F.log_softmax(teacher / temperature, dim=1),
-        log_target=True,
-        reduction="batchmean",
-    )
-    hard = F.cross_entropy(student, labels)
-    return alpha * soft * temperature**2 + (1 - alpha) * hard
-
-
 def distill(job: Job, log: Log) -> tuple[OutputPackage, ...]:
     """Train a student on the teacher's soft targets and the hard labels.
 
@@ -88,6 +74,8 @@ def distill(job: Job, log: Log) -> tuple[OutputPackage, ...]:
         InvalidRequest: not exactly one torch parent, no ``train`` dataset, data the
             teacher cannot take, or a bad parameter.
     """
+    if is_text_job(job):  # a transformers teacher: operators.text_distill
+        return text_distill(job, log)
     torch.set_num_threads(1)  # DESIGN §7
     params = job.params
     check_known(params, _PARAMS, job.operator)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "examples",
     "fit",
     "optional_examples",
+    "replay_rows",
     "schedule_from_params",
     "seeded",
 ]
@@ -108,6 +109,24 @@ def derived_seed(seed: int, purpose: str) -> int:
 def seeded(seed: int, purpose: str) -> torch.Generator:
     """A CPU generator for one purpose of one job (see module docstring)."""
     return torch.Generator().manual_seed(derived_seed(seed, purpose))
+
+
+def replay_rows(
+    cluster_ids: Sequence[str], pool_ids: Sequence[str], replay: float, seed: int
+) -> torch.Tensor:
+    """Rows of the pool to replay beside a failure cluster, drawn by ``seeded(seed, "replay")``.
+
+    Replay items make up a ``replay`` share (in ``[0, 1)``) of the fine-tuning set:
+    ``round(replay · n_cluster / (1 − replay))`` pool items that are not cluster items,
+    capped at those available.
+    """
+    in_cluster = set(cluster_ids)
+    candidates = torch.tensor(
+        [i for i, item in enumerate(pool_ids) if item not in in_cluster], dtype=torch.long
+    )
+    wanted = min(round(replay * len(cluster_ids) / (1 - replay)), len(candidates))
+    order = torch.randperm(len(candidates), generator=seeded(seed, "replay"))
+    return candidates[order[:wanted]]
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

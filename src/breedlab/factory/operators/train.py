@@ -29,6 +29,9 @@ Parameters (decimal strings where the value is not an integer):
 ``missing_fraction`` ("0.2"): the share of features "missing" replaces by their mean.
 
 Output: ``model/`` (``config.json`` + ``model.safetensors``), role ``candidate``.
+
+With a ``transformers`` parent, ``operators.text_train`` runs instead: a head fitted on a
+bare encoder's frozen embeddings, or a fine-tune of an encoder with a head.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from breedlab.factory.operators.parameters import (
     param_fraction,
     param_positive_float,
 )
+from breedlab.factory.operators.text_parents import is_text_job
+from breedlab.factory.operators.text_train import text_train
 from breedlab.factory.operators.torch_models import (
     ARCHITECTURE_PARAMS,
     check_fits,
@@ -80,6 +85,8 @@ def train(job: Job, log: Log) -> tuple[OutputPackage, ...]:
     Raises:
         InvalidRequest: more than one parent, a dataset missing, or a bad parameter.
     """
+    if is_text_job(job):  # a transformers parent: operators.text_train
+        return text_train(job, log)
     torch.set_num_threads(1)  # DESIGN §7
     params = job.params
     check_known(params, _PARAMS, job.operator)
