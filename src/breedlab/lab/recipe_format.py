@@ -122,6 +122,8 @@ _TYPES: Mapping[str, tuple[Callable[[object], bool], str]] = {
 
 _ARCHITECTURE = {"architecture": "str", "hidden": "sizes", "channels": "sizes", "image": "sizes"}
 _FIT = {"epochs": "int", "lr": "decimal", "batch_size": "int", "weight_decay": "decimal"}
+#: What the operators read on a transformers parent besides ``_FIT``'s names.
+_STEPS = {"steps": "int", "max_length": "int"}
 
 #: Each operator of the catalogue and the type of each parameter it reads (pinned to the
 #: operators' own parameter lists by a test; importing the operators would import torch).
@@ -130,13 +132,18 @@ PARAMETERS: Mapping[str, Mapping[str, str]] = {
         **_ARCHITECTURE, "classes": "int", "standardize": "bool", **_FIT, "patience": "int",
         "augment": "str",
         "noise_sigma": "decimal", "missing_fraction": "decimal", "name": "str",
+        # a transformers parent: a head on a bare encoder, or a fine-tune of the top layers
+        "l2": "decimal", "max_iter": "int", "train_layers": "int", "replay": "decimal",
+        **_STEPS,
     },
     "distill": {
         **_ARCHITECTURE, **_FIT, "patience": "int", "temperature": "decimal",
         "alpha": "decimal", "copies": "int", "noise_sigma": "decimal", "name": "str",
+        "layers": "sizes", **_STEPS,  # a transformers teacher: the layers the student keeps
     },
     "adapter": {
         "r": "int", "lora_alpha": "int", "targets": "names", "replay": "decimal", **_FIT,
+        **_STEPS,
     },
     "quantize": {"scheme": "str"},
     "merge": {
