@@ -28,7 +28,7 @@ names (bf16 ran 9x slower on this CPU, notes/operators.md §7).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,21 +114,17 @@ class TransformersModel:
         )
 
     def predict_proba(self, x: Any) -> npt.NDArray[np.float64]:
-        """Class probabilities for a list of texts, in batches of :data:`BATCH_TEXTS`."""
+        """Class probabilities for a list of texts (:meth:`_in_batches`)."""
         import torch
 
         if not self.classifier:
             raise IntegrityError(f"{self.folder} has no classification head")
-        texts = _texts(x)
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(texts), BATCH_TEXTS):
-                out = self._model(**self._encode(texts[start : start + BATCH_TEXTS]))
-                logits = getattr(out, "logits", out)
-                parts.append(torch.softmax(logits.double(), dim=1).numpy())
-        if not parts:
-            return np.zeros((0, self.classes), dtype=np.float64)
-        return np.asarray(np.concatenate(parts), dtype=np.float64)
+
+        def probabilities(batch: Any) -> Any:
+            out = self._model(**batch)
+            return torch.softmax(getattr(out, "logits", out).double(), dim=1)
+
+        return self._in_batches(_texts(x), probabilities, self.classes)
 
     @property
     def classes(self) -> int:
@@ -138,25 +134,36 @@ class TransformersModel:
         return int(self._model.config.num_labels)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
-        """Mean-pooled last hidden states (the sentence-transformers recipe), unnormalised,
-        in batches of :data:`BATCH_TEXTS`."""
-        import torch
-
+        """Mean-pooled last hidden states (the sentence-transformers recipe), unnormalised
+        (:meth:`_in_batches`)."""
         from breedlab.families.text_head import EncoderClassifier, mean_pool
 
         if isinstance(self._model, EncoderClassifier):
             encoder = self._model.encoder
         else:
             encoder = getattr(self._model, "base_model", self._model)
-        texts = _texts(texts)
-        parts = []
-        with torch.no_grad():
+
+        def pooled(batch: Any) -> Any:
+            return mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+
+        return self._in_batches(_texts(texts), pooled, int(self._model.config.hidden_size))
+
+    def _in_batches(
+        self, texts: list[str], run: Callable[[Any], Any], width: int
+    ) -> npt.NDArray[np.float64]:
+        """``run`` over batches of at most :data:`BATCH_TEXTS` texts of similar length,
+        rows back in the caller's order. Sorting by length first keeps padding (which is
+        computed, then masked) small: on the reviews dev split it halved the work."""
+        import torch
+
+        order = np.argsort(np.array([len(t) for t in texts], dtype=np.int64), kind="stable")
+        out = np.zeros((len(texts), width), dtype=np.float64)
+        with torch.inference_mode():
             for start in range(0, len(texts), BATCH_TEXTS):
-                batch = self._encode(texts[start : start + BATCH_TEXTS])
-                hidden = encoder(**batch).last_hidden_state
-                parts.append(mean_pool(hidden, batch["attention_mask"]).double().numpy())
-        width = int(self._model.config.hidden_size)
-        return np.asarray(np.concatenate(parts) if parts else np.zeros((0, width)))
+                rows = order[start : start + BATCH_TEXTS]
+                batch = self._encode([texts[i] for i in rows])
+                out[rows] = run(batch).double().numpy()
+        return out
 
     def parameter_count(self) -> int:
         return int(sum(p.numel() for p in self._model.parameters()))
