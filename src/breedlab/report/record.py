@@ -30,12 +30,15 @@ __all__ = [
     "Decision",
     "Failure",
     "MetricVerdict",
+    "Parent",
+    "Parents",
     "Policy",
     "Round",
     "Scorecard",
     "Spec",
     "Split",
     "Term",
+    "read_parents",
     "read_round",
 ]
 
@@ -438,6 +441,68 @@ class Cluster:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Parent:
+    """A model SELECT_APPROVED_PARENTS took (``because`` "unscoped" or "scope") or left
+    out for scope (``because`` empty), with the cluster keys its parent approvals name."""
+
+    package: str
+    name: str
+    because: str
+    scopes: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.name or self.package[:19]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parents:
+    """Which parents a round took and which it left out for scope (records from before
+    scoped approvals have none: :func:`read_parents` gives None)."""
+
+    cluster_key: str
+    taken: tuple[Parent, ...]
+    left_out: tuple[Parent, ...]
+
+    def summary(self) -> str:
+        """One line: ``for cluster K: took a (unscoped), b (scoped to K); left out for
+        scope: c (approved for J)``."""
+        where = f"for cluster {self.cluster_key}" if self.cluster_key else "for no cluster"
+        took = ", ".join(
+            f"{p.label} ({'scoped to ' + self.cluster_key if p.because == 'scope' else p.because})"
+            for p in self.taken
+        )
+        line = f"{where}: took {took or 'none'}"
+        if self.left_out:
+            left = ", ".join(
+                f"{p.label} (approved for {', '.join(p.scopes)})" for p in self.left_out
+            )
+            line += f"; left out for scope: {left}"
+        return line
+
+
+def _parent(item: Mapping[str, Any]) -> Parent:
+    return Parent(
+        package=_text(item.get("package")),
+        name=_text(item.get("name")),
+        because=_text(item.get("because")),
+        scopes=_texts(item.get("scopes")),
+    )
+
+
+def read_parents(record: Mapping[str, Any]) -> Parents | None:
+    """The record's ``parent_selection``, or None if it has none."""
+    found = record.get("parent_selection")
+    if not isinstance(found, Mapping):
+        return None
+    return Parents(
+        cluster_key=_text(found.get("cluster_key")),
+        taken=tuple(_parent(_mapping(p)) for p in _list(found.get("taken"))),
+        left_out=tuple(_parent(_mapping(p)) for p in _list(found.get("left_out"))),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Round:
     """One breeding round, ready to render."""
 
@@ -447,6 +512,7 @@ class Round:
     champion: str
     seed: int | None
     cluster: Cluster | None
+    parents: Parents | None
     started: str
     finished: str
     policy: Policy | None
@@ -522,6 +588,7 @@ def read_round(record: Mapping[str, Any]) -> Round:
             if isinstance(cluster, Mapping)
             else None
         ),
+        parents=read_parents(record),
         started=_text(record.get("started")),
         finished=_text(record.get("finished")),
         policy=_policy(record.get("policy")),
