@@ -202,7 +202,7 @@ def test_the_head_row_pointing_elsewhere_is_reported(fx: Fixture) -> None:
             "approvals",
             "INSERT INTO approvals SELECT seq + 1000, "
             "(SELECT id FROM packages WHERE name = 'digits-draft'), purpose, keyid, role, "
-            "envelope FROM approvals WHERE purpose = 'release' LIMIT 1",
+            "envelope, clusters FROM approvals WHERE purpose = 'release' LIMIT 1",
         ),
         ("packages", "DELETE FROM packages WHERE name = 'digits-draft'"),
         ("packages", "UPDATE packages SET kind = 'model' WHERE name = 'digits-data'"),

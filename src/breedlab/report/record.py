@@ -450,10 +450,6 @@ class Parent:
     because: str
     scopes: tuple[str, ...]
 
-    @property
-    def label(self) -> str:
-        return self.name or self.package[:19]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parents:
@@ -468,26 +464,12 @@ class Parents:
         """One line: ``for cluster K: took a (unscoped), b (scoped to K); left out for
         scope: c (approved for J)``."""
         where = f"for cluster {self.cluster_key}" if self.cluster_key else "for no cluster"
-        took = ", ".join(
-            f"{p.label} ({'scoped to ' + self.cluster_key if p.because == 'scope' else p.because})"
-            for p in self.taken
-        )
-        line = f"{where}: took {took or 'none'}"
-        if self.left_out:
-            left = ", ".join(
-                f"{p.label} (approved for {', '.join(p.scopes)})" for p in self.left_out
-            )
-            line += f"; left out for scope: {left}"
-        return line
-
-
-def _parent(item: Mapping[str, Any]) -> Parent:
-    return Parent(
-        package=_text(item.get("package")),
-        name=_text(item.get("name")),
-        because=_text(item.get("because")),
-        scopes=_texts(item.get("scopes")),
-    )
+        why = {"scope": f"scoped to {self.cluster_key}"}
+        took = ", ".join(f"{p.name or p.package[:19]} ({why.get(p.because, p.because)})"
+                         for p in self.taken)  # fmt: skip
+        left = ", ".join(f"{p.name or p.package[:19]} (approved for {', '.join(p.scopes)})"
+                         for p in self.left_out)  # fmt: skip
+        return f"{where}: took {took or 'none'}" + (f"; left out for scope: {left}" if left else "")
 
 
 def read_parents(record: Mapping[str, Any]) -> Parents | None:
@@ -495,11 +477,16 @@ def read_parents(record: Mapping[str, Any]) -> Parents | None:
     found = record.get("parent_selection")
     if not isinstance(found, Mapping):
         return None
-    return Parents(
-        cluster_key=_text(found.get("cluster_key")),
-        taken=tuple(_parent(_mapping(p)) for p in _list(found.get("taken"))),
-        left_out=tuple(_parent(_mapping(p)) for p in _list(found.get("left_out"))),
-    )
+
+    def parents(field: str) -> tuple[Parent, ...]:
+        return tuple(
+            Parent(package=_text(p.get("package")), name=_text(p.get("name")),
+                   because=_text(p.get("because")), scopes=_texts(p.get("scopes")))
+            for p in map(_mapping, _list(found.get(field)))
+        )  # fmt: skip
+
+    return Parents(cluster_key=_text(found.get("cluster_key")), taken=parents("taken"),
+                   left_out=parents("left_out"))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
