@@ -5,10 +5,11 @@
   it with the challenger loop and the release controls.
 - ``breeding``, ``evaluation``, ``recipes``, ``failures``, ``builtin``, ``replay``: the
   challenger loop (seed, stage 2) and its replay; ``recipe_format``: the recipe files'
-  schema and checks (recipes as data); ``parents``: SELECT_APPROVED_PARENTS by the
-  round's failure cluster (parent approvals scoped to cluster keys).
+  schema and checks (recipes as data).
 - ``operator_runs``: plans run in the sandbox and their outputs stored (on the supply
   service alone: below the rest of ``lab/``).
+- ``parents``: SELECT_APPROVED_PARENTS by the round's failure cluster (parent approvals
+  scoped to cluster keys).
 - ``release``, ``promotion``, ``release_reports``: the release controller (seed, stage
   3): shadow and canary; promotion and rollback; release records and exit criteria.
 - ``migration``: copying a lab onto other backends.
