@@ -18,7 +18,7 @@ from attack_lab import Fixture
 
 from breedlab import canonical
 from breedlab.cli import main
-from breedlab.errors import ChainBroken, IntegrityError
+from breedlab.errors import ChainBroken, IntegrityError, UnauthorizedChange
 from breedlab.lab.release import release_state
 from breedlab.ledger import GENESIS, event_hash, merkle_root
 
@@ -63,6 +63,25 @@ def test_an_edited_approval_payload_is_reported_with_its_seq(fx: Fixture) -> Non
     set_payload(fx, seq, {**value, "purpose": "release"})
 
     chain_broken_at(fx, seq)
+
+
+def test_a_parent_approval_widened_past_its_cluster_scope_is_caught(fx: Fixture) -> None:
+    """The scope made wider in the event and its row, the chain resealed: the event's
+    signature and the signed envelope still name the one cluster it was approved for."""
+    fx.lab.approve(fx.ids.wide, purpose="parent", key="alice", clusters=["perturbation:noise"])
+    seq = fx.seq_of("package.approved", nth=-1)
+    value = payload(fx, seq)
+    assert value["clusters"] == ["perturbation:noise"]
+    set_payload(fx, seq, {k: v for k, v in value.items() if k != "clusters"})  # unscoped
+    with fx.sql() as db:
+        db.execute("UPDATE approvals SET clusters = NULL WHERE seq = ?", (seq,))
+    fx.reseal(seq)
+    fx.lab.ledger.verify_chain()  # the hashes alone agree again
+
+    with pytest.raises((ChainBroken, UnauthorizedChange), match=rf"\bseq {seq}\b"):
+        fx.lab.verify_ledger()
+    [result] = fx.lab.verify([fx.ids.wide])
+    assert any("different cluster scope" in p.message for p in result.problems)
 
 
 @pytest.mark.parametrize(
@@ -183,7 +202,7 @@ def test_the_head_row_pointing_elsewhere_is_reported(fx: Fixture) -> None:
             "approvals",
             "INSERT INTO approvals SELECT seq + 1000, "
             "(SELECT id FROM packages WHERE name = 'digits-draft'), purpose, keyid, role, "
-            "envelope FROM approvals WHERE purpose = 'release' LIMIT 1",
+            "envelope, clusters FROM approvals WHERE purpose = 'release' LIMIT 1",
         ),
         ("packages", "DELETE FROM packages WHERE name = 'digits-draft'"),
         ("packages", "UPDATE packages SET kind = 'model' WHERE name = 'digits-data'"),

@@ -400,7 +400,7 @@ def test_an_approval_row_inserted_without_an_event_is_caught_by_both_verifies(
     envelope = store_envelope(fx, signer, statement)
     with fx.sql() as db:
         db.execute(
-            "INSERT INTO approvals VALUES (999, ?, 'release', ?, 'production', ?)",
+            "INSERT INTO approvals VALUES (999, ?, 'release', ?, 'production', ?, NULL)",
             (fx.ids.draft, signer.keyid, envelope),
         )
 

@@ -6,6 +6,7 @@ feature, its bin and edges), and its items are the train rows of that bin."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,30 @@ def test_wine_failures_are_the_clusters_the_rules_compute_with_the_meta_they_nee
             plans = recipe_plans(lab.supply, recipe, [champion], clusters[0].id, data, 0)  # type: ignore[arg-type]
         [lora] = [p for p in plans if p.operator == "adapter"]
         assert ("cluster", clusters[0].id) in lora.data
+
+
+def test_breedlab_failures_shows_each_clusters_key_for_scoping_approvals(
+    wine: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breedlab.cli import main
+    from breedlab.digest import Digest
+    from breedlab.registry.cluster_keys import check_cluster_key, cluster_key
+
+    path, _ = wine
+    capsys.readouterr()
+    assert main(["--lab", str(path), "failures", "wine", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    with Lab.open(path, read_only=True) as lab:
+        for c in listed:
+            meta = lab.manifest(Digest.parse(c["id"])).meta["cluster"]
+            assert c["key"] == check_cluster_key(cluster_key(meta))
+            if c["kind"] == "slice":  # wine's features by name, the bin counted from 1
+                feature = str(meta["feature"]).lower()
+                assert c["key"] == f"slice:{feature}:q{int(meta['bin']) + 1}"
+            elif c["kind"] == "perturbation":
+                assert c["key"] == f"perturbation:{meta['perturbation']['kind']}"
+            else:
+                assert c["key"].startswith(f"{c['kind']}:")
+    assert len({c["key"] for c in listed}) == len(listed)  # keys tell clusters apart
+    assert main(["--lab", str(path), "failures", "wine"]) == 0
+    assert "key" in capsys.readouterr().out  # a column of the table

@@ -362,3 +362,73 @@ def test_after_a_round_the_exit_criteria_reproduce_explain_and_verify_from_the_l
     assert "no promotion" in criteria["rollback every promoted artifact"].evidence
     retired = any(c["outcome"] == "retire" for c in result.record["candidates"])
     assert criteria["reject bad candidates"].passed == retired
+
+
+def _quantize_champion(seen: list[list[Digest]]) -> Any:
+    """Plans that note the parents they were given and quantize only the champion."""
+
+    def plans(parents: Any, cluster: Any, data: Any, seed: int) -> list[Plan]:
+        seen.append(list(parents))
+        return [Plan(operator="quantize", label="quantize/int8", params={"scheme": "int8_pc"},
+                     parents=(parents[0],), seed=seed)]  # fmt: skip
+
+    return plans
+
+
+def test_a_round_takes_the_parents_approved_for_its_cluster_and_says_who_was_left_out(
+    bred: tuple[Lab, RoundResult], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breedlab import canonical
+    from breedlab.cli import main
+    from breedlab.registry.manifest import DataClass, Kind, RiskTier
+    from breedlab.report import render_round_report
+    from breedlab.supply.packages import register
+
+    lab, _ = bred
+    clusters = {}
+    for key, meta in (
+        ("perturbation:noise", {"kind": "perturbation", "perturbation": {"kind": "noise"}}),
+        ("confusion:1-8", {"kind": "confusion", "classes": [8, 1]}),
+    ):
+        clusters[key] = register(
+            lab.supply, files=[("items.json", canonical.encode(meta))], kind=Kind.DATASET,
+            name=f"test-{key.replace(':', '-')}", capability="digits", license="MIT",
+            data_class=DataClass.PUBLIC, risk_tier=RiskTier.LOW, build_type="failures",
+            external={}, meta={"cluster": meta},
+        ).id  # fmt: skip
+    noisy = lab.import_path(
+        make_model_dir(tmp_path, "noisy", b"N"), kind="model", capability="digits",
+        license="MIT", name="noisy-parent", sign_with="alice",
+    ).id  # fmt: skip
+    lab.approve(str(noisy), purpose="parent", key="alice", clusters=["perturbation:noise"])
+    seen: list[list[Digest]] = []
+    try:
+        rounds = {
+            key: run_round(lab.supply, "digits", plans_for=_quantize_champion(seen),
+                           failure_cluster=cid, operators=["quantize"],
+                           executor=LocalExecutor(2))
+            for key, cid in clusters.items()
+        }  # fmt: skip
+    finally:  # the lab is shared: a fake model must not breed in later rounds
+        lab.revoke(str(noisy), reason="a test parent, done with")
+    on_noise, on_confusion = seen
+    assert noisy in on_noise and noisy not in on_confusion
+    assert on_noise[0] == on_confusion[0] == lab.alias("digits", "champion")
+
+    noise_record = rounds["perturbation:noise"].record
+    assert noise_record["cluster"]["key"] == "perturbation:noise"
+    taken = {p["name"]: p["because"] for p in noise_record["parent_selection"]["taken"]}
+    assert taken["noisy-parent"] == "scope" and "unscoped" in taken.values()
+    assert noise_record["parent_selection"]["left_out"] == []
+    record = rounds["confusion:1-8"].record
+    assert record["parent_selection"]["cluster_key"] == "confusion:1-8"
+    [left] = record["parent_selection"]["left_out"]
+    assert left == {"package": str(noisy), "name": "noisy-parent", "because": "",
+                    "scopes": ["perturbation:noise"]}  # fmt: skip
+    line = "left out for scope: noisy-parent (approved for perturbation:noise)"
+    assert line in render_round_report(record)
+    capsys.readouterr()
+    seq = str(rounds["confusion:1-8"].decision_seq)
+    assert main(["--lab", str(lab.config.root), "explain", seq]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "parents: for cluster confusion:1-8: took" in out and line in out

@@ -67,6 +67,8 @@ def test_the_lab_api_is_pinned() -> None:
         "parent_input", "samples",
         # recipes as data (issue 12)
         "init_recipe", "recipe",
+        # parent approvals scoped to failure clusters (issue 12)
+        "cluster_key",
         # suites for any capability (issue 12)
         "create_suite",
         # the supply service's parts (``lab.supply`` is the service itself)

@@ -18,7 +18,8 @@ Rules of the table, in words:
 - ``lab`` endorses and revokes keys, signs checkpoints and vouches for history;
 - an approval is credited to the key that really signed its envelope, with that key's
   role from the trusted-key projection -- never to a keyid or role a row claims; the
-  ``lab`` and ``factory`` keys do not approve;
+  ``lab`` and ``factory`` keys do not approve; a cluster scope (parent approvals only)
+  is the one its envelope states;
 - ``factory`` (the lab's automation) records the challenger loop, and the serving
   controller's automatic canary verdicts; it may move ``shadow`` only to a package the
   viability controller recommended for shadow;
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.ledger import Event, EventKind
+from breedlab.registry.cluster_keys import recorded_scope
 from breedlab.registry.manifest import RiskTier
 from breedlab.release.promotion import (
     TIER_RANK,
@@ -262,6 +264,11 @@ def _approval(state: AuthorityState, ev: Event, signer: Signer, facts: Facts) ->
         return f"it claims role {p.get('role')!r}, but {signer.name!r} has role '{signer.role}'"
     if str(p["package"]) in state.revoked:
         return f"package {str(p['package'])[:19]} is revoked"
+    scope = recorded_scope(p)
+    if scope is None:
+        return "its cluster scope is not a sorted list of distinct cluster keys"
+    if scope and p.get("purpose") != "parent":
+        return "only a parent approval is scoped to failure clusters"
     if facts.envelope.unreadable:
         return None
     predicate = facts.envelope.predicate
@@ -271,6 +278,8 @@ def _approval(state: AuthorityState, ev: Event, signer: Signer, facts: Facts) ->
         )
     if predicate.get("purpose") != p.get("purpose"):
         return "its envelope names a different purpose"
+    if recorded_scope(predicate) != scope:
+        return "its envelope names a different cluster scope"
     return None
 
 

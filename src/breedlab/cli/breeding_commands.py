@@ -23,6 +23,7 @@ from breedlab.cli.shell import (
     table,
 )
 from breedlab.errors import InvalidRequest
+from breedlab.report.record import read_parents
 
 __all__ = ["register"]
 
@@ -97,12 +98,13 @@ def failures(
     """Mine failure clusters from the champion's errors on the dev split."""
     with open_lab(ctx) as lab, progress(json_out, f"mining failures of {capability}"):
         clusters = lab.failures(capability, workers=workers)
+        keys = [lab.cluster_key(c.id) for c in clusters]
     if json_out:
-        print_json([c.to_json() for c in clusters])
+        print_json([{**c.to_json(), "key": k} for c, k in zip(clusters, keys, strict=True)])
         return
-    t = table("cluster", "kind", "severity", "items", "description")
-    for c in clusters:
-        t.add_row(c.id.short, c.kind, f"{c.severity:.3f}", str(c.items), c.description)
+    t = table("cluster", "key", "kind", "severity", "items", "description")
+    for c, k in zip(clusters, keys, strict=True):
+        t.add_row(c.id.short, k, c.kind, f"{c.severity:.3f}", str(c.items), c.description)
     console.print(t)
     if not clusters:
         console.print("no failure cluster: the champion loses < 5 points on every perturbation")
@@ -273,6 +275,9 @@ def explain(
     recipe = record.get("recipe")  # absent from rounds recorded before recipes were data
     if recipe:
         console.print(f"recipe: {recipe['source']} ({str(recipe['digest'])[:19]})")
+    parents = read_parents(record)  # None in rounds recorded before scoped approvals
+    if parents is not None:
+        console.print(f"parents: {parents.summary()}")
     names = {c["package"]: c["label"] for c in record["candidates"]}
     for d in record["decisions"]:
         label = names.get(d["candidate"], d["candidate"][:19])

@@ -273,7 +273,10 @@ def show(
     m = d.info.manifest
     ident = str if full else short_id
     console.print(styled(("bold", f"{m.name}"), f" ({m.kind}, capability {m.capability})"))
-    approvals = ", ".join(f"{a.purpose} by {a.key} ({a.role})" for a in d.approvals)
+    approvals = ", ".join(
+        f"{a.purpose}{' for ' + ' '.join(a.clusters) if a.clusters else ''} by {a.key} ({a.role})"
+        for a in d.approvals
+    )
     shown = [f"{a} (stale: {stale[a]})" if a in stale else a for a in d.aliases]
     fields(
         ("id", ident(d.info.id)),
@@ -318,13 +321,24 @@ def approve(
     package: PackageArg,
     purpose: Annotated[str, typer.Option("--purpose", help="parent | release")],
     key: Annotated[str, typer.Option("--key", help="A trusted role key.")],
+    clusters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cluster",
+            help="Scope a parent approval to a failure cluster's key (repeatable; "
+            "'breedlab failures CAP' shows the keys). Default: every round.",
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Approve a package for use as a parent or for release (a signed statement)."""
     with open_lab(ctx) as lab:
-        a = lab.approve(package, purpose=purpose, key=key)
+        a = lab.approve(package, purpose=purpose, key=key, clusters=clusters or ())
+    scope = f", only for {', '.join(a.clusters)}" if a.clusters else ""
     render(
-        json_out, a.to_json(), f"approved {a.package[:19]} for {a.purpose} by {a.key} ({a.role})"
+        json_out,
+        a.to_json(),
+        f"approved {a.package[:19]} for {a.purpose}{scope} by {a.key} ({a.role})",
     )
 
 

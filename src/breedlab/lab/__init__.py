@@ -10,6 +10,8 @@
   four signed split packages; ``dataset reviews``).
 - ``operator_runs``: plans run in the sandbox and their outputs stored (on the supply
   service alone: below the rest of ``lab/``).
+- ``parents``: SELECT_APPROVED_PARENTS by the round's failure cluster (parent approvals
+  scoped to cluster keys).
 - ``release``, ``promotion``, ``release_reports``: the release controller (seed, stage
   3): shadow and canary; promotion and rollback; release records and exit criteria.
 - ``migration``: copying a lab onto other backends.

@@ -37,11 +37,16 @@ from breedlab.lab.operator_runs import (
     check_fresh_model_sizes,
     run_plans,
 )
+from breedlab.lab.parents import (
+    ParentSelection,
+    approved_parents,
+    cluster_key_of,
+    select_parents,
+)
 from breedlab.lab.recipe_format import Recipe
 from breedlab.lab.recipes import recipe_for, recipe_plans
 from breedlab.ledger import Event, EventKind
 from breedlab.registry.capability import Contract
-from breedlab.registry.manifest import Kind
 from breedlab.report.record import ROUND_SCHEMA
 from breedlab.sandbox.executors import Executor
 from breedlab.signing.keys import KeyPair
@@ -73,46 +78,6 @@ class RoundResult:
     generated: tuple[Generated, ...] = field(default_factory=tuple)
 
 
-def approved_parents(supply: Supply, capability: str) -> list[Digest]:
-    """SELECT_APPROVED_PARENTS: models of the capability approved as parents, unrevoked
-    and verified, the champion first.
-
-    Raises:
-        PolicyError: the champion itself is not an approved, intact parent.
-    """
-    champion = aliases.alias(supply, capability, "champion")
-    if champion is None:
-        raise NotFound(
-            f"capability {capability!r} has no champion",
-            hint=f"import a model, approve it (purposes parent and release) and "
-            f"'breedlab promote {capability} MODEL'",
-        )
-    chosen: list[Digest] = []
-    with supply.ledger.reader() as r:
-        rows = r.packages(capability=capability, kind=Kind.MODEL.value)
-        ids = [champion] + [Digest.parse(row.id) for row in rows if row.id != str(champion)]
-        for pid in ids:
-            approvals = [a for a in r.approvals(str(pid)) if a.purpose == "parent"]
-            if not approvals:
-                if pid == champion:
-                    raise PolicyError(
-                        f"the champion {pid.short} is not approved as a parent; run "
-                        f"'breedlab approve {pid.short} --purpose parent --key KEY'"
-                    )
-                continue
-            problems = check(supply, r, pid).problems
-            if problems:
-                if pid == champion:
-                    first = problems[0]
-                    raise PolicyError(
-                        f"the champion {pid.short} cannot be a parent: {first.where}: "
-                        f"{first.message}"
-                    )
-                continue
-            chosen.append(pid)
-    return chosen
-
-
 # -- the round --------------------------------------------------------------------------------
 
 
@@ -123,12 +88,16 @@ class _Setup:
     capability: str
     contract: Contract
     operators: list[str]
-    parents: list[Digest]  # the champion first
+    selection: ParentSelection  # the parents (the champion first), and who was left out
     suite: Digest
     plans: list[Plan]
     failure_cluster: Digest | None
     seed: int
     recipe: Recipe | None  # None: plans from code (tests), not from a recipe file
+
+    @property
+    def parents(self) -> list[Digest]:
+        return self.selection.parents
 
     @property
     def champion(self) -> Digest:
@@ -163,8 +132,11 @@ def _setup(
     """Read and check what the round needs; nothing is recorded yet."""
     _, contract = supply_packages.capability(supply, capability)
     allowed = _allowed_operators(capability, contract, operators)
-    # SELECT_APPROVED_PARENTS first: a bad parent stops the round before anything runs.
-    parents = approved_parents(supply, capability)
+    key = None if failure_cluster is None else cluster_key_of(supply, failure_cluster)
+    # SELECT_APPROVED_PARENTS(failure_cluster) first: a bad parent stops the round before
+    # anything runs.
+    selection = select_parents(supply, capability, key)
+    parents = selection.parents
     suite_id = aliases.alias(supply, capability, "suite")
     if suite_id is None:
         raise NotFound(f"capability {capability!r} has no frozen suite (alias {capability}@suite)")
@@ -174,10 +146,6 @@ def _setup(
         if ref is None:
             raise NotFound(f"capability {capability!r} has no {role} dataset (alias data-{role})")
         data[role] = ref
-    if failure_cluster is not None:
-        cluster_manifest = supply_packages.manifest(supply, failure_cluster)
-        if cluster_manifest.kind is not Kind.DATASET or "cluster" not in cluster_manifest.meta:
-            raise InvalidRequest(f"{failure_cluster.short} is not a failure-cluster dataset")
     plans = [p for p in plans_for(parents, failure_cluster, data, seed) if p.operator in allowed]
     if not plans:
         raise InvalidRequest(f"no operator plans for {capability} with operators {allowed}")
@@ -186,7 +154,7 @@ def _setup(
         capability=capability,
         contract=contract,
         operators=allowed,
-        parents=parents,
+        selection=selection,
         suite=suite_id,
         plans=plans,
         failure_cluster=failure_cluster,
@@ -340,6 +308,7 @@ def _round_record(
         "champion": str(setup.champion),
         "seed": setup.seed,
         "cluster": _cluster_record(supply, setup.failure_cluster),
+        "parent_selection": setup.selection.to_record(),
         "recipe": (
             None
             if setup.recipe is None
@@ -521,15 +490,18 @@ def run_round_with_report(
     from breedlab.report import render_round_report
 
     recipe = recipe_for(supply, capability, recipes)
-    approved_parents(supply, capability)  # refuse bad parents before any job runs
-    jobs = executor()
+    cluster: Digest | None = None
     if failure_cluster is not None:
-        cluster: Digest | None = supply_packages.resolve(supply, failure_cluster)
-    else:
-        clusters = latest_clusters(supply, capability) or mine_failures(
-            supply, capability, executor=jobs
-        )
-        cluster = clusters[0].id if clusters else None
+        cluster = supply_packages.resolve(supply, failure_cluster)
+    elif latest := latest_clusters(supply, capability):
+        cluster = latest[0].id
+    # refuse bad parents before any job runs (for the cluster, once it is known)
+    key = None if cluster is None else cluster_key_of(supply, cluster)
+    select_parents(supply, capability, key, any_scope=cluster is None)
+    jobs = executor()
+    if cluster is None and failure_cluster is None:
+        mined = mine_failures(supply, capability, executor=jobs)
+        cluster = mined[0].id if mined else None
     result = run_round(
         supply,
         capability,
@@ -554,4 +526,9 @@ def _cluster_record(supply: Supply, cluster: Digest | None) -> JsonValue:
     manifest = supply_packages.manifest(supply, cluster)
     meta = manifest.meta.get("cluster", {})
     description = meta.get("description", "") if isinstance(meta, dict) else ""
-    return {"id": str(cluster), "name": manifest.name, "description": str(description)}
+    return {
+        "id": str(cluster),
+        "name": manifest.name,
+        "description": str(description),
+        "key": cluster_key_of(supply, cluster),
+    }

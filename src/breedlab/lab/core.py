@@ -323,6 +323,15 @@ class Lab(RegistryView):
 
         return mine_failures(self.supply, capability, executor=self.executor(workers))
 
+    def cluster_key(self, ref: str | Digest) -> str:
+        """The key of a failure-cluster dataset: what ``approve(..., clusters=...)`` scopes
+        a parent approval to (``registry.cluster_keys``). Raises InvalidRequest if the
+        package is not a failure cluster."""
+        from breedlab.lab.parents import cluster_key_of
+
+        pid = ref if isinstance(ref, Digest) else self.resolve(ref)
+        return cluster_key_of(self.supply, pid)
+
     @_interruptible
     def run_round(
         self,

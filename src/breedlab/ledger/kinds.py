@@ -128,6 +128,9 @@ class PackageApproved(TypedDict):
     key: str
     keyid: str
     envelope: str
+    # a parent approval scoped to failure clusters (``registry.cluster_keys``); absent:
+    # unscoped, as every approval before scopes existed
+    clusters: NotRequired[list[str]]
 
 
 class PackageRevoked(TypedDict):

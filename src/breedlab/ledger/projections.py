@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy import Connection, insert, select, update
 
+from breedlab import canonical
 from breedlab.errors import Conflict, IntegrityError
 from breedlab.ledger import schema
 from breedlab.ledger.chain import Event
@@ -88,6 +89,7 @@ def _package_approved(conn: Connection, e: Event) -> None:
             keyid=p["keyid"],
             role=p["role"],
             envelope=p["envelope"],
+            clusters=canonical.encode(p["clusters"]).decode("utf-8") if "clusters" in p else None,
         )
     )
 

@@ -10,6 +10,7 @@ callers parse a package id with ``Digest.parse`` where they need one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, fields
 from typing import Any, ClassVar, Self
@@ -104,6 +105,21 @@ class ApprovalRecord(Record):
     keyid: str
     role: str
     envelope: str
+    clusters: str | None  # canonical JSON list of cluster keys; None: unscoped
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The cluster keys a parent approval is scoped to (empty: unscoped)."""
+        if self.clusters is None:
+            return ()
+        try:
+            keys = json.loads(self.clusters)
+        except ValueError:
+            keys = None
+        if not isinstance(keys, list):
+            # an edited row: fail closed (no cluster key looks like this; verify names it)
+            return ("<malformed>",)
+        return tuple(str(k) for k in keys)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

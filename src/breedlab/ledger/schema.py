@@ -115,6 +115,8 @@ approvals = Table(
     Column("keyid", String(64), nullable=False),
     Column("role", String(32), nullable=False),
     Column("envelope", String(71), nullable=False),
+    # a parent approval's cluster scope, canonical JSON (a sorted list); NULL: unscoped
+    Column("clusters", Text, nullable=True),
 )
 
 revocations = Table(

@@ -7,6 +7,8 @@
 - ``source``: safe listing of what an import reads (refuses traversal, pickles, empties).
 - ``capability``: stage-0 capability contracts parsed from TOML.
 - ``licenses``: SPDX license validation.
+- ``cluster_keys``: the readable keys of failure clusters that parent approvals are
+  scoped to.
 
 Which packages exist, their aliases, signatures and approvals are recorded in the ledger;
 the ``Lab`` joins the two.

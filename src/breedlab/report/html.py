@@ -310,6 +310,7 @@ def _header(r: Round) -> str:
         ("Champion", _digest(r.champion, full=True)),
         ("Suite", _digest(r.suite, full=True)),
         ("Failure cluster", cluster),
+        ("Parents", _DASH if r.parents is None else _e(r.parents.summary())),
         ("Started", _or_dash(r.started)),
         ("Finished", finished),
         ("Candidates", f"{len(r.candidates)} scored, {len(r.failed)} failed"),

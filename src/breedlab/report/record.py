@@ -30,12 +30,15 @@ __all__ = [
     "Decision",
     "Failure",
     "MetricVerdict",
+    "Parent",
+    "Parents",
     "Policy",
     "Round",
     "Scorecard",
     "Spec",
     "Split",
     "Term",
+    "read_parents",
     "read_round",
 ]
 
@@ -438,6 +441,55 @@ class Cluster:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Parent:
+    """A model SELECT_APPROVED_PARENTS took (``because`` "unscoped" or "scope") or left
+    out for scope (``because`` empty), with the cluster keys its parent approvals name."""
+
+    package: str
+    name: str
+    because: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parents:
+    """Which parents a round took and which it left out for scope (records from before
+    scoped approvals have none: :func:`read_parents` gives None)."""
+
+    cluster_key: str
+    taken: tuple[Parent, ...]
+    left_out: tuple[Parent, ...]
+
+    def summary(self) -> str:
+        """One line: ``for cluster K: took a (unscoped), b (scoped to K); left out for
+        scope: c (approved for J)``."""
+        where = f"for cluster {self.cluster_key}" if self.cluster_key else "for no cluster"
+        why = {"scope": f"scoped to {self.cluster_key}"}
+        took = ", ".join(f"{p.name or p.package[:19]} ({why.get(p.because, p.because)})"
+                         for p in self.taken)  # fmt: skip
+        left = ", ".join(f"{p.name or p.package[:19]} (approved for {', '.join(p.scopes)})"
+                         for p in self.left_out)  # fmt: skip
+        return f"{where}: took {took or 'none'}" + (f"; left out for scope: {left}" if left else "")
+
+
+def read_parents(record: Mapping[str, Any]) -> Parents | None:
+    """The record's ``parent_selection``, or None if it has none."""
+    found = record.get("parent_selection")
+    if not isinstance(found, Mapping):
+        return None
+
+    def parents(field: str) -> tuple[Parent, ...]:
+        return tuple(
+            Parent(package=_text(p.get("package")), name=_text(p.get("name")),
+                   because=_text(p.get("because")), scopes=_texts(p.get("scopes")))
+            for p in map(_mapping, _list(found.get(field)))
+        )  # fmt: skip
+
+    return Parents(cluster_key=_text(found.get("cluster_key")), taken=parents("taken"),
+                   left_out=parents("left_out"))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Round:
     """One breeding round, ready to render."""
 
@@ -447,6 +499,7 @@ class Round:
     champion: str
     seed: int | None
     cluster: Cluster | None
+    parents: Parents | None
     started: str
     finished: str
     policy: Policy | None
@@ -522,6 +575,7 @@ def read_round(record: Mapping[str, Any]) -> Round:
             if isinstance(cluster, Mapping)
             else None
         ),
+        parents=read_parents(record),
         started=_text(record.get("started")),
         finished=_text(record.get("finished")),
         policy=_policy(record.get("policy")),

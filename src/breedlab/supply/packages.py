@@ -465,6 +465,7 @@ def show(supply: Supply, ref: str) -> PackageDetails:
                 key=_name_of(r, row.keyid),
                 role=row.role,
                 seq=row.seq,
+                clusters=row.scope,
             )
             for row in r.approvals(str(pid))
         )

@@ -92,6 +92,7 @@ class ApprovalInfo:
     key: str
     role: str
     seq: int
+    clusters: tuple[str, ...] = ()  # a parent approval's cluster scope; empty: unscoped
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
@@ -100,6 +101,7 @@ class ApprovalInfo:
             "key": self.key,
             "role": self.role,
             "seq": self.seq,
+            "clusters": list(self.clusters),
         }
 
 

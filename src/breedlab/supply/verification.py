@@ -33,6 +33,7 @@ from breedlab.errors import ChainBroken, IntegrityError, LabError
 from breedlab.ledger import ApprovalRecord, Reader
 from breedlab.ledger.merkle import Frontier
 from breedlab.registry.blobs import BlobStore
+from breedlab.registry.cluster_keys import recorded_scope
 from breedlab.registry.manifest import Manifest
 from breedlab.signing import dsse
 from breedlab.signing.keys import Role, public_key_from_raw
@@ -119,6 +120,8 @@ def _approval_problem(
         )
     if facts.predicate.get("purpose") != row.purpose:
         return "approval envelope names a different purpose"
+    if recorded_scope(facts.predicate) != row.scope:
+        return "approval envelope names a different cluster scope"
     return None
 
 

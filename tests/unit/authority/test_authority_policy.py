@@ -146,6 +146,43 @@ def test_an_approval_counts_only_for_the_key_that_signed_it_in_its_real_role() -
     assert "not signed by" in str(authorize(state, ev, alice, facts))
 
 
+def _scoped(purpose: str, event_scope: object, envelope_scope: object) -> tuple[Event, Facts]:
+    """An approval by alice (model) whose event and envelope name these scopes
+    (``None``: the field is absent)."""
+
+    def scoped(fields: dict[str, object], value: object) -> dict[str, object]:
+        return fields if value is None else {**fields, "clusters": value}
+
+    base = {"package": PKG, "purpose": purpose, "keyid": "a" * 64, "role": "model"}
+    ev = event("package.approved", scoped({**base, "envelope": "x"}, event_scope))
+    predicate = scoped({"purpose": purpose, "role": "model"}, envelope_scope)
+    return ev, Facts(
+        envelope=EnvelopeFacts(signers=frozenset({"a" * 64}), package=PKG, predicate=predicate)
+    )
+
+
+@pytest.mark.parametrize(
+    ("purpose", "event_scope", "envelope_scope", "match"),
+    [
+        ("parent", None, None, None),  # unscoped, as every approval before scopes
+        ("parent", ["perturbation:noise"], ["perturbation:noise"], None),
+        ("parent", None, ["perturbation:noise"], "different cluster scope"),  # widened
+        ("parent", ["confusion:1-8"], ["perturbation:noise"], "different cluster scope"),
+        ("parent", ["perturbation:noise"], None, "different cluster scope"),
+        ("release", ["perturbation:noise"], ["perturbation:noise"], "only a parent approval"),
+        ("parent", ["z:1", "a:1"], ["z:1", "a:1"], "not a sorted list"),
+        ("parent", [], [], "not a sorted list"),
+        ("parent", ["Noise"], ["Noise"], "not a sorted list"),
+    ],
+)
+def test_a_cluster_scope_counts_only_on_a_parent_approval_and_as_its_envelope_states(
+    purpose: str, event_scope: object, envelope_scope: object, match: str | None
+) -> None:
+    ev, facts = _scoped(purpose, event_scope, envelope_scope)
+    why = authorize(_approval_state(), ev, signer(Role.MODEL, "a" * 64), facts)
+    assert why == match if match is None else (why is not None and match in why), why
+
+
 def test_a_revoked_keys_approvals_stop_counting_from_its_revocation() -> None:
     alice = signer(Role.MODEL, "a" * 64)
     state = _approval_state()

@@ -103,3 +103,26 @@ def test_a_read_only_open_of_a_missing_ledger_creates_it_as_any_open_does(
         assert r.head() == (0, GENESIS)
     ledger.close()
     assert (tmp_path / "new.db").exists()
+
+
+def test_approvals_from_before_cluster_scopes_are_upgraded_unscoped(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a ledger as revision 0004 left it, with an approval row
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+        conn.execute(
+            text("INSERT INTO approvals VALUES (7, 'sha256:p', 'parent', 'k', 'model', 'e')")
+        )
+    engine.dispose()
+    ledger = Ledger(url, FixedClock())
+    ledger.create()
+    with ledger.reader() as r:
+        [row] = r.approvals("sha256:p")
+    ledger.close()
+    assert (row.seq, row.purpose, row.clusters, row.scope) == (7, "parent", None, ())

@@ -19,7 +19,7 @@ __all__ = ["HEAD", "current", "upgrade"]
 
 #: The newest revision; a database at HEAD is opened without loading Alembic at all (and
 #: a read-only SQLite ledger without SQLAlchemy: ``Ledger.create``).
-HEAD = "0004"
+HEAD = "0005"
 _LOCK_KEY = 0x6272_6565_646C_6162 & 0x7FFF_FFFF_FFFF_FFFF  # "breedlab", as a bigint
 
 
