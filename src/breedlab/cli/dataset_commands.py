@@ -110,7 +110,7 @@ def dataset_reviews(
     key: Annotated[str, typer.Option("--key", help="An evaluation key; it signs the splits.")],
     size: Annotated[
         str,
-        typer.Option("--size", help="ci (about 3,300 sentences) or full (all 12,752)."),
+        typer.Option("--size", help="ci (about 2,000 sentences) or full (all 12,752)."),
     ] = "ci",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the movie split.")] = 0,
     json_out: JsonFlag = False,

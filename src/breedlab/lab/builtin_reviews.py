@@ -12,7 +12,7 @@ the head), which shares the champion's head initialisation so a weight merge of 
 stays calibrated (notes/models-and-data.md §2: merging independently initialised heads
 broke calibration, ECE 0.06 → 0.20).
 
-``size``: ``ci`` (about 2,000 training sentences, two perturbations, and the CI-sized
+``size``: ``ci`` (about 1,200 training sentences, two perturbations, and the CI-sized
 recipe copied to ``LAB/recipes/reviews.toml`` unless the lab has one) or ``full``
 (all 12,752 sentences, the five text perturbations, the built-in full recipe).
 """

@@ -311,7 +311,7 @@ class Lab(RegistryView):
         progress: Callable[[str], None] | None = None,
     ) -> ReviewsData:
         """The built-in reviews capability's contract and its four data splits (``ci``:
-        about 3,300 sentences; ``full``: all 12,752), signed by the evaluation ``key``."""
+        about 2,000 sentences; ``full``: all 12,752), signed by the evaluation ``key``."""
         from breedlab.lab.reviews_bootstrap import bootstrap_reviews_data
 
         return bootstrap_reviews_data(self.supply, size=size, seed=seed, key=key, progress=progress)

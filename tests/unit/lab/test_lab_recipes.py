@@ -153,10 +153,9 @@ def test_the_parameter_table_is_the_operators_own() -> None:
     for operator in ("train", "distill", "adapter"):
         module = importlib.import_module(f"breedlab.factory.operators.{operator}")
         text = importlib.import_module(f"breedlab.factory.operators.text_{operator}")
-        if operator == "train":  # a head on a bare encoder, or a fine-tune
-            read = (*text._HEAD_PARAMS, *text._TUNE_PARAMS)
-        else:
-            read = text._PARAMS
+        # train on a text parent: a head on a bare encoder, or a fine-tune
+        heads = (*text._HEAD_PARAMS, *text._TUNE_PARAMS) if operator == "train" else ()
+        read = heads or text._PARAMS
         assert set(PARAMETERS[operator]) == set(module._PARAMS) | set(read), operator
     # quantize reads only "scheme"; merge the method and its methods' parameters
     from breedlab.factory.merge import MERGE_METHODS
