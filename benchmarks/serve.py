@@ -23,9 +23,11 @@
    of 64 on one kept-alive connection, closed loop, alternating; the median time per
    request of each and their ratio (each batched request is still routed alone: the
    saving is the round trips and the HTTP and JSON work per request).
+6. Text (issue 12): the same for a text capability's champion (a tiny 2-layer BERT), 256
+   distinct short texts; a batch of texts is one forward pass of the model.
 
 Usage: ``.venv/bin/python benchmarks/serve.py [--rate 150] [--seconds 8] [--drills 15]
-[--parts primary,head,oversize,drills,batch]``. Nothing is sent anywhere but 127.0.0.1.
+[--parts primary,head,oversize,drills,batch,text]``. Nothing is sent anywhere but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -129,6 +131,16 @@ def _pooled_p99_ratio(
 def _server(lab_path: Path, rate: float) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     """``breedlab serve`` in a process of its own, started and warmed up: its URL, the
     process and a file of request bodies."""
+    with _serving(lab_path) as (url, proc):
+        bodies = lab_path.parent / "bodies.json"
+        bodies.write_text(json.dumps([body(i) for i in range(512)]), "utf-8")
+        _load(url, bodies, rate=rate, seconds=1.0)  # warm up
+        yield url, proc, bodies
+
+
+@contextlib.contextmanager
+def _serving(lab_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``breedlab serve`` in a process of its own, once ``/healthz`` answers."""
     port = _free_port()
     cli = [sys.executable, "-c", "from breedlab.cli import main; main()"]
     proc = subprocess.Popen(  # exactly what `breedlab serve` runs
@@ -138,7 +150,7 @@ def _server(lab_path: Path, rate: float) -> Iterator[tuple[str, subprocess.Popen
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a loaded host imports torch slowly
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -148,10 +160,7 @@ def _server(lab_path: Path, rate: float) -> Iterator[tuple[str, subprocess.Popen
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.2)
-        bodies = lab_path.parent / "bodies.json"
-        bodies.write_text(json.dumps([body(i) for i in range(512)]), "utf-8")
-        _load(url, bodies, rate=rate, seconds=1.0)  # warm up
-        yield url, proc, bodies
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -418,6 +427,43 @@ def batched(lab_path: Path, *, reps: int, size: int = 64) -> dict[str, object]:
     }
 
 
+def text_batched(root: Path, *, reps: int, count: int = 256, size: int = 64) -> dict[str, object]:
+    """Part 5 for text: a tiny BERT champion of a text capability, ``count`` distinct
+    texts sent one at a time and as batches of ``size`` (one forward pass per batch)."""
+    from release_lab import text_release_lab
+    from text_models import WORDS
+
+    root.mkdir(parents=True, exist_ok=True)
+    lab, _, _ = text_release_lab(root)
+    lab.close()
+    rng = random.Random(0)
+    texts = [" ".join(rng.choices(WORDS, k=rng.randint(2, 12))) for _ in range(count)]
+    requests = [{"unit": f"user-{i}", "inputs": t} for i, t in enumerate(texts)]
+    single_s: list[float] = []
+    batch_s: list[float] = []
+    with _serving(root / "lab") as (url, _), httpx.Client(base_url=url, timeout=60) as c:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            singles = [c.post("/v1/notes/predict", json=b).json() for b in requests]
+            single_s.append((time.perf_counter() - t0) / count)
+            t0 = time.perf_counter()
+            answers: list[Any] = []
+            for at in range(0, count, size):
+                r = c.post("/v1/notes/predict:batch", json={"requests": requests[at : at + size]})
+                answers += r.json()["results"]
+            batch_s.append((time.perf_counter() - t0) / count)
+            labels = [a["label"] for a in answers]
+            assert labels == [a["label"] for a in singles], "a batch labelled otherwise"
+    single, batch = statistics.median(single_s), statistics.median(batch_s)
+    return {
+        "requests": count,
+        "batch_size": size,
+        "single_ms_per_request": round(single * 1e3, 3),
+        "batch_ms_per_request": round(batch * 1e3, 3),
+        "speedup": round(single / batch, 2),
+    }
+
+
 def head_reads(root: Path, calls: int = 20000, rounds: int = 7) -> dict[str, Any]:
     """Microseconds per ``Ledger.head()`` and per raw head ``SELECT``, alternating rounds."""
     import sqlite3
@@ -454,7 +500,7 @@ def main() -> None:
     parser.add_argument("--oversize-mb", type=float, default=50.0, help="each oversized body")
     parser.add_argument(
         "--parts",
-        default="primary,head,oversize,drills,batch",
+        default="primary,head,oversize,drills,batch,text",
         help="which measurements, comma-separated",
     )
     args = parser.parse_args()
@@ -462,9 +508,10 @@ def main() -> None:
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="breedlab-bench-serve-") as tmp:
         root = Path(tmp)
-        lab, ids = release_lab(root)
-        lab.approve(ids["good"], purpose="release", key="pat")
-        lab.close()
+        if parts - {"text"}:  # the digits lab
+            lab, ids = release_lab(root)
+            lab.approve(ids["good"], purpose="release", key="pat")
+            lab.close()
         if "primary" in parts:
             out["primary_path"] = primary_path(
                 root / "lab", ids["good"], rate=args.rate, seconds=args.seconds, reps=args.reps
@@ -482,6 +529,8 @@ def main() -> None:
             )
         if "batch" in parts:
             out["predict_batch"] = batched(root / "lab", reps=args.reps)
+        if "text" in parts:
+            out["predict_text"] = text_batched(root / "text", reps=args.reps)
         if "drills" in parts:
             with Lab.open(root / "lab") as lab:
                 out["canary_fault_5pct"] = canary_drills(

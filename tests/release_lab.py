@@ -182,3 +182,60 @@ def body(i: int, *, unit: str | None = None, label: bool = True) -> dict[str, ob
 def client(url: str, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url, headers=headers, timeout=300)  # generous: loaded hosts
+
+
+#: The text capability's contract: at most this many characters per request.
+TEXT_MAX_LENGTH = 80
+TEXTS = (
+    "the movie was great",
+    "a boring plot and an awful actor",
+    "not very good but fun",
+    "the story is bad",
+    "an actor was very great and the film fun",
+    "boring",
+    "the plot was not awful",
+    "a good film but a bad story",
+)
+
+
+def text_release_lab(root: Path) -> tuple[Lab, dict[str, str], dict[str, Path]]:
+    """:func:`release_lab` for text (issue 12): a ``notes`` capability whose contract
+    ``capability init --modality text`` wrote (``max_length`` set to
+    :data:`TEXT_MAX_LENGTH`), a tiny BERT sequence classifier imported with family
+    ``transformers`` and promoted champion, and two candidates approved for release: a
+    BERT of another seed (``bert2``) and a bare encoder with breedlab's linear head
+    (``head``). Returns the lab, the package ids and the model folders by name."""
+    from text_models import save_tiny_bert, save_tiny_encoder_classifier
+
+    with Lab.init(root / "lab") as lab:
+        for name, role in (("alice", "model"), ("sam", "security"), ("pat", "production")):
+            lab.generate_key(name, role)
+    use_release_key(root / "lab", "pat")
+    lab = Lab.open(root / "lab")
+    contract = lab.init_contract(
+        root / "notes.toml", "notes", task="classification", modality="text", labels=["neg", "pos"]
+    )
+    text = contract.read_text("utf-8")
+    assert "max_length = 2000" in text
+    contract.write_text(text.replace("max_length = 2000", f"max_length = {TEXT_MAX_LENGTH}"))
+    lab.add_capability(contract)
+    folders = {"champion": root / "models" / "champion", "bert2": root / "models" / "bert2"}
+    save_tiny_bert(folders["champion"], seed=0, labels=2)
+    save_tiny_bert(folders["bert2"], seed=7, labels=2)
+    folders["head"] = save_tiny_encoder_classifier(root / "models" / "head", seed=3, classes=2)
+    ids = {}
+    for name, folder in folders.items():
+        pkg = lab.import_path(
+            folder,
+            kind="model",
+            capability="notes",
+            license="MIT",
+            sign_with="alice",
+            name=name,
+            family="transformers",
+        )
+        ids[name] = str(pkg.id)
+        lab.approve(ids[name], purpose="release", key="pat")
+        lab.approve(ids[name], purpose="release", key="sam")
+    lab.promote("notes", ids["champion"], key="pat")
+    return lab, ids, folders

@@ -2,7 +2,7 @@
 requests that name their features as it answers positional ones; ``predict:batch``
 answers a bounded list of requests as if each were sent alone, in order, and refuses the
 whole batch -- routing none of it -- when one request is bad, naming its index; a text
-request is checked against the contract's ``max_length``."""
+request is checked against the contract's ``max_length`` (text end to end: test_serve_text)."""
 
 from __future__ import annotations
 
@@ -248,6 +248,7 @@ def test_a_text_request_is_checked_against_the_contract() -> None:
         ("", "inputs: the text is empty"),
         ("   ", "inputs: the text is empty"),
         ("x" * 21, "inputs: the text holds 21 characters, more than the contract's max_length"),
+        ("a \ud800 film", "inputs: the text is not valid Unicode (a lone surrogate at 2)"),
         ([1.0, 2.0], "inputs: this capability takes one text"),
         ({"text": "hi"}, "inputs: this capability takes one text"),
     ):
@@ -258,22 +259,3 @@ def test_a_text_request_is_checked_against_the_contract() -> None:
         tensor.row({"a": 1.0, "b": 1.0})
     with pytest.raises(InvalidRequest, match=r"^inputs\[1\]: 2.0 is outside"):
         tensor.check([0.5, 2.0])
-
-
-def test_a_valid_text_request_is_refused_until_a_text_family_serves() -> None:
-    from breedlab.digest import Digest
-    from breedlab.serving.served_models import ServedModel
-
-    served = ServedModel(
-        package=Digest.parse("sha256:" + "ab" * 32),
-        model=None,  # type: ignore[arg-type]  # never reached: the row is refused first
-        labels=("neg", "pos"),
-        schema=InputSchema(type=InputType.TEXT, size=0, max_length=20),
-        family="transformers",
-    )
-    with pytest.raises(
-        InvalidRequest, match=r"^this capability takes text, and no text model family"
-    ):
-        served.row("a fine film")
-    with pytest.raises(InvalidRequest, match=r"^inputs: the text holds 21 characters"):
-        served.row("x" * 21)  # checked against the contract first

@@ -106,6 +106,12 @@ def serve(
     # Hand the interpreter over more often than every 5 ms: request threads waiting on the
     # shadow worker or the event loop otherwise pay up to a whole interval in their p99.
     sys.setswitchinterval(0.0005)
+    # One request on one CPU thread (the contracts' budgets): uvicorn's request threads
+    # are the parallelism. torch's own intra-op pool made each single answer of a tiny
+    # text model ~30x slower on a busy 2-core host (benchmarks/serve.py, part 6).
+    import torch
+
+    torch.set_num_threads(1)
     sock = listen(host, port)  # before the models load: a port in use fails at once
     with sock, open_lab(ctx) as lab:
         token = ensure_admin_token(lab.config.keys_dir)

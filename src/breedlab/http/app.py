@@ -4,7 +4,8 @@ Routes: ``POST /v1/{capability}/predict`` (the champion answers; a sticky canary
 may get the canary; a sampled share is mirrored to the shadow; ``inputs`` by position,
 by tabular feature name, or a text, read by the contract), ``POST
 /v1/{capability}/predict:batch`` (up to ``max_batch`` such requests, every one checked
-before any is routed, then each routed as if sent alone, in order), ``GET /metrics``
+before any is routed, then each routed as if sent alone, in order -- or, for a text
+capability with no canary running, answered by the champion in one call), ``GET /metrics``
 (Prometheus), ``GET /healthz``, and admin routes under ``/admin/{capability}/`` that need
 ``Authorization: Bearer <token>`` (the token file ``LAB/keys/admin.token``, created 0600
 on first serve). One error boundary: :data:`ERROR_STATUS` maps error families to HTTP
@@ -78,7 +79,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from breedlab.lab import Lab
-    from breedlab.serving.router import CapabilityRoute
+    from breedlab.serving.request_inputs import Row
+    from breedlab.serving.router import Answer, CapabilityRoute
 
 __all__ = [
     "ERROR_STATUS",
@@ -359,7 +361,7 @@ def create_app(
             raise NotFound(f"no champion serves capability {capability!r}")
         return route
 
-    def admitted(route: CapabilityRoute, body: PredictRequest) -> list[float]:
+    def admitted(route: CapabilityRoute, body: PredictRequest) -> Row:
         """The body's row, once it and its label answer the contract (nothing routed)."""
         if body.label is not None and body.label not in route.champion.labels:
             raise InvalidRequest(
@@ -368,16 +370,12 @@ def create_app(
             )
         return route.champion.row(body.inputs)
 
-    def answered(route: CapabilityRoute, body: PredictRequest, row: list[float]) -> PredictResponse:
-        """Route one admitted request: champion, canary cohort, shadow mirror, metrics."""
-        capability = route.capability
-        low = (body.risk or ("low" if route.risk_tier is RiskTier.LOW else "high")) == "low"
+    @contextmanager
+    def counted(capability: str) -> Iterator[None]:
+        """Count a routing call's failures by whose fault, and what it mirrored."""
         before = router.mirror.mirrored, router.mirror.dropped
-        t0 = time.perf_counter()
         try:
-            answer = router.predict(
-                route, unit=body.unit, inputs=row, truth=body.label, low_risk=low
-            )
+            yield
         except InvalidRequest:  # the client's fault: not a model error
             requests.labels(capability, "champion", "invalid").inc()
             raise
@@ -385,19 +383,32 @@ def create_app(
             requests.labels(capability, "champion", "error").inc()
             errors.labels(capability, "champion").inc()
             raise
-        role = answer.role
+        finally:
+            mirrored.inc(router.mirror.mirrored - before[0])
+            dropped.inc(router.mirror.dropped - before[1])
+
+    def response(capability: str, answer: Answer, seconds: float) -> PredictResponse:
+        """One answer as the client reads it, counted by who answered."""
         if answer.canary_failed:
             errors.labels(capability, "canary").inc()
-        requests.labels(capability, role, "ok").inc()
-        latency.labels(capability, role).observe(time.perf_counter() - t0)
-        mirrored.inc(router.mirror.mirrored - before[0])
-        dropped.inc(router.mirror.dropped - before[1])
+        requests.labels(capability, answer.role, "ok").inc()
+        latency.labels(capability, answer.role).observe(seconds)
         return PredictResponse(
             label=answer.label,
             probabilities=answer.probabilities,
-            role=role,
+            role=answer.role,
             package=str(answer.package),
         )
+
+    def answered(route: CapabilityRoute, body: PredictRequest, row: Row) -> PredictResponse:
+        """Route one admitted request: champion, canary cohort, shadow mirror, metrics."""
+        low = (body.risk or ("low" if route.risk_tier is RiskTier.LOW else "high")) == "low"
+        t0 = time.perf_counter()
+        with counted(route.capability):
+            answer = router.predict(
+                route, unit=body.unit, inputs=row, truth=body.label, low_risk=low
+            )
+        return response(route.capability, answer, time.perf_counter() - t0)
 
     @app.post("/v1/{capability}/predict", response_model=PredictResponse, responses=ERROR_ANSWERS)
     def predict(capability: str, body: PredictRequest) -> PredictResponse:
@@ -414,7 +425,7 @@ def create_app(
     )
     def predict_batch(capability: str, body: BatchRequest) -> BatchResponse:
         route = route_of(capability)
-        rows: list[list[float]] = []
+        rows: list[Row] = []
         try:
             if len(body.requests) > max_batch:
                 raise InvalidRequest(
@@ -430,6 +441,12 @@ def create_app(
         except InvalidRequest:
             requests.labels(capability, "champion", "invalid").inc()
             raise
+        if router.batches(route):  # texts, no canary: one call of the champion for all
+            t0 = time.perf_counter()
+            with counted(capability):
+                answers = router.predict_batch(route, rows)
+            share = (time.perf_counter() - t0) / len(rows)
+            return BatchResponse(results=[response(capability, a, share) for a in answers])
         # Each as if sent alone, in order: a fresh route per request, so a canary that
         # one aborts (or a promotion in between) is seen by the next, as for singles.
         return BatchResponse(
@@ -551,7 +568,7 @@ def create_app(
 
         def verify(_: object) -> None:
             served = router.table.routes[capability].champion
-            served.predict([0.0] * served.inputs)
+            served.predict(served.warm_up_row)
 
         ev = lab.rollback(capability, switch=switch, verify=verify, key=release_key)
         return {"seq": ev.seq, "kind": ev.kind, **dict(ev.payload)}

@@ -300,7 +300,7 @@ def rollback(
         verify(previous)
     else:
         served = load_served(RegistryView(supply), previous)
-        served.predict([0.0] * served.inputs)
+        served.predict(served.warm_up_row)
     t_verified = supply.clock.now()
     recovery = Recovery(
         t_onset=t_detect,

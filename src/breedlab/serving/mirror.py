@@ -22,20 +22,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from breedlab.canonical import JsonValue
 from breedlab.digest import Digest
 from breedlab.errors import InvalidRequest
 from breedlab.release.shadow_stats import ShadowPair
 from breedlab.serving.release_logs import EvidenceSink, pair_record
+from breedlab.serving.request_inputs import Row
 from breedlab.serving.served_models import ServedModel
 from breedlab.serving.shadow_process import (
-    JOB,
     READY,
     ModelSpec,
+    frame_bound,
     idle_priority,
     job_frame,
     results_from,
+    text_frame,
 )
 
 __all__ = ["MirrorJob", "ShadowMirror"]
@@ -43,12 +46,13 @@ __all__ = ["MirrorJob", "ShadowMirror"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MirrorJob:
-    """One mirrored request: the models, the run's log, the input and the primary's answer."""
+    """One mirrored request: the models, the run's log, the row (floats, or a text) and
+    the primary's answer."""
 
     shadow: ServedModel
     champion: ServedModel
     log: EvidenceSink
-    inputs: list[float]
+    inputs: Row
     primary: str
     primary_latency_s: float
     capability: str
@@ -65,11 +69,14 @@ class ShadowMirror:
     pickled); at most ``maxsize`` mirrors are outstanding and the pipe is sized to hold
     them all, so a write never waits -- a mirror beyond the bound is dropped and counted
     (DESIGN §11). A collector thread here reads the answers in batches, pairs and writes
-    them. The latencies of a timed pair are the child's thread CPU time, back to back:
-    the primary's own latency was measured under other contention, and would bias the
-    ratio. A shadow process that dies only stops mirroring: its outstanding mirrors, and
-    later ones until it is back, are counted as drops; the next mirror after a backoff
-    (1 s, doubling to 60 s while it keeps dying) starts it again on another thread.
+    them. A text travels as a length-prefixed UTF-8 frame, bounded by 4 bytes per
+    character of its contract's ``max_length`` (the pipe is sized by that bound, and a
+    longer text is never written). The latencies of a timed pair are the child's thread
+    CPU time, back to back: the primary's own latency was measured under other
+    contention, and would bias the ratio. A shadow process that dies only stops
+    mirroring: its outstanding mirrors, and later ones until it is back, are counted as
+    drops; the next mirror after a backoff (1 s, doubling to 60 s while it keeps dying)
+    starts it again on another thread.
     """
 
     def __init__(
@@ -151,10 +158,17 @@ class ShadowMirror:
         order = sorted(models)
         specs: list[ModelSpec] = [
             # A model the server did not load from a package has no budget: 0 refuses it.
-            (str(m.folder or ""), m.family or "", tuple(m.labels), m.inputs, m.max_bytes or 0)
+            (
+                str(m.folder or ""),
+                m.family or "",
+                tuple(m.labels),
+                m.inputs,
+                m.max_bytes or 0,
+                _max_length(m),
+            )
             for m in (models[p] for p in order)
         ]
-        frame = JOB.size + 8 * max(m.inputs for m in models.values())
+        frame = max(frame_bound(m.inputs, _max_length(m)) for m in models.values())
         jobs_r, jobs_w = os.pipe()
         results_r, results_w = os.pipe()
         try:
@@ -336,7 +350,11 @@ class ShadowMirror:
             self._jobs[job_id] = job
             shadow, champion = self._index[target[0]], self._index[target[1]]
         try:
-            frame = job_frame(job_id, shadow, champion, job.inputs)
+            if isinstance(job.inputs, str):
+                bound = _max_length(job.shadow)
+                frame = text_frame(job_id, shadow, champion, job.inputs, bound)
+            else:
+                frame = job_frame(job_id, shadow, champion, job.inputs)
             with self._pipe_lock:
                 if self._jobs_fd is None:
                     raise BrokenPipeError("the shadow process is stopping")
@@ -392,16 +410,40 @@ _MAX_BACKOFF_S = 60.0  # twice as long each time it dies again, up to this
 _STEADY_S = 60.0  # ... unless it had run this long: then the wait starts over
 
 
+def _max_length(model: ServedModel) -> int:
+    """A text model's ``max_length`` in characters; 0 for a model of float rows.
+
+    A text capability's contract always gives one; a text model without it (none the
+    server loads) gets a length of 1, so its frames stay bounded and long texts drop.
+    """
+    if not model.takes_text:
+        return 0
+    return model.schema.max_length or 1
+
+
 def _size_pipe(fd: int, maxsize: int, frame: int) -> int:
     """Grow the pipe to hold ``maxsize`` frames; how many it holds (at least one).
 
     Outstanding mirrors never exceed this many, so the pipe never fills and a write
-    never waits.
+    never waits. A request above the system's ``fs/pipe-max-size`` (1 MiB by default:
+    256 text frames of a 2000-character contract ask for 2 MiB) takes that maximum.
     """
-    with contextlib.suppress(AttributeError, OSError):
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, maxsize * frame)
+    for size in (s for s in (maxsize * frame, _pipe_max_size()) if s > 0):
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+            break
+        except (AttributeError, OSError):
+            continue
     try:
         capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
     except (AttributeError, OSError):
         capacity = 4096  # POSIX guarantees PIPE_BUF (512); Linux gives at least a page
     return max(1, min(maxsize, capacity // frame))
+
+
+def _pipe_max_size() -> int:
+    """The largest pipe an unprivileged process may ask for (0: unknown)."""
+    try:
+        return int(Path("/proc/sys/fs/pipe-max-size").read_text("ascii"))
+    except (OSError, ValueError):
+        return 0

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
     from breedlab.registry.capability import Contract
 
-__all__ = ["InputSchema", "RequestInputs"]
+__all__ = ["InputSchema", "RequestInputs", "Row"]
 
 #: ``inputs`` as JSON gives it: numbers by position, numbers by feature name, or a text.
 RequestInputs = Sequence[float] | Mapping[str, object] | str
+#: One request's row as a model takes it: floats in contract order, or one text.
+Row = Sequence[float] | str
 
 #: How many names an error lists before "...".
 _NAMED = 5
@@ -104,6 +106,12 @@ class InputSchema:
             raise InvalidRequest("inputs: this capability takes one text (a JSON string)")
         if not inputs.strip():
             raise InvalidRequest("inputs: the text is empty")
+        try:
+            inputs.encode("utf-8")  # JSON may carry a lone surrogate ("\\ud800"): no text
+        except UnicodeEncodeError as e:
+            raise InvalidRequest(
+                f"inputs: the text is not valid Unicode (a lone surrogate at {e.start})"
+            ) from None
         if self.max_length is not None and len(inputs) > self.max_length:
             raise InvalidRequest(
                 f"inputs: the text holds {len(inputs)} characters, more than the "
@@ -144,6 +152,8 @@ class InputSchema:
         """
         import numpy as np
 
+        if self.type is InputType.TEXT:
+            raise InvalidRequest("inputs: this capability takes one text (a JSON string)")
         if len(row) != self.size:
             raise InvalidRequest(f"inputs must hold {self.size} numbers (got {len(row)})")
         with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused next

@@ -15,7 +15,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypedDict
@@ -31,6 +31,7 @@ from breedlab.release.shadow_stats import ShadowPair
 from breedlab.serving.canary_run import CanaryRun
 from breedlab.serving.mirror import MirrorJob, ShadowMirror
 from breedlab.serving.release_logs import EvidenceSink
+from breedlab.serving.request_inputs import Row
 from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.serving.supplier import ReleaseRecorder, Supplier
 
@@ -313,20 +314,21 @@ class Router:
 
     # -- answering ------------------------------------------------------------------------
 
-    def _answer(
-        self, model: ServedModel, inputs: list[float], role: str
-    ) -> tuple[str, list[float]]:
+    def _answer(self, model: ServedModel, inputs: Row, role: str) -> tuple[str, list[float]]:
+        self._inject(role)
+        return model.predict(inputs)
+
+    def _inject(self, role: str) -> None:
         rate = self.faults.get(role, 0.0)
         if rate and self._rng.random() < rate:
             raise LabError(f"injected fault in the {role} (drill)")
-        return model.predict(inputs)
 
     def predict(
         self,
         route: CapabilityRoute,
         *,
         unit: str,
-        inputs: list[float],
+        inputs: Row,
         truth: str | None,
         low_risk: bool,
     ) -> Answer:
@@ -348,6 +350,62 @@ class Router:
         label, probs = self._answer(route.champion, inputs, "champion")
         latency = max(time.perf_counter() - t0, 1e-9)
         cpu = max(time.thread_time() - c0, 1e-9)
+        self._mirror(route, inputs, label, cpu)
+        return Answer(
+            label=label,
+            probabilities=probs,
+            role="champion",
+            package=route.champion.package,
+            latency_s=latency,
+        )
+
+    @staticmethod
+    def batches(route: CapabilityRoute) -> bool:
+        """Whether :meth:`predict_batch` may answer a batch of ``route`` in one call.
+
+        Only a text champion with no canary running: a canary routes each unit by its
+        cohort (and one request may abort it for the next), so each is routed alone; and
+        a float row costs too little to gain from it, so a batch of them answers as its
+        singles do, bit for bit (one forward pass of many texts pads them to one length,
+        which moves probabilities in their last digits only).
+        """
+        return route.champion.takes_text and route.canary_run is None
+
+    def predict_batch(self, route: CapabilityRoute, rows: Sequence[Row]) -> list[Answer]:
+        """Answer ``rows`` with one call of the champion (issue 12: ``predict:batch``);
+        mirror each to the shadow as :meth:`predict` does. Each answer's latency is the
+        batch's share.
+
+        Raises:
+            InvalidRequest: a row does not answer the contract (none is answered), or
+                the route may not be batched (:meth:`batches`).
+            LabError: an injected champion fault (drills), for the whole batch.
+        """
+        if not self.batches(route):
+            raise InvalidRequest(f"{route.capability}: this route answers each request alone")
+        for row in rows:  # every row checked before any model sees one
+            route.champion.check(row)
+        for _ in rows:
+            self._inject("champion")
+        t0, c0 = time.perf_counter(), time.thread_time()
+        answers = route.champion.predict_many(rows)
+        latency = max(time.perf_counter() - t0, 1e-9) / max(len(rows), 1)
+        cpu = max(time.thread_time() - c0, 1e-9) / max(len(rows), 1)
+        for row, (label, _) in zip(rows, answers, strict=True):
+            self._mirror(route, row, label, cpu)
+        return [
+            Answer(
+                label=label,
+                probabilities=probs,
+                role="champion",
+                package=route.champion.package,
+                latency_s=latency,
+            )
+            for label, probs in answers
+        ]
+
+    def _mirror(self, route: CapabilityRoute, row: Row, label: str, cpu: float) -> None:
+        """Send a sampled share of the champion's answers to the shadow (never waits)."""
         if (
             route.shadow is not None
             and route.shadow_log is not None
@@ -358,19 +416,12 @@ class Router:
                     shadow=route.shadow,
                     champion=route.champion,
                     log=route.shadow_log,
-                    inputs=inputs,
+                    inputs=row,
                     primary=label,
                     primary_latency_s=cpu,
                     capability=route.capability,
                 )
             )
-        return Answer(
-            label=label,
-            probabilities=probs,
-            role="champion",
-            package=route.champion.package,
-            latency_s=latency,
-        )
 
     def _canary(
         self,
@@ -378,7 +429,7 @@ class Router:
         run: CanaryRun,
         canary: ServedModel,
         unit: str,
-        inputs: list[float],
+        inputs: Row,
         truth: str | None,
     ) -> Answer:
         def run_canary() -> tuple[str | None, list[float], float]:
@@ -440,7 +491,7 @@ class Router:
         if event is not None:
             self.events.append({"kind": event.kind, "seq": event.seq})
 
-    def _abort(self, route: CapabilityRoute, run: CanaryRun, inputs: list[float]) -> None:
+    def _abort(self, route: CapabilityRoute, run: CanaryRun, inputs: Row) -> None:
         """seed, stage 3: canary abort is automatic -- switch, verify, record."""
         t_detect = self.supply.clock.now()
 
