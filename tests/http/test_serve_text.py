@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from breedlab.errors import InvalidRequest
 from breedlab.families import load_model
 from breedlab.http import create_app
 from breedlab.lab import Lab
@@ -217,3 +218,22 @@ def test_a_canary_between_two_text_models_routes_by_cohort_and_records_both_answ
             record = observed[f"unit-{i}"]
             assert record["canary"] == references["canary"][i][0], t
             assert record["champion"] == references["champion"][i][0], t
+
+
+def test_an_offline_replay_of_a_text_request_log_pairs_every_text(
+    served: Served, tmp_path: Path
+) -> None:
+    lab, ids, folders, _ = served
+    log = tmp_path / "requests.jsonl"
+    log.write_text("".join(json.dumps({"unit": "u", "inputs": t}) + "\n" for t in TEXTS))
+    _, replayed = controller.replay_shadow(lab.supply, "notes", log, ref=ids["head"])
+    assert replayed.agreement is not None and replayed.agreement.trials == len(TEXTS)
+    # The agreement counted is the two models' own: labels compared text by text.
+    champion = _reference(folders["champion"], list(TEXTS))
+    head = _reference(folders["head"], list(TEXTS))
+    same = sum(a == b for (a, _), (b, _) in zip(champion, head, strict=True))
+    assert replayed.agreement.successes == same
+    # A line that is not a text for this capability names the file and line.
+    log.write_text(json.dumps({"unit": "u", "inputs": [1.0, 2.0]}) + "\n")
+    with pytest.raises(InvalidRequest, match=r"requests\.jsonl:1: "):
+        controller.replay_shadow(lab.supply, "notes", log, ref=ids["head"])

@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +63,7 @@ from breedlab.release.state import (
 )
 from breedlab.serving.canary_run import CanaryRun
 from breedlab.serving.release_logs import shadow_pairs
+from breedlab.serving.request_inputs import Row
 from breedlab.serving.served_models import ServedModel, load_served
 from breedlab.signing.keys import KeyPair
 from breedlab.supply import aliases
@@ -379,14 +380,18 @@ def replay_shadow(
         if not line.strip():
             continue
         try:
-            inputs = [float(v) for v in json.loads(line)["inputs"]]
+            inputs = json.loads(line)["inputs"]
         except (ValueError, KeyError, TypeError) as e:
             raise InvalidRequest(f"{log}:{n}: not a request with 'inputs' ({e})") from e
-        pairs.append(_run_pair(primary, shadow, inputs))
+        try:  # as serve reads it: numbers, named features or a text, by the contract
+            row = primary.row(inputs)
+        except InvalidRequest as e:
+            raise InvalidRequest(f"{log}:{n}: {e.message}") from e
+        pairs.append(_run_pair(primary, shadow, row))
     return challenger, summarise_shadow(pairs, seed=seed, resamples=2000)
 
 
-def _timed(model: ServedModel, inputs: Sequence[float]) -> tuple[str | None, float]:
+def _timed(model: ServedModel, inputs: Row) -> tuple[str | None, float]:
     t0 = time.perf_counter()
     try:
         label: str | None = model.predict(inputs)[0]
@@ -395,7 +400,7 @@ def _timed(model: ServedModel, inputs: Sequence[float]) -> tuple[str | None, flo
     return label, max(time.perf_counter() - t0, 1e-9)
 
 
-def _run_pair(primary: ServedModel, shadow: ServedModel, inputs: Sequence[float]) -> ShadowPair:
+def _run_pair(primary: ServedModel, shadow: ServedModel, inputs: Row) -> ShadowPair:
     a, ta = _timed(primary, inputs)
     b, tb = _timed(shadow, inputs)
     return ShadowPair(
