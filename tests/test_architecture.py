@@ -22,7 +22,7 @@ LAYERS = {
     "rows": 2, "splits": 2,
     "factory": 3, "evaluator": 3, "viability": 3, "release": 3, "routing": 3, "report": 3,
     "sandbox": 4, "authority": 4,
-    "supply": 5, "serving": 6, "lab": 7, "http": 8, "demo": 9, "cli": 10,
+    "supply": 5, "serving": 6, "lab": 7, "http": 8, "demo": 9, "demo_reviews": 8.5, "cli": 10,
 }  # fmt: skip
 
 

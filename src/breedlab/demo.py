@@ -15,6 +15,9 @@ and promotion, a rollback with its measured recovery, and the v1 exit criteria. 
 about the outcome is scripted: the round may pick a winner or archive everything, and the
 tour reports what happened (without a winner, the best archived candidate is shadowed and
 its promotion is refused; promotion and rollback are shown with a hand-approved model).
+Last, unless ``quick``, the same for the built-in text capability ``reviews`` at CI size
+(``breedlab.demo_reviews``): MiniLM champion, text suite, a round of real text operators,
+``serve`` answering a review.
 
 Each step is reported through a callback so the CLI can render it.
 """
@@ -54,14 +57,21 @@ class DemoSummary:
     decision_seq: int
     report: str
     round: Mapping[str, JsonValue]
+    reviews_round: Mapping[str, JsonValue] | None  # None: --quick
     events: int
     steps: int
 
 
 def run_demo(
-    path: Path, report: Callable[[Step], None], *, seed: int = 0, workers: int = 2
+    path: Path,
+    report: Callable[[Step], None],
+    *,
+    seed: int = 0,
+    workers: int = 2,
+    quick: bool = False,
 ) -> DemoSummary:
-    """Run the tour in a fresh lab at ``path``; ``report`` receives each step."""
+    """Run the tour in a fresh lab at ``path``; ``report`` receives each step. Then,
+    unless ``quick``, the built-in text capability at CI size (``demo_reviews``)."""
     steps = 0
 
     def say(title: str, detail: str, command: str) -> None:
@@ -206,6 +216,11 @@ def run_demo(
         if not rebuilt.match:
             raise LabError("the champion could not be reconstructed")
         _release_tour(lab, result.winner, candidates, say)
+        reviews = None
+        if not quick:
+            from breedlab.demo_reviews import reviews_tour
+
+            reviews = reviews_tour(lab, say, progress, seed=seed, workers=workers).round.record
         events = len(lab.events())
     return DemoSummary(
         lab=path,
@@ -214,6 +229,7 @@ def run_demo(
         decision_seq=result.decision_seq,
         report=str(result.report),
         round=record,
+        reviews_round=reviews,
         events=events,
         steps=steps,
     )

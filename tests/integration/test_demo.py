@@ -21,7 +21,9 @@ def test_the_demo_tour_finishes_and_leaves_a_lab_that_verifies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     steps: list[Step] = []
-    run_demo(tmp_path / "demo-lab", steps.append)
+    # --quick: the reviews half is tests/integration/test_reviews_round.py, which runs the
+    # same demo_reviews.reviews_tour on its own lab (one MiniLM round in the suite, not two).
+    run_demo(tmp_path / "demo-lab", steps.append, quick=True)
     titles = [s.title for s in steps]
     assert {"canary abort", "promote", "rollback"} <= set(titles), titles
     criteria = [s.detail for s in steps if s.title == "exit criteria"]

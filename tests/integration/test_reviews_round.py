@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from breedlab.demo_reviews import REVIEW, ReviewsTour, reviews_tour
 from breedlab.digest import Digest
 from breedlab.families import load_model
 from breedlab.lab import Lab
@@ -32,22 +33,25 @@ ROUND_LABELS = {
 
 
 @pytest.fixture(scope="module")
-def reviews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Bootstrap]]:
+def tour(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, ReviewsTour]]:
+    """What ``breedlab demo`` runs after digits: bootstrap, failures, round, serve."""
+    steps: list[tuple[str, str, str]] = []
     with Lab.init(tmp_path_factory.mktemp("reviews") / "lab") as lab:
         for name, role in (("alice", "model"), ("erin", "evaluation"), ("pat", "production")):
             lab.generate_key(name, role)
-        boot = lab.bootstrap_reviews(
-            model_key="alice", evaluation_key="erin", production_key="pat", size="ci", workers=2
-        )
-        yield lab, boot
+        done = reviews_tour(lab, lambda *step: steps.append(step), lambda _m: None, workers=2)
+        assert [s[0] for s in steps] == ["reviews", "failures", "round", "serve text"]
+        yield lab, done
 
 
 @pytest.fixture(scope="module")
-def bred(reviews: tuple[Lab, Bootstrap]) -> RoundResult:
-    lab, _ = reviews
-    clusters = lab.failures("reviews", workers=2)
-    assert clusters, "the MiniLM champion makes errors on dev: there is a cluster to target"
-    return lab.run_round("reviews", failure_cluster=str(clusters[0].id), workers=2)
+def reviews(tour: tuple[Lab, ReviewsTour]) -> tuple[Lab, Bootstrap]:
+    return tour[0], tour[1].boot
+
+
+@pytest.fixture(scope="module")
+def bred(tour: tuple[Lab, ReviewsTour]) -> RoundResult:
+    return tour[1].round
 
 
 def test_the_champion_is_a_head_trained_on_minilm_in_the_sandbox(
@@ -138,7 +142,7 @@ def test_serve_answers_a_review_as_the_champion_model_does(
 
     lab, boot = reviews
     folder = lab.workspace.materialise(boot.champion, lab.manifest(boot.champion))
-    texts = ["a gorgeous, moving film", "a dull, lifeless mess", "Funny? Not once."]
+    texts = [REVIEW, "a dull, lifeless mess", "Funny? Not once."]
     expected = load_model(folder, "transformers").predict_proba(texts)
     labels = ("rotten", "fresh")
     with serving(create_app(lab, token="t")) as url, client(url) as c:

@@ -49,11 +49,16 @@ def init(
 def demo(
     path: Annotated[Path, typer.Argument(help="A new folder for the demo lab.")] = Path("demo-lab"),
     workers: Annotated[int, typer.Option("--workers", help="Parallel sandbox jobs.")] = 2,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="digits only (skip the reviews text round).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Run the guided tour in a fresh lab: keys, the digits capability, a trained champion,
     failure clusters, one full breeding round, the decision explained, verification, then
-    shadow, canary (a faulty one aborted automatically), promotion, rollback, exit criteria."""
+    shadow, canary (a faulty one aborted automatically), promotion, rollback, exit criteria;
+    then (unless --quick) the reviews text capability: MiniLM champion, a round of real
+    text operators at CI size, serve answering a review."""
     started = time.monotonic()
 
     from breedlab.demo import Step, run_demo
@@ -69,7 +74,7 @@ def demo(
         )
         console.print(styled(f"{'':>14}  ", ("dim", f"$ {step.command}")), soft_wrap=True)
 
-    summary = run_demo(path, show, workers=workers)
+    summary = run_demo(path, show, workers=workers, quick=quick)
     elapsed = time.monotonic() - started
     if json_out:
         print_json(
@@ -81,6 +86,9 @@ def demo(
                 "report": summary.report,
                 "events": summary.events,
                 "steps": summary.steps,
+                "reviews_winner": None
+                if summary.reviews_round is None
+                else summary.reviews_round.get("winner"),
                 "seconds": round(elapsed, 1),
             }
         )
