@@ -160,3 +160,13 @@ def test_serve_answers_a_review_as_the_champion_model_does(
         assert r.json()["probabilities"] == pytest.approx(list(probs), rel=1e-6, abs=1e-9)
     assert batch.status_code == 200, batch.text
     assert [a["label"] for a in batch.json()["results"]] == [r.json()["label"] for r in answers]
+
+
+def test_the_champion_is_reconstructed_from_minilm_and_the_splits(
+    reviews: tuple[Lab, Bootstrap], bred: RoundResult
+) -> None:
+    # The head fit has no randomness (L-BFGS from zeros), so re-running it in a fresh
+    # sandbox from the recorded recipe gives the same bytes, hence the same package id.
+    lab, boot = reviews
+    rebuilt = lab.reconstruct(str(boot.champion), workers=2)
+    assert rebuilt.match and len(rebuilt.replayed) == 1

@@ -129,6 +129,7 @@ def test_the_shadow_process_refuses_a_model_over_the_budget_it_is_given(
             [str(i) for i in range(10)],
             64,
             1 << 20,
+            0,  # max_length: float rows, not texts
         ]
         for pid in (wide, narrow)
     ]
